@@ -1,0 +1,40 @@
+"""Closed vocabularies used across floors."""
+
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    CATALOG = "catalog"
+    PRICES = "prices"
+    SCAN = "scan"
+    SELECTION = "selection"
+    REGIME = "regime"
+    ESTIMATION = "estimation"
+    TOURNAMENT = "tournament"
+    BACKTEST = "backtest"
+    AUDIT = "audit"
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)
+
+
+class Profile(StrEnum):
+    MIN_VARIANCE = "min_variance"
+    MAX_SHARPE = "max_sharpe"
+    HRP = "hrp"
+    EQUAL_WEIGHT = "equal_weight"
+
+
+class RegimeLabel(StrEnum):
+    QUIET = "QUIET"
+    NORMAL = "NORMAL"
+    TURBULENT = "TURBULENT"
+    CRISIS = "CRISIS"
+
+
+class Quadrant(StrEnum):
+    EXPANSION = "EXPANSION"
+    INFLATIONARY_TREND = "INFLATIONARY_TREND"
+    STAGNATION = "STAGNATION"
+    CRISIS = "CRISIS"
+    NORMAL = "NORMAL"

@@ -1,0 +1,25 @@
+"""Typed errors. Each message is one line that names the thing at fault and what to do."""
+
+
+class TvquantError(Exception):
+    """Base class for every error tvquant raises on purpose."""
+
+
+class ManifestError(TvquantError):
+    """A manifest file is missing, unreadable or invalid."""
+
+
+class SourceError(TvquantError):
+    """A data source cannot serve what was asked."""
+
+
+class LakeError(TvquantError):
+    """The lake is missing a partition or holds an unreadable file."""
+
+
+class EngineError(TvquantError):
+    """An optimization engine failed to produce weights."""
+
+
+class LedgerError(TvquantError):
+    """The audit ledger is broken or cannot be appended to."""

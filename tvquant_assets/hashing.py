@@ -1,0 +1,102 @@
+"""Deterministic content hashes.
+
+``df_hash`` canonical form (documented in docs/architecture.md):
+1. columns sorted by name (as strings);
+2. the index reset into columns named ``__index__<level>`` (rows keep their order: order is content);
+3. a header of ``name:dtype`` for every column, then each column's values: numbers as little-endian
+   float64/int64 bytes (``-0.0`` folded to ``0.0``, every NaN to one pattern), datetimes as int64
+   nanoseconds, booleans as bytes, everything else as UTF-8 of ``str(value)`` with a length prefix;
+4. SHA-256 over all of it, hex.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+def _column_bytes(values: pd.Series) -> bytes:
+    kind = values.dtype.kind
+    if kind in "fi" and not isinstance(values.dtype, pd.CategoricalDtype):
+        arr = values.to_numpy(dtype="float64", na_value=np.nan).copy()
+        arr[arr == 0.0] = 0.0  # fold -0.0
+        arr[np.isnan(arr)] = np.nan  # one NaN bit pattern
+        return arr.astype("<f8").tobytes()
+    if kind == "u":
+        return values.to_numpy(dtype="<u8").tobytes()
+    if kind == "b":
+        return values.to_numpy(dtype="bool").tobytes()
+    if kind == "M":
+        ns = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
+        return ns.astype("datetime64[ns]").to_numpy().view("<i8").tobytes()
+    parts = []
+    for v in values.tolist():
+        s = "\x00NA" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+        b = s.encode("utf-8")
+        parts.append(len(b).to_bytes(8, "little") + b)
+    return b"".join(parts)
+
+
+def df_hash(df: pd.DataFrame) -> str:
+    """Content hash of a frame, independent of column order and of storage round trips."""
+    frame = df.copy()
+    names = [f"__index__{i}" for i in range(frame.index.nlevels)]
+    frame.index = frame.index.set_names(names)
+    frame = frame.reset_index()
+    frame.columns = [str(c) for c in frame.columns]
+    h = hashlib.sha256()
+    h.update(f"rows={len(frame)};".encode())
+    for col in sorted(frame.columns):
+        series = frame[col]
+        h.update(f"{col}:{_dtype_family(series)};".encode())
+        h.update(_column_bytes(series))
+    return h.hexdigest()
+
+
+def _dtype_family(series: pd.Series) -> str:
+    kind = series.dtype.kind
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return "str"
+    return {"f": "num", "i": "num", "u": "uint", "b": "bool", "M": "datetime"}.get(kind, "str")
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (pd.Timestamp,)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON-serializable for hashing: {type(obj).__name__}")
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON: sorted keys, no whitespace, UTF-8, NaN refused."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False, default=_default)
+
+
+def obj_hash(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of ``obj``."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def file_hash(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes, or None when it does not exist."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def combine(hashes: Mapping[str, str]) -> str:
+    """One hash over named hashes (order-independent)."""
+    return obj_hash(dict(hashes))

@@ -1,0 +1,134 @@
+"""Load and validate manifests; every problem becomes one readable line."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from tvquant_assets.errors import ManifestError
+from tvquant_assets.hashing import obj_hash
+from tvquant_assets.manifest.schema import Manifest
+
+MANIFEST_DIR_ENV = "TVQUANT_MANIFESTS"
+
+
+def default_manifest_dir() -> Path:
+    import os
+
+    env = os.environ.get(MANIFEST_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "manifests"
+
+
+def _allowed(err: dict) -> str:
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        return f" (allowed: {ctx['expected']})"
+    if "pattern" in ctx:
+        return f" (allowed: text matching {ctx['pattern']})"
+    return ""
+
+
+def _location(loc: tuple) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in ("bundled", "synthetic") and parts and parts[-1].startswith("source"):
+            continue  # discriminated-union tag adds nothing for the reader
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(path: Path | str, exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = _location(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or fix its spelling"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"{path}: {loc}: {msg}{_allowed(err)}")
+    return lines
+
+
+def parse_manifest(text: str, path: Path | str = "<string>") -> Manifest:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "somewhere"
+        raise ManifestError(f"{path}: not valid YAML at {where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: (top level): must be a mapping of fields, got {type(raw).__name__}")
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ManifestError("\n".join(format_validation_error(path, exc))) from None
+    _check_engines(manifest, path)
+    return manifest
+
+
+def _check_engines(manifest: Manifest, path: Path | str) -> None:
+    from tvquant_assets.core.engines import ENGINE_PROFILES
+
+    problems = []
+    for i, cand in enumerate(manifest.tournament.candidates):
+        if cand.engine not in ENGINE_PROFILES:
+            problems.append(
+                f"{path}: tournament.candidates[{i}].engine: unknown engine {cand.engine!r} "
+                f"(allowed: {', '.join(sorted(ENGINE_PROFILES))})"
+            )
+        elif cand.profile.value not in ENGINE_PROFILES[cand.engine]:
+            problems.append(
+                f"{path}: tournament.candidates[{i}].profile: engine {cand.engine!r} does not support "
+                f"{cand.profile.value!r} (allowed: {', '.join(ENGINE_PROFILES[cand.engine])})"
+            )
+    if problems:
+        raise ManifestError("\n".join(problems))
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    """Read one manifest file; raises ManifestError with one line per problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise ManifestError(f"{p}: no such manifest file; list them with 'tvquant manifests list'")
+    manifest = parse_manifest(p.read_text(encoding="utf-8"), p)
+    if manifest.name != p.stem:
+        raise ManifestError(f"{p}: name: {manifest.name!r} must equal the file name without .yaml ({p.stem!r})")
+    return manifest
+
+
+def resolve_manifest(name_or_path: str | Path) -> tuple[Path, Manifest]:
+    """Accept a path, or a bare name looked up in the manifests directory."""
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        p = default_manifest_dir() / f"{name_or_path}.yaml"
+    return p, load_manifest(p)
+
+
+def discover_manifests(directory: Path | str | None = None) -> list[Path]:
+    d = Path(directory) if directory else default_manifest_dir()
+    return sorted([*d.glob("*.yaml"), *d.glob("*.yml")])
+
+
+def validate_files(paths: typing.Iterable[Path | str]) -> list[str]:
+    """Every problem across the files, one line each (empty when all are valid)."""
+    problems: list[str] = []
+    for path in paths:
+        try:
+            load_manifest(path)
+        except ManifestError as exc:
+            problems.extend(str(exc).splitlines())
+    return problems
+
+
+def manifest_hash(manifest: Manifest) -> str:
+    """Stable content hash of the normalized manifest (defaults filled, formatting irrelevant)."""
+    return obj_hash(manifest.model_dump(mode="json"))

@@ -1,0 +1,208 @@
+"""The manifest schema: one YAML file = one pipeline instance. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tvquant_assets.enums import Profile, Quadrant, RegimeLabel
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BundledSourceConfig(Strict):
+    """skfolio's S&P 500 daily adjusted closes (20 stocks, 1990-2022), shipped with the package."""
+
+    kind: Literal["bundled"] = "bundled"
+    dataset: Literal["sp500"] = "sp500"
+
+
+class SyntheticSourceConfig(Strict):
+    """Seeded regime-switching factor model with OHLCV, volume and sectors. Clearly synthetic."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    n_symbols: int = Field(50, ge=2, le=10_000)
+    start: dt.date = dt.date(2015, 1, 1)
+    end: dt.date = dt.date(2020, 12, 31)
+    seed: int = 7
+    n_sectors: int = Field(6, ge=1, le=50)
+
+
+SourceConfig = BundledSourceConfig | SyntheticSourceConfig
+
+
+class UniverseConfig(Strict):
+    """Scan filters, computed point in time from the price lake."""
+
+    symbols: list[str] | None = Field(None, description="Restrict to these symbols (default: all the source has).")
+    min_history_days: int = Field(252, ge=1, description="Bars of history required before a symbol is eligible.")
+    min_price: float = Field(1.0, ge=0.0, description="Last close must be at least this.")
+    min_value_traded: float | None = Field(
+        None, ge=0.0, description="20-day mean of close x volume; skipped (and recorded) if the source has no volume."
+    )
+    max_volatility: float | None = Field(None, gt=0.0, description="Annualized 20-day volatility cap.")
+    max_stale_days: int = Field(5, ge=0, description="A symbol with no bar for more than this many days is inactive.")
+
+
+class LinkageConfig(Strict):
+    """The one hierarchical-clustering configuration shared by selection and the hierarchical engines."""
+
+    method: Literal["ward", "average", "complete", "single"] = "ward"
+    max_clusters: int = Field(5, ge=1)
+    distance_threshold: float | None = Field(
+        None, gt=0.0, description="Cut height; when set it wins over max_clusters."
+    )
+
+
+class SelectionConfig(Strict):
+    momentum_lookback: int = Field(252, ge=5)
+    momentum_skip: int = Field(21, ge=0)
+    correlation_lookback: int = Field(252, ge=20)
+    min_momentum_percentile: float = Field(0.0, ge=0.0, le=1.0)
+    top_n_per_cluster: int = Field(2, ge=1)
+    max_symbols: int = Field(12, ge=1)
+    linkage: LinkageConfig = LinkageConfig()
+
+
+class RegimeThresholds(Strict):
+    quiet: float = Field(0.75, gt=0.0, description="vol ratio below this is QUIET")
+    turbulent: float = Field(1.25, gt=0.0, description="vol ratio at or above this is TURBULENT")
+    crisis: float = Field(1.75, gt=0.0, description="vol ratio at or above this is CRISIS")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegimeThresholds:
+        if not self.quiet < self.turbulent < self.crisis:
+            raise ValueError("thresholds must satisfy quiet < turbulent < crisis")
+        return self
+
+
+class RegimeConfig(Strict):
+    short_window: int = Field(21, ge=5)
+    long_window: int = Field(252, ge=20)
+    growth_window: int = Field(126, ge=5)
+    stress_vol: float = Field(0.25, gt=0.0, description="annualized short-window vol at or above which stress is high")
+    neutral_growth: float = Field(0.02, ge=0.0, description="|trailing return| below this counts as no growth signal")
+    thresholds: RegimeThresholds = RegimeThresholds()
+
+    @model_validator(mode="after")
+    def _windows(self) -> RegimeConfig:
+        if self.short_window >= self.long_window:
+            raise ValueError("short_window must be smaller than long_window")
+        return self
+
+
+class EstimationConfig(Strict):
+    lookback: int = Field(252, ge=20)
+    covariance: Literal["ledoit_wolf", "sample"] = "ledoit_wolf"
+    expected_returns: Literal["historical"] = "historical"
+    periods_per_year: int = Field(252, ge=1)
+
+
+class Candidate(Strict):
+    engine: str = Field(..., description="A registered engine name (see tvquant_assets.core.engines).")
+    profile: Profile
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}/{self.profile.value}"
+
+
+class Constraints(Strict):
+    long_only: Literal[True] = True
+    max_weight: float = Field(0.35, gt=0.0, le=1.0)
+
+
+class TournamentConfig(Strict):
+    candidates: list[Candidate] = Field(
+        default_factory=lambda: [
+            Candidate(engine="custom", profile=Profile.MIN_VARIANCE),
+            Candidate(engine="custom", profile=Profile.MAX_SHARPE),
+            Candidate(engine="skfolio", profile=Profile.HRP),
+            Candidate(engine="custom", profile=Profile.EQUAL_WEIGHT),
+        ],
+        min_length=1,
+    )
+    constraints: Constraints = Constraints()
+    risk_free_rate: float = Field(0.0, description="annual")
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique(cls, v: list[Candidate]) -> list[Candidate]:
+        names = [c.name for c in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate candidates: {', '.join(dup)}")
+        return v
+
+
+class RebalanceConfig(Strict):
+    rule: Literal["monthly", "weekly", "every_k_days"] = "monthly"
+    every_k_days: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _k(self) -> RebalanceConfig:
+        if self.rule == "every_k_days" and self.every_k_days is None:
+            raise ValueError("rule every_k_days needs every_k_days")
+        return self
+
+
+class CostConfig(Strict):
+    commission_bps: float = Field(1.0, ge=0.0)
+    slippage_bps: float = Field(5.0, ge=0.0)
+
+    @property
+    def rate(self) -> float:
+        return (self.commission_bps + self.slippage_bps) / 1e4
+
+
+class BacktestConfig(Strict):
+    start: dt.date | None = Field(None, description="First day of the walk-forward (default: the partition start).")
+    costs: CostConfig = CostConfig()
+    periods_per_year: int = Field(252, ge=1)
+
+
+class RegimePreset(Strict):
+    """Overrides applied downstream while the regime (or quadrant) is active."""
+
+    max_weight: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class Manifest(Strict):
+    name: str = Field(..., pattern=NAME_PATTERN, description="Lake folder and asset key prefix.")
+    description: str = ""
+    source: SourceConfig = Field(default_factory=BundledSourceConfig, discriminator="kind")
+    calendar: Literal["weekdays", "daily"] = "weekdays"
+    start: dt.date = Field(..., description="First partition date.")
+    universe: UniverseConfig = UniverseConfig()
+    selection: SelectionConfig = SelectionConfig()
+    regime: RegimeConfig = RegimeConfig()
+    estimation: EstimationConfig = EstimationConfig()
+    tournament: TournamentConfig = TournamentConfig()
+    rebalance: RebalanceConfig = RebalanceConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    regime_presets: dict[RegimeLabel | Quadrant, RegimePreset] = Field(default_factory=dict)
+
+    @field_validator("universe")
+    @classmethod
+    def _symbols(cls, v: UniverseConfig) -> UniverseConfig:
+        for s in v.symbols or []:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,40}", s):
+                raise ValueError(f"symbol {s!r} has characters other than letters, digits, '.', '_', ':', '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _backtest_start(self) -> Manifest:
+        if self.backtest.start is not None and self.backtest.start < self.start:
+            raise ValueError(f"backtest.start {self.backtest.start} is before start {self.start}")
+        return self
+
+    @property
+    def backtest_start(self) -> dt.date:
+        return self.backtest.start or self.start
