@@ -7,6 +7,7 @@
    float64/int64 bytes (``-0.0`` folded to ``0.0``, every NaN to one pattern), datetimes as int64
    nanoseconds, booleans as bytes, everything else as UTF-8 of ``str(value)`` with a length prefix;
 4. SHA-256 over all of it, hex.
+Columns whose name ends in ``_ms`` hold wall-clock timings (measurements, not content) and are left out.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _column_bytes(values: pd.Series) -> bytes:
 
 def df_hash(df: pd.DataFrame) -> str:
     """Content hash of a frame, independent of column order and of storage round trips."""
-    frame = df.copy()
+    frame = df.drop(columns=[c for c in df.columns if str(c).endswith("_ms")])
     names = [f"__index__{i}" for i in range(frame.index.nlevels)]
     frame.index = frame.index.set_names(names)
     frame = frame.reset_index()

@@ -1,0 +1,104 @@
+"""Vectorized close-to-close portfolio simulator (plain numpy).
+
+Conventions (shared by every simulator, see FACTS.md "cash mode"):
+
+* ``returns[t]`` is the simple return of day ``t`` over day ``t-1``; it accrues on the weights held
+  after day ``t-1``'s close trades, drifted by the returns in between.
+* A target row trades at day ``t``'s close. Targets are sized on the pre-trade value ``V_t``; the cost
+  ``cost_rate * sum|target - drifted| * V_t`` is paid from cash, so the post-trade value is
+  ``V_t (1 - c_t)`` and the stored post-trade weights are ``target / (1 - c_t)`` (cash absorbs the cost).
+* Cash ``1 - sum(weights)`` earns 0; before the first target the book is all cash.
+
+Turnover is ``sum_i |target_i - drifted_i|``: traded notional over pre-trade value, every traded dollar
+counted once (buys plus sells). Moving the whole book from A to B is 2.0; the half-sum convention
+("one-sided" buys-or-sells turnover) would report 1.0. Costs are ``cost_rate * turnover``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Per-day output of a simulation; all fractions are of the portfolio value.
+
+    Attributes
+    ----------
+    returns : ndarray (T,)
+        Net daily portfolio return (after costs paid at that day's close).
+    weights : ndarray (T, N)
+        Weights after that day's close trades (drifted weights on days without a trade).
+    turnover : ndarray (T,)
+        ``sum |target - drifted|`` on rebalance days, 0 elsewhere.
+    costs : ndarray (T,)
+        Cost paid at that day's close as a fraction of the pre-trade value.
+    """
+
+    returns: np.ndarray
+    weights: np.ndarray
+    turnover: np.ndarray
+    costs: np.ndarray
+
+
+def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimResult:
+    """Simulate close-to-close trading of target weights with drift between rebalances.
+
+    Parameters
+    ----------
+    returns : ndarray (T, N)
+        Simple daily returns; NaN counts as 0 (a held name without a price keeps its value).
+    targets : ndarray (T, N)
+        Target weights traded at that day's close. An all-NaN row means no trade; in any other row
+        NaN means 0.
+    cost_rate : float
+        Cost per unit of traded notional (e.g. 6 bps = 0.0006).
+
+    Returns
+    -------
+    SimResult
+    """
+    r = np.asarray(returns, dtype=float)
+    tg = np.asarray(targets, dtype=float)
+    if r.ndim != 2 or r.shape != tg.shape:
+        raise ValueError(f"returns {r.shape} and targets {tg.shape} must be 2-D arrays of one shape")
+    if not (np.isfinite(cost_rate) and cost_rate >= 0.0):
+        raise ValueError(f"cost_rate {cost_rate!r} must be a finite number >= 0")
+    T, N = r.shape
+    growth = 1.0 + np.nan_to_num(r, nan=0.0)
+
+    out_ret = np.zeros(T)
+    out_w = np.zeros((T, N))
+    out_to = np.zeros(T)
+    out_c = np.zeros(T)
+
+    rebal = np.flatnonzero(~np.isnan(tg).all(axis=1))
+    drifted = np.zeros(N)  # pre-trade weights at the current rebalance close (all cash before the first)
+    for k, s in enumerate(rebal):
+        target = np.nan_to_num(tg[s], nan=0.0)
+        turnover = np.abs(target - drifted).sum()
+        cost = cost_rate * turnover
+        if cost >= 1.0:
+            raise ValueError(f"row {s}: cost {cost:.4g} of the portfolio value leaves nothing to invest")
+        out_to[s] = turnover
+        out_c[s] = cost
+        # day s's own return was set by the previous segment; the cost lands on the same day.
+        out_ret[s] = (1.0 + out_ret[s]) * (1.0 - cost) - 1.0
+        held = target / (1.0 - cost)  # post-trade holdings per unit of post-trade value
+        out_w[s] = held
+
+        # Holdings compound independently until the next rebalance: one cumprod per segment.
+        e = rebal[k + 1] if k + 1 < len(rebal) else T - 1
+        if e == s:
+            continue
+        values = held * np.cumprod(growth[s + 1 : e + 1], axis=0)  # (e - s, N), value at s = 1
+        cash = 1.0 - held.sum()
+        total = values.sum(axis=1) + cash
+        prev = np.concatenate(([1.0], total[:-1]))
+        out_ret[s + 1 : e + 1] = total / prev - 1.0
+        weights = values / total[:, None]
+        out_w[s + 1 : e + 1] = weights
+        drifted = weights[-1]
+    return SimResult(out_ret, out_w, out_to, out_c)

@@ -1,0 +1,380 @@
+"""Stage runners: read a stage's inputs from the lake, call its core, return one frame per date.
+
+No Dagster here. The Dagster assets (``defs/``) are thin wrappers around ``run_stage``; the CLI's
+one-shot commands and the tests call it directly. Every runner takes the dates of a range and returns
+``StageResult`` (frames per date, plus the df_hash of every same-date upstream partition for lineage).
+History before the manifest's first partition ("warm-up", needed by trailing windows of the first
+partitions) is read from the source itself; everything from the first partition on is read from the lake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.calendar import calendar_dates, manifest_dates, previous_dates
+from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.errors import LakeError
+from tvquant_assets.hashing import df_hash
+from tvquant_assets.lake import Lake
+from tvquant_assets.manifest import Manifest, manifest_hash
+from tvquant_assets.sources import Source, build_source
+
+UPSTREAM: dict[Stage, tuple[Stage, ...]] = {
+    Stage.CATALOG: (),
+    Stage.PRICES: (Stage.CATALOG,),
+    Stage.SCAN: (Stage.PRICES, Stage.CATALOG),
+    Stage.SELECTION: (Stage.SCAN, Stage.CATALOG),
+    Stage.REGIME: (Stage.SCAN,),
+    Stage.ESTIMATION: (Stage.SELECTION, Stage.REGIME),
+    Stage.TOURNAMENT: (Stage.ESTIMATION, Stage.REGIME),
+    Stage.BACKTEST: (Stage.TOURNAMENT, Stage.PRICES),
+    Stage.AUDIT: tuple(s for s in STAGES if s is not Stage.AUDIT),
+}
+
+CATALOG_OUTPUT = ["symbol", "exchange", "type", "sector", "industry", "currency", "first_date", "last_bar",
+                  "active"]
+
+
+@dataclass
+class StageResult:
+    frames: dict[pd.Timestamp, pd.DataFrame]
+    upstream: dict[pd.Timestamp, dict[str, str]] = field(default_factory=dict)
+    notes: dict[pd.Timestamp, str] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Everything a stage needs for one manifest: its config, the lake, the source."""
+
+    def __init__(self, manifest: Manifest, lake: Lake, environment: dict | None = None) -> None:
+        self.manifest = manifest
+        self.lake = lake
+        self.manifest_hash = manifest_hash(manifest)
+        self._environment = environment
+
+    @functools.cached_property
+    def source(self) -> Source:
+        return build_source(self.manifest.source)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    # reading ---------------------------------------------------------------------------------------
+    def read(self, stage: Stage, dates) -> dict[pd.Timestamp, tuple[pd.DataFrame, str]]:
+        return self.lake.read_many(self.name, stage.value, dates)
+
+    def lookback_rows(self) -> int:
+        m = self.manifest
+        return max(
+            m.selection.momentum_lookback + m.selection.momentum_skip + 1,
+            m.selection.correlation_lookback + 1,
+            m.regime.long_window + 1,
+            m.regime.growth_window + 1,
+            m.estimation.lookback + 1,
+            m.universe.min_history_days + 1,
+            64,
+        )
+
+    @functools.cached_property
+    def _universe_symbols(self) -> list[str]:
+        cat = self.source.catalog()
+        syms = list(cat["symbol"])
+        if self.manifest.universe.symbols:
+            unknown = sorted(set(self.manifest.universe.symbols) - set(syms))
+            if unknown:
+                raise LakeError(f"universe.symbols: {', '.join(unknown)} not in source {self.source.name}")
+            syms = sorted(self.manifest.universe.symbols)
+        return syms
+
+    def _warmup_bars(self, first: pd.Timestamp) -> pd.DataFrame:
+        """Source bars stamped in [first, manifest.start): history before the first partition."""
+        start = pd.Timestamp(self.manifest.start)
+        if first >= start:
+            return pd.DataFrame()
+        return self._warmup_cache(first, start - pd.Timedelta(days=1))
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - one Pipeline per manifest per process
+    def _warmup_cache(self, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+        return self.source.history(self._universe_symbols, first, last)
+
+    def panel(self, last: pd.Timestamp, first: pd.Timestamp):
+        """Wide price panel of bars stamped in [first, last] (warm-up from the source, then the lake)."""
+        from tvquant_assets.core.panel import PricePanel
+
+        last, first = pd.Timestamp(last), pd.Timestamp(first)
+        lake_dates = manifest_dates(self.manifest, first, last)
+        parts = [self._warmup_bars(pd.Timestamp(first))]
+        parts += [df for df, _ in self.read(Stage.PRICES, lake_dates).values() if len(df)]
+        parts = [p for p in parts if len(p)]
+        fields = list(self.source.fields)
+        if not parts:
+            empty = pd.DataFrame(index=pd.DatetimeIndex([], name="date"), dtype="float64")
+            return PricePanel(close=empty)
+        long = pd.concat(parts, ignore_index=True)
+        wide = {f: long.pivot(index="date", columns="symbol", values=f).sort_index() for f in fields}
+        for f in wide:
+            wide[f] = wide[f][sorted(wide[f].columns)].astype("float64")
+            wide[f].columns.name = None
+        return PricePanel(close=wide["close"], volume=wide.get("volume"), high=wide.get("high"),
+                          low=wide.get("low"))
+
+    def rebalance_set(self, last: pd.Timestamp) -> set[pd.Timestamp]:
+        from tvquant_assets.core.tournament import rebalance_dates
+
+        cal = calendar_dates(self.manifest.calendar, self.manifest.start, last)
+        return set(rebalance_dates(cal, self.manifest.rebalance))
+
+    def environment(self) -> dict:
+        if self._environment is None:
+            from tvquant_assets.provenance import environment
+
+            self._environment = environment()
+        return self._environment
+
+
+def _same_date_hashes(pipe: Pipeline, stages: tuple[Stage, ...], dates) -> dict[pd.Timestamp, dict[str, str]]:
+    out: dict[pd.Timestamp, dict[str, str]] = {pd.Timestamp(d): {} for d in dates}
+    for s in stages:
+        for d, (_, h) in pipe.read(s, dates).items():
+            out[d][s.value] = h
+    return out
+
+
+# stage runners -------------------------------------------------------------------------------------
+
+def run_catalog(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    cat = pipe.source.catalog()
+    cat = cat[cat["symbol"].isin(pipe._universe_symbols)].reset_index(drop=True)
+    first = pipe.source.first_dates()
+    bars = pipe.source.history(list(cat["symbol"]), pd.Timestamp.min, max(dates))
+    bar_dates = {s: g["date"].to_numpy() for s, g in bars.groupby("symbol")}
+    stale = pipe.manifest.universe.max_stale_days
+    frames = {}
+    for d in dates:
+        rows = cat[cat["symbol"].map(lambda s: pd.Timestamp(first[s]) <= d)].copy()
+        last_bar = []
+        for s in rows["symbol"]:
+            arr = bar_dates.get(s, np.array([], dtype="datetime64[ns]"))
+            i = np.searchsorted(arr, np.datetime64(d), side="right")
+            last_bar.append(pd.Timestamp(arr[i - 1]) if i else pd.NaT)
+        rows["first_date"] = pd.to_datetime([first[s] for s in rows["symbol"]]).as_unit("ns")
+        rows["last_bar"] = pd.to_datetime(last_bar).as_unit("ns")
+        gap = [len(calendar_dates(pipe.manifest.calendar, lb, d)) - 1 if pd.notna(lb) else 10**6
+               for lb in rows["last_bar"]]
+        rows["active"] = np.array(gap) <= stale
+        frames[d] = rows[CATALOG_OUTPUT].reset_index(drop=True)
+    return StageResult(frames)
+
+
+def run_prices(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    catalogs = pipe.read(Stage.CATALOG, dates)
+    symbols = sorted(set().union(*[set(c["symbol"]) for c, _ in catalogs.values()])) if catalogs else []
+    fields = list(pipe.source.fields)
+    bars = pipe.source.history(symbols, min(dates), max(dates)) if symbols else pd.DataFrame()
+    by_date = dict(iter(bars.groupby("date"))) if len(bars) else {}
+    frames, upstream = {}, {}
+    for d in dates:
+        cat, cat_hash = catalogs[d]
+        day = by_date.get(d)
+        if day is None:
+            day = pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "symbol": pd.Series(dtype=str),
+                                **{f: pd.Series(dtype="float64") for f in fields}})
+        day = day[day["symbol"].isin(set(cat["symbol"]))]
+        frames[d] = day[["date", "symbol", *fields]].sort_values("symbol").reset_index(drop=True)
+        upstream[d] = {Stage.CATALOG.value: cat_hash}
+    return StageResult(frames, upstream)
+
+
+def run_scan(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    from tvquant_assets.core.scan import compute_scan
+
+    catalogs = pipe.read(Stage.CATALOG, dates)
+    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    listed = {d: list(c["symbol"]) for d, (c, _) in catalogs.items()}
+    frames = compute_scan(panel, dates, pipe.manifest.universe, listed)
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.SCAN], dates))
+
+
+def _window_start(pipe: Pipeline, first_date: pd.Timestamp) -> pd.Timestamp:
+    n = int(math.ceil(pipe.lookback_rows() * 1.12)) + 10
+    return previous_dates(pipe.manifest, first_date, n)[0]
+
+
+def _sectors(catalogs) -> dict[str, str]:
+    sectors: dict[str, str] = {}
+    for d in sorted(catalogs):
+        cat = catalogs[d][0]
+        for s, sec in zip(cat["symbol"], cat["sector"], strict=True):
+            sectors.setdefault(s, sec)
+    return sectors
+
+
+def run_selection(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    from tvquant_assets.core.selection import select
+
+    scans = {d: f for d, (f, _) in pipe.read(Stage.SCAN, dates).items()}
+    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    frames = select(panel, scans, dates, pipe.manifest.selection, _sectors(pipe.read(Stage.CATALOG, dates)))
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.SELECTION], dates))
+
+
+def run_regime(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    from tvquant_assets.core.regime import detect
+
+    scans = {d: f for d, (f, _) in pipe.read(Stage.SCAN, dates).items()}
+    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    presets = {k.value if hasattr(k, "value") else str(k): v for k, v in pipe.manifest.regime_presets.items()}
+    frames = detect(panel, scans, dates, pipe.manifest.regime, presets)
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.REGIME], dates))
+
+
+def run_estimation(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    from tvquant_assets.core.estimation import estimate
+
+    selections = pipe.read(Stage.SELECTION, dates)
+    selected = {d: sorted(f.loc[f["selected"], "symbol"]) for d, (f, _) in selections.items()}
+    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    frames = estimate(panel, selected, dates, pipe.manifest.estimation)
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.ESTIMATION], dates))
+
+
+def run_tournament(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    from tvquant_assets.core.tournament import run_tournament as core_run
+
+    m = pipe.manifest
+    rebalance = pipe.rebalance_set(max(dates))
+    previous = None
+    if dates[0] not in rebalance:
+        prev_date = previous_dates(m, dates[0], 1)[0]
+        if prev_date >= pd.Timestamp(m.start):
+            try:
+                previous = pipe.lake.read(pipe.name, Stage.TOURNAMENT.value, prev_date)
+            except LakeError:
+                last_rb = max((r for r in rebalance if r <= dates[0]), default=None)
+                raise LakeError(
+                    f"{pipe.name}/tournament {dates[0].date()}: carries the decision of rebalance date "
+                    f"{last_rb.date() if last_rb is not None else '?'}, whose partitions are not in the lake; "
+                    f"materialize from {last_rb.date() if last_rb is not None else m.start} on"
+                ) from None
+    estimates = {d: f for d, (f, _) in pipe.read(Stage.ESTIMATION, dates).items()}
+    regimes = {d: f for d, (f, _) in pipe.read(Stage.REGIME, dates).items()}
+    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    presets = {k.value if hasattr(k, "value") else str(k): v for k, v in m.regime_presets.items()}
+    frames = core_run(panel, estimates, regimes, dates, lambda d: d in rebalance, m.tournament, presets,
+                      m.estimation, previous)
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.TOURNAMENT], dates))
+
+
+def collect_decisions(pipe: Pipeline, start: pd.Timestamp, last: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """Stitch the decisions of every tournament partition in [start, last]: only the partitions that can
+    change the weights are read (the one at ``start`` and each rebalance date after it)."""
+    rebalance = pipe.rebalance_set(last)
+    wanted = sorted({pd.Timestamp(start), *(r for r in rebalance if start < r <= last)})
+    frames = pipe.read(Stage.TOURNAMENT, wanted)
+    rows = []
+    for d in wanted:
+        f = frames[d][0]
+        f = f[f["symbol"] != ""]
+        rows.append(f.assign(effective=d)[["candidate", "effective", "symbol", "weight"]])
+    long = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["candidate", "effective",
+                                                                                   "symbol", "weight"])
+    out = {}
+    for cand, g in long.groupby("candidate"):
+        w = g.pivot_table(index="effective", columns="symbol", values="weight", aggfunc="sum").fillna(0.0)
+        w = w.reindex(wanted).fillna(0.0)
+        w.columns.name = None
+        w.index.name = None
+        out[str(cand)] = w
+    return out
+
+
+def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    from tvquant_assets.core.backtest import walk_forward
+
+    m = pipe.manifest
+    start = pd.Timestamp(m.backtest_start)
+    last = max(dates)
+    if last < start:
+        frames = walk_forward(pd.DataFrame(dtype="float64"), {}, start, dates, m.backtest.costs.rate,
+                              m.backtest.periods_per_year)
+        return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates))
+    decisions = collect_decisions(pipe, start, last)
+    panel = pipe.panel(last, first=start)
+    frames = walk_forward(panel.close, decisions, start, dates, m.backtest.costs.rate, m.backtest.periods_per_year)
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates))
+
+
+def run_audit(pipe: Pipeline, dates: list[pd.Timestamp], run_id: str = "") -> StageResult:
+    from tvquant_assets.core.ledger import Ledger
+
+    ledger = Ledger(pipe.lake.ledger_path(pipe.name))
+    hashes = _same_date_hashes(pipe, UPSTREAM[Stage.AUDIT], dates)
+    env = pipe.environment()
+    frames = {}
+    for d in dates:
+        stages = hashes[d]
+        prior = ledger.latest_for("date", d.strftime("%Y-%m-%d"))
+        if prior and prior.get("stages") == stages and prior.get("manifest_hash") == pipe.manifest_hash:
+            entry, appended = prior, False
+        else:
+            entry = ledger.append({
+                "manifest": pipe.name,
+                "date": d.strftime("%Y-%m-%d"),
+                "stages": stages,
+                "manifest_hash": pipe.manifest_hash,
+                "uv_lock_hash": env.get("uv_lock_hash"),
+                "git_sha": env.get("git_sha"),
+                "git_dirty": env.get("git_dirty"),
+                "python": env.get("python"),
+                "packages": env.get("packages"),
+                "run_id": run_id,
+                "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "supersedes": prior["entry_hash"] if prior else None,
+            })
+            appended = True
+        row = {"date": d, "seq": int(entry["seq"]), "entry_hash": entry["entry_hash"],
+               "prev_hash": entry["prev_hash"], "manifest_hash": pipe.manifest_hash, "appended": appended}
+        row.update({f"hash_{s}": h for s, h in sorted(stages.items())})
+        frames[d] = pd.DataFrame([row])
+        frames[d]["appended"] = frames[d]["appended"].astype(bool)
+    return StageResult(frames, hashes)
+
+
+RUNNERS: dict[Stage, Callable[..., StageResult]] = {
+    Stage.CATALOG: run_catalog,
+    Stage.PRICES: run_prices,
+    Stage.SCAN: run_scan,
+    Stage.SELECTION: run_selection,
+    Stage.REGIME: run_regime,
+    Stage.ESTIMATION: run_estimation,
+    Stage.TOURNAMENT: run_tournament,
+    Stage.BACKTEST: run_backtest,
+    Stage.AUDIT: run_audit,
+}
+
+
+def run_stage(pipe: Pipeline, stage: Stage, dates, **kwargs) -> StageResult:
+    dates = sorted(pd.Timestamp(d) for d in dates)
+    return RUNNERS[Stage(stage)](pipe, dates, **kwargs)
+
+
+def run_one_shot(pipe: Pipeline, dates, stages=STAGES, run_id: str = "one-shot") -> dict[Stage, StageResult]:
+    """Compute and write every stage for ``dates`` in order, without Dagster."""
+    results = {}
+    for stage in stages:
+        res = run_stage(pipe, stage, dates, **({"run_id": run_id} if stage is Stage.AUDIT else {}))
+        for d, f in res.frames.items():
+            pipe.lake.write(pipe.name, stage.value, d, f)
+        results[stage] = res
+    return results
+
+
+def frame_hash(df: pd.DataFrame) -> str:
+    return df_hash(df)

@@ -1,0 +1,32 @@
+"""The source interface: a static catalog and daily bars for symbols over a date range."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import pandas as pd
+
+CATALOG_COLUMNS = ["symbol", "exchange", "type", "sector", "industry", "currency"]
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+class Source(ABC):
+    """A market-data source. ``fields`` lists the bar fields it really has; others are unavailable."""
+
+    name: str = ""
+    fields: tuple[str, ...] = ()
+    synthetic: bool = False
+
+    @abstractmethod
+    def catalog(self) -> pd.DataFrame:
+        """Static symbol metadata, columns CATALOG_COLUMNS, sorted by symbol."""
+
+    @abstractmethod
+    def history(self, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Daily bars stamped in [start, end]: long frame with columns date, symbol and ``fields``,
+        sorted by date then symbol; only rows where the symbol really has a bar."""
+
+    def first_dates(self) -> pd.Series:
+        """First bar date per symbol (for point-in-time listing)."""
+        bars = self.history(list(self.catalog()["symbol"]), pd.Timestamp.min, pd.Timestamp.max)
+        return bars.groupby("symbol")["date"].min()
