@@ -1,0 +1,175 @@
+"""Market regime and growth/stress quadrant, point in time.
+
+Market proxy: the equal-weight mean of the available daily returns of the scan's eligible symbols on D
+(all symbols with a bar <= D when none is eligible), over every row <= D; days where none of them has a
+return are skipped. Windows count proxy returns, not calendar days.
+
+Label (a composite stress score, so a long high-vol episode is not relabelled NORMAL once the long
+window has caught up with it)::
+
+    score = max(vol_short / vol_long, vol_short / stress_vol)
+    CRISIS    if score >= thresholds.crisis
+    TURBULENT if score >= thresholds.turbulent
+    QUIET     if score <  thresholds.quiet
+    NORMAL    otherwise
+
+Quadrant (growth = compound proxy return over ``growth_window``; stress is high when
+``vol_short >= stress_vol`` or the label is TURBULENT/CRISIS)::
+
+    growth >  +neutral_growth: EXPANSION (low stress) | INFLATIONARY_TREND (high stress)
+    growth <  -neutral_growth: STAGNATION (low stress) | CRISIS (high stress)
+    otherwise NORMAL
+
+With fewer than ``long_window`` proxy returns the row is ``warmup``: label and quadrant NORMAL, ratio and
+score NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.core.panel import PricePanel
+from tvquant_assets.enums import Quadrant, RegimeLabel
+from tvquant_assets.errors import LakeError
+from tvquant_assets.manifest.schema import RegimeConfig, RegimePreset
+
+ANNUALIZATION = 252
+
+COLUMNS = [
+    "date", "n_symbols", "vol_short", "vol_long", "vol_ratio", "stress_score", "growth", "label", "quadrant",
+    "preset", "preset_max_weight", "warmup",
+]
+
+
+def _vol(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1) * np.sqrt(ANNUALIZATION))
+
+
+def label_of(score: float, cfg: RegimeConfig) -> RegimeLabel:
+    """Regime label of a stress score (NaN -> NORMAL)."""
+    th = cfg.thresholds
+    if np.isnan(score):
+        return RegimeLabel.NORMAL
+    if score >= th.crisis:
+        return RegimeLabel.CRISIS
+    if score >= th.turbulent:
+        return RegimeLabel.TURBULENT
+    if score < th.quiet:
+        return RegimeLabel.QUIET
+    return RegimeLabel.NORMAL
+
+
+def quadrant_of(growth: float, vol_short: float, label: RegimeLabel, cfg: RegimeConfig) -> Quadrant:
+    """Growth/stress quadrant (NaN growth -> NORMAL)."""
+    stress = bool(vol_short >= cfg.stress_vol) or label in (RegimeLabel.TURBULENT, RegimeLabel.CRISIS)
+    if growth > cfg.neutral_growth:
+        return Quadrant.INFLATIONARY_TREND if stress else Quadrant.EXPANSION
+    if growth < -cfg.neutral_growth:
+        return Quadrant.CRISIS if stress else Quadrant.STAGNATION
+    return Quadrant.NORMAL
+
+
+def active_preset(label: str, quadrant: str, presets: Mapping[str, RegimePreset]) -> str:
+    """Key of the active preset, "" when none.
+
+    A non-NORMAL label wins over a non-NORMAL quadrant, which wins over NORMAL (so a ``NORMAL`` preset
+    does not shadow quadrant presets on ordinary days).
+    """
+    normal = RegimeLabel.NORMAL.value
+    for key in (label, quadrant):
+        if key != normal and key in presets:
+            return key
+    return normal if normal in presets else ""
+
+
+def detect(
+    panel: PricePanel,
+    scan_by_date: Mapping[pd.Timestamp, pd.DataFrame],
+    dates: Iterable[pd.Timestamp],
+    cfg: RegimeConfig,
+    presets: Mapping[str, RegimePreset] | None = None,
+) -> dict[pd.Timestamp, pd.DataFrame]:
+    """Detect the regime on each date.
+
+    Parameters
+    ----------
+    panel : PricePanel
+    scan_by_date : mapping date -> scan frame
+        Output of :func:`tvquant_assets.core.scan.compute_scan`; must hold every requested date.
+    dates : iterable of Timestamp
+    cfg : RegimeConfig
+    presets : mapping RegimeLabel/Quadrant -> RegimePreset, optional
+
+    Returns
+    -------
+    dict of Timestamp -> DataFrame
+        One row, columns ``date, n_symbols, vol_short, vol_long, vol_ratio, stress_score, growth, label,
+        quadrant, preset, preset_max_weight, warmup`` (see the module docstring).
+    """
+    close = panel.close
+    col_of = {str(c): j for j, c in enumerate(close.columns)}
+    returns = panel.returns().to_numpy(dtype="float64")
+    has_bar = np.cumsum(~np.isnan(close.to_numpy(dtype="float64")), axis=0) > 0
+    presets = {str(k): v for k, v in (presets or {}).items()}
+    # The proxy for a symbol set is computed once over the panel and reused while the set is unchanged.
+    proxies: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    for date in dates:
+        date = pd.Timestamp(date)
+        if date not in scan_by_date:
+            raise LakeError(f"regime needs the scan for {date.date()}; materialize scan first")
+        scan = scan_by_date[date]
+        t = int(close.index.searchsorted(date, side="right")) - 1
+        chosen = scan.loc[scan["eligible"].to_numpy(dtype=bool), "symbol"]
+        js = tuple(sorted(col_of[s] for s in chosen if s in col_of))
+        if not js and t >= 0:
+            js = tuple(np.flatnonzero(has_bar[t]).tolist())
+        if js not in proxies:
+            sub = returns[:, list(js)]
+            ok = ~np.isnan(sub)
+            count = ok.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                proxy = np.where(ok, sub, 0.0).sum(axis=1) / count
+            valid = count > 0
+            proxies[js] = (proxy[valid], np.cumsum(valid))
+        values, n_upto = proxies[js]
+        k = int(n_upto[t]) if t >= 0 else 0
+        x = values[:k]  # proxy returns stamped <= D, oldest first
+
+        vol_short = _vol(x[-cfg.short_window:]) if k >= cfg.short_window else np.nan
+        vol_long = _vol(x[-cfg.long_window:]) if k >= cfg.long_window else np.nan
+        growth = float(np.prod(1.0 + x[-cfg.growth_window:]) - 1.0) if k >= cfg.growth_window else np.nan
+        warmup = k < cfg.long_window
+        if warmup:
+            ratio = score = np.nan
+            label, quadrant = RegimeLabel.NORMAL, Quadrant.NORMAL
+        else:
+            ratio = vol_short / vol_long if vol_long > 0 else np.nan
+            score = float(np.nanmax([ratio, vol_short / cfg.stress_vol]))
+            label = label_of(score, cfg)
+            quadrant = quadrant_of(growth, vol_short, label, cfg)
+        preset = active_preset(label.value, quadrant.value, presets)
+        max_weight = presets[preset].max_weight if preset else None
+
+        out[date] = pd.DataFrame(
+            {
+                "date": [date],
+                "n_symbols": np.asarray([len(js)], dtype="int64"),
+                "vol_short": [float(vol_short)],
+                "vol_long": [float(vol_long)],
+                "vol_ratio": [float(ratio)],
+                "stress_score": [float(score)],
+                "growth": [float(growth)],
+                "label": [label.value],
+                "quadrant": [quadrant.value],
+                "preset": [preset],
+                "preset_max_weight": [np.nan if max_weight is None else float(max_weight)],
+                "warmup": [warmup],
+            },
+            columns=COLUMNS,
+        )
+    return out

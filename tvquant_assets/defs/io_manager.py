@@ -1,0 +1,58 @@
+"""The lake as a Dagster IO manager: ``<root>/<manifest>/<stage>/<YYYY-MM-DD>.parquet``.
+
+Outputs of partitioned assets are always ``{partition_key: DataFrame}`` (a range run writes many
+partitions at once); inputs of partitioned assets load as such a dict too, even for one partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext, UPathIOManager
+from upath import UPath
+
+from tvquant_assets import progress
+from tvquant_assets.errors import LakeError
+from tvquant_assets.lake import Lake, default_lake_root
+
+
+class LakeIOManager(UPathIOManager):
+    extension = ".parquet"
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        super().__init__(base_path=lake.root)
+
+    def dump_to_path(self, context: OutputContext, obj: pd.DataFrame, path: UPath) -> None:
+        self.lake.write_path(path, obj)
+
+    def load_from_path(self, context: InputContext, path: UPath) -> pd.DataFrame:
+        return self.lake.read_path(path)
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if not context.has_asset_partitions:
+            return super().handle_output(context, obj)
+        paths = self._get_paths_for_partitions(context)
+        if not isinstance(obj, dict) or set(obj) != set(paths):
+            missing = sorted(set(paths) - set(obj or {}))[:3]
+            raise LakeError(f"{context.asset_key.to_user_string()}: output must hold every partition of the run; "
+                            f"missing {missing}")
+        with progress.timed("lake_write"):
+            for key, path in paths.items():
+                self.lake.write_path(path, obj[key])
+
+    def load_input(self, context: InputContext) -> Any:
+        if context.has_asset_partitions:
+            paths = self._get_paths_for_partitions(context)
+            return {key: self.lake.read_path(path) for key, path in paths.items()}
+        return super().load_input(context)
+
+
+class LakeIOManagerFactory(ConfigurableIOManagerFactory):
+    """Lake root: this field, else the TVQUANT_LAKE environment variable, else ./.tvquant/lake."""
+
+    root: str | None = None
+
+    def create_io_manager(self, context) -> LakeIOManager:
+        return LakeIOManager(Lake.open(self.root or default_lake_root()))

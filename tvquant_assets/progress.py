@@ -1,0 +1,62 @@
+"""Process-wide progress and timing hooks (no Dagster): stage wrappers report, the CLI listens."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+
+class Timings:
+    """Seconds spent in our code, per bucket (stage compute, lake writes)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    def add(self, bucket: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[bucket] += seconds
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+_listener: Callable[[str, str, int], None] | None = None
+timings = Timings()
+
+
+@contextlib.contextmanager
+def listening(callback: Callable[[str, str, int], None]) -> Iterator[None]:
+    """Receive ``(event, stage, n_partitions)`` with event in {"start", "done"} while inside."""
+    global _listener
+    previous, _listener = _listener, callback
+    try:
+        yield
+    finally:
+        _listener = previous
+
+
+@contextlib.contextmanager
+def stage(name: str, n: int, bucket: str = "compute") -> Iterator[None]:
+    if _listener:
+        _listener("start", name, n)
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings.add(bucket, time.perf_counter() - t0)
+        if _listener:
+            _listener("done", name, n)
+
+
+@contextlib.contextmanager
+def timed(bucket: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings.add(bucket, time.perf_counter() - t0)

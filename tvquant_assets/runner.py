@@ -1,0 +1,169 @@
+"""Materialize a manifest's assets for a date range through Dagster, in process, as one run."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from tvquant_assets import progress
+from tvquant_assets.calendar import is_partition, manifest_dates, previous_dates
+from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.errors import LakeError, ManifestError, TvquantError
+from tvquant_assets.lake import Lake, default_lake_root
+from tvquant_assets.manifest import Manifest, resolve_manifest
+
+DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
+LOCAL_INSTANCE_YAML = """# Local tvquant instance (SQLite under this folder). See the repository's dagster.yaml.
+telemetry:
+  enabled: false
+"""
+
+
+class RunFailed(TvquantError):
+    """A Dagster run failed; the message carries the first failing step's error."""
+
+
+@dataclass
+class RangeReport:
+    manifest: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    partitions: int
+    run_id: str
+    wall_seconds: float
+    compute_seconds: float
+    lake_write_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dagster_seconds(self) -> float:
+        return max(0.0, self.wall_seconds - self.compute_seconds - self.lake_write_seconds)
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME (default ./.tvquant/dagster), created with a dagster.yaml when missing."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME_DEFAULT).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(LOCAL_INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Both ends must be partitions of the manifest (Dagster silently accepts bad range ends)."""
+    s, e = pd.Timestamp(start), pd.Timestamp(end)
+    for label, d in (("--start", s), ("--end", e)):
+        if not is_partition(manifest, d):
+            hint = manifest_dates(manifest, d - pd.Timedelta(days=7), d)
+            near = f"; nearest earlier partition is {hint[-1].date()}" if hint else ""
+            raise ManifestError(
+                f"{label} {d.date()} is not a partition of {manifest.name} (calendar {manifest.calendar}, "
+                f"first partition {manifest.start}){near}"
+            )
+    if e < s:
+        raise ManifestError(f"--end {e.date()} is before --start {s.date()}")
+    return s, e
+
+
+def plan_start(manifest: Manifest, lake: Lake, start: pd.Timestamp) -> tuple[pd.Timestamp, list[str]]:
+    """Move the start back when the range depends on decisions that are not in the lake yet: the
+    tournament carries the last rebalance decision, the backtest stitches decisions since its start."""
+    from tvquant_assets.pipeline import Pipeline
+
+    pipe = Pipeline(manifest, lake)
+    notes, new_start = [], start
+    rebalance = pipe.rebalance_set(start)
+    if start not in rebalance and start > pd.Timestamp(manifest.start):
+        prev = previous_dates(manifest, start, 1)[0]
+        if not lake.exists(manifest.name, Stage.TOURNAMENT.value, prev):
+            new_start = max((r for r in rebalance if r <= start), default=pd.Timestamp(manifest.start))
+    bt_start = pd.Timestamp(manifest.backtest_start)
+    if bt_start < new_start:
+        needed = [bt_start, *(r for r in rebalance if bt_start < r < new_start)]
+        if any(not lake.exists(manifest.name, Stage.TOURNAMENT.value, d) for d in needed):
+            new_start = bt_start
+    if new_start != start:
+        notes.append(f"start moved from {start.date()} to {new_start.date()}: the range needs decisions "
+                     f"from {new_start.date()} that are not in the lake yet")
+    return new_start, notes
+
+
+def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
+                      extend_start: bool = True) -> RangeReport:
+    """Run all nine stages of a manifest for [start, end] as one in-process Dagster run."""
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    from dagster import DagsterInstance, materialize
+
+    from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets
+    from tvquant_assets.defs.io_manager import LakeIOManagerFactory
+    from tvquant_assets.defs.resources import LakeResource
+
+    path, manifest = resolve_manifest(manifest_ref)
+    s, e = check_range(manifest, start, end)
+    root = lake_root or default_lake_root()
+    lake = Lake.open(root)
+    notes: list[str] = []
+    if extend_start:
+        s, notes = plan_start(manifest, lake, s)
+    if instance is None:
+        ensure_dagster_home()
+        instance = DagsterInstance.get()
+    assets = build_manifest_assets(manifest, path)
+    keys = [d.strftime("%Y-%m-%d") for d in (s, e)]
+    tags = {"tvquant/manifest": manifest.name}
+    kwargs = {}
+    if keys[0] == keys[1]:
+        kwargs["partition_key"] = keys[0]
+    else:
+        tags.update({"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[1]})
+    before = dict(progress.timings.seconds)
+    t0 = time.perf_counter()
+    result = materialize(
+        assets,
+        instance=instance,
+        resources={IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))},
+        tags=tags,
+        raise_on_error=False,
+        **kwargs,
+    )
+    wall = time.perf_counter() - t0
+    if not result.success:
+        raise RunFailed(_first_failure(result, manifest.name))
+    after = progress.timings.seconds
+    return RangeReport(
+        manifest=manifest.name, start=s, end=e, partitions=len(manifest_dates(manifest, s, e)),
+        run_id=result.run_id, wall_seconds=wall,
+        compute_seconds=after.get("compute", 0.0) - before.get("compute", 0.0),
+        lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
+        notes=notes,
+    )
+
+
+def _first_failure(result, manifest_name: str) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            err = event.step_failure_data.error
+            while err is not None and err.cause is not None and "TvquantError" not in err.cls_name \
+                    and err.cls_name in ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"):
+                err = err.cause
+            message = (err.message if err else "unknown error").strip().splitlines()[0]
+            return f"{manifest_name}: step {event.step_key} failed: {message}"
+    return f"{manifest_name}: run {result.run_id} failed"
+
+
+def stage_frame(manifest_name: str, stage: Stage, date, lake_root: str | None = None) -> pd.DataFrame:
+    lake = Lake.open(lake_root or default_lake_root())
+    try:
+        return lake.read(manifest_name, stage.value, date)
+    except LakeError:
+        raise
+
+
+__all__ = ["STAGES", "RangeReport", "RunFailed", "check_range", "ensure_dagster_home", "materialize_range",
+           "plan_start", "stage_frame"]
