@@ -1,0 +1,13 @@
+FROM python:3.12-slim
+ENV UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home \
+    TVQUANT_LAKE=/data/lake
+RUN pip install --no-cache-dir uv
+WORKDIR /opt/tvquant
+COPY pyproject.toml uv.lock .python-version README.md ./
+RUN uv sync --frozen --no-install-project
+COPY tvquant_assets ./tvquant_assets
+COPY manifests ./manifests
+COPY workspace.yaml ./
+RUN uv sync --frozen && mkdir -p $DAGSTER_HOME /data/lake
+COPY dagster.yaml $DAGSTER_HOME/dagster.yaml
+ENV PATH=/opt/tvquant/.venv/bin:$PATH
