@@ -196,13 +196,14 @@ def run_scan(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     from tvquant_assets.core.scan import compute_scan
 
     catalogs = pipe.read(Stage.CATALOG, dates)
-    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     listed = {d: list(c["symbol"]) for d, (c, _) in catalogs.items()}
     frames = compute_scan(panel, dates, pipe.manifest.universe, listed)
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.SCAN], dates))
 
 
-def _window_start(pipe: Pipeline, first_date: pd.Timestamp) -> pd.Timestamp:
+def window_start(pipe: Pipeline, first_date: pd.Timestamp) -> pd.Timestamp:
+    """First calendar date whose bars the trailing windows of ``first_date`` may read."""
     n = int(math.ceil(pipe.lookback_rows() * 1.12)) + 10
     return previous_dates(pipe.manifest, first_date, n)[0]
 
@@ -220,7 +221,7 @@ def run_selection(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     from tvquant_assets.core.selection import select
 
     scans = {d: f for d, (f, _) in pipe.read(Stage.SCAN, dates).items()}
-    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     frames = select(panel, scans, dates, pipe.manifest.selection, _sectors(pipe.read(Stage.CATALOG, dates)))
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.SELECTION], dates))
 
@@ -229,7 +230,7 @@ def run_regime(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     from tvquant_assets.core.regime import detect
 
     scans = {d: f for d, (f, _) in pipe.read(Stage.SCAN, dates).items()}
-    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     presets = {k.value if hasattr(k, "value") else str(k): v for k, v in pipe.manifest.regime_presets.items()}
     frames = detect(panel, scans, dates, pipe.manifest.regime, presets)
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.REGIME], dates))
@@ -240,7 +241,7 @@ def run_estimation(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
 
     selections = pipe.read(Stage.SELECTION, dates)
     selected = {d: sorted(f.loc[f["selected"], "symbol"]) for d, (f, _) in selections.items()}
-    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     frames = estimate(panel, selected, dates, pipe.manifest.estimation)
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.ESTIMATION], dates))
 
@@ -265,7 +266,7 @@ def run_tournament(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
                 ) from None
     estimates = {d: f for d, (f, _) in pipe.read(Stage.ESTIMATION, dates).items()}
     regimes = {d: f for d, (f, _) in pipe.read(Stage.REGIME, dates).items()}
-    panel = pipe.panel(max(dates), first=_window_start(pipe, min(dates)))
+    panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     presets = {k.value if hasattr(k, "value") else str(k): v for k, v in m.regime_presets.items()}
     frames = core_run(panel, estimates, regimes, dates, lambda d: d in rebalance, m.tournament, presets,
                       m.estimation, previous)
@@ -365,8 +366,24 @@ def run_stage(pipe: Pipeline, stage: Stage, dates, **kwargs) -> StageResult:
     return RUNNERS[Stage(stage)](pipe, dates, **kwargs)
 
 
+def missing_history(pipe: Pipeline, first_date: pd.Timestamp) -> list[pd.Timestamp]:
+    """Partition dates before ``first_date`` that its trailing windows read and the lake lacks."""
+    lo = max(window_start(pipe, first_date), pd.Timestamp(pipe.manifest.start))
+    dates = [d for d in manifest_dates(pipe.manifest, lo, first_date) if d < first_date]
+    return [d for d in dates if not (pipe.lake.exists(pipe.name, Stage.PRICES.value, d)
+                                     and pipe.lake.exists(pipe.name, Stage.CATALOG.value, d))]
+
+
 def run_one_shot(pipe: Pipeline, dates, stages=STAGES, run_id: str = "one-shot") -> dict[Stage, StageResult]:
-    """Compute and write every stage for ``dates`` in order, without Dagster."""
+    """Compute and write every stage for ``dates`` in order, without Dagster (history the trailing
+    windows need is materialized first for catalog and prices)."""
+    dates = sorted(pd.Timestamp(d) for d in dates)
+    missing = missing_history(pipe, dates[0])
+    if missing and Stage.PRICES in stages:
+        history = manifest_dates(pipe.manifest, missing[0], missing[-1])
+        for stage in (Stage.CATALOG, Stage.PRICES):
+            for d, f in run_stage(pipe, stage, history).frames.items():
+                pipe.lake.write(pipe.name, stage.value, d, f)
     results = {}
     for stage in stages:
         res = run_stage(pipe, stage, dates, **({"run_id": run_id} if stage is Stage.AUDIT else {}))

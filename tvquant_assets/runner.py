@@ -15,6 +15,7 @@ from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LakeError, ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
+from tvquant_assets.pipeline import Pipeline, missing_history
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
 LOCAL_INSTANCE_YAML = """# Local tvquant instance (SQLite under this folder). See the repository's dagster.yaml.
@@ -74,8 +75,6 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
 def plan_start(manifest: Manifest, lake: Lake, start: pd.Timestamp) -> tuple[pd.Timestamp, list[str]]:
     """Move the start back when the range depends on decisions that are not in the lake yet: the
     tournament carries the last rebalance decision, the backtest stitches decisions since its start."""
-    from tvquant_assets.pipeline import Pipeline
-
     pipe = Pipeline(manifest, lake)
     notes, new_start = [], start
     rebalance = pipe.rebalance_set(start)
@@ -122,12 +121,28 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         kwargs["partition_key"] = keys[0]
     else:
         tags.update({"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[1]})
+    resources = {IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))}
     before = dict(progress.timings.seconds)
     t0 = time.perf_counter()
+    missing = missing_history(Pipeline(manifest, lake), s)
+    if missing:  # trailing windows of the first dates read bars the lake does not have yet
+        first, last = missing[0].strftime("%Y-%m-%d"), previous_dates(manifest, s, 1)[0].strftime("%Y-%m-%d")
+        notes.append(f"materialized catalog and prices {first}..{last} first: history for trailing windows")
+        history_tags = dict(tags)
+        history_tags.update({"dagster/asset_partition_range_start": first,
+                             "dagster/asset_partition_range_end": last})
+        history = materialize(
+            [a for a in assets if a.key.path[-1] in (Stage.CATALOG.value, Stage.PRICES.value)],
+            instance=instance, resources=resources, tags=history_tags, raise_on_error=False,
+        ) if first != last else materialize(
+            [a for a in assets if a.key.path[-1] in (Stage.CATALOG.value, Stage.PRICES.value)],
+            instance=instance, resources=resources, tags=tags, partition_key=first, raise_on_error=False)
+        if not history.success:
+            raise RunFailed(_first_failure(history, manifest.name))
     result = materialize(
         assets,
         instance=instance,
-        resources={IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))},
+        resources=resources,
         tags=tags,
         raise_on_error=False,
         **kwargs,

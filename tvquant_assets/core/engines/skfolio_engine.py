@@ -1,0 +1,159 @@
+"""skfolio engine: HRP and min-variance from skfolio's own estimators, on our estimates.
+
+skfolio fits on the estimation return window, but its prior is forced to the estimation stage's ``mu``
+and covariance (:class:`FixedMu`, :class:`FixedCovariance` inside an ``EmpiricalPrior``), so every engine
+of the tournament optimizes the same estimates. HRP also clusters on that covariance
+(``CovarianceDistance(covariance_estimator="precomputed")``, skfolio's default Ward seriation), not on a
+second correlation estimate of its own.
+
+Failures use skfolio's fallback chain (``fallback=[...]``): min_variance CLARABEL -> SCS -> equal weight,
+HRP -> equal weight; the chain is read back from ``fallback_chain_``. OSQP is not in skfolio's chain
+because skfolio writes variance as a second-order cone, which OSQP cannot solve.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import sklearn.utils.validation as skv
+from skfolio.distance import CovarianceDistance
+from skfolio.measures import RiskMeasure
+from skfolio.moments import BaseCovariance, BaseMu
+from skfolio.optimization import EqualWeighted, HierarchicalRiskParity, MeanRisk, ObjectiveFunction
+from skfolio.prior import EmpiricalPrior
+
+from tvquant_assets.core.engines.base import (
+    EIG_TOL,
+    Engine,
+    EngineInputs,
+    Status,
+    clean_weights,
+    equal_weights,
+    short_reason,
+)
+
+
+class FixedCovariance(BaseCovariance):
+    """A covariance "estimator" that returns the matrix it was given.
+
+    Parameters
+    ----------
+    covariance : ndarray of shape (n_assets, n_assets)
+    nearest : bool
+        Let skfolio repair a non positive definite matrix (``cov_nearest``), as its own estimators do.
+    """
+
+    def __init__(self, covariance: np.ndarray | None = None, nearest: bool = True) -> None:
+        super().__init__(nearest=nearest)
+        self.covariance = covariance
+
+    def fit(self, X, y=None, **fit_params) -> FixedCovariance:
+        X = skv.validate_data(self, X)
+        cov = np.asarray(self.covariance, dtype="float64")
+        if cov.shape != (X.shape[1], X.shape[1]):
+            raise ValueError(f"covariance shape {cov.shape} does not match {X.shape[1]} assets")
+        self._set_covariance(cov.copy())
+        self.location_ = np.asarray(X.mean(axis=0), dtype="float64")
+        return self
+
+
+class FixedMu(BaseMu):
+    """An expected-returns "estimator" that returns the vector it was given."""
+
+    def __init__(self, mu: np.ndarray | None = None) -> None:
+        self.mu = mu
+
+    def fit(self, X, y=None) -> FixedMu:
+        X = skv.validate_data(self, X)
+        mu = np.asarray(self.mu, dtype="float64")
+        if mu.shape != (X.shape[1],):
+            raise ValueError(f"mu shape {mu.shape} does not match {X.shape[1]} assets")
+        self.mu_ = mu.copy()
+        return self
+
+
+def fixed_prior(mu: np.ndarray, cov: np.ndarray) -> EmpiricalPrior:
+    """skfolio prior whose moments are exactly ``mu`` and ``cov`` (scenarios = the fitted returns)."""
+    return EmpiricalPrior(mu_estimator=FixedMu(mu), covariance_estimator=FixedCovariance(cov))
+
+
+def _chain_record(chain: list[tuple[str, str]] | None, labels: list[str]) -> tuple[list[str], str | None]:
+    """Short fallback record from skfolio's ``fallback_chain_`` and the label of the step that won."""
+    if not chain:
+        return [], None
+    record, winner = [], None
+    for label, (_, outcome) in zip(labels, chain, strict=False):
+        if outcome == "success":
+            winner = label
+        else:
+            record.append(f"{label}: {short_reason(outcome)}")
+    return record, winner
+
+
+class SkfolioEngine(Engine):
+    """skfolio HierarchicalRiskParity and MeanRisk min-variance.
+
+    Parameters
+    ----------
+    solver : str
+        Primary solver for MeanRisk; SCS is the alternate.
+    """
+
+    name = "skfolio"
+    profiles = ("hrp", "min_variance")
+    needs_returns = True
+
+    def __init__(self, solver: str = "CLARABEL") -> None:
+        self.solver = solver
+
+    def _estimator(self, profile: str, prior: EmpiricalPrior, max_weight: float):
+        if profile == "hrp":
+            return HierarchicalRiskParity(
+                risk_measure=RiskMeasure.VARIANCE,
+                prior_estimator=prior,
+                distance_estimator=CovarianceDistance(covariance_estimator="precomputed"),
+                min_weights=0.0,
+                max_weights=max_weight,
+                fallback=[EqualWeighted()],
+                raise_on_failure=False,
+            ), ["hrp", "equal_weight"]
+        common = dict(
+            objective_function=ObjectiveFunction.MINIMIZE_RISK,
+            risk_measure=RiskMeasure.VARIANCE,
+            prior_estimator=prior,
+            min_weights=0.0,
+            max_weights=max_weight,
+        )
+        alt = MeanRisk(solver="SCS", **common)
+        return MeanRisk(solver=self.solver, fallback=[alt, EqualWeighted()], raise_on_failure=False, **common), [
+            self.solver,
+            "SCS",
+            "equal_weight",
+        ]
+
+    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float):
+        n = inputs.n
+        cov = np.asarray(inputs.cov, dtype="float64")
+        record: list[str] = []
+        vals = np.linalg.eigvalsh((cov + cov.T) / 2)
+        if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
+            record.append(f"cov repaired by skfolio cov_nearest: min eigenvalue {vals[0]:.3g}")
+        est, labels = self._estimator(profile, fixed_prior(np.asarray(inputs.mu, dtype="float64"), cov), max_weight)
+        with warnings.catch_warnings():
+            # skfolio warns on repairs and suppressed failures; both are recorded in the result instead.
+            warnings.simplefilter("ignore")
+            est.fit(inputs.returns)
+        chain, winner = _chain_record(est.fallback_chain_, labels)
+        record += chain
+        w = est.weights_
+        if w is None or not np.all(np.isfinite(w)):
+            record.append("equal_weight")
+            return equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
+        if winner == "equal_weight":
+            status = Status.FALLBACK_EQUAL_WEIGHT
+        else:
+            status = Status.OPTIMAL
+            if winner is not None:
+                record.append(f"solved by {winner}")
+        return clean_weights(np.asarray(w, dtype="float64")), status, "; ".join(record)

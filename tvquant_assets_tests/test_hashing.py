@@ -1,0 +1,49 @@
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.hashing import canonical_json, df_hash, obj_hash
+from tvquant_assets.lake import Lake
+
+
+def _frame():
+    return pd.DataFrame({
+        "symbol": ["AAPL", "MSFT", "KO"],
+        "weight": [0.5, 0.25, np.nan],
+        "n": [1, 2, 3],
+        "selected": [True, False, True],
+        "date": pd.to_datetime(["2020-01-02"] * 3),
+    })
+
+
+def test_df_hash_ignores_column_order_and_survives_parquet(tmp_path):
+    df = _frame()
+    h = df_hash(df)
+    assert h == df_hash(df[list(reversed(df.columns))])
+    lake = Lake(tmp_path)
+    lake.write("m", "stage", "2020-01-02", df)
+    fresh = Lake(tmp_path)  # no cache: a real parquet round trip
+    assert fresh.read_with_hash("m", "stage", "2020-01-02")[1] == h
+    assert df_hash(fresh.read("m", "stage", "2020-01-02")) == h
+
+
+def test_df_hash_sees_values_rows_and_names():
+    df = _frame()
+    h = df_hash(df)
+    changed = df.copy()
+    changed.loc[0, "weight"] = 0.5 + 1e-15
+    assert df_hash(changed) != h
+    assert df_hash(df.iloc[[1, 0, 2]].reset_index(drop=True)) != h  # row order is content
+    assert df_hash(df.rename(columns={"n": "m"})) != h
+    assert df_hash(df.assign(symbol=["AAPL", "MSFT", "K O"])) != h
+
+
+def test_df_hash_folds_negative_zero_and_nan_payloads_and_skips_timings():
+    a = pd.DataFrame({"x": [0.0, np.nan]})
+    b = pd.DataFrame({"x": [-0.0, np.float64("nan") * -1]})
+    assert df_hash(a) == df_hash(b)
+    assert df_hash(a.assign(solve_ms=[1.0, 2.0])) == df_hash(a.assign(solve_ms=[9.0, 3.0]))
+
+
+def test_canonical_json_is_sorted_and_compact():
+    assert canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
+    assert obj_hash({"a": 1, "b": 2}) == obj_hash({"b": 2, "a": 1})
