@@ -1,6 +1,5 @@
 """The asset factory: one manifest -> nine daily-partitioned assets ``<manifest>/<stage>`` in one group."""
 
-from __future__ import annotations
 
 import hashlib
 import inspect
@@ -107,7 +106,6 @@ def build_manifest_job(manifest: Manifest):
     return define_asset_job(
         f"{manifest.name}_pipeline",
         selection=[AssetKey([manifest.name, s.value]) for s in STAGES],
-        partitions_def=partitions_for(manifest),
         executor_def=in_process_executor,
         description=f"All nine stages of manifest {manifest.name}, in one process (ranges run as one run).",
     )

@@ -1,0 +1,209 @@
+"""The tournament: target weights of every engine/profile candidate, point in time.
+
+On a rebalance date D each candidate is fitted on the estimation frame of D (and, for engines that need
+it, the same return window the estimates came from). The per-asset cap is the regime's
+``preset_max_weight`` when the regime stage set one, else the manifest's ``constraints.max_weight``.
+On any other date the previous decision is carried forward unchanged with ``rebalanced`` False, so the
+weights of D always say which date decided them (``decision_date``).
+
+Output: one long frame per date, sorted by candidate then symbol, columns :data:`COLUMNS`. A candidate
+with an empty universe still gets one row (symbol "", weight 0.0, status ``empty_universe``).
+``solve_ms`` is wall time and differs run to run: hash :data:`DECISION_COLUMNS` for determinism and
+point-in-time checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.core.engines import get_engine
+from tvquant_assets.core.engines.base import Engine, EngineInputs, Status
+from tvquant_assets.core.estimation import returns_window, unpack
+from tvquant_assets.core.panel import PricePanel
+from tvquant_assets.errors import EngineError
+from tvquant_assets.manifest.schema import EstimationConfig, RebalanceConfig, RegimePreset, TournamentConfig
+
+COLUMNS: list[str] = [
+    "candidate", "engine", "profile", "symbol", "weight", "status", "solve_ms", "fallback", "max_weight",
+    "decision_date", "rebalanced",
+]
+DECISION_COLUMNS: list[str] = [c for c in COLUMNS if c != "solve_ms"]
+
+_DTYPES = {
+    "candidate": "str", "engine": "str", "profile": "str", "symbol": "str", "weight": "float64",
+    "status": "str", "solve_ms": "float64", "fallback": "str", "max_weight": "float64",
+    "decision_date": "datetime64[ns]", "rebalanced": "bool",
+}
+
+
+def rebalance_dates(calendar_dates: Iterable[pd.Timestamp], cfg: RebalanceConfig) -> list[pd.Timestamp]:
+    """Rebalance dates among ``calendar_dates``.
+
+    Parameters
+    ----------
+    calendar_dates : iterable of Timestamp
+        The partition calendar. For ``every_k_days`` it must start at the partition start (the first
+        partition date of the manifest), not at a backfill's first date: counting starts at the first
+        date of the list, so a list cut elsewhere would move every rebalance date.
+    cfg : RebalanceConfig
+        ``monthly``: first date of each month in the list; ``weekly``: first date of each ISO week;
+        ``every_k_days``: every k-th date of the list, starting with the first.
+
+    Returns
+    -------
+    list of Timestamp, ascending
+    """
+    days = sorted({pd.Timestamp(d) for d in calendar_dates})
+    if cfg.rule == "every_k_days":
+        return days[:: int(cfg.every_k_days)]
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for d in days:
+        key = (d.year, d.month) if cfg.rule == "monthly" else tuple(d.isocalendar())[:2]
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def resolve_max_weight(
+    regime: pd.DataFrame | None, cfg: TournamentConfig, presets: Mapping[str, RegimePreset]
+) -> float:
+    """Per-asset cap for a date: the regime's ``preset_max_weight`` if set, else the manifest's cap.
+
+    The regime stage resolves which preset is active (label vs quadrant); its ``preset_max_weight`` is
+    authoritative. ``presets`` is consulted only for a regime frame without that column (by its
+    ``preset`` key).
+    """
+    default = float(cfg.constraints.max_weight)
+    if regime is None or regime.empty:
+        return default
+    row = regime.iloc[0]
+    if "preset_max_weight" in regime.columns:
+        value = row["preset_max_weight"]
+        return default if pd.isna(value) else float(value)
+    key = str(row["preset"]) if "preset" in regime.columns and not pd.isna(row["preset"]) else ""
+    preset = presets.get(key)
+    return float(preset.max_weight) if preset is not None and preset.max_weight is not None else default
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = frame.astype(_DTYPES)
+    frame = frame.sort_values(["candidate", "symbol"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def decide(
+    panel: PricePanel,
+    estimates: pd.DataFrame,
+    regime: pd.DataFrame | None,
+    date: pd.Timestamp,
+    cfg: TournamentConfig,
+    presets: Mapping[str, RegimePreset],
+    est_cfg: EstimationConfig,
+    engines: dict[str, Engine] | None = None,
+) -> pd.DataFrame:
+    """Fit every candidate on one date's estimates (a rebalance decision).
+
+    ``engines`` caches engine objects (and so their compiled problems) across dates.
+    """
+    engines = {} if engines is None else engines
+    date = pd.Timestamp(date)
+    est = unpack(estimates)
+    max_weight = resolve_max_weight(regime, cfg, presets)
+    needs_returns = False
+    for c in cfg.candidates:
+        if c.engine not in engines:
+            engines[c.engine] = get_engine(c.engine)
+        needs_returns |= engines[c.engine].needs_returns
+    returns = None
+    if needs_returns and est.n:
+        returns = returns_window(panel, est.symbols, date, est_cfg.lookback)
+        if list(returns.columns) != est.symbols or len(returns) != est.n_obs:
+            raise EngineError(
+                f"tournament {date.date()}: estimates do not match the return window; "
+                "re-materialize estimation with the current manifest"
+            )
+    inputs = EngineInputs(est.symbols, est.mu, est.cov, returns)
+    rows = []
+    for c in cfg.candidates:
+        result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate)
+        base = {
+            "candidate": c.name, "engine": c.engine, "profile": c.profile.value, "status": result.status,
+            "solve_ms": float(result.solve_ms), "fallback": result.fallback, "max_weight": max_weight,
+            "decision_date": date, "rebalanced": True,
+        }
+        if est.n == 0:
+            rows.append({**base, "symbol": "", "weight": 0.0, "status": str(Status.EMPTY_UNIVERSE)})
+            continue
+        for s, w in zip(est.symbols, np.asarray(result.weights, dtype="float64"), strict=True):
+            rows.append({**base, "symbol": s, "weight": float(w)})
+    return _frame(rows)
+
+
+def run_tournament(
+    panel: PricePanel,
+    estimates_by_date: Mapping[pd.Timestamp, pd.DataFrame],
+    regime_by_date: Mapping[pd.Timestamp, pd.DataFrame],
+    dates: Iterable[pd.Timestamp],
+    is_rebalance: Callable[[pd.Timestamp], bool],
+    cfg: TournamentConfig,
+    presets: Mapping[str, RegimePreset],
+    est_cfg: EstimationConfig,
+    previous: pd.DataFrame | None = None,
+) -> dict[pd.Timestamp, pd.DataFrame]:
+    """Run the tournament over ``dates`` (ascending; a backfill range is one call).
+
+    Parameters
+    ----------
+    panel : PricePanel
+    estimates_by_date : mapping date -> estimation frame
+        Needed on rebalance dates.
+    regime_by_date : mapping date -> one-row regime frame (``preset_max_weight``, ``label``, ``quadrant``)
+        Needed on rebalance dates.
+    dates : iterable of Timestamp
+    is_rebalance : callable date -> bool
+    cfg : TournamentConfig
+    presets : mapping preset key -> RegimePreset
+    est_cfg : EstimationConfig
+        The estimation config the estimates were made with (its lookback gives the return window).
+    previous : DataFrame, optional
+        Tournament frame of the date before the first of ``dates``; required when that first date is
+        not a rebalance date.
+
+    Returns
+    -------
+    dict Timestamp -> DataFrame
+        Columns :data:`COLUMNS`.
+
+    Raises
+    ------
+    EngineError
+        A non-rebalance date with nothing to carry forward, or missing inputs on a rebalance date.
+    """
+    estimates = {pd.Timestamp(k): v for k, v in estimates_by_date.items()}
+    regimes = {pd.Timestamp(k): v for k, v in regime_by_date.items()}
+    engines: dict[str, Engine] = {}
+    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    prev = previous
+    for d in sorted({pd.Timestamp(x) for x in dates}):
+        if is_rebalance(d):
+            if d not in estimates or d not in regimes:
+                missing = "estimation" if d not in estimates else "regime"
+                raise EngineError(f"tournament {d.date()}: no {missing} frame for this rebalance date")
+            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines)
+        else:
+            if prev is None:
+                raise EngineError(
+                    f"tournament {d.date()}: not a rebalance date and no previous decision to carry forward"
+                )
+            # Re-typed so a previous frame read back from the lake carries forward with the same schema.
+            frame = prev[COLUMNS].astype(_DTYPES).reset_index(drop=True)
+            frame["rebalanced"] = False
+        out[d] = frame
+        prev = frame
+    return out

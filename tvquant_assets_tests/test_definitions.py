@@ -1,0 +1,69 @@
+"""The Dagster graph: loads, and matches the reviewed snapshot (keys, deps, partitions, policies)."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from dagster import Definitions
+from dagster._core.definitions.backfill_policy import BackfillPolicyType
+
+from tvquant_assets.defs.factory import build_manifest_assets, partitions_for
+from tvquant_assets.definitions import build_definitions
+from tvquant_assets.enums import STAGES
+from tvquant_assets.manifest import discover_manifests, load_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOT = Path(__file__).with_name("snapshots") / "asset_graph.json"
+
+
+def graph_snapshot(defs: Definitions) -> dict:
+    graph = defs.resolve_asset_graph()
+    out = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        pdef = node.partitions_def
+        out[key.to_user_string()] = {
+            "deps": sorted(p.to_user_string() for p in node.parent_keys),
+            "group": node.group_name,
+            "partitions": {"start": pdef.start.strftime("%Y-%m-%d"), "cron": pdef.cron_schedule,
+                           "fmt": pdef.fmt},
+            "backfill_policy": node.backfill_policy.policy_type.value,
+        }
+    return out
+
+
+def test_definitions_load_and_validate():
+    Definitions.validate_loadable(build_definitions(discover_manifests(ROOT / "manifests")))
+
+
+def test_graph_matches_snapshot():
+    defs = build_definitions(discover_manifests(ROOT / "manifests"))
+    snap = graph_snapshot(defs)
+    if os.environ.get("TVQUANT_UPDATE_SNAPSHOTS") == "1":  # regenerate, then review the diff
+        SNAPSHOT.write_text(json.dumps(snap, indent=1, sort_keys=True) + "\n")
+    assert snap == json.loads(SNAPSHOT.read_text()), "asset graph changed: review and update the snapshot"
+
+
+def test_nine_stages_per_manifest_single_run_backfills():
+    m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
+    assets = build_manifest_assets(m)
+    assert [a.key.path for a in assets] == [["sp500_demo", s.value] for s in STAGES]
+    for a in assets:
+        assert a.backfill_policy.policy_type == BackfillPolicyType.SINGLE_RUN
+        assert a.group_names_by_key[a.key] == "sp500_demo"
+    keys = partitions_for(m).get_partition_keys_in_range  # weekday keys, none on weekends
+    from dagster import PartitionKeyRange
+
+    week = keys(PartitionKeyRange("2019-01-04", "2019-01-11"))
+    assert week == ["2019-01-04", "2019-01-07", "2019-01-08", "2019-01-09", "2019-01-10", "2019-01-11"]
+    assert partitions_for(m).get_first_partition_key() == "1991-01-02"
+
+
+def test_invalid_manifest_fails_loading_with_its_message(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nstart: 2019-01-02\nsource: {kind: nosuch}\n")
+    from tvquant_assets.errors import ManifestError
+
+    with pytest.raises(ManifestError, match="source"):
+        build_definitions([bad])
