@@ -374,10 +374,33 @@ def missing_history(pipe: Pipeline, first_date: pd.Timestamp) -> list[pd.Timesta
                                      and pipe.lake.exists(pipe.name, Stage.CATALOG.value, d))]
 
 
+def plan_start(manifest: Manifest, lake: Lake, start: pd.Timestamp) -> tuple[pd.Timestamp, list[str]]:
+    """Move the start back when the range depends on decisions that are not in the lake yet: the
+    tournament carries the last rebalance decision, the backtest stitches decisions since its start."""
+    pipe = Pipeline(manifest, lake)
+    notes, new_start = [], start
+    rebalance = pipe.rebalance_set(start)
+    if start not in rebalance and start > pd.Timestamp(manifest.start):
+        prev = previous_dates(manifest, start, 1)[0]
+        if not lake.exists(manifest.name, Stage.TOURNAMENT.value, prev):
+            new_start = max((r for r in rebalance if r <= start), default=pd.Timestamp(manifest.start))
+    bt_start = pd.Timestamp(manifest.backtest_start)
+    if bt_start < new_start:
+        needed = [bt_start, *(r for r in rebalance if bt_start < r < new_start)]
+        if any(not lake.exists(manifest.name, Stage.TOURNAMENT.value, d) for d in needed):
+            new_start = bt_start
+    if new_start != start:
+        notes.append(f"start moved from {start.date()} to {new_start.date()}: the range needs decisions "
+                     f"from {new_start.date()} that are not in the lake yet")
+    return new_start, notes
+
+
 def run_one_shot(pipe: Pipeline, dates, stages=STAGES, run_id: str = "one-shot") -> dict[Stage, StageResult]:
     """Compute and write every stage for ``dates`` in order, without Dagster (history the trailing
     windows need is materialized first for catalog and prices)."""
     dates = sorted(pd.Timestamp(d) for d in dates)
+    first, _ = plan_start(pipe.manifest, pipe.lake, dates[0])
+    dates = manifest_dates(pipe.manifest, first, dates[-1]) if first < dates[0] else dates
     missing = missing_history(pipe, dates[0])
     if missing and Stage.PRICES in stages:
         history = manifest_dates(pipe.manifest, missing[0], missing[-1])

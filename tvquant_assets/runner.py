@@ -15,7 +15,7 @@ from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LakeError, ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
-from tvquant_assets.pipeline import Pipeline, missing_history
+from tvquant_assets.pipeline import Pipeline, missing_history, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
 LOCAL_INSTANCE_YAML = """# Local tvquant instance (SQLite under this folder). See the repository's dagster.yaml.
@@ -70,27 +70,6 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
     if e < s:
         raise ManifestError(f"--end {e.date()} is before --start {s.date()}")
     return s, e
-
-
-def plan_start(manifest: Manifest, lake: Lake, start: pd.Timestamp) -> tuple[pd.Timestamp, list[str]]:
-    """Move the start back when the range depends on decisions that are not in the lake yet: the
-    tournament carries the last rebalance decision, the backtest stitches decisions since its start."""
-    pipe = Pipeline(manifest, lake)
-    notes, new_start = [], start
-    rebalance = pipe.rebalance_set(start)
-    if start not in rebalance and start > pd.Timestamp(manifest.start):
-        prev = previous_dates(manifest, start, 1)[0]
-        if not lake.exists(manifest.name, Stage.TOURNAMENT.value, prev):
-            new_start = max((r for r in rebalance if r <= start), default=pd.Timestamp(manifest.start))
-    bt_start = pd.Timestamp(manifest.backtest_start)
-    if bt_start < new_start:
-        needed = [bt_start, *(r for r in rebalance if bt_start < r < new_start)]
-        if any(not lake.exists(manifest.name, Stage.TOURNAMENT.value, d) for d in needed):
-            new_start = bt_start
-    if new_start != start:
-        notes.append(f"start moved from {start.date()} to {new_start.date()}: the range needs decisions "
-                     f"from {new_start.date()} that are not in the lake yet")
-    return new_start, notes
 
 
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,

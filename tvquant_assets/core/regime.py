@@ -32,16 +32,18 @@ import numpy as np
 import pandas as pd
 
 from tvquant_assets.core.panel import PricePanel
+from tvquant_assets.core.scan import frames_by_date
 from tvquant_assets.enums import Quadrant, RegimeLabel
 from tvquant_assets.errors import LakeError
 from tvquant_assets.manifest.schema import RegimeConfig, RegimePreset
 
 ANNUALIZATION = 252
 
-COLUMNS = [
-    "date", "n_symbols", "vol_short", "vol_long", "vol_ratio", "stress_score", "growth", "label", "quadrant",
-    "preset", "preset_max_weight", "warmup",
-]
+DTYPES = {
+    "date": "datetime64[ns]", "n_symbols": "int64", "vol_short": "float64", "vol_long": "float64",
+    "vol_ratio": "float64", "stress_score": "float64", "growth": "float64", "label": "str", "quadrant": "str",
+    "preset": "str", "preset_max_weight": "float64", "warmup": "bool",
+}
 
 
 def _vol(x: np.ndarray) -> float:
@@ -117,14 +119,15 @@ def detect(
     # The proxy for a symbol set is computed once over the panel and reused while the set is unchanged.
     proxies: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
-    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    keys: list[pd.Timestamp] = []
+    rows: dict[str, list] = {c: [] for c in DTYPES}
     for date in dates:
         date = pd.Timestamp(date)
         if date not in scan_by_date:
             raise LakeError(f"regime needs the scan for {date.date()}; materialize scan first")
         scan = scan_by_date[date]
         t = int(close.index.searchsorted(date, side="right")) - 1
-        chosen = scan.loc[scan["eligible"].to_numpy(dtype=bool), "symbol"]
+        chosen = scan["symbol"].to_numpy(dtype=object)[scan["eligible"].to_numpy(dtype=bool)]
         js = tuple(sorted(col_of[s] for s in chosen if s in col_of))
         if not js and t >= 0:
             js = tuple(np.flatnonzero(has_bar[t]).tolist())
@@ -155,21 +158,21 @@ def detect(
         preset = active_preset(label.value, quadrant.value, presets)
         max_weight = presets[preset].max_weight if preset else None
 
-        out[date] = pd.DataFrame(
-            {
-                "date": [date],
-                "n_symbols": np.asarray([len(js)], dtype="int64"),
-                "vol_short": [float(vol_short)],
-                "vol_long": [float(vol_long)],
-                "vol_ratio": [float(ratio)],
-                "stress_score": [float(score)],
-                "growth": [float(growth)],
-                "label": [label.value],
-                "quadrant": [quadrant.value],
-                "preset": [preset],
-                "preset_max_weight": [np.nan if max_weight is None else float(max_weight)],
-                "warmup": [warmup],
-            },
-            columns=COLUMNS,
-        )
-    return out
+        row = {
+            "date": date,
+            "n_symbols": len(js),
+            "vol_short": vol_short,
+            "vol_long": vol_long,
+            "vol_ratio": ratio,
+            "stress_score": score,
+            "growth": growth,
+            "label": label.value,
+            "quadrant": quadrant.value,
+            "preset": preset,
+            "preset_max_weight": np.nan if max_weight is None else max_weight,
+            "warmup": warmup,
+        }
+        keys.append(date)
+        for c in DTYPES:
+            rows[c].append(np.asarray([row[c]], dtype=object if DTYPES[c] == "str" else DTYPES[c]))
+    return frames_by_date(keys, rows, DTYPES)

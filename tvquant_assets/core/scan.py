@@ -66,13 +66,41 @@ def _own_bar_metrics(close: pd.DataFrame, volume: pd.DataFrame | None, has: np.n
     return metrics
 
 
-def _empty() -> pd.DataFrame:
-    dtypes = {
-        "symbol": "str", "last_close": "float64", "history_days": "int64", "days_since_last_bar": "int64",
-        "perf_1w": "float64", "perf_1m": "float64", "perf_3m": "float64", "volatility_20d": "float64",
-        "value_traded_20d": "float64", "value_traded_available": "bool", "eligible": "bool", "reason": "str",
-    }
-    return pd.DataFrame({c: pd.Series([], dtype=dtypes[c]) for c in COLUMNS})
+DTYPES = {
+    "symbol": "str", "last_close": "float64", "history_days": "int64", "days_since_last_bar": "int64",
+    "perf_1w": "float64", "perf_1m": "float64", "perf_3m": "float64", "volatility_20d": "float64",
+    "value_traded_20d": "float64", "value_traded_available": "bool", "eligible": "bool", "reason": "str",
+}
+
+
+def frames_by_date(
+    keys: list[pd.Timestamp], columns: dict[str, list[np.ndarray]], dtypes: Mapping[str, str]
+) -> dict[pd.Timestamp, pd.DataFrame]:
+    """One frame per key from per-key column pieces.
+
+    Builds a single frame and slices it: constructing thousands of small frames (string columns above
+    all) costs far more than the arithmetic of a stage core.
+
+    Parameters
+    ----------
+    keys : list of Timestamp
+    columns : dict name -> list of 1-d arrays
+        Piece ``i`` of every column belongs to ``keys[i]``; pieces of one key have equal lengths.
+    dtypes : mapping name -> dtype
+        Column order and dtypes of the frames.
+    """
+    if not keys:
+        return {}
+    lengths = [len(piece) for piece in columns[next(iter(dtypes))]]
+    big = pd.DataFrame({c: pd.Series(np.concatenate(columns[c]), dtype=d) for c, d in dtypes.items()})
+    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    stop = 0
+    for key, n in zip(keys, lengths, strict=True):
+        start, stop = stop, stop + n
+        frame = big.iloc[start:stop]
+        frame.index = pd.RangeIndex(n)
+        out[key] = frame
+    return out
 
 
 def _num(x: float) -> str:
@@ -125,27 +153,26 @@ def compute_scan(
     if cfg.symbols is not None:
         allowed = np.isin(symbols, np.asarray(cfg.symbols, dtype=object))
     position = {s: j for j, s in enumerate(symbols)}
+    by_name = np.argsort(symbols, kind="stable")  # the panel promises sorted columns; do not rely on it
 
-    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    keys: list[pd.Timestamp] = []
+    columns: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
     for date in dates:
         date = pd.Timestamp(date)
         t = int(close.index.searchsorted(date, side="right")) - 1
-        if t < 0:
-            out[date] = _empty()
-            continue
-        mask = allowed & (history[t] > 0)
+        mask = allowed & (history[t] > 0) if t >= 0 else np.zeros(len(symbols), dtype=bool)
         if listed is not None:
             if date not in listed:
                 raise SourceError(f"listed symbols missing for {date.date()}: pass every requested date")
             on = np.zeros(len(symbols), dtype=bool)
             on[[position[s] for s in listed[date] if s in position]] = True
             mask &= on
-        js = np.flatnonzero(mask)  # columns are sorted, so rows come out sorted by symbol
-        lb = last_bar[t, js]
+        js = by_name[mask[by_name]]
+        lb = last_bar[t, js] if t >= 0 else np.zeros(0, dtype="int64")
         frame = {
             "symbol": symbols[js],
             "last_close": values[lb, js],
-            "history_days": history[t, js],
+            "history_days": history[t, js] if t >= 0 else np.zeros(0, dtype="int64"),
             "days_since_last_bar": (t - lb).astype("int64"),
         }
         for name in _METRICS:
@@ -154,8 +181,10 @@ def compute_scan(
         reason = _reasons(frame, cfg, volume_available)
         frame["eligible"] = reason == ""
         frame["reason"] = reason
-        out[date] = pd.DataFrame(frame, columns=COLUMNS)
-    return out
+        keys.append(date)
+        for c in COLUMNS:
+            columns[c].append(frame[c])
+    return frames_by_date(keys, columns, DTYPES)
 
 
 def _reasons(frame: dict[str, np.ndarray], cfg: UniverseConfig, volume_available: bool) -> np.ndarray:

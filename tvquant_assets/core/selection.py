@@ -19,20 +19,20 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from tvquant_assets.core import linkage
 from tvquant_assets.core.panel import PricePanel
+from tvquant_assets.core.scan import frames_by_date
 from tvquant_assets.errors import LakeError
 from tvquant_assets.manifest.schema import SelectionConfig
 
 MIN_CORRELATION_FRACTION = 0.5
 """A symbol needs returns on at least this fraction of the correlation window to be clustered."""
 
-COLUMNS = [
-    "symbol", "sector", "direction", "momentum", "momentum_pct", "cluster", "rank_in_cluster", "selected",
-    "reason",
-]
+DTYPES = {
+    "symbol": "str", "sector": "str", "direction": "str", "momentum": "float64", "momentum_pct": "float64",
+    "cluster": "int64", "rank_in_cluster": "int64", "selected": "bool", "reason": "str",
+}
 
 
 def percentile_rank(values: np.ndarray) -> np.ndarray:
@@ -51,13 +51,25 @@ def percentile_rank(values: np.ndarray) -> np.ndarray:
     """
     values = np.asarray(values, dtype="float64")
     out = np.full(values.shape, np.nan)
-    ok = ~np.isnan(values)
-    n = int(ok.sum())
+    ok = np.flatnonzero(~np.isnan(values))
+    n = ok.size
     if n == 1:
         out[ok] = 1.0
     elif n > 1:
-        out[ok] = (rankdata(values[ok], method="average") - 1.0) / (n - 1)
+        out[ok] = (_average_rank(values[ok]) - 1.0) / (n - 1)
     return out
+
+
+def _average_rank(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties averaged (scipy's rankdata ``average``, without its per-call overhead)."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    first = np.r_[True, xs[1:] != xs[:-1]]
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], x.size]
+    ranks = np.empty(x.size)
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]
+    return ranks
 
 
 def _fmt(x: float) -> str:
@@ -100,7 +112,8 @@ def select(
     min_obs = max(2, math.ceil(MIN_CORRELATION_FRACTION * window))
     sectors = sectors or {}
 
-    out: dict[pd.Timestamp, pd.DataFrame] = {}
+    keys: list[pd.Timestamp] = []
+    columns: dict[str, list[np.ndarray]] = {c: [] for c in DTYPES}
     for date in dates:
         date = pd.Timestamp(date)
         if date not in scan_by_date:
@@ -144,8 +157,8 @@ def select(
         members = pool[obs >= min_obs]
         cluster = np.zeros(n, dtype="int64")
         if members.size >= 2:
-            frame = pd.DataFrame(rets[:, obs >= min_obs], columns=syms[members])
-            cluster[members] = linkage.cluster(frame, cfg.linkage)
+            # members are in symbol order, which is the order linkage.cluster sorts to
+            cluster[members] = linkage.cluster_sorted(rets[:, obs >= min_obs], cfg.linkage)
         else:
             cluster[members] = 1  # fewer than two series: nothing to correlate, one cluster
 
@@ -170,18 +183,18 @@ def select(
             else:
                 reason[i] = f"overall rank {overall} > max_symbols {cfg.max_symbols}"
 
-        out[date] = pd.DataFrame(
-            {
-                "symbol": syms,
-                "sector": np.asarray([sectors.get(s, "unknown") for s in syms], dtype=object),
-                "direction": np.full(n, "long", dtype=object),
-                "momentum": momentum,
-                "momentum_pct": pct,
-                "cluster": cluster,
-                "rank_in_cluster": rank,
-                "selected": selected,
-                "reason": reason,
-            },
-            columns=COLUMNS,
-        )
-    return out
+        piece = {
+            "symbol": syms,
+            "sector": np.asarray([sectors.get(s, "unknown") for s in syms], dtype=object),
+            "direction": np.full(n, "long", dtype=object),
+            "momentum": momentum,
+            "momentum_pct": pct,
+            "cluster": cluster,
+            "rank_in_cluster": rank,
+            "selected": selected,
+            "reason": reason,
+        }
+        keys.append(date)
+        for c in DTYPES:
+            columns[c].append(piece[c])
+    return frames_by_date(keys, columns, DTYPES)

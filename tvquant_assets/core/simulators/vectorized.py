@@ -67,16 +67,30 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
     if not (np.isfinite(cost_rate) and cost_rate >= 0.0):
         raise ValueError(f"cost_rate {cost_rate!r} must be a finite number >= 0")
     T, N = r.shape
-    growth = 1.0 + np.nan_to_num(r, nan=0.0)
-
     out_ret = np.zeros(T)
-    out_w = np.zeros((T, N))
     out_to = np.zeros(T)
     out_c = np.zeros(T)
-
     rebal = np.flatnonzero(~np.isnan(tg).all(axis=1))
+    if rebal.size == 0:
+        return SimResult(out_ret, np.zeros((T, N)), out_to, out_c)
+
+    # Segment k covers the rows (s_k, e_k] after rebalance s_k, up to and including the next one.
+    ends = np.append(rebal[1:], T - 1)
+    lens = ends - rebal
+
+    # Per-name growth since each segment's start close: one array reused for values, then weights.
+    # Segments are independent of the book, so all of them advance one row per step (fancy-indexed);
+    # every element is still the same sequential product as np.cumprod, so a segment cut short (a
+    # shorter backtest) holds bit-identical numbers.
+    w = np.add(r, 1.0)
+    np.copyto(w, 1.0, where=np.isnan(w))
+    for j in range(1, int(lens.max(initial=0))):
+        rows = rebal[lens > j] + 1 + j
+        w[rows] *= w[rows - 1]
+    w[: rebal[0]] = 0.0
+
     drifted = np.zeros(N)  # pre-trade weights at the current rebalance close (all cash before the first)
-    for k, s in enumerate(rebal):
+    for s, e in zip(rebal, ends):
         target = np.nan_to_num(tg[s], nan=0.0)
         turnover = np.abs(target - drifted).sum()
         cost = cost_rate * turnover
@@ -84,21 +98,16 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
             raise ValueError(f"row {s}: cost {cost:.4g} of the portfolio value leaves nothing to invest")
         out_to[s] = turnover
         out_c[s] = cost
-        # day s's own return was set by the previous segment; the cost lands on the same day.
+        # Day s's own return was set by the previous segment; the cost lands on the same day.
         out_ret[s] = (1.0 + out_ret[s]) * (1.0 - cost) - 1.0
         held = target / (1.0 - cost)  # post-trade holdings per unit of post-trade value
-        out_w[s] = held
-
-        # Holdings compound independently until the next rebalance: one cumprod per segment.
-        e = rebal[k + 1] if k + 1 < len(rebal) else T - 1
+        w[s] = held
         if e == s:
             continue
-        values = held * np.cumprod(growth[s + 1 : e + 1], axis=0)  # (e - s, N), value at s = 1
-        cash = 1.0 - held.sum()
-        total = values.sum(axis=1) + cash
-        prev = np.concatenate(([1.0], total[:-1]))
-        out_ret[s + 1 : e + 1] = total / prev - 1.0
-        weights = values / total[:, None]
-        out_w[s + 1 : e + 1] = weights
-        drifted = weights[-1]
-    return SimResult(out_ret, out_w, out_to, out_c)
+        values = w[s + 1 : e + 1]
+        values *= held
+        total = values.sum(axis=1) + (1.0 - held.sum())
+        out_ret[s + 1 : e + 1] = total / np.concatenate(([1.0], total[:-1])) - 1.0
+        values *= (1.0 / total)[:, None]
+        drifted = values[-1].copy()  # row e is overwritten by the next trade
+    return SimResult(out_ret, w, out_to, out_c)
