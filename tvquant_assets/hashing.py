@@ -36,20 +36,19 @@ def _column_bytes(values: pd.Series) -> bytes:
     if kind == "M":
         ns = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
         return ns.astype("datetime64[ns]").to_numpy().view("<i8").tobytes()
-    parts = []
-    for v in values.tolist():
-        s = "\x00NA" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-        b = s.encode("utf-8")
-        parts.append(len(b).to_bytes(8, "little") + b)
-    return b"".join(parts)
+    encoded = [("\x00NA" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).encode("utf-8")
+               for v in values.tolist()]
+    lengths = np.fromiter((len(b) for b in encoded), dtype="<i8", count=len(encoded))
+    return lengths.tobytes() + b"".join(encoded)
 
 
 def df_hash(df: pd.DataFrame) -> str:
     """Content hash of a frame, independent of column order and of storage round trips."""
     frame = df.drop(columns=[c for c in df.columns if str(c).endswith("_ms")])
-    names = [f"__index__{i}" for i in range(frame.index.nlevels)]
-    frame.index = frame.index.set_names(names)
-    frame = frame.reset_index()
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
+        frame = frame.rename_axis([f"__index__{i}" for i in range(frame.index.nlevels)]).reset_index()
+    else:  # a default index carries no content beyond the row count
+        frame = frame.assign(__index__0=np.arange(len(frame), dtype="int64"))
     frame.columns = [str(c) for c in frame.columns]
     h = hashlib.sha256()
     h.update(f"rows={len(frame)};".encode())

@@ -149,27 +149,42 @@ def _same_date_hashes(pipe: Pipeline, stages: tuple[Stage, ...], dates) -> dict[
 
 # stage runners -------------------------------------------------------------------------------------
 
+def _calendar_gap(calendar: str, since: np.ndarray, until: np.datetime64) -> np.ndarray:
+    """Calendar partition dates after ``since`` up to ``until`` (weekdays or days)."""
+    since_d = since.astype("datetime64[D]")
+    until_d = np.datetime64(until, "D")
+    if calendar == "weekdays":
+        return np.busday_count(since_d, until_d)  # [since, until) == (since, until] for weekday dates
+    return (until_d - since_d).astype(np.int64)
+
+
 def run_catalog(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     cat = pipe.source.catalog()
-    cat = cat[cat["symbol"].isin(pipe._universe_symbols)].reset_index(drop=True)
-    first = pipe.source.first_dates()
+    cat = cat[cat["symbol"].isin(pipe._universe_symbols)].sort_values("symbol").reset_index(drop=True)
+    first = pd.to_datetime(cat["symbol"].map(pipe.source.first_dates())).dt.as_unit("ns")
     bars = pipe.source.history(list(cat["symbol"]), pd.Timestamp.min, max(dates))
-    bar_dates = {s: g["date"].to_numpy() for s, g in bars.groupby("symbol")}
+    bar_dates = {s: g["date"].to_numpy(dtype="datetime64[ns]") for s, g in bars.groupby("symbol")}
     stale = pipe.manifest.universe.max_stale_days
+    empty = np.array([], dtype="datetime64[ns]")
     frames = {}
     for d in dates:
-        rows = cat[cat["symbol"].map(lambda s: pd.Timestamp(first[s]) <= d)].copy()
-        last_bar = []
+        d64 = np.datetime64(d, "ns")
+        listed = (first <= d).to_numpy()
+        rows = cat.loc[listed].reset_index(drop=True)
+        last = []
         for s in rows["symbol"]:
-            arr = bar_dates.get(s, np.array([], dtype="datetime64[ns]"))
-            i = np.searchsorted(arr, np.datetime64(d), side="right")
-            last_bar.append(pd.Timestamp(arr[i - 1]) if i else pd.NaT)
-        rows["first_date"] = pd.to_datetime([first[s] for s in rows["symbol"]]).as_unit("ns")
-        rows["last_bar"] = pd.to_datetime(last_bar).as_unit("ns")
-        gap = [len(calendar_dates(pipe.manifest.calendar, lb, d)) - 1 if pd.notna(lb) else 10**6
-               for lb in rows["last_bar"]]
-        rows["active"] = np.array(gap) <= stale
-        frames[d] = rows[CATALOG_OUTPUT].reset_index(drop=True)
+            arr = bar_dates.get(s, empty)
+            i = np.searchsorted(arr, d64, side="right")
+            last.append(arr[i - 1] if i else np.datetime64("NaT", "ns"))
+        last_bar = np.array(last, dtype="datetime64[ns]")
+        has = ~np.isnat(last_bar)
+        gap = np.full(len(rows), 10**6, dtype=np.int64)
+        if has.any():
+            gap[has] = _calendar_gap(pipe.manifest.calendar, last_bar[has], d64)
+        rows["first_date"] = first[listed].to_numpy()
+        rows["last_bar"] = last_bar
+        rows["active"] = gap <= stale
+        frames[d] = rows[CATALOG_OUTPUT]
     return StageResult(frames)
 
 
@@ -315,14 +330,16 @@ def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
 def run_audit(pipe: Pipeline, dates: list[pd.Timestamp], run_id: str = "") -> StageResult:
     from tvquant_assets.core.ledger import Ledger
 
-    ledger = Ledger(pipe.lake.ledger_path(pipe.name))
+    ledger = Ledger(str(pipe.lake.ledger_path(pipe.name)))
     hashes = _same_date_hashes(pipe, UPSTREAM[Stage.AUDIT], dates)
     env = pipe.environment()
+    latest = {e["payload"].get("date"): e for e in ledger.entries()}  # later entries supersede earlier
     frames = {}
     for d in dates:
         stages = hashes[d]
-        prior = ledger.latest_for("date", d.strftime("%Y-%m-%d"))
-        if prior and prior.get("stages") == stages and prior.get("manifest_hash") == pipe.manifest_hash:
+        prior = latest.get(d.strftime("%Y-%m-%d"))
+        if prior and prior["payload"].get("stages") == stages \
+                and prior["payload"].get("manifest_hash") == pipe.manifest_hash:
             entry, appended = prior, False
         else:
             entry = ledger.append({

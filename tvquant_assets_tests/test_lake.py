@@ -21,6 +21,7 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch
     def boom(fd):
         raise OSError("disk full")
 
+    monkeypatch.setenv("TVQUANT_LAKE_FSYNC", "1")
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         lake.write("demo", "prices", "2020-01-03", pd.DataFrame({"a": [1.0]}))
@@ -28,7 +29,7 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch
     assert list((tmp_path / "demo" / "prices").iterdir()) == []  # no temp file either
     monkeypatch.undo()
     lake.write("demo", "prices", "2020-01-03", pd.DataFrame({"a": [1.0]}))
-    monkeypatch.setattr(os, "fsync", boom)
+    monkeypatch.setattr(os, "replace", lambda a, b: boom(None))
     with pytest.raises(OSError):
         lake.write("demo", "prices", "2020-01-03", pd.DataFrame({"a": [2.0]}))
     assert Lake(tmp_path).read("demo", "prices", "2020-01-03")["a"].tolist() == [1.0]

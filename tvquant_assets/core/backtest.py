@@ -108,28 +108,43 @@ def walk_forward(
         keep = slice(None) if upto is None else slice(0, plan.dates.searchsorted(upto, side="right"))
         return _metrics(simulate, returns[:n_days], plan.pos[keep], plan.weights[keep], cost_rate, periods_per_year)
 
-    shared = {c: run(plans[c], len(days)) for c in names} if len(days) else {}
+    asked = pd.DatetimeIndex([d for d in dates if d >= start])
+    k = days.searchsorted(asked, side="right") - 1  # last simulated day <= each date (-1: none yet)
+    kk = np.maximum(k, 0)
+    on_day = (k >= 0) & (days[kk] == asked) if len(days) else np.zeros(len(asked), dtype=bool)
 
-    out: dict[pd.Timestamp, pd.DataFrame] = {}
-    for d in dates:
-        if d < start:
-            out[d] = _frame([], {})
-            continue
-        k = int(days.searchsorted(d, side="right")) - 1
-        if k < 0:  # no trading day yet in [start, d]
-            out[d] = _frame(names, {c: None for c in names})
-            continue
-        rows: dict[str, dict[str, float] | None] = {}
-        for c in names:
-            plan = plans[c]
-            later = int(plan.dates.searchsorted(d, side="right"))
-            # A decision dated after d (e.g. on the following holiday) may map to day k's close too;
-            # d must not see it, so re-run this candidate on what was known at d.
-            m = run(plan, k + 1, d) if later < len(plan.pos) and plan.pos[later] == k else shared[c]
-            rows[c] = {key: m[key][k] for key in m}
-            rows[c]["day_return"] = m["returns"][k] if days[k] == d else 0.0
-        out[d] = _frame(names, rows)
-    return out
+    # (date, candidate) tables, pre-filled with the values of a book that has not traded yet
+    table = {col: np.full((len(asked), len(names)), value) for col, value in _UNTRADED.items()}
+    for j, c in enumerate(names if len(days) else []):
+        plan = plans[c]
+        _fill(table, j, np.flatnonzero(k >= 0), run(plan, len(days)), kk, on_day)
+        # A decision dated after d (e.g. on the following holiday) may map to day k's close as well;
+        # d must not see it, so such dates re-run this candidate on what was known at d.
+        later = plan.dates.searchsorted(asked, side="right")
+        hidden = (k >= 0) & (later < len(plan.pos))
+        hidden[hidden] = plan.pos[later[hidden]] == k[hidden]
+        for i in np.flatnonzero(hidden):
+            _fill(table, j, np.array([i]), run(plan, k[i] + 1, asked[i]), kk, on_day)
+    frames = _frames(names, table)
+
+    empty = _frames([], {col: np.zeros((1, 0)) for col in _UNTRADED})[0]
+    by_date = dict(zip(asked, frames))
+    return {d: by_date[d] if d >= start else empty.copy() for d in dates}
+
+
+# A candidate with no simulated day yet: flat equity, undefined ratios.
+_UNTRADED: dict[str, float] = {
+    "day_return": 0.0, "equity": 1.0, "total_return": 0.0, "ann_return": np.nan, "ann_vol": np.nan,
+    "sharpe": np.nan, "max_drawdown": 0.0, "turnover": 0.0, "costs": 0.0, "n_days": 0,
+}
+
+
+def _fill(table: dict[str, np.ndarray], j: int, rows: np.ndarray, m: dict[str, np.ndarray],
+          kk: np.ndarray, on_day: np.ndarray) -> None:
+    for col in _UNTRADED:
+        if col != "day_return":
+            table[col][rows, j] = m[col][kk[rows]]
+    table["day_return"][rows, j] = np.where(on_day[rows], m["returns"][kk[rows]], 0.0)
 
 
 def _plan(name: str, frame: pd.DataFrame, symbols: pd.Index, days: pd.DatetimeIndex, horizon: pd.Timestamp) -> _Plan:
@@ -160,21 +175,17 @@ def _metrics(simulate: Callable, returns: np.ndarray, pos: np.ndarray, weights: 
     return m
 
 
-def _frame(names: list[str], rows: Mapping[str, Mapping[str, float] | None]) -> pd.DataFrame:
-    empty = {"day_return": 0.0, "equity": 1.0, "total_return": 0.0, "ann_return": np.nan, "ann_vol": np.nan,
-             "sharpe": np.nan, "max_drawdown": 0.0, "turnover": 0.0, "costs": 0.0, "n_days": 0}
-    data = {col: [] for col in COLUMNS}
-    for c in names:
-        row = rows[c] or empty
-        data["candidate"].append(c)
-        for col in COLUMNS:
-            if col not in ("candidate", "rank"):
-                data[col].append(row[col])
-    sharpe = np.asarray(data["sharpe"], dtype=float)
+def _frames(names: list[str], table: dict[str, np.ndarray]) -> list[pd.DataFrame]:
+    """One ranked frame per row of the (date, candidate) tables, cut from one frame built once."""
+    n_dates, n = table["sharpe"].shape
+    sharpe = table["sharpe"]
     # lexsort: last key is primary -> NaN last, then higher Sharpe, then name (names are pre-sorted).
-    order = np.lexsort((np.arange(len(names)), -np.nan_to_num(sharpe, nan=0.0), np.isnan(sharpe)))
-    rank = np.empty(len(names), dtype=np.int64)
-    rank[order] = np.arange(1, len(names) + 1)
-    data["rank"] = rank
-    frame = pd.DataFrame({col: pd.Series(data[col], dtype=dtype) for col, dtype in COLUMNS.items()})
-    return frame.iloc[order].reset_index(drop=True)
+    order = np.lexsort((np.broadcast_to(np.arange(n), sharpe.shape), -np.nan_to_num(sharpe, nan=0.0),
+                        np.isnan(sharpe)), axis=-1)
+    data = {"candidate": pd.array(np.asarray(names, dtype=object)[order].ravel(), dtype="str")}
+    for col, dtype in COLUMNS.items():
+        if col in table:
+            data[col] = np.take_along_axis(table[col], order, axis=1).ravel().astype(dtype)
+    data["rank"] = np.tile(np.arange(1, n + 1, dtype=np.int64), n_dates)
+    big = pd.DataFrame({col: data[col] for col in COLUMNS})
+    return [big.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(n_dates)]

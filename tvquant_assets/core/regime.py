@@ -116,13 +116,13 @@ def detect(
     returns = panel.returns().to_numpy(dtype="float64")
     has_bar = np.cumsum(~np.isnan(close.to_numpy(dtype="float64")), axis=0) > 0
     presets = {str(k): v for k, v in (presets or {}).items()}
-    # The proxy for a symbol set is computed once over the panel and reused while the set is unchanged.
+    # The proxy of a symbol set is row-local (a cross-sectional mean), so it is computed once over the
+    # panel and reused while the set is unchanged; each date then reads its rows <= t.
     proxies: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     keys: list[pd.Timestamp] = []
     rows: dict[str, list] = {c: [] for c in DTYPES}
-    for date in dates:
-        date = pd.Timestamp(date)
+    for date in map(pd.Timestamp, dates):
         if date not in scan_by_date:
             raise LakeError(f"regime needs the scan for {date.date()}; materialize scan first")
         scan = scan_by_date[date]
@@ -132,6 +132,8 @@ def detect(
         if not js and t >= 0:
             js = tuple(np.flatnonzero(has_bar[t]).tolist())
         if js not in proxies:
+            if len(proxies) >= 16:  # dates ascend, so old symbol sets rarely come back: bound the memory
+                proxies.clear()
             sub = returns[:, list(js)]
             ok = ~np.isnan(sub)
             count = ok.sum(axis=1)
@@ -173,6 +175,6 @@ def detect(
             "warmup": warmup,
         }
         keys.append(date)
-        for c in DTYPES:
-            rows[c].append(np.asarray([row[c]], dtype=object if DTYPES[c] == "str" else DTYPES[c]))
+        for c, dtype in DTYPES.items():
+            rows[c].append(np.asarray([row[c]], dtype=object if dtype == "str" else dtype))
     return frames_by_date(keys, rows, DTYPES)

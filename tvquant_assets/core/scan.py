@@ -1,8 +1,8 @@
 """Universe scan: per-symbol liquidity/health metrics and eligibility, point in time.
 
-Every metric is a backward-looking rolling quantity over the symbol's *own bars* (rows where it has a
-close), computed once for the whole panel and then read at the symbol's last bar <= D. So the row for D
-depends only on rows stamped <= D, and a long backfill costs one pass over the panel.
+Every metric is computed from the symbol's *own bars* (rows where it has a close) up to its last bar
+<= D, directly on that window: the row for D depends only on rows stamped <= D, and not on where the
+panel starts (no running sums carried from older rows), so a backfill and a daily run agree bit for bit.
 """
 
 from __future__ import annotations
@@ -21,56 +21,28 @@ PERF_BARS = {"perf_1w": 5, "perf_1m": 21, "perf_3m": 63}
 VOL_BARS = 20
 VALUE_TRADED_BARS = 20
 
-COLUMNS = [
-    "symbol", "last_close", "history_days", "days_since_last_bar", "perf_1w", "perf_1m", "perf_3m",
-    "volatility_20d", "value_traded_20d", "value_traded_available", "eligible", "reason",
-]
-_METRICS = [*PERF_BARS, "volatility_20d", "value_traded_20d"]
-
-
-def _bar_metrics(close: pd.DataFrame, volume: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    """Metrics of frames whose columns have no interior gaps (every row in a column's span is a bar)."""
-    rets = close.pct_change(fill_method=None)
-    out = {name: (close / close.shift(n) - 1.0).to_numpy() for name, n in PERF_BARS.items()}
-    out["volatility_20d"] = (rets.rolling(VOL_BARS, min_periods=VOL_BARS).std() * np.sqrt(ANNUALIZATION)).to_numpy()
-    if volume is None:
-        out["value_traded_20d"] = np.full(close.shape, np.nan)
-    else:
-        traded = close * volume
-        out["value_traded_20d"] = traded.rolling(VALUE_TRADED_BARS, min_periods=VALUE_TRADED_BARS).mean().to_numpy()
-    return out
-
-
-def _own_bar_metrics(close: pd.DataFrame, volume: pd.DataFrame | None, has: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics at every bar row, computed over each symbol's own bars (T x N arrays, NaN off-bar)."""
-    t, n = close.shape
-    metrics = {name: np.full((t, n), np.nan) for name in _METRICS}
-    if n == 0 or t == 0:
-        return metrics
-    first = np.argmax(has, axis=0)
-    last = t - 1 - np.argmax(has[::-1], axis=0)
-    count = has.sum(axis=0)
-    contiguous = (count == 0) | (count == last - first + 1)
-    # Fast path: without interior gaps, rolling over panel rows is rolling over own bars.
-    block = np.flatnonzero(contiguous)
-    if block.size:
-        vol_block = None if volume is None else volume.iloc[:, block]
-        for name, arr in _bar_metrics(close.iloc[:, block], vol_block).items():
-            metrics[name][:, block] = arr
-    for j in np.flatnonzero(~contiguous):
-        rows = np.flatnonzero(has[:, j])
-        c = close.iloc[rows, [j]]
-        v = None if volume is None else volume.iloc[rows, [j]]
-        for name, arr in _bar_metrics(c, v).items():
-            metrics[name][rows, j] = arr[:, 0]
-    return metrics
-
-
 DTYPES = {
     "symbol": "str", "last_close": "float64", "history_days": "int64", "days_since_last_bar": "int64",
     "perf_1w": "float64", "perf_1m": "float64", "perf_3m": "float64", "volatility_20d": "float64",
     "value_traded_20d": "float64", "value_traded_available": "bool", "eligible": "bool", "reason": "str",
 }
+COLUMNS = list(DTYPES)
+
+
+def _own_bars(values: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """Each column's bars packed to the top in time order (NaN below): row k = the symbol's k-th bar."""
+    order = np.argsort(~has, axis=0, kind="stable")
+    packed = np.take_along_axis(values, order, axis=0)
+    packed[np.take_along_axis(~has, order, axis=0)] = np.nan
+    return packed
+
+
+def _last_bars(packed: np.ndarray, ordinal: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """``(len(cols), n)``: the last ``n`` own bars up to ``ordinal``, oldest first, NaN before the first."""
+    idx = ordinal[:, None] + np.arange(1 - n, 1)
+    out = packed[np.maximum(idx, 0), cols[:, None]]
+    out[idx < 0] = np.nan
+    return out
 
 
 def frames_by_date(
@@ -146,8 +118,10 @@ def compute_scan(
     history = np.cumsum(has, axis=0, dtype="int64")
     rows = np.arange(values.shape[0])[:, None]
     last_bar = np.maximum.accumulate(np.where(has, rows, -1), axis=0)
-    metrics = _own_bar_metrics(close, volume, has)
+    packed_close = _own_bars(values, has)
     volume_available = volume is not None
+    packed_volume = _own_bars(volume.to_numpy(dtype="float64"), has) if volume_available else None
+    depth = max(*PERF_BARS.values(), VOL_BARS, VALUE_TRADED_BARS) + 1
 
     allowed = np.ones(len(symbols), dtype=bool)
     if cfg.symbols is not None:
@@ -157,8 +131,7 @@ def compute_scan(
 
     keys: list[pd.Timestamp] = []
     columns: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
-    for date in dates:
-        date = pd.Timestamp(date)
+    for date in map(pd.Timestamp, dates):
         t = int(close.index.searchsorted(date, side="right")) - 1
         mask = allowed & (history[t] > 0) if t >= 0 else np.zeros(len(symbols), dtype=bool)
         if listed is not None:
@@ -168,15 +141,28 @@ def compute_scan(
             on[[position[s] for s in listed[date] if s in position]] = True
             mask &= on
         js = by_name[mask[by_name]]
-        lb = last_bar[t, js] if t >= 0 else np.zeros(0, dtype="int64")
-        frame = {
-            "symbol": symbols[js],
-            "last_close": values[lb, js],
-            "history_days": history[t, js] if t >= 0 else np.zeros(0, dtype="int64"),
-            "days_since_last_bar": (t - lb).astype("int64"),
-        }
-        for name in _METRICS:
-            frame[name] = metrics[name][lb, js]
+        if t >= 0:
+            lb, hist = last_bar[t, js], history[t, js]
+        else:
+            lb = hist = np.zeros(0, dtype="int64")
+        closes = _last_bars(packed_close, hist - 1, js, depth)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frame = {
+                "symbol": symbols[js],
+                "last_close": closes[:, -1],
+                "history_days": hist,
+                "days_since_last_bar": (t - lb).astype("int64"),
+            }
+            for name, n in PERF_BARS.items():
+                frame[name] = closes[:, -1] / closes[:, -1 - n] - 1.0
+            tail = closes[:, -VOL_BARS - 1:]
+            rets = tail[:, 1:] / tail[:, :-1] - 1.0
+            frame["volatility_20d"] = np.std(rets, axis=1, ddof=1) * np.sqrt(ANNUALIZATION)
+            if packed_volume is None:
+                frame["value_traded_20d"] = np.full(js.size, np.nan)
+            else:
+                vols = _last_bars(packed_volume, hist - 1, js, VALUE_TRADED_BARS)
+                frame["value_traded_20d"] = np.mean(closes[:, -VALUE_TRADED_BARS:] * vols, axis=1)
         frame["value_traded_available"] = np.full(js.size, volume_available)
         reason = _reasons(frame, cfg, volume_available)
         frame["eligible"] = reason == ""

@@ -8,8 +8,8 @@ Per date D (t = last panel row <= D), among the scan's eligible symbols:
    daily returns of the survivors;
 4. the top ``top_n_per_cluster`` by percentile in each cluster, then at most ``max_symbols`` overall.
 
-Prices, as-of closes and returns are computed once for the whole panel (all backward-looking) and each
-date reads rows <= t only, which keeps a date around a millisecond.
+As-of closes and returns are computed once for the whole panel (both row-local or backward-looking) and
+each date reads only its own rows <= t, so a long backfill stays cheap and equals a date-by-date run.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def percentile_rank(values: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    values : ndarray of float
+    values : 1-d ndarray of float
 
     Returns
     -------
-    ndarray of float64, same shape.
+    1-d ndarray of float64, same length.
     """
     values = np.asarray(values, dtype="float64")
     out = np.full(values.shape, np.nan)
@@ -114,13 +114,13 @@ def select(
 
     keys: list[pd.Timestamp] = []
     columns: dict[str, list[np.ndarray]] = {c: [] for c in DTYPES}
-    for date in dates:
-        date = pd.Timestamp(date)
+    for date in map(pd.Timestamp, dates):
         if date not in scan_by_date:
             raise LakeError(f"selection needs the scan for {date.date()}; materialize scan first")
         scan = scan_by_date[date]
-        order = np.argsort(scan["symbol"].to_numpy(dtype=object), kind="stable")
-        syms = scan["symbol"].to_numpy(dtype=object)[order]
+        syms = scan["symbol"].to_numpy(dtype=object)
+        order = np.argsort(syms, kind="stable")  # the scan is sorted by contract; stay correct if not
+        syms = syms[order]
         eligible = scan["eligible"].to_numpy(dtype=bool)[order]
         scan_reason = scan["reason"].to_numpy(dtype=object)[order]
         n = syms.size

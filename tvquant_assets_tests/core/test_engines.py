@@ -147,8 +147,9 @@ def test_primary_solver_error_uses_alternate(monkeypatch, engine, profile):
     monkeypatch.setattr(cp.Problem, "solve", _failing_solve({"CLARABEL"}))
     r = get_engine(engine).fit(DIAG, profile, 1.0, 0.02)
     assert r.status == "optimal"
-    assert r.fallback.startswith("CLARABEL: ") and "forced failure" in r.fallback
-    assert "solved by OSQP" in r.fallback if engine == "custom" else "solved by SCS" in r.fallback
+    # skfolio rewords the solver error; ours keeps it.
+    assert r.fallback.startswith("CLARABEL: ") and ("forced failure" in r.fallback or engine == "skfolio")
+    assert r.fallback.endswith("solved by OSQP" if engine == "custom" else "solved by SCS")
     np.testing.assert_allclose(r.weights, expected, atol=1e-5)
 
 
@@ -158,22 +159,23 @@ def test_all_solvers_fail_gives_equal_weight(monkeypatch, engine, profile):
     monkeypatch.setattr(cp.Problem, "solve", _failing_solve({"CLARABEL", "OSQP", "SCS"}))
     r = get_engine(engine).fit(DIAG, profile, 1.0, 0.02)
     assert r.status == "fallback:equal_weight"
-    assert r.fallback.count("forced failure") == (3 if engine == "custom" else 2)
-    assert r.fallback.endswith("equal_weight")
+    chain = ["CLARABEL", "OSQP", "SCS"] if engine == "custom" else ["CLARABEL", "SCS"]
+    assert [step.split(":")[0] for step in r.fallback.split("; ")] == [*chain, "equal_weight"]
     np.testing.assert_array_equal(r.weights, np.full(3, 1 / 3))
 
 
 def test_nan_solution_is_a_failure(monkeypatch):
     def nan_solve(self, *args, **kwargs):
         for v in self.variables():
-            v.value = np.full(v.shape, np.nan)
+            v.save_value(np.full(v.shape, np.nan))  # as cvxpy stores a solver's output, unvalidated
         self._status = cp.OPTIMAL
         return np.nan
 
     monkeypatch.setattr(cp.Problem, "solve", nan_solve)
     r = CustomEngine().fit(DIAG, "min_variance", 1.0, 0.0)
     assert r.status == "fallback:equal_weight"
-    assert r.fallback == "CLARABEL: non-finite solution; OSQP: non-finite solution; SCS: non-finite solution; equal_weight"
+    steps = [f"{s}: non-finite solution" for s in ("CLARABEL", "OSQP", "SCS")]
+    assert r.fallback == "; ".join([*steps, "equal_weight"])
 
 
 def test_non_finite_inputs_give_equal_weight():
@@ -258,6 +260,12 @@ def test_custom_max_sharpe_agrees_with_skfolio_max_ratio(sp500_inputs, max_weigh
                        risk_free_rate=rf).fit(inp.returns)
         assert a.status == "optimal", d
         assert np.abs(a.weights - ref.weights_).max() < 1e-4, d
+
+        def sharpe(w):
+            return (w @ inp.mu - rf) / np.sqrt(w @ inp.cov @ w)
+
+        # What difference remains is skfolio's looser default tolerance: ours is never the worse optimum.
+        assert sharpe(a.weights) >= sharpe(ref.weights_) - 1e-10, d
 
 
 def test_hrp_on_real_data(sp500_inputs):

@@ -35,6 +35,13 @@ from tvquant_assets.errors import EngineError
 WEIGHT_TOL = 1e-6
 # Relative size of a negative eigenvalue that is mere rounding (silently clipped) vs a real repair.
 EIG_TOL = 1e-10
+# Tight tolerances so engines agree to ~1e-6 in weights; warm starts off so a re-solve never depends
+# on the previous date (determinism).
+SOLVER_OPTIONS: dict[str, dict] = {
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "warm_start": False},
+    "OSQP": {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iter": 200_000, "polishing": True, "warm_start": False},
+    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000, "warm_start": False},
+}
 
 
 class Status(StrEnum):
@@ -166,7 +173,7 @@ class Engine(ABC):
         -------
         EngineResult
         """
-        profile = str(profile.value if hasattr(profile, "value") else profile)
+        profile = str(profile)  # Profile is a StrEnum: str() is its value
         if profile not in self.profiles:
             raise EngineError(f"engine {self.name!r} has no profile {profile!r}; it offers {', '.join(self.profiles)}")
         if not 0.0 < max_weight <= 1.0:
@@ -200,5 +207,7 @@ class Engine(ABC):
         return result
 
     @abstractmethod
-    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float) -> tuple[np.ndarray, str, str]:
+    def _fit(
+        self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float
+    ) -> tuple[np.ndarray, str, str]:
         """Weights, status and fallback record for a non-trivial, finite, cap-feasible problem."""

@@ -27,6 +27,7 @@ import cvxpy as cp
 import numpy as np
 
 from tvquant_assets.core.engines.base import (
+    SOLVER_OPTIONS,
     Engine,
     EngineInputs,
     Status,
@@ -39,14 +40,6 @@ from tvquant_assets.core.engines.base import (
 )
 
 SOLVERS: tuple[str, ...] = ("CLARABEL", "OSQP", "SCS")
-
-# Tight tolerances so engines agree to ~1e-6 in weights; warm starts off so a re-solve never depends
-# on the previous date (determinism).
-SOLVER_OPTIONS: dict[str, dict] = {
-    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10},
-    "OSQP": {"eps_abs": 1e-10, "eps_rel": 1e-10, "max_iter": 200_000, "polish": True, "warm_start": False},
-    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000, "warm_start": False},
-}
 
 # Errors a solver call can raise on bad numerics; anything else is a bug and propagates.
 _NUMERICAL_ERRORS = (cp.error.SolverError, ArithmeticError, ValueError, np.linalg.LinAlgError)
@@ -90,13 +83,13 @@ class CustomEngine(Engine):
 
     def __init__(self, solvers: tuple[str, ...] = SOLVERS) -> None:
         self.solvers = solvers
-        self._compiled: dict[tuple[str, int], _Compiled] = {}
 
     def _problem(self, profile: str, n: int) -> _Compiled:
-        key = (profile, n)
-        if key not in self._compiled:
-            self._compiled[key] = _build(profile, n)
-        return self._compiled[key]
+        # Cache of compiled problems, created on first use so __init__ only stores parameters.
+        cache: dict[tuple[str, int], _Compiled] = self.__dict__.setdefault("problems_", {})
+        if (profile, n) not in cache:
+            cache[(profile, n)] = _build(profile, n)
+        return cache[(profile, n)]
 
     def _solve(self, compiled: _Compiled, max_weight: float, record: list[str]) -> np.ndarray | None:
         """Walk the solver chain; weights or None, failures appended to ``record``."""

@@ -25,6 +25,7 @@ from skfolio.prior import EmpiricalPrior
 
 from tvquant_assets.core.engines.base import (
     EIG_TOL,
+    SOLVER_OPTIONS,
     Engine,
     EngineInputs,
     Status,
@@ -125,8 +126,10 @@ class SkfolioEngine(Engine):
             min_weights=0.0,
             max_weights=max_weight,
         )
-        alt = MeanRisk(solver="SCS", **common)
-        return MeanRisk(solver=self.solver, fallback=[alt, EqualWeighted()], raise_on_failure=False, **common), [
+        alt = MeanRisk(solver="SCS", solver_params=dict(SOLVER_OPTIONS["SCS"]), **common)
+        primary = MeanRisk(solver=self.solver, solver_params=dict(SOLVER_OPTIONS.get(self.solver, {})),
+                           fallback=[alt, EqualWeighted()], raise_on_failure=False, **common)
+        return primary, [
             self.solver,
             "SCS",
             "equal_weight",
@@ -152,6 +155,7 @@ class SkfolioEngine(Engine):
             return equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
         if winner == "equal_weight":
             status = Status.FALLBACK_EQUAL_WEIGHT
+            record.append("equal_weight")
         else:
             status = Status.OPTIMAL
             if winner is not None:

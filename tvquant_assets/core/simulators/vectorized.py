@@ -82,17 +82,26 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
     # Segments are independent of the book, so all of them advance one row per step (fancy-indexed);
     # every element is still the same sequential product as np.cumprod, so a segment cut short (a
     # shorter backtest) holds bit-identical numbers.
-    w = np.add(r, 1.0)
+    w = np.empty((T, N))  # C order even when pandas hands over a Fortran-ordered block
+    np.add(r, 1.0, out=w)
     np.copyto(w, 1.0, where=np.isnan(w))
     for j in range(1, int(lens.max(initial=0))):
-        rows = rebal[lens > j] + 1 + j
-        w[rows] *= w[rows - 1]
+        active = np.flatnonzero(lens > j)
+        if active.size == 1:  # one long segment left (e.g. buy and hold): finish it with a cumprod
+            a, b = rebal[active[0]] + j, rebal[active[0]] + lens[active[0]] + 1
+            np.cumprod(w[a:b], axis=0, out=w[a:b])
+            break
+        rows = rebal[active] + 1 + j
+        w[rows] = w[rows - 1] * w[rows]
     w[: rebal[0]] = 0.0
 
     drifted = np.zeros(N)  # pre-trade weights at the current rebalance close (all cash before the first)
     for s, e in zip(rebal, ends):
-        target = np.nan_to_num(tg[s], nan=0.0)
-        turnover = np.abs(target - drifted).sum()
+        target = np.where(np.isnan(tg[s]), 0.0, tg[s])
+        # Sums run over the names involved only: numpy's pairwise sums change in the last bit when
+        # zero columns are added, and a symbol that lists later must not perturb earlier results.
+        live = np.flatnonzero((target != 0.0) | (drifted != 0.0))
+        turnover = np.abs(target[live] - drifted[live]).sum()
         cost = cost_rate * turnover
         if cost >= 1.0:
             raise ValueError(f"row {s}: cost {cost:.4g} of the portfolio value leaves nothing to invest")
@@ -106,7 +115,11 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
             continue
         values = w[s + 1 : e + 1]
         values *= held
-        total = values.sum(axis=1) + (1.0 - held.sum())
+        live = np.flatnonzero(held)
+        # take() keeps the gathered block C-ordered (values[:, live] comes back F-ordered, and numpy
+        # then sums in another order): row sums must see the same layout in every run.
+        invested = (values if live.size == N else values.take(live, axis=1)).sum(axis=1)
+        total = invested + (1.0 - held[live].sum())
         out_ret[s + 1 : e + 1] = total / np.concatenate(([1.0], total[:-1])) - 1.0
         values *= (1.0 / total)[:, None]
         drifted = values[-1].copy()  # row e is overwritten by the next trade
