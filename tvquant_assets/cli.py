@@ -43,13 +43,15 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
 
     import_seconds = time.perf_counter() - t_import
     home = ensure_dagster_home()
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} stages"),
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                    TimeElapsedColumn(), disable=as_json, transient=False)
     task = bar.add_task(f"{manifest} {start}..{end}", total=len(STAGES))
+    started = [0]
 
     def on_event(event: str, stage: str, n: int) -> None:
         if event == "start":
-            bar.update(task, description=f"{stage} ({n} partitions)")
+            started[0] += 1
+            bar.update(task, description=f"{stage} ({n} partitions)", total=max(len(STAGES), started[0]))
         else:
             bar.advance(task)
 

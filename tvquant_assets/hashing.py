@@ -100,3 +100,19 @@ def file_hash(path: str | Path) -> str | None:
 def combine(hashes: Mapping[str, str]) -> str:
     """One hash over named hashes (order-independent)."""
     return obj_hash(dict(hashes))
+
+
+_STAMP = "tvquant_df_hash"
+
+
+def stamp_hash(df: pd.DataFrame, digest: str) -> None:
+    """Remember a frame's hash on the frame itself (bound to this object: copies don't inherit it)."""
+    df.attrs[_STAMP] = (id(df), digest)
+
+
+def hash_of(df: pd.DataFrame) -> str:
+    """The stamped hash if it belongs to this very object, else a fresh ``df_hash``."""
+    stamp = df.attrs.get(_STAMP)
+    if stamp and stamp[0] == id(df):
+        return stamp[1]
+    return df_hash(df)

@@ -18,10 +18,9 @@ from tvquant_assets.manifest import Manifest, resolve_manifest
 from tvquant_assets.pipeline import Pipeline, missing_history, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
-LOCAL_INSTANCE_YAML = """# Local tvquant instance (SQLite under this folder). See the repository's dagster.yaml.
-telemetry:
-  enabled: false
-"""
+
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 class RunFailed(TvquantError):
@@ -51,7 +50,9 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        cfg.write_text(LOCAL_INSTANCE_YAML)
+        from tvquant_assets.defs.storage import instance_yaml
+
+        cfg.write_text(instance_yaml(str(home)))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -75,8 +76,10 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
                       extend_start: bool = True) -> RangeReport:
     """Run all nine stages of a manifest for [start, end] as one in-process Dagster run."""
+    # One "planned" event per range instead of per partition; materializations stored in batches.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
-    from dagster import DagsterInstance, materialize
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
+    from dagster import DagsterInstance
 
     from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets
     from tvquant_assets.defs.io_manager import LakeIOManagerFactory
@@ -95,11 +98,6 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     assets = build_manifest_assets(manifest, path)
     keys = [d.strftime("%Y-%m-%d") for d in (s, e)]
     tags = {"tvquant/manifest": manifest.name}
-    kwargs = {}
-    if keys[0] == keys[1]:
-        kwargs["partition_key"] = keys[0]
-    else:
-        tags.update({"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[1]})
     resources = {IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))}
     before = dict(progress.timings.seconds)
     t0 = time.perf_counter()
@@ -107,25 +105,11 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     if missing:  # trailing windows of the first dates read bars the lake does not have yet
         first, last = missing[0].strftime("%Y-%m-%d"), previous_dates(manifest, s, 1)[0].strftime("%Y-%m-%d")
         notes.append(f"materialized catalog and prices {first}..{last} first: history for trailing windows")
-        history_tags = dict(tags)
-        history_tags.update({"dagster/asset_partition_range_start": first,
-                             "dagster/asset_partition_range_end": last})
-        history = materialize(
-            [a for a in assets if a.key.path[-1] in (Stage.CATALOG.value, Stage.PRICES.value)],
-            instance=instance, resources=resources, tags=history_tags, raise_on_error=False,
-        ) if first != last else materialize(
-            [a for a in assets if a.key.path[-1] in (Stage.CATALOG.value, Stage.PRICES.value)],
-            instance=instance, resources=resources, tags=tags, partition_key=first, raise_on_error=False)
+        history_assets = [a for a in assets if a.key.path[-1] in (Stage.CATALOG.value, Stage.PRICES.value)]
+        history = _materialize(history_assets, instance, resources, tags, first, last)
         if not history.success:
             raise RunFailed(_first_failure(history, manifest.name))
-    result = materialize(
-        assets,
-        instance=instance,
-        resources=resources,
-        tags=tags,
-        raise_on_error=False,
-        **kwargs,
-    )
+    result = _materialize(assets, instance, resources, tags, keys[0], keys[1])
     wall = time.perf_counter() - t0
     if not result.success:
         raise RunFailed(_first_failure(result, manifest.name))
@@ -137,6 +121,18 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
         notes=notes,
     )
+
+
+def _materialize(assets, instance, resources, tags, first: str, last: str):
+    """One in-process run over [first, last] (a single partition when they are equal)."""
+    from dagster import materialize
+
+    if first == last:
+        return materialize(assets, instance=instance, resources=resources, tags=tags, partition_key=first,
+                           run_config=QUIET, raise_on_error=False)
+    range_tags = {**tags, "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return materialize(assets, instance=instance, resources=resources, tags=range_tags, run_config=QUIET,
+                       raise_on_error=False)
 
 
 def _first_failure(result, manifest_name: str) -> str:

@@ -88,6 +88,8 @@ def walk_forward(
         raise ValueError(f"cost_rate {cost_rate!r} must be a finite number >= 0")
     if periods_per_year < 1:
         raise ValueError(f"periods_per_year {periods_per_year!r} must be >= 1")
+    if close.empty and not isinstance(close.index, pd.DatetimeIndex):
+        close = close.set_axis(pd.DatetimeIndex(close.index), axis=0)  # an empty panel: no trading days yet
     if not isinstance(close.index, pd.DatetimeIndex) or not close.index.is_monotonic_increasing \
             or not close.index.is_unique:
         raise ValueError("close must have a unique, ascending DatetimeIndex of trading days")

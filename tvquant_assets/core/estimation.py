@@ -73,21 +73,42 @@ def returns_window(panel: PricePanel, symbols: Sequence[str], date: pd.Timestamp
     DataFrame
         Index = dates of the complete rows, columns = kept symbols (sorted), no NaN.
     """
-    close = panel.close
-    end = int(close.index.searchsorted(pd.Timestamp(date), side="right"))
-    # lookback + 1 closes give lookback returns; the first row has no predecessor and is discarded.
-    sub = close.iloc[max(0, end - lookback - 1):end].reindex(columns=sorted(set(symbols)))
-    rets = sub.pct_change(fill_method=None).iloc[1:]
-    rets = rets.replace([np.inf, -np.inf], np.nan)
-    counts = rets.notna().sum(axis=0)
+    return _window(_Returns(panel.close), symbols, date, lookback)
+
+
+class _Returns:
+    """Simple returns of a whole close panel, computed once (NaN across gaps, inf -> NaN)."""
+
+    def __init__(self, close: pd.DataFrame) -> None:
+        values = close.to_numpy(dtype="float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.full_like(values, np.nan)
+            r[1:] = values[1:] / values[:-1] - 1.0
+        r[~np.isfinite(r)] = np.nan
+        self.values, self.index = r, close.index
+        self.position = {s: i for i, s in enumerate(close.columns)}
+
+
+def _window(rets: _Returns, symbols: Sequence[str], date: pd.Timestamp, lookback: int) -> pd.DataFrame:
+    end = int(rets.index.searchsorted(pd.Timestamp(date), side="right"))
+    # lookback + 1 closes give lookback returns; the panel's first row has no predecessor.
+    lo = max(1, end - lookback)
+    wanted = sorted(set(symbols))
+    block = np.full((max(0, end - lo), len(wanted)), np.nan)
+    for j, s in enumerate(wanted):
+        if s in rets.position:
+            block[:, j] = rets.values[lo:end, rets.position[s]]
+    counts = (~np.isnan(block)).sum(axis=0)
     # Denominator is the requested lookback, not the rows available: early dates must not pass on a
     # handful of observations.
-    kept = [s for s in rets.columns if counts[s] >= MIN_COVERAGE * lookback]
-    out = rets[kept].dropna(how="any")
-    if len(out) < 2:
+    keep = counts >= MIN_COVERAGE * lookback
+    sub = block[:, keep]
+    complete = ~np.isnan(sub).any(axis=1)
+    if complete.sum() < 2 or not keep.any():
         # Fewer than two complete rows cannot give a covariance: nothing is estimable.
-        return out.iloc[0:0, 0:0]
-    return out
+        return pd.DataFrame(index=pd.DatetimeIndex([], name=rets.index.name))
+    return pd.DataFrame(sub[complete], index=rets.index[lo:end][complete],
+                        columns=[s for s, k in zip(wanted, keep, strict=True) if k])
 
 
 def pack(
@@ -104,16 +125,15 @@ def pack(
     n = len(symbols)
     mu = np.asarray(mu, dtype="float64").reshape(n)
     cov = np.asarray(cov, dtype="float64").reshape(n, n)
-    data: dict[str, object] = {
-        "symbol": pd.Series(symbols, dtype="str"),
-        "mu": pd.Series(mu, dtype="float64"),
-        "shrinkage": pd.Series(np.full(n, float(shrinkage)), dtype="float64"),
-        "n_obs": pd.Series(np.full(n, int(n_obs)), dtype="int64"),
-        "dropped": pd.Series([",".join(sorted(dropped))] * n, dtype="str"),
-    }
-    for j, s in enumerate(symbols):
-        data[f"{COV_PREFIX}{s}"] = pd.Series(cov[:, j], dtype="float64")
-    return pd.DataFrame(data, index=pd.RangeIndex(n))
+    head = pd.DataFrame({
+        "symbol": pd.array(symbols, dtype="str"),
+        "mu": mu,
+        "shrinkage": np.full(n, float(shrinkage)),
+        "n_obs": np.full(n, int(n_obs), dtype="int64"),
+        "dropped": pd.array([",".join(sorted(dropped))] * n, dtype="str"),
+    }, index=pd.RangeIndex(n))
+    body = pd.DataFrame(cov, columns=[f"{COV_PREFIX}{s}" for s in symbols], index=pd.RangeIndex(n))
+    return pd.concat([head, body], axis=1)
 
 
 def unpack(frame: pd.DataFrame) -> Estimates:
@@ -134,11 +154,12 @@ def unpack(frame: pd.DataFrame) -> Estimates:
 
 
 def estimate_one(
-    panel: PricePanel, symbols: Sequence[str], date: pd.Timestamp, cfg: EstimationConfig
+    panel: PricePanel, symbols: Sequence[str], date: pd.Timestamp, cfg: EstimationConfig,
+    _returns: _Returns | None = None,
 ) -> pd.DataFrame:
     """Estimation frame of one date (see :func:`estimate`)."""
     wanted = sorted(set(symbols))
-    rets = returns_window(panel, wanted, date, cfg.lookback)
+    rets = _window(_returns or _Returns(panel.close), wanted, date, cfg.lookback)
     kept = list(rets.columns)
     dropped = [s for s in wanted if s not in set(kept)]
     if not kept:
@@ -179,9 +200,10 @@ def estimate(
     """
     selected = {pd.Timestamp(k): v for k, v in selected_by_date.items()}
     out: dict[pd.Timestamp, pd.DataFrame] = {}
+    returns = _Returns(panel.close)
     for d in dates:
         d = pd.Timestamp(d)
         if d not in selected:
             raise KeyError(f"estimate: no selection for {d.date()}; materialize selection for that date first")
-        out[d] = estimate_one(panel, selected[d], d, cfg)
+        out[d] = estimate_one(panel, selected[d], d, cfg, returns)
     return out

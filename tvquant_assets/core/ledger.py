@@ -56,8 +56,16 @@ class Ledger:
     def _locked(self, exclusive: bool) -> Iterator[None]:
         # A sidecar lock keeps locking independent of how the data file is opened; readers take it
         # shared so they never see an append half-written.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exclusive:
+                raise LedgerError(f"{self.lock_path}: cannot open the lock file to append: {exc}") from exc
+        if fd is None:  # a read-only copy can still be read and verified
+            yield
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -158,7 +166,12 @@ class Ledger:
         return entries[-1] if entries else None
 
     def latest_for(self, key: str, value: Any) -> dict[str, Any] | None:
-        """The last entry whose ``payload[key] == value``, or None."""
+        """The last entry whose ``payload[key] == value``, or None.
+
+        ``value`` is compared in its stored (canonical JSON) form, so a Timestamp matches the ISO
+        string it was written as.
+        """
+        value = json.loads(canonical_json(value))
         for entry in reversed(self.entries()):
             payload = entry.get("payload")
             if isinstance(payload, dict) and key in payload and payload[key] == value:

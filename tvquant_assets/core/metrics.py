@@ -45,7 +45,7 @@ def summary(returns: np.ndarray, periods_per_year: int) -> dict[str, float]:
         "n_days": n,
         "equity": equity,
         "total_return": equity - 1.0,
-        "ann_return": _ann_return(np.array([equity]), np.array([n]), periods_per_year)[0],
+        "ann_return": float(_ann_return(np.array([equity]), np.array([n]), periods_per_year)[0]),
         "ann_vol": std * np.sqrt(periods_per_year),
         "sharpe": float(np.mean(r)) / std * np.sqrt(periods_per_year) if std > 0 else np.nan,
         "max_drawdown": float(min((equity_path / peak - 1.0).min(), 0.0)),

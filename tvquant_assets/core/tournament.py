@@ -201,8 +201,10 @@ def run_tournament(
                 raise EngineError(
                     f"tournament {d.date()}: not a rebalance date and no previous decision to carry forward"
                 )
-            # Re-typed so a previous frame read back from the lake carries forward with the same schema.
-            frame = prev[COLUMNS].astype(_DTYPES).reset_index(drop=True)
+            if prev is previous:
+                # Re-typed so a previous frame read back from the lake carries forward with the same schema.
+                prev = prev[COLUMNS].astype(_DTYPES).reset_index(drop=True)
+            frame = prev.copy()
             frame["rebalanced"] = False
         out[d] = frame
         prev = frame

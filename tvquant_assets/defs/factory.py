@@ -3,6 +3,7 @@
 
 import hashlib
 import inspect
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     BackfillPolicy,
+    BetaWarning,
     DataVersion,
     Output,
     TimeWindowPartitionsDefinition,
@@ -24,7 +26,7 @@ from tvquant_assets.calendar import CRON
 from tvquant_assets.defs.metadata import partition_metadata
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.enums import STAGES, Stage
-from tvquant_assets.hashing import df_hash
+from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
 
 DESCRIPTIONS = {
@@ -86,6 +88,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
             for key in keys:
                 frame = result.frames[pd.Timestamp(key)].reset_index(drop=True)
                 outputs[key], hashes[key] = frame, df_hash(frame)
+                stamp_hash(frame, hashes[key])  # the IO manager writes it without hashing again
                 context.add_asset_metadata(
                     partition_metadata(frame, hashes[key], result.upstream.get(pd.Timestamp(key), {}), mhash,
                                        result.notes.get(pd.Timestamp(key), "")),
@@ -99,7 +102,9 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
 
 
 def build_manifest_assets(manifest: Manifest, manifest_path: Path | None = None) -> list[AssetsDefinition]:
-    return [build_stage_asset(manifest, stage, manifest_path) for stage in STAGES]
+    with warnings.catch_warnings():  # backfill_policy is marked beta; we rely on it deliberately
+        warnings.simplefilter("ignore", BetaWarning)
+        return [build_stage_asset(manifest, stage, manifest_path) for stage in STAGES]
 
 
 def build_manifest_job(manifest: Manifest):

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from tvquant_assets.errors import LakeError
-from tvquant_assets.hashing import df_hash
+from tvquant_assets.hashing import df_hash, hash_of
 
 LAKE_ENV = "TVQUANT_LAKE"
 DEFAULT_LAKE = "./.tvquant/lake"
@@ -46,7 +46,7 @@ def _safe(part: str, what: str) -> str:
 
 def to_parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf, compression="zstd")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf, compression="snappy")
     return buf.getvalue()
 
 
@@ -177,8 +177,10 @@ class Lake:
         """Atomically write one frame; returns its df_hash."""
         if not isinstance(df, pd.DataFrame):
             raise LakeError(f"lake: {path} expects a DataFrame, got {type(df).__name__}")
-        df = df.reset_index(drop=True)
-        digest = df_hash(df)
+        digest = hash_of(df)
+        if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0:
+            df = df.reset_index(drop=True)
+            digest = df_hash(df)
         atomic_write_bytes(path, to_parquet_bytes(df))
         self._remember(path, df, digest)
         return digest

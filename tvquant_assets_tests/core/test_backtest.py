@@ -120,6 +120,9 @@ def test_schema_ranking_and_early_dates(close):
     assert np.isnan(f["sharpe"].iloc[2]) and f["equity"].iloc[2] == 1.0
     assert out[saturday]["day_return"].eq(0.0).all()
 
+    no_panel = walk_forward(pd.DataFrame(dtype="float64"), {}, START, [before], COST, 252)[before]
+    assert no_panel.empty and list(no_panel.columns) == list(COLUMNS)
+
     late_start = walk_forward(close, {"a": ew}, pd.Timestamp("2018-03-03"), [pd.Timestamp("2018-03-04")], COST, 252)
     row = late_start[pd.Timestamp("2018-03-04")].iloc[0]
     assert row["n_days"] == 0 and row["equity"] == 1.0  # no trading day yet in [start, D]

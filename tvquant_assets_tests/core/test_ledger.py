@@ -6,6 +6,7 @@ import json
 import multiprocessing as mp
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tvquant_assets.core.ledger import GENESIS, Ledger, entry_hash
@@ -35,12 +36,14 @@ def test_intact_chain(tmp_path):
     assert first["seq"] == 0 and first["prev_hash"] == GENESIS and first["entry_hash"] == entry_hash(first)
     second = ledger.append({"partition": "2024-01-02", "v": 2})
     ledger.append({"partition": "2024-01-01", "v": 3})
-    assert second["prev_hash"] == first["entry_hash"]
     assert ledger.head()["seq"] == 2
+    assert second["prev_hash"] == first["entry_hash"]
     assert ledger.latest_for("partition", "2024-01-01")["payload"]["v"] == 3
     assert ledger.latest_for("partition", "1999-01-01") is None
+    ledger.append({"partition": pd.Timestamp("2024-01-05"), "v": 4})  # stored as its ISO string
+    assert ledger.latest_for("partition", pd.Timestamp("2024-01-05"))["payload"]["v"] == 4
     report = ledger.verify()
-    assert report.ok and report.n_entries == 3 and report.first_bad is None
+    assert report.ok and report.n_entries == 4 and report.first_bad is None
     # one canonical JSON object per line
     for line, entry in zip(lines_of(ledger), ledger.entries()):
         assert line == canonical_json(entry)

@@ -84,7 +84,11 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
     # shorter backtest) holds bit-identical numbers.
     w = np.empty((T, N))  # C order even when pandas hands over a Fortran-ordered block
     np.add(r, 1.0, out=w)
-    np.copyto(w, 1.0, where=np.isnan(w))
+    gaps = np.flatnonzero(np.isnan(w.sum(axis=1)))  # a row sum is cheaper than a full NaN mask
+    if gaps.size:
+        rows = w[gaps]
+        rows[np.isnan(rows)] = 1.0
+        w[gaps] = rows
     for j in range(1, int(lens.max(initial=0))):
         active = np.flatnonzero(lens > j)
         if active.size == 1:  # one long segment left (e.g. buy and hold): finish it with a cumprod
@@ -95,9 +99,11 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
         w[rows] = w[rows - 1] * w[rows]
     w[: rebal[0]] = 0.0
 
+    tgt = tg[rebal]
+    tgt[np.isnan(tgt)] = 0.0
+    totals = np.ones(T)  # value relative to the latest trade's post-trade value
     drifted = np.zeros(N)  # pre-trade weights at the current rebalance close (all cash before the first)
-    for s, e in zip(rebal, ends):
-        target = np.where(np.isnan(tg[s]), 0.0, tg[s])
+    for target, s, e in zip(tgt, rebal, ends):
         # Sums run over the names involved only: numpy's pairwise sums change in the last bit when
         # zero columns are added, and a symbol that lists later must not perturb earlier results.
         live = np.flatnonzero((target != 0.0) | (drifted != 0.0))
@@ -107,8 +113,6 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
             raise ValueError(f"row {s}: cost {cost:.4g} of the portfolio value leaves nothing to invest")
         out_to[s] = turnover
         out_c[s] = cost
-        # Day s's own return was set by the previous segment; the cost lands on the same day.
-        out_ret[s] = (1.0 + out_ret[s]) * (1.0 - cost) - 1.0
         held = target / (1.0 - cost)  # post-trade holdings per unit of post-trade value
         w[s] = held
         if e == s:
@@ -118,9 +122,17 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
         live = np.flatnonzero(held)
         # take() keeps the gathered block C-ordered (values[:, live] comes back F-ordered, and numpy
         # then sums in another order): row sums must see the same layout in every run.
-        invested = (values if live.size == N else values.take(live, axis=1)).sum(axis=1)
-        total = invested + (1.0 - held[live].sum())
-        out_ret[s + 1 : e + 1] = total / np.concatenate(([1.0], total[:-1])) - 1.0
+        total = (values if live.size == N else values.take(live, axis=1)).sum(axis=1)
+        total += 1.0 - held[live].sum()
+        totals[s + 1 : e + 1] = total
         values *= (1.0 / total)[:, None]
         drifted = values[-1].copy()  # row e is overwritten by the next trade
+
+    prev = np.concatenate(([1.0], totals[:-1]))
+    after = rebal + 1
+    prev[after[after < T]] = 1.0  # each segment starts from its post-trade value, 1
+    out_ret[after[0] :] = totals[after[0] :] / prev[after[0] :] - 1.0
+    # A rebalance day's market return came from the previous segment; its cost lands on the same day.
+    paid = rebal[out_c[rebal] > 0.0]
+    out_ret[paid] = (1.0 + out_ret[paid]) * (1.0 - out_c[paid]) - 1.0
     return SimResult(out_ret, w, out_to, out_c)
