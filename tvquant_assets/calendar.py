@@ -30,7 +30,7 @@ def is_partition(manifest: Manifest, date) -> bool:
     d = pd.Timestamp(date)
     if d < pd.Timestamp(manifest.start) or d != d.normalize():
         return False
-    return manifest.calendar == "daily" or d.dayofweek < 5
+    return manifest.calendar == "daily" or d.day_of_week < 5
 
 
 def previous_dates(manifest: Manifest, date, count: int) -> list[pd.Timestamp]:

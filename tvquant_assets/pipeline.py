@@ -213,7 +213,7 @@ def run_scan(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     catalogs = pipe.read(Stage.CATALOG, dates)
     panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     listed = {d: list(c["symbol"]) for d, (c, _) in catalogs.items()}
-    frames = compute_scan(panel, dates, pipe.manifest.universe, listed)
+    frames = compute_scan(panel, dates, pipe.manifest.universe, listed, history_rows=pipe.lookback_rows())
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.SCAN], dates))
 
 
@@ -422,13 +422,12 @@ def run_one_shot(pipe: Pipeline, dates, stages=STAGES, run_id: str = "one-shot")
     if missing and Stage.PRICES in stages:
         history = manifest_dates(pipe.manifest, missing[0], missing[-1])
         for stage in (Stage.CATALOG, Stage.PRICES):
-            for d, f in run_stage(pipe, stage, history).frames.items():
-                pipe.lake.write(pipe.name, stage.value, d, f)
+            frames = run_stage(pipe, stage, history).frames
+            pipe.lake.write_many([(pipe.lake.path(pipe.name, stage.value, d), f) for d, f in frames.items()])
     results = {}
     for stage in stages:
         res = run_stage(pipe, stage, dates, **({"run_id": run_id} if stage is Stage.AUDIT else {}))
-        for d, f in res.frames.items():
-            pipe.lake.write(pipe.name, stage.value, d, f)
+        pipe.lake.write_many([(pipe.lake.path(pipe.name, stage.value, d), f) for d, f in res.frames.items()])
         results[stage] = res
     return results
 

@@ -84,6 +84,7 @@ def compute_scan(
     dates: Iterable[pd.Timestamp],
     cfg: UniverseConfig,
     listed: Mapping[pd.Timestamp, list[str]] | None = None,
+    history_rows: int | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Scan the universe on each date, point in time.
 
@@ -99,6 +100,10 @@ def compute_scan(
     listed : mapping date -> symbols, optional
         Symbols listed on each date (must hold every requested date). Default: every panel symbol.
         ``cfg.symbols``, when set, restricts further. Symbols without a bar <= date are absent.
+    history_rows : int, optional
+        Count ``history_days`` only among the last ``history_rows`` panel rows <= date (the pipeline
+        passes its lookback, so the count never depends on where a backfill range starts). Default: the
+        whole panel.
 
     Returns
     -------
@@ -150,7 +155,8 @@ def compute_scan(
             frame = {
                 "symbol": symbols[js],
                 "last_close": closes[:, -1],
-                "history_days": hist,
+                "history_days": hist if history_rows is None or t - history_rows < 0
+                else hist - history[t - history_rows, js],
                 "days_since_last_bar": (t - lb).astype("int64"),
             }
             for name, n in PERF_BARS.items():

@@ -81,7 +81,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
     def _stage_asset(context: AssetExecutionContext, lake: LakeResource):
         keys = list(context.partition_keys)
         pipe = _pipeline(manifest, lake)
-        extra = {"run_id": context.run_id} if stage is Stage.AUDIT else {}
+        extra = {"run_id": context.run.run_id} if stage is Stage.AUDIT else {}
         with progress.stage(f"{name}/{stage.value}", len(keys)):
             result = pipeline.run_stage(pipe, stage, [pd.Timestamp(k) for k in keys], **extra)
             outputs, hashes = {}, {}

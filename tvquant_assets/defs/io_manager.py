@@ -39,8 +39,7 @@ class LakeIOManager(UPathIOManager):
             raise LakeError(f"{context.asset_key.to_user_string()}: output must hold every partition of the run; "
                             f"missing {missing}")
         with progress.timed("lake_write"):
-            for key, path in paths.items():
-                self.lake.write_path(path, obj[key])
+            self.lake.write_many([(path, obj[key]) for key, path in paths.items()])
 
     def load_input(self, context: InputContext) -> Any:
         if context.has_asset_partitions:

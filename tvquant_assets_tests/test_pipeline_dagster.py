@@ -1,0 +1,158 @@
+"""Real Dagster, real data: a range materialized through the asset graph on a temp lake and a temp
+SQLite instance (with the batched event storage), checked against the one-shot pipeline."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.cli import main
+from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.errors import ManifestError
+from tvquant_assets.lake import Lake
+from tvquant_assets.manifest import load_manifest
+from tvquant_assets.pipeline import Pipeline, run_one_shot
+from tvquant_assets.runner import check_range, materialize_range
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "2020-02-03", "2020-03-31"
+
+
+def write_manifest(directory: Path, name: str, backtest_start: str) -> Path:
+    text = (ROOT / "manifests" / "sp500_demo.yaml").read_text()
+    text = text.replace("name: sp500_demo", f"name: {name}").replace("start: 2019-01-02",
+                                                                      f"start: {backtest_start}")
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("it")
+    manifest_path = write_manifest(tmp, "sp500_it", START)
+    home = tmp / "dagster"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DAGSTER_HOME", str(home))
+    report = materialize_range(manifest_path, START, END, lake_root=str(tmp / "lake"))
+    yield {"tmp": tmp, "manifest_path": manifest_path, "manifest": load_manifest(manifest_path),
+           "lake_root": str(tmp / "lake"), "report": report, "home": home}
+    mp.undo()
+
+
+def test_every_stage_and_partition_is_in_the_lake_and_the_instance(run):
+    m = run["manifest"]
+    dates = manifest_dates(m, START, END)
+    lake = Lake(run["lake_root"])
+    instance = DagsterInstance.from_config(str(run["home"]))
+    for stage in STAGES:
+        assert all(lake.exists(m.name, stage.value, d) for d in dates), stage
+        done = instance.get_materialized_partitions(AssetKey([m.name, stage.value]))
+        assert {d.strftime("%Y-%m-%d") for d in dates} <= done, stage
+    # trailing-window history was materialized first for catalog and prices only
+    assert lake.exists(m.name, "prices", "2019-06-03") and not lake.exists(m.name, "scan", "2019-06-03")
+    assert any("history for trailing windows" in n for n in run["report"].notes)
+
+
+def test_metadata_carries_content_and_lineage_hashes(run):
+    m = run["manifest"]
+    lake = Lake(run["lake_root"])
+    instance = DagsterInstance.from_config(str(run["home"]))
+    key = AssetKey([m.name, "estimation"])
+    event = instance.fetch_materializations(key, limit=1000).records
+    by_partition = {r.partition_key: r.asset_materialization.metadata for r in event}
+    md = by_partition["2020-03-16"]
+    frame, digest = lake.read_with_hash(m.name, "estimation", "2020-03-16")
+    assert md["df_hash"].value == digest
+    assert md["dagster/row_count"].value == len(frame)
+    upstream = md["upstream_hashes"].value
+    assert upstream["selection"] == lake.read_with_hash(m.name, "selection", "2020-03-16")[1]
+    assert upstream["regime"] == lake.read_with_hash(m.name, "regime", "2020-03-16")[1]
+    assert len(md["manifest_hash"].value) == 64
+    assert "symbol" in md["preview"].value
+
+
+def test_decisions_are_sane_and_crisis_preset_applies(run):
+    m = run["manifest"]
+    lake = Lake(run["lake_root"])
+    regime = lake.read(m.name, "regime", "2020-03-20").iloc[0]
+    assert regime["label"] in ("TURBULENT", "CRISIS")
+    t = lake.read(m.name, "tournament", "2020-03-20")
+    sums = t.groupby("candidate")["weight"].sum()
+    assert sums.round(6).eq(1.0).all()
+    assert set(t["candidate"]) == {"custom/min_variance", "custom/max_sharpe", "skfolio/hrp", "custom/equal_weight"}
+    march = t[t["candidate"] == "custom/min_variance"]
+    assert march["decision_date"].iloc[0] == pd.Timestamp("2020-03-02") and not march["rebalanced"].any()
+    cap = march["max_weight"].iloc[0]
+    assert march["weight"].max() <= cap + 1e-8
+    board = lake.read(m.name, "backtest", END)
+    assert len(board) == 4 and sorted(board["rank"]) == [1, 2, 3, 4]
+    assert board["n_days"].max() == 41  # 42 weekdays, less Presidents Day (2020-02-17: no bars)
+
+
+def test_dagster_run_equals_one_shot_pipeline(run, tmp_path):
+    m = run["manifest"]
+    other = Lake(tmp_path / "lake")
+    run_one_shot(Pipeline(m, other), manifest_dates(m, START, END))
+    dagster_lake = Lake(run["lake_root"])
+    for stage in STAGES:
+        if stage is Stage.AUDIT:
+            continue
+        for d in manifest_dates(m, START, END):
+            assert other.read_with_hash(m.name, stage.value, d)[1] == \
+                dagster_lake.read_with_hash(m.name, stage.value, d)[1], (stage, d)
+    a = dagster_lake.read(m.name, "audit", END)
+    b = other.read(m.name, "audit", END)
+    hash_cols = [c for c in a.columns if c.startswith("hash_")]
+    assert len(hash_cols) == 8 and a[hash_cols].equals(b[hash_cols])
+
+
+def test_rerun_is_idempotent_and_ledger_verifies(run, capsys):
+    m = run["manifest"]
+    lake = Lake(run["lake_root"])
+    ledger = Ledger(str(lake.ledger_path(m.name)))
+    n_before = len(ledger.entries())
+    hashes_before = {d: lake.read_with_hash(m.name, "backtest", d)[1] for d in manifest_dates(m, START, END)}
+    materialize_range(run["manifest_path"], "2020-03-02", END, lake_root=run["lake_root"])
+    assert len(ledger.entries()) == n_before  # same decisions: nothing appended
+    assert {d: Lake(run["lake_root"]).read_with_hash(m.name, "backtest", d)[1] for d in hashes_before} == \
+        hashes_before
+    assert ledger.verify().ok
+    assert main(["audit", "verify", "--manifest", str(run["manifest_path"]), "--lake", run["lake_root"]]) == 0
+    assert "ledger intact" in capsys.readouterr().out
+
+
+def test_cli_verify_names_the_first_tampered_entry(run, tmp_path, capsys):
+    m = run["manifest"]
+    src = Path(str(Lake(run["lake_root"]).ledger_path(m.name)))
+    lake = tmp_path / "lake"
+    (lake / m.name).mkdir(parents=True)
+    lines = src.read_text().splitlines()
+    entry = json.loads(lines[5])
+    entry["payload"]["stages"]["tournament"] = "0" * 64
+    lines[5] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    (lake / m.name / "ledger.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["audit", "verify", "--manifest", str(run["manifest_path"]), "--lake", str(lake)]) == 1
+    assert "entry 5: hash mismatch" in capsys.readouterr().err
+    del lines[5]
+    lines[5] = src.read_text().splitlines()[6]
+    (lake / m.name / "ledger.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["audit", "verify", "--manifest", str(run["manifest_path"]), "--lake", str(lake)]) == 1
+    assert "entry 5: broken link" in capsys.readouterr().err
+
+
+def test_bad_ranges_are_one_line_errors(run, capsys):
+    m = run["manifest"]
+    with pytest.raises(ManifestError, match="2020-02-01 is not a partition of sp500_it .*nearest earlier "
+                                            "partition is 2020-01-31"):
+        check_range(m, "2020-02-01", "2020-02-05")
+    with pytest.raises(ManifestError, match="before --start"):
+        check_range(m, "2020-02-05", "2020-02-03")
+    code = main(["backfill", "--manifest", str(run["manifest_path"]), "--start", "1980-01-02", "--end",
+                 "1980-01-03", "--lake", run["lake_root"]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "first partition 1991-01-02" in err
