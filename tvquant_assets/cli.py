@@ -29,7 +29,7 @@ def _print_leaderboard(manifest: str, date, lake_root: str | None) -> None:
         table.add_row(str(int(r["rank"])), r["candidate"], f"{r['total_return']:.2%}", f"{r['ann_return']:.2%}",
                       f"{r['ann_vol']:.2%}", f"{r['sharpe']:.2f}", f"{r['max_drawdown']:.2%}",
                       f"{r['turnover']:.2f}")
-    Console().print(table)
+    Console(width=max(110, Console().width)).print(table)
 
 
 def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool) -> int:

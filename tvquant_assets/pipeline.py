@@ -21,7 +21,6 @@ import pandas as pd
 from tvquant_assets.calendar import calendar_dates, manifest_dates, previous_dates
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LakeError
-from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import Source, build_source
@@ -431,6 +430,3 @@ def run_one_shot(pipe: Pipeline, dates, stages=STAGES, run_id: str = "one-shot")
         results[stage] = res
     return results
 
-
-def frame_hash(df: pd.DataFrame) -> str:
-    return df_hash(df)

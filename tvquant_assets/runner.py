@@ -12,7 +12,7 @@ import pandas as pd
 from tvquant_assets import progress
 from tvquant_assets.calendar import is_partition, manifest_dates, previous_dates
 from tvquant_assets.enums import STAGES, Stage
-from tvquant_assets.errors import LakeError, ManifestError, TvquantError
+from tvquant_assets.errors import ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
 from tvquant_assets.pipeline import Pipeline, missing_history, plan_start
@@ -148,11 +148,8 @@ def _first_failure(result, manifest_name: str) -> str:
 
 
 def stage_frame(manifest_name: str, stage: Stage, date, lake_root: str | None = None) -> pd.DataFrame:
-    lake = Lake.open(lake_root or default_lake_root())
-    try:
-        return lake.read(manifest_name, stage.value, date)
-    except LakeError:
-        raise
+    """One stage's output for one date, from the lake."""
+    return Lake.open(lake_root or default_lake_root()).read(manifest_name, stage.value, date)
 
 
 __all__ = ["STAGES", "RangeReport", "RunFailed", "check_range", "ensure_dagster_home", "materialize_range",

@@ -168,14 +168,6 @@ def test_acceptance_on_real_history(real_regimes):
 REAL_DATES = [pd.Timestamp(d) for d in ("1990-06-29", "1992-03-31", "2008-10-10", "2020-03-14", "2022-12-30")]
 
 
-def perturbed_after(close: pd.DataFrame, date: pd.Timestamp, seed: int) -> pd.DataFrame:
-    out = close.copy()
-    later = out.index > date
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0.3, 3.0, size=(int(later.sum()), out.shape[1]))
-    noise[rng.random(noise.shape) < 0.05] = np.nan
-    out.loc[later] = out.loc[later].to_numpy() * noise
-    return out
 
 
 def run(panel: PricePanel, dates) -> dict[pd.Timestamp, pd.DataFrame]:
@@ -183,7 +175,7 @@ def run(panel: PricePanel, dates) -> dict[pd.Timestamp, pd.DataFrame]:
     return detect(panel, compute_scan(panel, dates, UniverseConfig()), dates, RegimeConfig(), presets)
 
 
-def test_point_in_time(sp500_panel, sp500_close):
+def test_point_in_time(sp500_panel, sp500_close, perturbed_after):
     batch = run(sp500_panel, REAL_DATES)
     assert batch[pd.Timestamp("2008-10-10")].iloc[0]["preset"] == "CRISIS"
     assert batch[pd.Timestamp("1990-06-29")].iloc[0]["warmup"]

@@ -142,18 +142,9 @@ REAL_DATES = [pd.Timestamp(d) for d in
               ("1990-06-29", "1995-06-30", "2008-10-10", "2020-03-14", "2022-12-28", "2022-12-30")]
 
 
-def perturbed_after(close: pd.DataFrame, date: pd.Timestamp, seed: int) -> pd.DataFrame:
-    """Every price after ``date`` scaled by a random factor, and a few of them blanked."""
-    out = close.copy()
-    later = out.index > date
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0.3, 3.0, size=(int(later.sum()), out.shape[1]))
-    noise[rng.random(noise.shape) < 0.05] = np.nan
-    out.loc[later] = out.loc[later].to_numpy() * noise
-    return out
 
 
-def test_point_in_time(sp500_panel, sp500_close):
+def test_point_in_time(sp500_panel, sp500_close, perturbed_after):
     cfg = UniverseConfig(max_volatility=0.6)
     batch = compute_scan(sp500_panel, REAL_DATES, cfg)
     for i, date in enumerate(REAL_DATES):
