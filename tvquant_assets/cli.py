@@ -135,6 +135,8 @@ def cmd_ui(args) -> int:
     from tvquant_assets.runner import ensure_dagster_home
 
     home = ensure_dagster_home()
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     print(f"DAGSTER_HOME={home}; starting dagster dev on http://127.0.0.1:{args.port}")
     root = Path(__file__).resolve().parents[1]
     os.chdir(root)

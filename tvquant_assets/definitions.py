@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+import os
+
+from dagster import Definitions, in_process_executor
 
 from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
@@ -20,8 +22,11 @@ def build_definitions(manifest_paths=None) -> Definitions:
     return Definitions(
         assets=assets,
         jobs=jobs,
+        executor=in_process_executor,  # UI backfills of a range run as one process, like the CLI
         resources={IO_MANAGER_KEY: LakeIOManagerFactory(), "lake": LakeResource()},
     )
 
 
+# Runs launched from the UI store a step's materializations in batches (see defs/storage.py).
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
 defs = build_definitions()

@@ -110,7 +110,16 @@ class Pipeline:
         last, first = pd.Timestamp(last), pd.Timestamp(first)
         lake_dates = manifest_dates(self.manifest, first, last)
         parts = [self._warmup_bars(pd.Timestamp(first))]
-        parts += [df for df, _ in self.read(Stage.PRICES, lake_dates).values() if len(df)]
+        try:
+            prices = self.read(Stage.PRICES, lake_dates)
+        except LakeError:
+            missing = [d for d in lake_dates if not self.lake.exists(self.name, Stage.PRICES.value, d)]
+            raise LakeError(
+                f"{self.name}: trailing windows up to {last.date()} need prices from {missing[0].date()}, "
+                f"not in the lake ({len(missing)} partitions missing, the last {missing[-1].date()}); materialize "
+                f"{self.name}/catalog and {self.name}/prices for them first, or use 'tvquant backfill', which does"
+            ) from None
+        parts += [df for df, _ in prices.values() if len(df)]
         parts = [p for p in parts if len(p)]
         fields = list(self.source.fields)
         if not parts:
@@ -160,28 +169,28 @@ def _calendar_gap(calendar: str, since: np.ndarray, until: np.datetime64) -> np.
 def run_catalog(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     cat = pipe.source.catalog()
     cat = cat[cat["symbol"].isin(pipe._universe_symbols)].sort_values("symbol").reset_index(drop=True)
-    first = pd.to_datetime(cat["symbol"].map(pipe.source.first_dates())).dt.as_unit("ns")
+    first = pd.to_datetime(cat["symbol"].map(pipe.source.first_dates())).dt.as_unit("ns").to_numpy()
     bars = pipe.source.history(list(cat["symbol"]), pd.Timestamp.min, max(dates))
-    bar_dates = {s: g["date"].to_numpy(dtype="datetime64[ns]") for s, g in bars.groupby("symbol")}
+    by_symbol = {s: g["date"].to_numpy(dtype="datetime64[ns]") for s, g in bars.groupby("symbol")}
+    day = np.array(dates, dtype="datetime64[ns]")
+    last_bar = np.full((len(day), len(cat)), np.datetime64("NaT", "ns"))
+    for j, s in enumerate(cat["symbol"]):  # last bar <= D for every D at once
+        arr = by_symbol.get(s)
+        if arr is not None and len(arr):
+            i = np.searchsorted(arr, day, side="right")
+            last_bar[i > 0, j] = arr[i[i > 0] - 1]
     stale = pipe.manifest.universe.max_stale_days
-    empty = np.array([], dtype="datetime64[ns]")
     frames = {}
-    for d in dates:
-        d64 = np.datetime64(d, "ns")
-        listed = (first <= d).to_numpy()
+    for k, d in enumerate(dates):
+        listed = first <= day[k]
         rows = cat.loc[listed].reset_index(drop=True)
-        last = []
-        for s in rows["symbol"]:
-            arr = bar_dates.get(s, empty)
-            i = np.searchsorted(arr, d64, side="right")
-            last.append(arr[i - 1] if i else np.datetime64("NaT", "ns"))
-        last_bar = np.array(last, dtype="datetime64[ns]")
-        has = ~np.isnat(last_bar)
+        lb = last_bar[k, listed]
         gap = np.full(len(rows), 10**6, dtype=np.int64)
+        has = ~np.isnat(lb)
         if has.any():
-            gap[has] = _calendar_gap(pipe.manifest.calendar, last_bar[has], d64)
-        rows["first_date"] = first[listed].to_numpy()
-        rows["last_bar"] = last_bar
+            gap[has] = _calendar_gap(pipe.manifest.calendar, lb[has], day[k])
+        rows["first_date"] = first[listed]
+        rows["last_bar"] = lb
         rows["active"] = gap <= stale
         frames[d] = rows[CATALOG_OUTPUT]
     return StageResult(frames)
@@ -191,17 +200,20 @@ def run_prices(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     catalogs = pipe.read(Stage.CATALOG, dates)
     symbols = sorted(set().union(*[set(c["symbol"]) for c, _ in catalogs.values()])) if catalogs else []
     fields = list(pipe.source.fields)
-    bars = pipe.source.history(symbols, min(dates), max(dates)) if symbols else pd.DataFrame()
-    by_date = dict(iter(bars.groupby("date"))) if len(bars) else {}
+    columns = ["date", "symbol", *fields]
+    bars = pipe.source.history(symbols, min(dates), max(dates)) if symbols else pd.DataFrame(
+        {"date": pd.Series(dtype="datetime64[ns]"), "symbol": pd.Series(dtype=str),
+         **{f: pd.Series(dtype="float64") for f in fields}})
+    bars = bars[columns].sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
+    bar_days = bars["date"].to_numpy(dtype="datetime64[ns]")
+    bar_symbols = bars["symbol"].to_numpy(dtype=object)
     frames, upstream = {}, {}
     for d in dates:
         cat, cat_hash = catalogs[d]
-        day = by_date.get(d)
-        if day is None:
-            day = pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "symbol": pd.Series(dtype=str),
-                                **{f: pd.Series(dtype="float64") for f in fields}})
-        day = day[day["symbol"].isin(set(cat["symbol"]))]
-        frames[d] = day[["date", "symbol", *fields]].sort_values("symbol").reset_index(drop=True)
+        lo, hi = np.searchsorted(bar_days, np.datetime64(d, "ns"), side="left"), \
+            np.searchsorted(bar_days, np.datetime64(d, "ns"), side="right")
+        keep = lo + np.flatnonzero(np.isin(bar_symbols[lo:hi], cat["symbol"].to_numpy(dtype=object)))
+        frames[d] = bars.iloc[keep].reset_index(drop=True)
         upstream[d] = {Stage.CATALOG.value: cat_hash}
     return StageResult(frames, upstream)
 

@@ -156,3 +156,17 @@ def test_bad_ranges_are_one_line_errors(run, capsys):
                  "1980-01-03", "--lake", run["lake_root"]])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "first partition 1991-01-02" in err
+
+
+def test_missing_window_history_names_what_to_materialize(tmp_path):
+    from tvquant_assets.pipeline import run_stage
+    from tvquant_assets.errors import LakeError
+
+    m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
+    pipe = Pipeline(m, Lake(tmp_path))
+    d = pd.Timestamp("2020-02-03")
+    for stage in (Stage.CATALOG, Stage.PRICES):
+        pipe.lake.write(m.name, stage.value, d, run_stage(pipe, stage, [d]).frames[d])
+    with pytest.raises(LakeError, match=r"need prices from 2018-1.*materialize sp500_demo/catalog and "
+                                        r"sp500_demo/prices .*tvquant backfill"):
+        run_stage(pipe, Stage.SCAN, [d])
