@@ -44,18 +44,26 @@ def _column_bytes(values: pd.Series) -> bytes:
 
 def df_hash(df: pd.DataFrame) -> str:
     """Content hash of a frame, independent of column order and of storage round trips."""
-    frame = df.drop(columns=[c for c in df.columns if str(c).endswith("_ms")])
-    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
-        frame = frame.rename_axis([f"__index__{i}" for i in range(frame.index.nlevels)]).reset_index()
-    else:  # a default index carries no content beyond the row count
-        frame = frame.assign(__index__0=np.arange(len(frame), dtype="int64"))
-    frame.columns = [str(c) for c in frame.columns]
+    columns: dict[str, pd.Series | np.ndarray] = {}
+    for i, c in enumerate(df.columns):
+        if not str(c).endswith("_ms"):
+            columns[str(c)] = df.iloc[:, i]
+    index = df.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        columns["__index__0"] = np.arange(len(df), dtype="int64")  # a default index: just row numbers
+    else:
+        for level in range(index.nlevels):
+            columns[f"__index__{level}"] = pd.Series(index.get_level_values(level), copy=False)
     h = hashlib.sha256()
-    h.update(f"rows={len(frame)};".encode())
-    for col in sorted(frame.columns):
-        series = frame[col]
-        h.update(f"{col}:{_dtype_family(series)};".encode())
-        h.update(_column_bytes(series))
+    h.update(f"rows={len(df)};".encode())
+    for name in sorted(columns):
+        values = columns[name]
+        if isinstance(values, np.ndarray):
+            h.update(f"{name}:num;".encode())
+            h.update(values.astype("<f8").tobytes())
+            continue
+        h.update(f"{name}:{_dtype_family(values)};".encode())
+        h.update(_column_bytes(values))
     return h.hexdigest()
 
 

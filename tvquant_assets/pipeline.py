@@ -133,11 +133,9 @@ class Pipeline:
         return PricePanel(close=wide["close"], volume=wide.get("volume"), high=wide.get("high"),
                           low=wide.get("low"))
 
-    def rebalance_set(self, last: pd.Timestamp) -> set[pd.Timestamp]:
-        from tvquant_assets.core.tournament import rebalance_dates
-
-        cal = calendar_dates(self.manifest.calendar, self.manifest.start, last)
-        return set(rebalance_dates(cal, self.manifest.rebalance))
+    def rebalance_set(self, last: pd.Timestamp) -> frozenset[pd.Timestamp]:
+        return _rebalance_set(self.manifest.calendar, pd.Timestamp(self.manifest.start), self.manifest.rebalance,
+                              pd.Timestamp(last))
 
     def environment(self) -> dict:
         if self._environment is None:
@@ -145,6 +143,14 @@ class Pipeline:
 
             self._environment = environment()
         return self._environment
+
+
+@functools.lru_cache(maxsize=64)
+def _rebalance_set(calendar: str, start: pd.Timestamp, rule, last: pd.Timestamp) -> frozenset[pd.Timestamp]:
+    """Rebalance dates up to ``last``, counted on the partition calendar from the manifest's start."""
+    from tvquant_assets.core.tournament import rebalance_dates
+
+    return frozenset(rebalance_dates(calendar_dates(calendar, start, last), rule))
 
 
 def _same_date_hashes(pipe: Pipeline, stages: tuple[Stage, ...], dates) -> dict[pd.Timestamp, dict[str, str]]:

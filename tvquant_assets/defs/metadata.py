@@ -12,6 +12,16 @@ _TYPES = {"f": "float", "i": "int", "u": "int", "b": "bool", "M": "datetime"}
 
 
 def column_schema(df: pd.DataFrame) -> TableSchema:
+    key = tuple((str(c), df.dtypes.iloc[i].kind) for i, c in enumerate(df.columns))
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = _column_schema(df)
+    return _SCHEMAS[key]
+
+
+_SCHEMAS: dict[tuple, TableSchema] = {}
+
+
+def _column_schema(df: pd.DataFrame) -> TableSchema:
     cols = [c for c in df.columns if not str(c).startswith("cov:")]
     extra = len(df.columns) - len(cols)
     columns = [TableColumn(str(c), _TYPES.get(df[c].dtype.kind, "string")) for c in cols]
@@ -20,20 +30,21 @@ def column_schema(df: pd.DataFrame) -> TableSchema:
     return TableSchema(columns=columns)
 
 
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, pd.Timestamp):
+        return v.strftime("%Y-%m-%d")
+    return str(v)[:24]
+
+
 def preview_markdown(df: pd.DataFrame) -> str:
     cols = [c for c in df.columns if not str(c).startswith("cov:")][:PREVIEW_COLUMNS]
-    head = df[cols].head(PREVIEW_ROWS)
+    head = df.iloc[:PREVIEW_ROWS]
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in head.iterrows():
-        cells = []
-        for v in row.tolist():
-            if isinstance(v, float):
-                cells.append(f"{v:.4g}")
-            elif isinstance(v, pd.Timestamp):
-                cells.append(v.strftime("%Y-%m-%d"))
-            else:
-                cells.append(str(v)[:24])
-        lines.append("| " + " | ".join(cells) + " |")
+    columns = [head[c].to_numpy(dtype=object) for c in cols]
+    for r in range(len(head)):
+        lines.append("| " + " | ".join(_cell(col[r]) for col in columns) + " |")
     if len(df) > PREVIEW_ROWS:
         lines.append(f"\n{len(df) - PREVIEW_ROWS} more rows")
     return "\n".join(lines)
