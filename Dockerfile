@@ -8,6 +8,7 @@ RUN uv sync --frozen --no-install-project
 COPY tvquant_assets ./tvquant_assets
 COPY manifests ./manifests
 COPY workspace.yaml ./
+COPY deploy ./deploy
 RUN uv sync --frozen && mkdir -p $DAGSTER_HOME /data/lake
-COPY dagster.yaml $DAGSTER_HOME/dagster.yaml
+COPY deploy/compose/dagster.yaml $DAGSTER_HOME/dagster.yaml
 ENV PATH=/opt/tvquant/.venv/bin:$PATH

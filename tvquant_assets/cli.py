@@ -137,10 +137,14 @@ def cmd_ui(args) -> int:
     home = ensure_dagster_home()
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
-    print(f"DAGSTER_HOME={home}; starting dagster dev on http://127.0.0.1:{args.port}")
-    root = Path(__file__).resolve().parents[1]
-    os.chdir(root)
-    os.execvp("dagster", ["dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port)])
+    from tvquant_assets.lake import LAKE_ENV, default_lake_root
+
+    os.environ[LAKE_ENV] = str(Path(args.lake or default_lake_root()).resolve())  # dagster dev runs in home
+    print(f"DAGSTER_HOME={home}  lake={os.environ[LAKE_ENV]}")
+    print(f"starting dagster dev on http://127.0.0.1:{args.port}")
+    os.chdir(home)
+    os.execvp("dagster", ["dagster", "dev", "-m", "tvquant_assets.definitions", "-h", "127.0.0.1",
+                          "-p", str(args.port)])
     return 0  # pragma: no cover
 
 
@@ -182,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")
     u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--lake", default=None, help="lake root (default: $TVQUANT_LAKE or ./.tvquant/lake)")
     u.set_defaults(func=cmd_ui)
     return p
 

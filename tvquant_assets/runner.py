@@ -18,6 +18,7 @@ from tvquant_assets.manifest import Manifest, resolve_manifest
 from tvquant_assets.pipeline import Pipeline, missing_history, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -48,11 +49,9 @@ def ensure_dagster_home() -> Path:
     """DAGSTER_HOME (default ./.tvquant/dagster), created with a dagster.yaml when missing."""
     home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME_DEFAULT).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        from tvquant_assets.defs.storage import instance_yaml
-
-        cfg.write_text(instance_yaml(str(home)))
+    cfg, template = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
+    if not cfg.exists() and template.exists():
+        cfg.write_text(template.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -9,9 +9,11 @@ batch with one run-database transaction and one index-database transaction, reus
 insert statements, so the rows are exactly those the stock class would write.
 """
 
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 
+from dagster import DagsterInvariantViolationError, Field, StringSource
 from dagster._core.event_api import EventLogEntry
 from dagster._core.events import ASSET_EVENTS
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
@@ -22,9 +24,23 @@ DEFAULT_BATCH_SIZE = "500"
 
 
 class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
+    """``base_dir`` defaults to Dagster's own location, ``$DAGSTER_HOME/history/runs``."""
+
+    @classmethod
+    def config_type(cls):
+        return {"base_dir": Field(StringSource, is_required=False)}
+
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> "BatchedSqliteEventLogStorage":
-        return cls(inst_data=inst_data, **config_value)
+        base_dir = config_value.get("base_dir")
+        if not base_dir:
+            home = os.environ.get("DAGSTER_HOME")
+            if not home:
+                raise DagsterInvariantViolationError(
+                    "BatchedSqliteEventLogStorage: set DAGSTER_HOME or give event_log_storage.config.base_dir"
+                )
+            base_dir = os.path.join(home, "history", "runs")
+        return cls(base_dir=base_dir, inst_data=inst_data)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         simple = all(e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS for e in events)
@@ -47,27 +63,3 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             self._store_asset_event_tags(conn, list(events), ids)
             for event, event_id in zip(events, ids, strict=True):
                 self._store_asset_event(conn, event, event_id)
-
-
-def instance_yaml(home: str) -> str:
-    """dagster.yaml for a local instance: Dagster's default SQLite layout, batched event writes."""
-    return f"""# Local tvquant instance: Dagster's default SQLite layout under this folder, with event batches
-# written in one transaction (tvquant_assets.defs.storage). Delete the folder to start afresh.
-run_storage:
-  module: dagster._core.storage.runs
-  class: SqliteRunStorage
-  config:
-    base_dir: {home}/history
-event_log_storage:
-  module: tvquant_assets.defs.storage
-  class: BatchedSqliteEventLogStorage
-  config:
-    base_dir: {home}/history/runs
-schedule_storage:
-  module: dagster._core.storage.schedules
-  class: SqliteScheduleStorage
-  config:
-    base_dir: {home}/schedules
-telemetry:
-  enabled: false
-"""
