@@ -20,7 +20,7 @@ import pandas as pd
 
 from tvquant_assets.calendar import calendar_dates, manifest_dates, previous_dates
 from tvquant_assets.enums import STAGES, Stage
-from tvquant_assets.errors import LakeError
+from tvquant_assets.errors import LakeError, SourceError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import Source, build_source
@@ -88,7 +88,8 @@ class Pipeline:
         if self.manifest.universe.symbols:
             unknown = sorted(set(self.manifest.universe.symbols) - set(syms))
             if unknown:
-                raise LakeError(f"universe.symbols: {', '.join(unknown)} not in source {self.source.name}")
+                raise SourceError(f"universe.symbols: {', '.join(unknown)} not in source {self.source.name}; "
+                                  "fix the manifest")
             syms = sorted(self.manifest.universe.symbols)
         return syms
 

@@ -170,3 +170,23 @@ def test_missing_window_history_names_what_to_materialize(tmp_path):
     with pytest.raises(LakeError, match=r"need prices from 2018-1.*materialize sp500_demo/catalog and "
                                         r"sp500_demo/prices .*tvquant backfill"):
         run_stage(pipe, Stage.SCAN, [d])
+
+
+def test_console_script_backfill_extends_a_range_and_reports_json(run):
+    import os
+    import subprocess
+
+    env = {**os.environ, "DAGSTER_HOME": str(run["home"])}
+    out = subprocess.run(
+        ["tvquant", "backfill", "--manifest", str(run["manifest_path"]), "--start", "2020-04-01", "--end",
+         "2020-04-03", "--lake", run["lake_root"], "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["partitions"] == 3 and summary["notes"] == []  # everything it needs is in the lake
+    seconds = summary["seconds"]
+    assert seconds["run_wall"] >= seconds["our_compute"] > 0
+    board = Lake(run["lake_root"]).read("sp500_it", "backtest", "2020-04-03")
+    assert board["n_days"].max() == 41 + 3
+    assert Ledger(str(Lake(run["lake_root"]).ledger_path("sp500_it"))).verify().ok
