@@ -419,14 +419,15 @@ def plan_start(manifest: Manifest, lake: Lake, start: pd.Timestamp) -> tuple[pd.
         prev = previous_dates(manifest, start, 1)[0]
         if not lake.exists(manifest.name, Stage.TOURNAMENT.value, prev):
             new_start = max((r for r in rebalance if r <= start), default=pd.Timestamp(manifest.start))
+            notes.append(f"also ran {new_start.date()}..{prev.date()}: {start.date()} carries the decision of "
+                         f"rebalance date {new_start.date()}, which was not in the lake")
     bt_start = pd.Timestamp(manifest.backtest_start)
     if bt_start < new_start:
         needed = [bt_start, *(r for r in rebalance if bt_start < r < new_start)]
         if any(not lake.exists(manifest.name, Stage.TOURNAMENT.value, d) for d in needed):
+            notes.append(f"also ran {bt_start.date()}..{new_start.date()}: the backtest starts on "
+                         f"{bt_start.date()} (backtest.start) and needs every decision since")
             new_start = bt_start
-    if new_start != start:
-        notes.append(f"start moved from {start.date()} to {new_start.date()}: the range needs decisions "
-                     f"from {new_start.date()} that are not in the lake yet")
     return new_start, notes
 
 
