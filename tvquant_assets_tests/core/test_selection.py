@@ -108,27 +108,27 @@ def test_percentile_rank_ties_and_nan():
 def test_momentum_percentile_and_reasons_by_hand():
     # t = row 11: momentum = close[row 9] / close[row 4] - 1
     close = pd.DataFrame(index=DAYS, dtype=float)
-    close["XXX"] = [100, 101, 102, 103, 100, 104, 105, 106, 108, 110, 111, 112]  # 110/100 - 1 = +10 %
+    close["QQQ"] = [100, 101, 102, 103, 100, 104, 105, 106, 108, 110, 111, 112]  # 110/100 - 1 = +10 %
     close["YYY"] = [50, 49, 51, 50, 40, 41, 39, 40, 39, 38, 37, 38]  # 38/40 - 1 = -5 %
     close["ZZZ"] = [np.nan] * 6 + [20, 21, 22, 21, 22, 23]  # no close at row 4
     close["WWW"] = [10, 10.5, 11, 10.5, 10, 12, 11, 12, 13, 12, 11, 12]  # +20 %, but ineligible
-    scan = {LAST: scan_frame({"XXX": True, "YYY": True, "ZZZ": True, "WWW": False})}
+    scan = {LAST: scan_frame({"QQQ": True, "YYY": True, "ZZZ": True, "WWW": False})}
     frame = select(PricePanel(close), scan, [LAST], TINY)[LAST].set_index("symbol")
 
-    assert frame.loc["XXX", "momentum"] == pytest.approx(0.10)
+    assert frame.loc["QQQ", "momentum"] == pytest.approx(0.10)
     assert frame.loc["YYY", "momentum"] == pytest.approx(-0.05)
     assert frame.loc["WWW", "momentum"] == pytest.approx(0.20)  # reported, but not ranked
     assert math.isnan(frame.loc["ZZZ", "momentum"])
-    assert frame.loc["XXX", "momentum_pct"] == 1.0 and frame.loc["YYY", "momentum_pct"] == 0.0
+    assert frame.loc["QQQ", "momentum_pct"] == 1.0 and frame.loc["YYY", "momentum_pct"] == 0.0
     assert np.isnan(frame.loc[["ZZZ", "WWW"], "momentum_pct"]).all()
     assert frame.loc["ZZZ", "reason"] == "no momentum history"
     assert frame.loc["WWW", "reason"] == "not eligible: history 3 < 252"
     assert frame.loc[["ZZZ", "WWW"], "cluster"].tolist() == [0, 0]
     assert frame.loc[["ZZZ", "WWW"], "rank_in_cluster"].tolist() == [0, 0]
-    # 11 returns >= ceil(0.5 * 20): XXX and YYY are clustered; with max_clusters 5 each is its own cluster
-    assert frame.loc[["XXX", "YYY"], "selected"].all()
-    assert frame.loc[["XXX", "YYY"], "reason"].tolist() == ["selected", "selected"]
-    assert frame.loc[["XXX", "YYY"], "rank_in_cluster"].tolist() == [1, 1]
+    # 11 returns >= ceil(0.5 * 20): QQQ and YYY are clustered; with max_clusters 5 each is its own cluster
+    assert frame.loc[["QQQ", "YYY"], "selected"].all()
+    assert frame.loc[["QQQ", "YYY"], "reason"].tolist() == ["selected", "selected"]
+    assert frame.loc[["QQQ", "YYY"], "rank_in_cluster"].tolist() == [1, 1]
     assert frame["direction"].eq("long").all() and frame["sector"].eq("unknown").all()
 
 
