@@ -303,7 +303,12 @@ def run_tournament(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     presets = {k.value if hasattr(k, "value") else str(k): v for k, v in m.regime_presets.items()}
     frames = core_run(panel, estimates, regimes, dates, lambda d: d in rebalance, m.tournament, presets,
                       m.estimation, previous)
-    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.TOURNAMENT], dates))
+    notes = {}
+    for d, f in frames.items():
+        decided = pd.Timestamp(f["decision_date"].iloc[0]).date() if len(f) else None
+        notes[d] = f"rebalanced ({m.rebalance.rule})" if d in rebalance else \
+            f"not a rebalance date: carries the decision of {decided}"
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.TOURNAMENT], dates), notes)
 
 
 def collect_decisions(pipe: Pipeline, start: pd.Timestamp, last: pd.Timestamp) -> dict[str, pd.DataFrame]:

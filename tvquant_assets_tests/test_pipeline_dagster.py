@@ -74,6 +74,10 @@ def test_metadata_carries_content_and_lineage_hashes(run):
     assert upstream["regime"] == lake.read_with_hash(m.name, "regime", "2020-03-16")[1]
     assert len(md["manifest_hash"].value) == 64
     assert "symbol" in md["preview"].value
+    tournament = {r.partition_key: r.asset_materialization.metadata
+                  for r in instance.fetch_materializations(AssetKey([m.name, "tournament"]), limit=1000).records}
+    assert tournament["2020-03-16"]["note"].value == "not a rebalance date: carries the decision of 2020-03-02"
+    assert tournament["2020-03-02"]["note"].value == "rebalanced (monthly)"
 
 
 def test_decisions_are_sane_and_crisis_preset_applies(run):
