@@ -163,7 +163,7 @@ def _monthly(close: pd.DataFrame, weights: np.ndarray) -> pd.DataFrame:
 
 @pytest.mark.parametrize("kind", ["equal", "random"])
 def test_matches_vectorbt_without_fees(sp500_close, kind):
-    vbt = pytest.importorskip("vectorbt")
+    import vectorbt as vbt  # a required dependency: a broken install must fail, not skip
     close = sp500_close
     n = close.shape[1]
     months = int((~close.index.to_period("M").duplicated()).sum())
