@@ -194,3 +194,14 @@ def test_console_script_backfill_extends_a_range_and_reports_json(run):
     board = Lake(run["lake_root"]).read("sp500_it", "backtest", "2020-04-03")
     assert board["n_days"].max() == 41 + 3
     assert Ledger(str(Lake(run["lake_root"]).ledger_path("sp500_it"))).verify().ok
+
+
+def test_single_partition_run_sets_the_data_version_to_the_content_hash(run):
+    m = run["manifest"]
+    report = materialize_range(run["manifest_path"], "2020-04-06", "2020-04-06", lake_root=run["lake_root"])
+    assert report.partitions == 1
+    instance = DagsterInstance.from_config(str(run["home"]))
+    records = instance.fetch_materializations(AssetKey([m.name, "regime"]), limit=5).records
+    latest = next(r for r in records if r.partition_key == "2020-04-06")
+    digest = Lake(run["lake_root"]).read_with_hash(m.name, "regime", "2020-04-06")[1]
+    assert latest.asset_materialization.tags["dagster/data_version"] == digest
