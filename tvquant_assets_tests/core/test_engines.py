@@ -261,7 +261,7 @@ def test_custom_max_sharpe_agrees_with_skfolio_max_ratio(sp500_inputs, max_weigh
         assert a.status == "optimal", d
         assert np.abs(a.weights - ref.weights_).max() < 1e-4, d
 
-        def sharpe(w):
+        def sharpe(w, inp=inp):
             return (w @ inp.mu - rf) / np.sqrt(w @ inp.cov @ w)
 
         # What difference remains is skfolio's looser default tolerance: ours is never the worse optimum.
