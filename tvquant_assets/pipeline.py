@@ -274,8 +274,10 @@ def run_estimation(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
 
     selections = pipe.read(Stage.SELECTION, dates)
     selected = {d: sorted(f.loc[f["selected"], "symbol"]) for d, (f, _) in selections.items()}
+    regimes = {d: f for d, (f, _) in pipe.read(Stage.REGIME, dates).items()}
     panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
-    frames = estimate(panel, selected, dates, pipe.manifest.estimation)
+    frames = estimate(panel, selected, dates, pipe.manifest.estimation,
+                      {d: f for d, (f, _) in selections.items()}, regimes)
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.ESTIMATION], dates))
 
 

@@ -98,11 +98,52 @@ class RegimeConfig(Strict):
         return self
 
 
+class RegimeShrinkageConfig(Strict):
+    """Covariance shrinkage scaled by the regime's turbulence: ``clip(base * stress_score, min, max)``.
+
+    ``base`` is the estimator's own intensity (Ledoit-Wolf/OAS; 0 for the sample covariance) and
+    ``stress_score`` the regime stage's turbulence score (1 when the regime is in warm-up).
+    """
+
+    enabled: bool = False
+    min: float = Field(0.0, ge=0.0, le=1.0, description="lowest shrinkage intensity")
+    max: float = Field(1.0, ge=0.0, le=1.0, description="highest shrinkage intensity")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegimeShrinkageConfig:
+        if self.min > self.max:
+            raise ValueError(f"regime_shrinkage.min {self.min} is above max {self.max}")
+        return self
+
+
+class BlackLittermanConfig(Strict):
+    """Black-Litterman with one absolute view per selected symbol from its momentum percentile.
+
+    Prior: equilibrium ``pi = risk_aversion * Sigma @ w_eq`` (equal weights: the sources carry no market
+    caps). View on symbol i: ``pi_i + view_spread * (2 * momentum_pct_i - 1) * regime_view_scale[regime]``.
+    Omega is He-Litterman ``diag(tau P Sigma P') * (1 - confidence) / confidence``.
+    """
+
+    tau: float = Field(0.05, gt=0.0, le=1.0)
+    confidence: float = Field(0.5, gt=0.0, lt=1.0, description="view confidence; 0.5 = He-Litterman omega")
+    risk_aversion: float = Field(2.5, gt=0.0)
+    view_spread: float = Field(0.10, ge=0.0, description="annual return gap between top and median momentum")
+    regime_view_scale: dict[RegimeLabel | Quadrant, float] = Field(
+        default_factory=dict, description="multiplier of the views per regime label or quadrant (default 1)"
+    )
+
+
 class EstimationConfig(Strict):
     lookback: int = Field(252, ge=20)
-    covariance: Literal["ledoit_wolf", "sample"] = "ledoit_wolf"
-    expected_returns: Literal["historical"] = "historical"
+    covariance: Literal["ledoit_wolf", "oas", "sample"] = "ledoit_wolf"
+    expected_returns: Literal["historical", "ewma", "shrunk", "black_litterman"] = "historical"
+    ewma_halflife: float = Field(63.0, gt=0.0, description="days, for expected_returns: ewma")
     periods_per_year: int = Field(252, ge=1)
+    regime_shrinkage: RegimeShrinkageConfig = RegimeShrinkageConfig()
+    black_litterman: BlackLittermanConfig = BlackLittermanConfig()
+    psd_floor: float = Field(
+        1e-10, ge=0.0, lt=1.0, description="eigenvalues below psd_floor x mean variance are raised to it (recorded)"
+    )
 
 
 class Candidate(Strict):
