@@ -59,7 +59,9 @@ class Pipeline:
 
     @functools.cached_property
     def source(self) -> Source:
-        return build_source(self.manifest.source)
+        source = build_source(self.manifest.source)
+        source.attach_lake(self.lake.root)
+        return source
 
     @property
     def name(self) -> str:

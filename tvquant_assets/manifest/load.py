@@ -38,7 +38,7 @@ def _location(loc: tuple) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in ("bundled", "synthetic") and parts and parts[-1].startswith("source"):
+        elif p in ("bundled", "synthetic", "tradingview") and parts and parts[-1].startswith("source"):
             continue  # discriminated-union tag adds nothing for the reader
         else:
             parts.append(("." if parts else "") + str(p))

@@ -35,7 +35,60 @@ class SyntheticSourceConfig(Strict):
     n_sectors: int = Field(6, ge=1, le=50)
 
 
-SourceConfig = BundledSourceConfig | SyntheticSourceConfig
+class TradingViewScan(Strict):
+    """One screener scan: a preset (built-in or from ``presets``) run for one direction."""
+
+    preset: str
+    direction: Literal["long", "short"] = "long"
+
+
+class ToxicDataConfig(Strict):
+    """Bars that mark a symbol toxic (with a reason; the data is kept)."""
+
+    max_daily_return: float = Field(5.0, gt=0.0, description="a close-to-close return above this (5.0 = 500%)")
+    frozen_bars: int = Field(5, ge=2, description="this many identical consecutive closes = frozen price")
+    volume_spike: float = Field(50.0, gt=1.0, description="volume above this multiple of the trailing median")
+    volume_window: int = Field(20, ge=5)
+
+
+class ParityConfig(Strict):
+    """Metadata parity between the stored catalog and the live screener snapshot."""
+
+    severity: Literal["warn", "error"] = "warn"
+    fields: list[Literal["exchange", "type", "currency", "tick_size", "sector"]] = Field(
+        default_factory=lambda: ["exchange", "type", "currency", "tick_size", "sector"], min_length=1)
+
+
+class TradingViewSourceConfig(Strict):
+    """Live TradingView: screener scans pick the universe, websocket daily bars fill the history."""
+
+    kind: Literal["tradingview"] = "tradingview"
+    scans: list[TradingViewScan] = Field(..., min_length=1)
+    presets: dict[str, dict] = Field(default_factory=dict, description="Extra presets; may extend built-ins.")
+    quote_priority: list[str] = Field(default_factory=list, description="One venue per base asset: first wins.")
+    alternatives: str | None = Field(None, description="Preset of implementation alternatives (e.g. perps).")
+    max_symbols: int = Field(50, ge=1, le=5000)
+    history_start: dt.date = dt.date(2020, 1, 1)
+    exchange_calendar: str = Field("24/7", description="exchange-calendars name (XNYS, CMES...), 24/7 or 24/5.")
+    bars_per_request: int = Field(1000, ge=10, le=5000)
+    time_budget_s: float = Field(600.0, gt=0.0, description="Wall-time budget of one history fetch.")
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_s: float = Field(1.0, ge=0.0, description="First retry delay; doubles per attempt, with jitter.")
+    timeout_s: float = Field(30.0, gt=0.0)
+    scanner_url: str = "https://scanner.tradingview.com"
+    websocket_url: str = "wss://data.tradingview.com/socket.io/websocket"
+    toxic: ToxicDataConfig = ToxicDataConfig()
+    parity: ParityConfig = ParityConfig()
+
+    @model_validator(mode="after")
+    def _presets(self) -> TradingViewSourceConfig:
+        from tvquant_assets.sources.tradingview.presets import check_presets
+
+        check_presets(self.presets, [s.preset for s in self.scans] + [self.alternatives or ""])
+        return self
+
+
+SourceConfig = BundledSourceConfig | SyntheticSourceConfig | TradingViewSourceConfig
 
 
 class UniverseConfig(Strict):

@@ -6,10 +6,12 @@ from tvquant_assets.manifest.schema import SourceConfig
 from tvquant_assets.sources.base import Source
 from tvquant_assets.sources.bundled import BundledSource
 from tvquant_assets.sources.synthetic import SyntheticSource
+from tvquant_assets.sources.tradingview import TradingViewSource
 
 SOURCES: dict[str, type[Source]] = {
     "bundled": BundledSource,
     "synthetic": SyntheticSource,
+    "tradingview": TradingViewSource,
 }
 
 

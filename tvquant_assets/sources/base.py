@@ -17,6 +17,9 @@ class Source(ABC):
     fields: tuple[str, ...] = ()
     synthetic: bool = False
 
+    def attach_lake(self, root) -> None:
+        """Sources that keep fetched raw data (the live ones) store it under the lake root."""
+
     @abstractmethod
     def catalog(self) -> pd.DataFrame:
         """Static symbol metadata, columns CATALOG_COLUMNS, sorted by symbol."""
