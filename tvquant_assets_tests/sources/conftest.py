@@ -21,7 +21,8 @@ def fake_bars() -> dict[str, tuple[pd.DataFrame, str]]:
             frame.loc[jump, ["open", "high", "low", "close"]] *= 7.0
         if ticker == "BINANCE:XRPUSDT":  # six identical closes in a row: frozen price
             frozen = (frame["date"] >= "2024-04-10") & (frame["date"] <= "2024-04-15")
-            frame.loc[frozen, ["open", "high", "low", "close"]] = 0.5
+            frame.loc[frozen, ["open", "high", "low", "close"]] = frame.loc[frame["date"] == "2024-04-09",
+                                                                            "close"].iloc[0]
         bars[ticker] = (frame, "Etc/UTC")
     nyse = sessions("XNYS", "2022-06-01", TODAY)
     for i, row in enumerate(load_recording("america")[1]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pandas as pd
 
@@ -17,7 +18,9 @@ def _calendar(name: str, first_year: int):
     import exchange_calendars as xc
 
     try:
-        return xc.get_calendar(name, start=f"{first_year}-01-01")
+        with warnings.catch_warnings():  # exchange-calendars 4.13 trips a pandas 3.1 deprecation warning
+            warnings.simplefilter("ignore")
+            return xc.get_calendar(name, start=f"{first_year}-01-01")
     except xc.errors.InvalidCalendarName:
         raise SourceError(f"source.exchange_calendar: unknown calendar {name!r} (use 24/7, 24/5 or an "
                           "exchange-calendars name such as XNYS, CMES)") from None
@@ -41,7 +44,10 @@ def sessions(name: str, start, end) -> pd.DatetimeIndex:
     lo, hi = max(start, cal.first_session), min(end, cal.last_session)
     if hi < lo:
         return pd.DatetimeIndex([], dtype="datetime64[ns]")
-    return pd.DatetimeIndex(cal.sessions_in_range(lo, hi)).tz_localize(None).as_unit("ns")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        days = cal.sessions_in_range(lo, hi)
+    return pd.DatetimeIndex(days).tz_localize(None).as_unit("ns")
 
 
 def last_session(name: str, on_or_before) -> pd.Timestamp | None:
