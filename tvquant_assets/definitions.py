@@ -6,6 +6,7 @@ import os
 
 from dagster import Definitions, in_process_executor
 
+from tvquant_assets.defs.checks import build_manifest_checks
 from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
 from tvquant_assets.defs.resources import LakeResource
@@ -14,13 +15,15 @@ from tvquant_assets.manifest import discover_manifests, load_manifest
 
 def build_definitions(manifest_paths=None) -> Definitions:
     paths = list(manifest_paths) if manifest_paths is not None else discover_manifests()
-    assets, jobs = [], []
+    assets, checks, jobs = [], [], []
     for path in paths:
         manifest = load_manifest(path)
         assets += build_manifest_assets(manifest, path)
+        checks += build_manifest_checks(manifest)
         jobs.append(build_manifest_job(manifest))
     return Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=jobs,
         executor=in_process_executor,  # UI backfills of a range run as one process, like the CLI
         resources={IO_MANAGER_KEY: LakeIOManagerFactory(), "lake": LakeResource()},

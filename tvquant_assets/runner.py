@@ -80,6 +80,7 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
     from dagster import DagsterInstance
 
+    from tvquant_assets.defs.checks import build_manifest_checks
     from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets
     from tvquant_assets.defs.io_manager import LakeIOManagerFactory
     from tvquant_assets.defs.resources import LakeResource
@@ -95,6 +96,7 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         ensure_dagster_home()
         instance = DagsterInstance.get()
     assets = build_manifest_assets(manifest, path)
+    checks = build_manifest_checks(manifest)
     keys = [d.strftime("%Y-%m-%d") for d in (s, e)]
     tags = {"tvquant/manifest": manifest.name}
     resources = {IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))}
@@ -108,7 +110,7 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         history = _materialize(history_assets, instance, resources, tags, first, last)
         if not history.success:
             raise RunFailed(_first_failure(history, manifest.name))
-    result = _materialize(assets, instance, resources, tags, keys[0], keys[1])
+    result = _materialize([*assets, *checks], instance, resources, tags, keys[0], keys[1])
     wall = time.perf_counter() - t0
     if not result.success:
         raise RunFailed(_first_failure(result, manifest.name))

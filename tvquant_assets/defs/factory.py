@@ -24,6 +24,7 @@ from dagster import (
 from tvquant_assets import pipeline, progress
 from tvquant_assets.calendar import CRON
 from tvquant_assets.defs.metadata import partition_metadata
+from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.hashing import df_hash, stamp_hash
@@ -42,6 +43,7 @@ DESCRIPTIONS = {
 }
 
 IO_MANAGER_KEY = "tvquant_lake_io"
+SOURCE_STAGES = (Stage.CATALOG, Stage.PRICES)  # the stages that call the manifest's source
 
 
 def partitions_for(manifest: Manifest) -> TimeWindowPartitionsDefinition:
@@ -77,6 +79,8 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
         kinds={"python", "parquet"},
         tags={"stage": stage.value},
         metadata={"manifest": name, "manifest_path": str(manifest_path or ""), "manifest_hash": mhash},
+        retry_policy=SOURCE_RETRY if stage in SOURCE_STAGES else None,
+        pool=source_pool(manifest.source.kind) if stage in SOURCE_STAGES else None,
     )
     def _stage_asset(context: AssetExecutionContext, lake: LakeResource):
         keys = list(context.partition_keys)

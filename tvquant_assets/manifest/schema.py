@@ -268,6 +268,51 @@ class RegimePreset(Strict):
     max_weight: float | None = Field(None, gt=0.0, le=1.0)
 
 
+class QualityConfig(Strict):
+    """Data-quality thresholds of the asset checks and the limits of the data_repair job."""
+
+    max_abs_log_return: float = Field(
+        0.7, gt=0.0, description="|ln(close / previous close)| above this is an extreme return (warning)."
+    )
+    stale_bars: int = Field(10, ge=2, description="A close unchanged over this many consecutive bars is stale.")
+    max_fill_bars: int = Field(
+        3, ge=0, description="Repair carries the last good bar forward over at most this many consecutive bars; "
+        "a longer run excludes the symbol on those dates (reason recorded in the catalog)."
+    )
+    min_selected: int = Field(
+        1, ge=0, description="Fewer selected symbols than this fails the selection check when the scan had enough."
+    )
+    weight_tolerance: float = Field(1e-6, gt=0.0, description="Tolerance of the weights-sum and cap checks.")
+
+
+class ScheduleConfig(Strict):
+    """When the daily run of the newest partition starts: after the market close, in the market's timezone."""
+
+    cron: str | None = Field(
+        None, description="Cron in `timezone` (default: 17:30 on weekdays for weekdays, 00:30 daily for daily)."
+    )
+    timezone: str = Field("America/New_York", description="IANA timezone of the cron and of the partition date.")
+    running: bool = Field(False, description="Start the schedules running when the code location loads.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {v!r} (e.g. America/New_York, UTC)") from None
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError(f"cron {v!r} must have 5 fields (minute hour day month weekday)")
+        return v
+
+
 class Manifest(Strict):
     name: str = Field(..., pattern=NAME_PATTERN, description="Lake folder and asset key prefix.")
     description: str = ""
@@ -282,6 +327,8 @@ class Manifest(Strict):
     rebalance: RebalanceConfig = RebalanceConfig()
     backtest: BacktestConfig = BacktestConfig()
     regime_presets: dict[RegimeLabel | Quadrant, RegimePreset] = Field(default_factory=dict)
+    quality: QualityConfig = QualityConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @field_validator("universe")
     @classmethod

@@ -1,0 +1,232 @@
+"""Data-quality checks as plain functions over stage partitions (no Dagster here; defs/checks.py wires them).
+
+Every check takes ``{date: frame}`` for the partitions under test (plus the history it needs) and returns a
+``CheckReport``: the findings (date, symbol, problem), so a failure names exactly the partitions and symbols
+to repair. The data_repair job (``tvquant_assets.repair``) reuses ``bad_price_symbols``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.manifest.schema import QualityConfig
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class Finding:
+    date: pd.Timestamp
+    symbol: str
+    problem: str
+
+    def line(self) -> str:
+        return f"{self.date.date()} {self.symbol or '-'}: {self.problem}"
+
+
+@dataclass
+class CheckReport:
+    """Outcome of one check over some partitions; ``passed`` when there is no finding."""
+
+    name: str
+    checked: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+    @property
+    def failed_dates(self) -> list[pd.Timestamp]:
+        return sorted({f.date for f in self.findings})
+
+    def summary(self, limit: int = 5) -> str:
+        if self.passed:
+            return f"{self.name}: {self.checked} partition(s) clean"
+        lines = [f.line() for f in self.findings[:limit]]
+        more = len(self.findings) - limit
+        tail = f" (+{more} more)" if more > 0 else ""
+        return (f"{self.name}: {len(self.findings)} finding(s) in {len(self.failed_dates)} partition(s): "
+                + "; ".join(lines) + tail)
+
+    def metadata(self, limit: int = 20) -> dict:
+        """Plain values for the check's metadata: the failed partitions drive the repair sensor."""
+        return {
+            "failed_partitions": [d.strftime("%Y-%m-%d") for d in self.failed_dates],
+            "n_findings": len(self.findings),
+            "partitions_checked": self.checked,
+            "findings": [f.line() for f in self.findings[:limit]],
+        }
+
+
+def _fields(frame: pd.DataFrame) -> list[str]:
+    return [c for c in (*PRICE_FIELDS, "volume") if c in frame.columns]
+
+
+# per-partition problems of prices ---------------------------------------------------------------
+
+def bad_price_symbols(frame: pd.DataFrame) -> dict[str, str]:
+    """Symbols whose bar on this partition cannot be used as it is: NaN field or non-positive price."""
+    bad: dict[str, str] = {}
+    symbols = frame["symbol"].to_numpy(dtype=object)
+    for f in _fields(frame):
+        values = frame[f].to_numpy(dtype="float64")
+        for i in np.flatnonzero(np.isnan(values)):
+            bad.setdefault(str(symbols[i]), f"NaN {f}")
+        if f in PRICE_FIELDS:
+            for i in np.flatnonzero(values <= 0):
+                bad.setdefault(str(symbols[i]), f"non-positive {f} {values[i]:g}")
+        elif f == "volume":
+            for i in np.flatnonzero(values < 0):
+                bad.setdefault(str(symbols[i]), f"negative volume {values[i]:g}")
+    return bad
+
+
+def check_price_values(prices: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckReport:
+    """No NaN in any bar field, no price <= 0, no negative volume."""
+    report = CheckReport("price_values", len(prices))
+    for d, frame in sorted(prices.items()):
+        report.findings += [Finding(d, s, p) for s, p in sorted(bad_price_symbols(frame).items())]
+    return report
+
+
+def check_unique_bars(prices: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckReport:
+    """One bar per symbol, stamped with the partition's own date."""
+    report = CheckReport("unique_bars", len(prices))
+    for d, frame in sorted(prices.items()):
+        stamps = pd.to_datetime(frame["date"])
+        for s in sorted(set(frame.loc[(stamps != d).to_numpy(), "symbol"])):
+            report.findings.append(Finding(d, str(s), "bar stamped with another date"))
+        dup = frame["symbol"].duplicated(keep=False).to_numpy()
+        for s in sorted(set(frame.loc[dup, "symbol"])):
+            report.findings.append(Finding(d, str(s), "duplicate bars"))
+    return report
+
+
+def check_complete(prices: Mapping[pd.Timestamp, pd.DataFrame],
+                   catalogs: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckReport:
+    """On a trading day (some symbol has a bar), every active catalog symbol has one too.
+
+    A weekday without any bar is a market holiday, not a gap. Symbols the catalog marks inactive or
+    excluded are not expected."""
+    report = CheckReport("complete_bars", len(prices))
+    for d, frame in sorted(prices.items()):
+        if not len(frame) or d not in catalogs:
+            continue
+        cat = catalogs[d]
+        expected = cat.loc[cat["active"].to_numpy(dtype=bool), "symbol"]
+        if "exclusion" in cat.columns:
+            expected = cat.loc[cat["active"].to_numpy(dtype=bool) & (cat["exclusion"] == "").to_numpy(), "symbol"]
+        missing = sorted(set(expected) - set(frame["symbol"]))
+        report.findings += [Finding(d, str(s), "no bar on a trading day") for s in missing]
+    return report
+
+
+def _close_panel(prices: Mapping[pd.Timestamp, pd.DataFrame]) -> pd.DataFrame:
+    parts = [f[["date", "symbol", "close"]] for f in prices.values() if len(f)]
+    if not parts:
+        return pd.DataFrame(dtype="float64")
+    long = pd.concat(parts, ignore_index=True).drop_duplicates(["date", "symbol"], keep="last")
+    return long.pivot(index="date", columns="symbol", values="close").sort_index()
+
+
+def check_returns(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[pd.Timestamp, pd.DataFrame],
+                  cfg: QualityConfig) -> CheckReport:
+    """|ln(close_D / last earlier close)| <= cfg.max_abs_log_return (``history`` holds earlier partitions)."""
+    report = CheckReport("plausible_returns", len(prices))
+    close = _close_panel({**history, **prices})
+    if close.empty:
+        return report
+    logret = np.log(close.ffill()).diff()
+    logret = logret.where(close.notna())
+    for d in sorted(prices):
+        if d not in logret.index:
+            continue
+        row = logret.loc[d]
+        for s, v in row[row.abs() > cfg.max_abs_log_return].items():
+            report.findings.append(Finding(d, str(s), f"log return {v:+.3f} beyond +/-{cfg.max_abs_log_return}"))
+    return report
+
+
+def check_fresh(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[pd.Timestamp, pd.DataFrame],
+                catalogs: Mapping[pd.Timestamp, pd.DataFrame], cfg: QualityConfig) -> CheckReport:
+    """Stale closes (unchanged over ``cfg.stale_bars`` consecutive bars) and symbols that stopped
+    reporting (listed, had bars, but none for longer than the manifest's max_stale_days)."""
+    report = CheckReport("fresh_prices", len(prices))
+    close = _close_panel({**history, **prices})
+    if not close.empty:
+        unchanged = close.diff().eq(0.0).to_numpy()
+        counts = np.zeros(unchanged.shape, dtype=np.int64)  # consecutive unchanged closes ending at each row
+        for i in range(1, len(counts)):
+            counts[i] = np.where(unchanged[i], counts[i - 1] + 1, 0)
+        run = pd.DataFrame(counts, index=close.index, columns=close.columns)
+        for d in sorted(prices):
+            if d not in run.index:
+                continue
+            row = run.loc[d]
+            for s, n in row[row >= cfg.stale_bars - 1].items():
+                report.findings.append(Finding(d, str(s), f"close unchanged for {int(n) + 1} bars"))
+    for d in sorted(prices):
+        cat = catalogs.get(d)
+        if cat is None or not len(cat):
+            continue
+        stopped = cat[~cat["active"].to_numpy(dtype=bool) & cat["last_bar"].notna().to_numpy()]
+        for s, last in zip(stopped["symbol"], stopped["last_bar"], strict=True):
+            report.findings.append(Finding(d, str(s), f"stopped reporting: last bar {pd.Timestamp(last).date()}"))
+    return report
+
+
+# downstream stages -------------------------------------------------------------------------------
+
+def check_selection_size(selections: Mapping[pd.Timestamp, pd.DataFrame], max_symbols: int,
+                         cfg: QualityConfig) -> CheckReport:
+    """At most ``max_symbols`` selected; at least ``cfg.min_selected`` when that many were ranked."""
+    report = CheckReport("selection_size", len(selections))
+    for d, frame in sorted(selections.items()):
+        n = int(frame["selected"].sum())
+        ranked = int(frame["momentum_pct"].notna().sum()) if "momentum_pct" in frame.columns else n
+        if n > max_symbols:
+            report.findings.append(Finding(d, "", f"{n} symbols selected, more than selection.max_symbols "
+                                                  f"{max_symbols}"))
+        elif n < min(cfg.min_selected, ranked):
+            report.findings.append(Finding(d, "", f"{n} symbols selected out of {ranked} ranked, fewer than "
+                                                  f"quality.min_selected {cfg.min_selected}"))
+    return report
+
+
+def check_weights(tournaments: Mapping[pd.Timestamp, pd.DataFrame], cfg: QualityConfig) -> CheckReport:
+    """Per candidate: no NaN weight, none negative (long only) or above its cap, sum 1 (or an empty universe)."""
+    report = CheckReport("tournament_weights", len(tournaments))
+    tol = cfg.weight_tolerance
+    for d, frame in sorted(tournaments.items()):
+        for cand, g in frame.groupby("candidate", sort=True):
+            held = g[g["symbol"] != ""]
+            w = held["weight"].to_numpy(dtype="float64")
+            cap = held["max_weight"].to_numpy(dtype="float64")
+            if np.isnan(w).any():
+                report.findings.append(Finding(d, str(cand), "NaN weight"))
+                continue
+            if (w < -tol).any():
+                report.findings.append(Finding(d, str(cand), f"negative weight {w.min():.6g}"))
+            over = w > cap + tol
+            if over.any():
+                i = int(np.argmax(w - cap))
+                report.findings.append(Finding(d, str(cand), f"{held['symbol'].iloc[i]} weight {w[i]:.6g} above "
+                                                             f"cap {cap[i]:.6g}"))
+            if len(held) and abs(w.sum() - 1.0) > tol:
+                report.findings.append(Finding(d, str(cand), f"weights sum to {w.sum():.9g}, not 1"))
+    return report
+
+
+def check_equity(backtests: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckReport:
+    """Every candidate's equity is a finite positive number."""
+    report = CheckReport("backtest_equity", len(backtests))
+    for d, frame in sorted(backtests.items()):
+        eq = frame["equity"].to_numpy(dtype="float64")
+        for i in np.flatnonzero(~np.isfinite(eq) | (eq <= 0)):
+            report.findings.append(Finding(d, str(frame["candidate"].iloc[i]), f"equity {eq[i]}"))
+    return report

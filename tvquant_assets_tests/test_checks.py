@@ -1,0 +1,165 @@
+"""Data-quality checks: each passes on clean real data and fails on its planted fault; blocking checks
+stop downstream steps of a real Dagster run."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from tvquant_assets import quality
+from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.defs.checks import CHECKS, evaluate
+from tvquant_assets.enums import Stage
+from tvquant_assets.lake import Lake
+from tvquant_assets.manifest import load_manifest
+from tvquant_assets.pipeline import Pipeline, run_one_shot
+from tvquant_assets.runner import RunFailed, materialize_range
+import faults
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "2020-03-02", "2020-03-06"
+
+
+def write_manifest(directory: Path, name: str, backtest_start: str = START) -> Path:
+    text = (ROOT / "manifests" / "sp500_demo.yaml").read_text()
+    text = text.replace("name: sp500_demo", f"name: {name}").replace("start: 2019-01-02", f"start: {backtest_start}")
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("checks")
+    manifest = load_manifest(write_manifest(tmp, "sp500_checks"))
+    lake = Lake(tmp / "lake")
+    run_one_shot(Pipeline(manifest, lake), manifest_dates(manifest, START, END))
+    return manifest, lake, manifest_dates(manifest, START, END)
+
+
+def frames(lake, m, stage, dates):
+    return {d: f.copy() for d, (f, _) in lake.read_many(m.name, stage.value, dates).items()}
+
+
+def test_every_check_passes_on_clean_real_data(clean):
+    manifest, lake, dates = clean
+    for name in CHECKS:
+        report = evaluate(manifest, lake, name, dates)
+        assert report.passed, report.summary()
+        assert report.checked == len(dates)
+
+
+def test_price_checks_fail_on_each_planted_fault(clean):
+    m, lake, dates = clean
+    d = dates[2]
+    prices, cats = frames(lake, m, Stage.PRICES, dates), frames(lake, m, Stage.CATALOG, dates)
+    history = frames(lake, m, Stage.PRICES, manifest_dates(m, "2020-02-10", "2020-02-28"))
+    cfg = m.quality
+
+    def planted(mutate):
+        p = {k: v.copy() for k, v in prices.items()}
+        p[d] = mutate(p[d].copy())
+        return p
+
+    def set_close(value, symbol="MSFT"):
+        def mutate(f):
+            f.loc[f["symbol"] == symbol, "close"] = value
+            return f
+        return mutate
+
+    nan = quality.check_price_values(planted(set_close(np.nan)))
+    assert [(f.date, f.symbol, f.problem) for f in nan.findings] == [(d, "MSFT", "NaN close")]
+    assert nan.metadata()["failed_partitions"] == [d.strftime("%Y-%m-%d")]
+    assert quality.check_price_values(planted(set_close(0.0))).findings[0].problem == "non-positive close 0"
+    assert quality.check_price_values(planted(set_close(-3.0))).findings[0].symbol == "MSFT"
+
+    dup = quality.check_unique_bars(planted(lambda f: pd.concat([f, f.iloc[:1]], ignore_index=True)))
+    assert [(x.symbol, x.problem) for x in dup.findings] == [(prices[d]["symbol"].iloc[0], "duplicate bars")]
+
+    def restamp(f):
+        f.loc[f["symbol"] == "KO", "date"] = d - pd.Timedelta(days=1)
+        return f
+    assert quality.check_unique_bars(planted(restamp)).findings[0].problem == "bar stamped with another date"
+
+    gap = quality.check_complete(planted(lambda f: f[f["symbol"] != "JPM"]), cats)
+    assert [(x.date, x.symbol) for x in gap.findings] == [(d, "JPM")]
+    holiday = {k: (v.iloc[:0] if k == d else v) for k, v in prices.items()}  # no bar at all: a holiday
+    assert quality.check_complete(holiday, cats).passed
+
+    jump = quality.check_returns(planted(set_close(float(prices[d].set_index("symbol").loc["MSFT", "close"]) * 3)),
+                                 history, cfg)
+    assert {(x.date, x.symbol) for x in jump.findings} >= {(d, "MSFT")}
+
+    prev = {k: v.copy() for k, v in prices.items()}
+    msft = float(history[max(history)].set_index("symbol").loc["MSFT", "close"])
+    stale_hist = {k: v.assign(close=np.where(v["symbol"] == "MSFT", msft, v["close"])) for k, v in history.items()}
+    for k in prev:
+        prev[k].loc[prev[k]["symbol"] == "MSFT", "close"] = msft
+    stale = quality.check_fresh(prev, stale_hist, cats, cfg)
+    assert {x.symbol for x in stale.findings} == {"MSFT"} and stale.findings[0].problem.startswith("close unchanged")
+    assert quality.check_fresh(prices, history, cats, cfg).passed
+
+    stopped_cat = {k: v.copy() for k, v in cats.items()}
+    stopped_cat[d].loc[stopped_cat[d]["symbol"] == "GE", "active"] = False
+    stopped = quality.check_fresh(prices, history, stopped_cat, cfg)
+    assert [(x.date, x.symbol) for x in stopped.findings] == [(d, "GE")]
+    assert stopped.findings[0].problem.startswith("stopped reporting")
+
+
+def test_downstream_checks_fail_on_planted_faults(clean):
+    m, lake, dates = clean
+    d, cfg = dates[1], m.quality
+    sel = frames(lake, m, Stage.SELECTION, dates)
+    assert quality.check_selection_size(sel, m.selection.max_symbols, cfg).passed
+    sel[d]["selected"] = True  # 20 selected, cap is 12
+    assert [x.date for x in quality.check_selection_size(sel, m.selection.max_symbols, cfg).findings] == [d]
+    sel[d]["selected"] = False
+    assert "fewer than" in quality.check_selection_size(sel, m.selection.max_symbols, cfg).findings[0].problem
+
+    tour = frames(lake, m, Stage.TOURNAMENT, dates)
+    assert quality.check_weights(tour, cfg).passed
+    for mutate, needle in [
+        (lambda w: w * 1.01, "sum to"),
+        (lambda w: np.where(np.arange(len(w)) == 0, np.nan, w), "NaN weight"),
+        (lambda w: np.where(np.arange(len(w)) == np.argmax(w), w + 0.5, w - 0.5 / max(1, len(w) - 1)), "above cap"),
+    ]:
+        bad = {k: v.copy() for k, v in tour.items()}
+        f = bad[d]
+        rows = (f["candidate"] == "custom/min_variance").to_numpy()
+        f.loc[rows, "weight"] = mutate(f.loc[rows, "weight"].to_numpy())
+        report = quality.check_weights(bad, cfg)
+        assert {x.symbol for x in report.findings} == {"custom/min_variance"}, needle
+        assert any(needle in x.problem for x in report.findings), report.summary()
+
+    bt = frames(lake, m, Stage.BACKTEST, dates)
+    assert quality.check_equity(bt).passed
+    bt[d].loc[0, "equity"] = np.nan
+    assert [x.date for x in quality.check_equity(bt).findings] == [d]
+
+
+def test_blocking_price_check_stops_downstream_in_a_dagster_run(tmp_path, monkeypatch):
+    """A NaN close from the source: prices materializes, its blocking check fails, nothing downstream
+    of prices runs (no scan, no ledger entry) and the failure names the partition and symbol."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    path = write_manifest(tmp_path, "sp500_block", backtest_start="2020-03-02")
+    faults.install(monkeypatch, {("MSFT", "2020-03-04"): float("nan")})
+    with pytest.raises(RunFailed, match="blocking asset check"):
+        materialize_range(path, START, END, lake_root=str(tmp_path / "lake"))
+    lake, m = Lake(tmp_path / "lake"), load_manifest(path)
+    assert lake.exists(m.name, "prices", "2020-03-04")
+    assert not lake.exists(m.name, "scan", "2020-03-04") and not lake.ledger_path(m.name).exists()
+    instance = DagsterInstance.get()
+    record = instance.event_log_storage.get_asset_check_execution_history(
+        _check_key(m.name, "price_values"), limit=1)[0]
+    evaluation = record.event.dagster_event.event_specific_data
+    assert not evaluation.passed
+    assert evaluation.metadata["failed_partitions"].value == ["2020-03-04"]
+    assert evaluation.metadata["findings"].value == ["2020-03-04 MSFT: NaN close"]
+
+
+def _check_key(manifest: str, name: str):
+    from dagster import AssetCheckKey
+
+    return AssetCheckKey(AssetKey([manifest, "prices"]), name)
