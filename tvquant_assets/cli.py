@@ -112,21 +112,48 @@ def cmd_manifests_list(args) -> int:
     return 0
 
 
-def cmd_audit_verify(args) -> int:
+def _ledger_for(args):
     from tvquant_assets.core.ledger import Ledger
     from tvquant_assets.lake import Lake, default_lake_root
     from tvquant_assets.manifest import resolve_manifest
 
     _, manifest = resolve_manifest(args.manifest)
-    path = Lake.open(args.lake or default_lake_root()).ledger_path(manifest.name)
+    lake = Lake.open(args.lake or default_lake_root())
+    path = lake.ledger_path(manifest.name)
     if not Path(str(path)).exists():
         print(f"tvquant: error: no ledger at {path}; materialize {manifest.name} first", file=sys.stderr)
+        return manifest, lake, None
+    return manifest, lake, Ledger(path)
+
+
+def cmd_audit_verify(args) -> int:
+    manifest, _, ledger = _ledger_for(args)
+    if ledger is None:
         return 2
-    report = Ledger(path).verify()
+    heads, notes = [], []
+    if not args.no_dagster:
+        from tvquant_assets.defs.ledger_heads import open_instance, recorded_heads
+
+        instance = open_instance()
+        if instance is None:
+            notes.append("no Dagster instance found (DAGSTER_HOME): chain heads not compared")
+        else:
+            heads = recorded_heads(instance, manifest.name, str(ledger.path))
+            if not heads:
+                notes.append(f"no chain head of {manifest.name}/audit for this ledger in the Dagster instance at "
+                             f"{instance.root_directory}: a consistent whole-file rewrite cannot be ruled out")
+    report = ledger.verify(heads)
+    notes += list(report.notes)
+    if args.json:
+        print(json.dumps({"ok": report.ok, "entries": report.n_entries, "first_bad": report.first_bad,
+                          "reason": report.reason, "notes": notes, "ledger": str(ledger.path)}, indent=2))
+        return 0 if report.ok else 1
+    for note in notes:
+        print(f"note: {note}")
     if report.ok:
-        print(f"ledger intact: {report.n_entries} entries ({path})")
+        print(f"ledger intact: {report.n_entries} entries ({ledger.path})")
         return 0
-    print(f"ledger BROKEN at entry {report.first_bad}: {report.reason} ({path})", file=sys.stderr)
+    print(f"ledger BROKEN at entry {report.first_bad}: {report.reason} ({ledger.path})", file=sys.stderr)
     return 1
 
 
@@ -176,11 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls = msub.add_parser("list", help="list manifests with their content hash")
     ls.set_defaults(func=cmd_manifests_list)
 
-    a = sub.add_parser("audit", help="verify the hash-chained ledger")
+    a = sub.add_parser("audit", help="verify the ledger, replay a date, show a date's decisions")
     asub = a.add_subparsers(dest="audit_command", required=True)
-    av = asub.add_parser("verify", help="exit 0 when intact, 1 naming the first bad entry")
-    av.add_argument("--manifest", required=True)
-    av.add_argument("--lake", default=None)
+    av = asub.add_parser("verify", help="exit 0 when intact, 1 naming the first bad entry and why")
+    av.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    av.add_argument("--no-dagster", action="store_true",
+                    help="do not compare with the chain heads recorded in the Dagster instance")
+    add_common(av)
     av.set_defaults(func=cmd_audit_verify)
 
     u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")

@@ -46,6 +46,7 @@ class StageResult:
     frames: dict[pd.Timestamp, pd.DataFrame]
     upstream: dict[pd.Timestamp, dict[str, str]] = field(default_factory=dict)
     notes: dict[pd.Timestamp, str] = field(default_factory=dict)
+    metadata: dict[pd.Timestamp, dict] = field(default_factory=dict)  # extra plain metadata per date
 
 
 class Pipeline:
@@ -354,42 +355,147 @@ def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates))
 
 
+# Stages whose core reads the trailing price window [window_start(D), D] through ``Pipeline.panel``.
+WINDOW_STAGES = frozenset({Stage.SCAN, Stage.SELECTION, Stage.REGIME, Stage.ESTIMATION, Stage.TOURNAMENT})
+
+
+def input_partitions(pipe: Pipeline, stage: Stage, d: pd.Timestamp) -> dict[str, list[pd.Timestamp]]:
+    """The lake partitions ``stage`` reads to compute date ``d``, per asset: its same-date upstreams,
+    the trailing price window, the decision a tournament carries, the decisions and closes a backtest
+    stitches. Bars before the manifest's first partition come from the source (pinned by the manifest)."""
+    m, d = pipe.manifest, pd.Timestamp(d)
+    parts = {u.value: [d] for u in UPSTREAM[stage]}
+    if stage in WINDOW_STAGES:
+        parts[Stage.PRICES.value] = manifest_dates(m, window_start(pipe, d), d)
+    if stage is Stage.TOURNAMENT and d not in pipe.rebalance_set(d):
+        prev = previous_dates(m, d, 1)[0]
+        if prev >= pd.Timestamp(m.start):
+            parts[Stage.TOURNAMENT.value] = [prev]
+    if stage is Stage.BACKTEST and d >= pd.Timestamp(m.backtest_start):
+        start = pd.Timestamp(m.backtest_start)
+        decided = {start, d, *(r for r in pipe.rebalance_set(d) if start < r <= d)}
+        parts[Stage.TOURNAMENT.value] = sorted(decided)
+        parts[Stage.PRICES.value] = manifest_dates(m, start, d)
+    return parts
+
+
+def partitions_digest(labelled: list[str]) -> str:
+    """One hash over ``YYYY-MM-DD:df_hash`` labels (a single partition: its df_hash itself)."""
+    if len(labelled) == 1:
+        return labelled[0].split(":", 1)[1]
+    import hashlib
+
+    return hashlib.sha256("\n".join(labelled).encode("ascii")).hexdigest()
+
+
+def input_hashes(pipe: Pipeline, dates, stages=tuple(s for s in STAGES if s is not Stage.AUDIT)
+                 ) -> dict[pd.Timestamp, dict[str, dict[str, dict]]]:
+    """For every date and stage, per input asset: ``{"dates": "first..last", "n", "hash"}`` over the
+    df_hashes of the partitions ``input_partitions`` names (missing partitions are left out)."""
+    dates = [pd.Timestamp(d) for d in dates]
+    wanted = {d: {s: input_partitions(pipe, s, d) for s in stages} for d in dates}
+    union: dict[str, set[pd.Timestamp]] = {}
+    for per_stage in wanted.values():
+        for parts in per_stage.values():
+            for asset, ds in parts.items():
+                union.setdefault(asset, set()).update(ds)
+    labels = {asset: {d: f"{d:%Y-%m-%d}:{h}" for d, (_, h) in
+                      pipe.lake.read_many(pipe.name, asset, sorted(ds), missing_ok=True).items()}
+              for asset, ds in union.items()}
+    memo: dict[tuple, dict] = {}
+    out: dict[pd.Timestamp, dict[str, dict[str, dict]]] = {}
+    for d, per_stage in wanted.items():
+        out[d] = {}
+        for stage, parts in per_stage.items():
+            rec = {}
+            for asset, ds in parts.items():
+                key = (asset, ds[0], ds[-1], len(ds)) if ds else (asset,)
+                if key not in memo:
+                    found = [labels[asset][x] for x in ds if x in labels[asset]]
+                    span = f"{ds[0]:%Y-%m-%d}" if len(ds) == 1 else f"{ds[0]:%Y-%m-%d}..{ds[-1]:%Y-%m-%d}"
+                    memo[key] = {"dates": span, "n": len(found),
+                                 "hash": partitions_digest(found) if found else None}
+                rec[asset] = memo[key]
+            out[d][stage.value] = rec
+    return out
+
+
+# Fields of a ledger payload that say when and by whom, not what: an identical re-run ignores them.
+_CIRCUMSTANCE = ("run_id", "timestamp", "supersedes")
+
+
+def audit_payload(pipe: Pipeline, d: pd.Timestamp, outputs: dict[str, str], inputs: dict[str, dict],
+                  run_id: str) -> dict:
+    """The ledger payload for date ``d``: every stage's output df_hash and input hashes, the manifest
+    hash, the environment and code version, run id and timestamp."""
+    env = pipe.environment()
+    return {
+        "manifest": pipe.name,
+        "date": d.strftime("%Y-%m-%d"),
+        "stages": {s: {"output": outputs.get(s), "inputs": inputs.get(s, {})} for s in sorted(outputs)},
+        "manifest_hash": pipe.manifest_hash,
+        "environment": {"uv_lock_hash": env.get("uv_lock_hash"), "python": env.get("python"),
+                        "packages": env.get("packages"), "blas_threads": env.get("blas_threads")},
+        "git": {"sha": env.get("git_sha"), "dirty": env.get("git_dirty")},
+        "run_id": run_id,
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "supersedes": None,
+    }
+
+
+def output_hashes(payload: dict) -> dict[str, str]:
+    """``{stage: output df_hash}`` of a ledger payload (also reads the first format, ``{stage: hash}``)."""
+    return {s: (v.get("output") if isinstance(v, dict) else v) for s, v in (payload.get("stages") or {}).items()}
+
+
+def _same_record(prior: dict, payload: dict) -> bool:
+    return set(prior) == set(payload) and all(prior[k] == v for k, v in payload.items() if k not in _CIRCUMSTANCE)
+
+
 def run_audit(pipe: Pipeline, dates: list[pd.Timestamp], run_id: str = "") -> StageResult:
+    """Seal every stage's output for each date in the ledger. A date whose record (hashes, inputs,
+    manifest, environment, code) is unchanged appends nothing; anything else appends an entry that
+    supersedes the last one for that date. The chain head after the append goes into the metadata."""
     from tvquant_assets.core.ledger import Ledger
 
     ledger = Ledger(str(pipe.lake.ledger_path(pipe.name)))
     hashes = _same_date_hashes(pipe, UPSTREAM[Stage.AUDIT], dates)
-    env = pipe.environment()
-    latest = {e["payload"].get("date"): e for e in ledger.entries()}  # later entries supersede earlier
-    frames = {}
+    inputs = input_hashes(pipe, dates)
+    payloads = {d: audit_payload(pipe, d, hashes[d], inputs[d], run_id) for d in dates}
+    kept: dict[pd.Timestamp, dict] = {}  # dates whose last entry already says all of it
+    seen = {"head": None}
+
+    def plan(entries: list[dict]) -> list[dict]:  # runs under the ledger's lock
+        seen["head"] = entries[-1] if entries else None
+        latest = {e["payload"].get("date"): e for e in entries}  # later entries supersede earlier
+        new = []
+        for d, payload in payloads.items():
+            prior = latest.get(payload["date"])
+            if prior is not None and _same_record(prior["payload"], payload):
+                kept[d] = prior
+            else:
+                payload["supersedes"] = prior["entry_hash"] if prior else None
+                new.append(payload)
+        return new
+
+    new_entries = ledger.append_planned(plan)
+    head = new_entries[-1] if new_entries else seen["head"]
+    appended = iter(new_entries)
+    frames, metadata, entries_by_date = {}, {}, {}
     for d in dates:
+        entries_by_date[d] = (kept[d], False) if d in kept else (next(appended), True)
+    for d in dates:
+        entry, was_appended = entries_by_date[d]
         stages = hashes[d]
-        prior = latest.get(d.strftime("%Y-%m-%d"))
-        if prior and prior["payload"].get("stages") == stages \
-                and prior["payload"].get("manifest_hash") == pipe.manifest_hash:
-            entry, appended = prior, False
-        else:
-            entry = ledger.append({
-                "manifest": pipe.name,
-                "date": d.strftime("%Y-%m-%d"),
-                "stages": stages,
-                "manifest_hash": pipe.manifest_hash,
-                "uv_lock_hash": env.get("uv_lock_hash"),
-                "git_sha": env.get("git_sha"),
-                "git_dirty": env.get("git_dirty"),
-                "python": env.get("python"),
-                "packages": env.get("packages"),
-                "run_id": run_id,
-                "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "supersedes": prior["entry_hash"] if prior else None,
-            })
-            appended = True
         row = {"date": d, "seq": int(entry["seq"]), "entry_hash": entry["entry_hash"],
-               "prev_hash": entry["prev_hash"], "manifest_hash": pipe.manifest_hash, "appended": appended}
+               "prev_hash": entry["prev_hash"], "manifest_hash": pipe.manifest_hash, "appended": was_appended}
         row.update({f"hash_{s}": h for s, h in sorted(stages.items())})
         frames[d] = pd.DataFrame([row])
         frames[d]["appended"] = frames[d]["appended"].astype(bool)
-    return StageResult(frames, hashes)
+        metadata[d] = {"ledger_seq": int(entry["seq"]), "ledger_entry_hash": entry["entry_hash"],
+                       "ledger_head_seq": int(head["seq"]) if head else -1,
+                       "ledger_head_hash": head["entry_hash"] if head else "", "ledger": str(ledger.path)}
+    return StageResult(frames, hashes, metadata=metadata)
 
 
 RUNNERS: dict[Stage, Callable[..., StageResult]] = {
@@ -406,6 +512,9 @@ RUNNERS: dict[Stage, Callable[..., StageResult]] = {
 
 
 def run_stage(pipe: Pipeline, stage: Stage, dates, **kwargs) -> StageResult:
+    from tvquant_assets.determinism import pin_threads
+
+    pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
     return RUNNERS[Stage(stage)](pipe, dates, **kwargs)
 

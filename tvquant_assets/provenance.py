@@ -11,7 +11,8 @@ from pathlib import Path
 from tvquant_assets.hashing import file_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-KEY_PACKAGES = ("dagster", "pandas", "numpy", "cvxpy", "scikit-learn", "skfolio", "pyarrow", "scipy")
+KEY_PACKAGES = ("dagster", "pandas", "numpy", "scipy", "scikit-learn", "cvxpy", "clarabel", "skfolio",
+                "riskfolio-lib", "cvxportfolio", "vectorbt", "hmmlearn", "pyarrow", "threadpoolctl")
 
 
 def _git(*args: str) -> str | None:
@@ -32,10 +33,14 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     status = _git("status", "--porcelain", "--untracked-files=no")
+    from tvquant_assets.determinism import blas_threads, pin_threads
+
+    pin_threads()
     return {
         "uv_lock_hash": file_hash(PROJECT_ROOT / "uv.lock"),
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "python": platform.python_version(),
         "packages": versions,
+        "blas_threads": blas_threads(),
     }

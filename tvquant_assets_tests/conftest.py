@@ -41,3 +41,38 @@ def _perturbed_after(close: pd.DataFrame, date: pd.Timestamp, seed: int) -> pd.D
 def perturbed_after():
     """The future-perturbation used by the point-in-time tests: ``perturbed_after(close, date, seed)``."""
     return _perturbed_after
+
+
+SP500_IT_START, SP500_IT_END = "2020-02-03", "2020-03-31"
+
+
+def write_demo_variant(directory, name: str, start: str):
+    """The demo manifest renamed to ``name`` with its first partition at ``start`` (earlier bars: warm-up)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "manifests" / "sp500_demo.yaml").read_text()
+    text = text.replace("name: sp500_demo", f"name: {name}").replace("start: 2019-01-02", f"start: {start}")
+    path = Path(directory) / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sp500_it_run(tmp_path_factory):
+    """One real Dagster range run of a demo variant (2020-02-03..2020-03-31) on a temp lake and a temp
+    SQLite instance, shared by the integration and audit tests. Tests that change its lake or ledger
+    must restore them."""
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.runner import materialize_range
+
+    tmp = tmp_path_factory.mktemp("it")
+    manifest_path = write_demo_variant(tmp, "sp500_it", SP500_IT_START)
+    home = tmp / "dagster"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DAGSTER_HOME", str(home))
+    try:
+        report = materialize_range(manifest_path, SP500_IT_START, SP500_IT_END, lake_root=str(tmp / "lake"))
+    finally:
+        mp.undo()
+    return {"tmp": tmp, "manifest_path": manifest_path, "manifest": load_manifest(manifest_path),
+            "lake_root": str(tmp / "lake"), "report": report, "home": home}

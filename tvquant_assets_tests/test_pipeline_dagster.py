@@ -19,28 +19,14 @@ from tvquant_assets.pipeline import Pipeline, run_one_shot
 from tvquant_assets.runner import check_range, materialize_range
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "2020-02-03", "2020-03-31"
-
-
-def write_manifest(directory: Path, name: str, backtest_start: str) -> Path:
-    text = (ROOT / "manifests" / "sp500_demo.yaml").read_text()
-    text = text.replace("name: sp500_demo", f"name: {name}").replace("start: 2019-01-02",
-                                                                      f"start: {backtest_start}")
-    path = directory / f"{name}.yaml"
-    path.write_text(text)
-    return path
+START, END = "2020-02-03", "2020-03-31"  # the range of the shared sp500_it_run fixture (conftest)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("it")
-    manifest_path = write_manifest(tmp, "sp500_it", START)
-    home = tmp / "dagster"
+def run(sp500_it_run):
     mp = pytest.MonkeyPatch()
-    mp.setenv("DAGSTER_HOME", str(home))
-    report = materialize_range(manifest_path, START, END, lake_root=str(tmp / "lake"))
-    yield {"tmp": tmp, "manifest_path": manifest_path, "manifest": load_manifest(manifest_path),
-           "lake_root": str(tmp / "lake"), "report": report, "home": home}
+    mp.setenv("DAGSTER_HOME", str(sp500_it_run["home"]))  # later runs in this module use the same instance
+    yield sp500_it_run
     mp.undo()
 
 
@@ -146,7 +132,7 @@ def test_cli_verify_names_the_first_tampered_entry(run, tmp_path, capsys):
     lines[5] = src.read_text().splitlines()[6]
     (lake / m.name / "ledger.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["audit", "verify", "--manifest", str(run["manifest_path"]), "--lake", str(lake)]) == 1
-    assert "entry 5: broken link" in capsys.readouterr().err
+    assert "entry 5: 1 entry missing before it (deleted)" in capsys.readouterr().err
 
 
 def test_bad_ranges_are_one_line_errors(run, capsys):

@@ -93,11 +93,10 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
                 frame = result.frames[pd.Timestamp(key)].reset_index(drop=True)
                 outputs[key], hashes[key] = frame, df_hash(frame)
                 stamp_hash(frame, hashes[key])  # the IO manager writes it without hashing again
-                context.add_asset_metadata(
-                    partition_metadata(frame, hashes[key], result.upstream.get(pd.Timestamp(key), {}), mhash,
-                                       result.notes.get(pd.Timestamp(key), "")),
-                    partition_key=key,
-                )
+                md = partition_metadata(frame, hashes[key], result.upstream.get(pd.Timestamp(key), {}), mhash,
+                                        result.notes.get(pd.Timestamp(key), ""))
+                md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
+                context.add_asset_metadata(md, partition_key=key)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one
             return Output(outputs, data_version=DataVersion(hashes[keys[0]]))
         return outputs
