@@ -21,8 +21,14 @@ STAGES: tuple[Stage, ...] = tuple(Stage)
 class Profile(StrEnum):
     MIN_VARIANCE = "min_variance"
     MAX_SHARPE = "max_sharpe"
+    RISK_PARITY = "risk_parity"
     HRP = "hrp"
+    HERC = "herc"
+    BENCHMARK = "benchmark"
     EQUAL_WEIGHT = "equal_weight"
+    BARBELL = "barbell"
+    MARKET_NEUTRAL = "market_neutral"
+    ADAPTIVE = "adaptive"
 
 
 class RegimeLabel(StrEnum):

@@ -290,8 +290,12 @@ def run_tournament(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     m = pipe.manifest
     rebalance = pipe.rebalance_set(max(dates))
     previous = None
-    if dates[0] not in rebalance:
-        prev_date = previous_dates(m, dates[0], 1)[0]
+    prev_date = previous_dates(m, dates[0], 1)[0]
+    if dates[0] in rebalance:
+        # Not required, but when present the last decision feeds the turnover penalty and the fallback.
+        if prev_date >= pd.Timestamp(m.start) and pipe.lake.exists(pipe.name, Stage.TOURNAMENT.value, prev_date):
+            previous = pipe.lake.read(pipe.name, Stage.TOURNAMENT.value, prev_date)
+    else:
         if prev_date >= pd.Timestamp(m.start):
             try:
                 previous = pipe.lake.read(pipe.name, Stage.TOURNAMENT.value, prev_date)
@@ -307,7 +311,7 @@ def run_tournament(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     presets = {k.value if hasattr(k, "value") else str(k): v for k, v in m.regime_presets.items()}
     frames = core_run(panel, estimates, regimes, dates, lambda d: d in rebalance, m.tournament, presets,
-                      m.estimation, previous)
+                      m.estimation, previous, m.selection.linkage)
     notes = {}
     for d, f in frames.items():
         decided = pd.Timestamp(f["decision_date"].iloc[0]).date() if len(f) else None

@@ -67,7 +67,7 @@ start: 2019-01-02
 tournament:
   candidates:
     - {engine: nosuch, profile: min_variance}
-    - {engine: skfolio, profile: max_sharpe}
+    - {engine: skfolio, profile: barbell}
 """)
     with pytest.raises(ManifestError) as exc:
         load_manifest(p)

@@ -6,8 +6,14 @@ it, the same return window the estimates came from). The per-asset cap is the re
 On any other date the previous decision is carried forward unchanged with ``rebalanced`` False, so the
 weights of D always say which date decided them (``decision_date``).
 
+Every candidate gets a :class:`~tvquant_assets.core.engines.base.FitSpec` built from the manifest and the
+date's regime: cluster ids from the estimation frame with ``constraints.cluster_cap``, the candidate's
+previous decision (for the L1 turnover penalty and as the fallback before equal weight), the L2 gamma,
+barbell share resolved for the regime (label first, then quadrant), and the adaptive mapping.
+
 Output: one long frame per date, sorted by candidate then symbol, columns :data:`COLUMNS`. A candidate
-with an empty universe still gets one row (symbol "", weight 0.0, status ``empty_universe``).
+with an empty universe still gets one row (symbol "", weight 0.0, status ``empty_universe``). ``picked``
+is the profile the adaptive engine chose ("" for the other candidates).
 ``solve_ms`` is wall time and differs run to run: hash :data:`DECISION_COLUMNS` for determinism and
 point-in-time checks.
 """
@@ -20,22 +26,28 @@ import numpy as np
 import pandas as pd
 
 from tvquant_assets.core.engines import get_engine
-from tvquant_assets.core.engines.base import Engine, EngineInputs, Status
-from tvquant_assets.core.estimation import returns_window, unpack
+from tvquant_assets.core.engines.base import Engine, EngineInputs, FitSpec, Status
+from tvquant_assets.core.estimation import Estimates, returns_window, unpack
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import EngineError
-from tvquant_assets.manifest.schema import EstimationConfig, RebalanceConfig, RegimePreset, TournamentConfig
+from tvquant_assets.manifest.schema import (
+    EstimationConfig,
+    LinkageConfig,
+    RebalanceConfig,
+    RegimePreset,
+    TournamentConfig,
+)
 
 COLUMNS: list[str] = [
     "candidate", "engine", "profile", "symbol", "weight", "status", "solve_ms", "fallback", "max_weight",
-    "decision_date", "rebalanced",
+    "decision_date", "rebalanced", "picked",
 ]
 DECISION_COLUMNS: list[str] = [c for c in COLUMNS if c != "solve_ms"]
 
 _DTYPES = {
     "candidate": "str", "engine": "str", "profile": "str", "symbol": "str", "weight": "float64",
     "status": "str", "solve_ms": "float64", "fallback": "str", "max_weight": "float64",
-    "decision_date": "datetime64[ns]", "rebalanced": "bool",
+    "decision_date": "datetime64[ns]", "rebalanced": "bool", "picked": "str",
 }
 
 
@@ -97,6 +109,42 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def _regime_keys(regime: pd.DataFrame | None) -> tuple[str, str]:
+    if regime is None or regime.empty:
+        return "", ""
+    row = regime.iloc[0]
+    return tuple(str(row[c]) if c in regime.columns and not pd.isna(row[c]) else "" for c in ("label", "quadrant"))
+
+
+def previous_weights(previous: pd.DataFrame | None, candidate: str, symbols: list[str]) -> np.ndarray | None:
+    """The candidate's previous decision aligned on ``symbols`` (0 for symbols it did not hold)."""
+    if previous is None or previous.empty:
+        return None
+    rows = previous[(previous["candidate"] == candidate) & (previous["symbol"] != "")]
+    if rows.empty:
+        return None
+    held = dict(zip(rows["symbol"].astype(str), rows["weight"].astype("float64"), strict=True))
+    return np.array([held.get(s, 0.0) for s in symbols], dtype="float64")
+
+
+def fit_spec(
+    cfg: TournamentConfig, est: Estimates, regime: pd.DataFrame | None, previous: np.ndarray | None
+) -> FitSpec:
+    """Constraints and context of one candidate's decision (see the module docstring)."""
+    label, quadrant = _regime_keys(regime)
+    c = cfg.constraints
+    return FitSpec(
+        long_only=c.long_only, gross=c.gross, net=c.net,
+        clusters=est.clusters if c.cluster_cap is not None else None, cluster_cap=c.cluster_cap,
+        previous=previous, turnover_penalty=c.turnover_penalty if previous is not None else 0.0,
+        l2_gamma=cfg.l2_gamma.resolve(label, quadrant), beta_band=c.beta_band, risk_aversion=c.risk_aversion,
+        aggressor_share=cfg.barbell.aggressor_share.resolve(label, quadrant),
+        aggressor_count=cfg.barbell.aggressor_count, regime_label=label, quadrant=quadrant,
+        adaptive_map=tuple(sorted((str(k), str(v)) for k, v in cfg.adaptive.mapping.items())),
+        adaptive_default=str(cfg.adaptive.default),
+    )
+
+
 def decide(
     panel: PricePanel,
     estimates: pd.DataFrame,
@@ -106,10 +154,14 @@ def decide(
     presets: Mapping[str, RegimePreset],
     est_cfg: EstimationConfig,
     engines: dict[str, Engine] | None = None,
+    previous: pd.DataFrame | None = None,
+    linkage: LinkageConfig | None = None,
 ) -> pd.DataFrame:
     """Fit every candidate on one date's estimates (a rebalance decision).
 
-    ``engines`` caches engine objects (and so their compiled problems) across dates.
+    ``engines`` caches engine objects (and so their compiled problems) across dates; ``previous`` is the
+    tournament frame of the last decision (turnover penalty, fallback); ``linkage`` the selection's
+    linkage config (HERC cut).
     """
     engines = {} if engines is None else engines
     date = pd.Timestamp(date)
@@ -118,8 +170,9 @@ def decide(
     needs_returns = False
     for c in cfg.candidates:
         if c.engine not in engines:
-            engines[c.engine] = get_engine(c.engine)
-        needs_returns |= engines[c.engine].needs_returns
+            engines[c.engine] = get_engine(c.engine, linkage=linkage)
+        e = engines[c.engine]
+        needs_returns |= e.needs_returns or c.profile.value in e.returns_profiles
     returns = None
     if needs_returns and est.n:
         returns = returns_window(panel, est.symbols, date, est_cfg.lookback)
@@ -131,11 +184,12 @@ def decide(
     inputs = EngineInputs(est.symbols, est.mu, est.cov, returns)
     rows = []
     for c in cfg.candidates:
-        result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate)
+        spec = fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols))
+        result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec)
         base = {
             "candidate": c.name, "engine": c.engine, "profile": c.profile.value, "status": result.status,
             "solve_ms": float(result.solve_ms), "fallback": result.fallback, "max_weight": max_weight,
-            "decision_date": date, "rebalanced": True,
+            "decision_date": date, "rebalanced": True, "picked": result.picked,
         }
         if est.n == 0:
             rows.append({**base, "symbol": "", "weight": 0.0, "status": str(Status.EMPTY_UNIVERSE)})
@@ -143,6 +197,13 @@ def decide(
         for s, w in zip(est.symbols, np.asarray(result.weights, dtype="float64"), strict=True):
             rows.append({**base, "symbol": s, "weight": float(w)})
     return _frame(rows)
+
+
+def _retyped(frame: pd.DataFrame) -> pd.DataFrame:
+    """A tournament frame read back from the lake with the current schema (older frames lack ``picked``)."""
+    if "picked" not in frame.columns:
+        frame = frame.assign(picked="")
+    return frame[COLUMNS].astype(_DTYPES).reset_index(drop=True)
 
 
 def run_tournament(
@@ -155,6 +216,7 @@ def run_tournament(
     presets: Mapping[str, RegimePreset],
     est_cfg: EstimationConfig,
     previous: pd.DataFrame | None = None,
+    linkage: LinkageConfig | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Run the tournament over ``dates`` (ascending; a backfill range is one call).
 
@@ -173,7 +235,9 @@ def run_tournament(
         The estimation config the estimates were made with (its lookback gives the return window).
     previous : DataFrame, optional
         Tournament frame of the date before the first of ``dates``; required when that first date is
-        not a rebalance date.
+        not a rebalance date (else it feeds the turnover penalty and the fallback of the first decision).
+    linkage : LinkageConfig, optional
+        The selection's linkage config (HERC and hierarchical equal weight cut).
 
     Returns
     -------
@@ -189,21 +253,18 @@ def run_tournament(
     regimes = {pd.Timestamp(k): v for k, v in regime_by_date.items()}
     engines: dict[str, Engine] = {}
     out: dict[pd.Timestamp, pd.DataFrame] = {}
-    prev = previous
+    prev = _retyped(previous) if previous is not None else None
     for d in sorted({pd.Timestamp(x) for x in dates}):
         if is_rebalance(d):
             if d not in estimates or d not in regimes:
                 missing = "estimation" if d not in estimates else "regime"
                 raise EngineError(f"tournament {d.date()}: no {missing} frame for this rebalance date")
-            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines)
+            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage)
         else:
             if prev is None:
                 raise EngineError(
                     f"tournament {d.date()}: not a rebalance date and no previous decision to carry forward"
                 )
-            if prev is previous:
-                # Re-typed so a previous frame read back from the lake carries forward with the same schema.
-                prev = prev[COLUMNS].astype(_DTYPES).reset_index(drop=True)
             frame = prev.copy()
             frame["rebalanced"] = False
         out[d] = frame

@@ -76,9 +76,10 @@ def parse_manifest(text: str, path: Path | str = "<string>") -> Manifest:
 
 
 def _check_engines(manifest: Manifest, path: Path | str) -> None:
-    from tvquant_assets.core.engines import ENGINE_PROFILES
+    from tvquant_assets.core.engines import ENGINE_PROFILES, LONG_SHORT_PROFILES
 
     problems = []
+    long_only = manifest.tournament.constraints.long_only
     for i, cand in enumerate(manifest.tournament.candidates):
         if cand.engine not in ENGINE_PROFILES:
             problems.append(
@@ -89,6 +90,13 @@ def _check_engines(manifest: Manifest, path: Path | str) -> None:
             problems.append(
                 f"{path}: tournament.candidates[{i}].profile: engine {cand.engine!r} does not support "
                 f"{cand.profile.value!r} (allowed: {', '.join(ENGINE_PROFILES[cand.engine])})"
+            )
+        elif not long_only and cand.engine != "adaptive" \
+                and cand.profile.value not in LONG_SHORT_PROFILES.get(cand.engine, ()):
+            problems.append(
+                f"{path}: tournament.candidates[{i}]: {cand.name} is long-only but tournament.constraints."
+                f"long_only is false; remove it or use one of "
+                f"{', '.join(f'{e}/{p}' for e, ps in LONG_SHORT_PROFILES.items() for p in ps)}"
             )
     if problems:
         raise ManifestError("\n".join(problems))

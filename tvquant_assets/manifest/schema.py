@@ -209,8 +209,73 @@ class Candidate(Strict):
 
 
 class Constraints(Strict):
-    long_only: Literal[True] = True
-    max_weight: float = Field(0.35, gt=0.0, le=1.0)
+    long_only: bool = Field(True, description="false: long/short for the profiles that support it")
+    max_weight: float = Field(0.35, gt=0.0, le=1.0, description="per-asset cap (|w| when long/short)")
+    gross: float = Field(2.0, gt=0.0, description="long/short and market_neutral: sum |w| at most this")
+    net: float = Field(0.0, ge=-1.0, le=1.0, description="long/short min_variance: sum w equals this")
+    cluster_cap: float | None = Field(
+        None, gt=0.0, le=1.0, description="largest total weight of one selection cluster (projected for HRP/HERC)"
+    )
+    turnover_penalty: float = Field(
+        0.0, ge=0.0, description="L1 penalty on |w - previous decision| in annual-variance units"
+    )
+    beta_band: float = Field(0.05, ge=0.0, description="market_neutral: |beta' w| at most this")
+    risk_aversion: float = Field(5.0, gt=0.0, description="market_neutral: mean-variance risk aversion")
+
+
+class RegimeScaled(Strict):
+    """A number that depends on the regime: ``by_regime`` (label first, then quadrant), else ``default``."""
+
+    default: float = Field(0.0, ge=0.0)
+    by_regime: dict[RegimeLabel | Quadrant, float] = Field(default_factory=dict)
+
+    @field_validator("by_regime")
+    @classmethod
+    def _non_negative(cls, v: dict) -> dict:
+        bad = sorted(str(k) for k, x in v.items() if x < 0)
+        if bad:
+            raise ValueError(f"negative value for {', '.join(bad)}")
+        return v
+
+    def resolve(self, label: str, quadrant: str) -> float:
+        table = {str(k): float(x) for k, x in self.by_regime.items()}
+        for key in (label, quadrant):
+            if key in table:
+                return table[key]
+        return float(self.default)
+
+
+def _default_adaptive_mapping() -> dict[RegimeLabel | Quadrant, Profile]:
+    return {
+        Quadrant.EXPANSION: Profile.MAX_SHARPE,
+        Quadrant.INFLATIONARY_TREND: Profile.BARBELL,
+        Quadrant.STAGNATION: Profile.MIN_VARIANCE,
+        RegimeLabel.TURBULENT: Profile.HRP,
+        RegimeLabel.CRISIS: Profile.HRP,
+    }
+
+
+class AdaptiveConfig(Strict):
+    """Regime label or quadrant -> profile for the ``adaptive`` engine (label looked up first)."""
+
+    mapping: dict[RegimeLabel | Quadrant, Profile] = Field(default_factory=_default_adaptive_mapping)
+    default: Profile = Profile.MIN_VARIANCE
+
+    @model_validator(mode="after")
+    def _no_adaptive(self) -> AdaptiveConfig:
+        if Profile.ADAPTIVE in (*self.mapping.values(), self.default):
+            raise ValueError("tournament.adaptive cannot map a regime to the adaptive profile itself")
+        return self
+
+
+class BarbellConfig(Strict):
+    """Barbell: core HRP plus an aggressor sleeve of the highest-mu symbols, its share set by regime."""
+
+    aggressor_count: int = Field(3, ge=1)
+    aggressor_share: RegimeScaled = RegimeScaled(
+        default=0.2, by_regime={Quadrant.EXPANSION: 0.3, Quadrant.INFLATIONARY_TREND: 0.25,
+                                RegimeLabel.TURBULENT: 0.1, RegimeLabel.CRISIS: 0.0}
+    )
 
 
 class TournamentConfig(Strict):
@@ -225,6 +290,11 @@ class TournamentConfig(Strict):
     )
     constraints: Constraints = Constraints()
     risk_free_rate: float = Field(0.0, description="annual")
+    l2_gamma: RegimeScaled = Field(
+        RegimeScaled(), description="L2 penalty gamma ||w||^2 by regime, e.g. 0.05 EXPANSION -> 0.15 CRISIS"
+    )
+    adaptive: AdaptiveConfig = AdaptiveConfig()
+    barbell: BarbellConfig = BarbellConfig()
 
     @field_validator("candidates")
     @classmethod

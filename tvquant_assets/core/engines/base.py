@@ -2,16 +2,21 @@
 
 An engine is a small sklearn-style object: ``__init__`` stores parameters only, :meth:`Engine.fit`
 returns an :class:`EngineResult` and also keeps it as ``result_`` / ``weights_``. Engines never raise for
-numerical trouble (solver error, infeasible problem, NaN inputs or outputs): they walk a fallback chain
-down to equal weight and record every step in ``EngineResult.fallback``. :class:`EngineError` is kept for
+numerical trouble (solver error, infeasible problem, NaN inputs or outputs, a library raising): they walk
+a fallback chain -- solver, alternate solver, the previous decision's weights (``FitSpec.previous``), equal
+weight -- and record every step in ``EngineResult.fallback``. :class:`EngineError` is kept for
 programming errors (unknown profile, misaligned inputs).
+
+Constraints beyond the per-asset cap travel in :class:`FitSpec`: long/short gross and net limits, cluster
+caps (profiles that cannot take them natively are projected onto them afterwards, and the projection is
+recorded), the L1 turnover penalty against the previous decision and the L2 gamma.
 
 Statuses (``EngineResult.status``):
 
 - ``optimal``: the profile's own weights (an optimizer optimum, or the closed form of equal weight / HRP);
   ``fallback`` may still name failed solvers or a covariance repair on the way;
-- ``fallback:min_variance`` / ``fallback:equal_weight``: the profile could not be served, the named
-  profile was used instead;
+- ``fallback:min_variance`` / ``fallback:previous`` / ``fallback:equal_weight``: the profile could not be
+  served, the named profile (or the previous decision) was used instead;
 - ``cap_infeasible``: ``n * max_weight < 1``, no long-only fully invested portfolio respects the cap, so
   1/n is used;
 - ``empty_universe``: no symbols, no weights.
@@ -47,6 +52,7 @@ SOLVER_OPTIONS: dict[str, dict] = {
 class Status(StrEnum):
     OPTIMAL = "optimal"
     FALLBACK_MIN_VARIANCE = "fallback:min_variance"
+    FALLBACK_PREVIOUS = "fallback:previous"
     FALLBACK_EQUAL_WEIGHT = "fallback:equal_weight"
     CAP_INFEASIBLE = "cap_infeasible"
     EMPTY_UNIVERSE = "empty_universe"
@@ -81,6 +87,62 @@ class EngineInputs:
 
 
 @dataclass(frozen=True)
+class FitSpec:
+    """Constraints and context of one decision beyond the per-asset cap and the risk-free rate.
+
+    Attributes
+    ----------
+    long_only : bool
+        False: weights in [-max_weight, max_weight], ``sum(w) == net``, ``sum(|w|) <= gross`` (profiles
+        in the engine's ``long_short_profiles`` only).
+    clusters : ndarray of int, optional
+        Cluster id per symbol (the selection's); used by cluster caps.
+    cluster_cap : float, optional
+        Largest total weight of one cluster.
+    previous : ndarray, optional
+        The candidate's previous decision aligned on the symbols (0 for symbols it did not hold).
+    turnover_penalty : float
+        L1 penalty ``kappa * ||w - previous||_1`` (annual-variance units) for profiles in ``penalized_profiles``.
+    l2_gamma : float
+        L2 penalty ``gamma * ||w||^2`` (annual-variance units), already scaled for the regime.
+    beta_band : float
+        market_neutral: ``|beta @ w| <= beta_band`` with betas against the equal-weight universe.
+    risk_aversion : float
+        market_neutral: maximize ``mu @ w - risk_aversion / 2 * w' Sigma w``.
+    aggressor_share : float
+        barbell: weight of the aggressor sleeve (already resolved for the regime).
+    aggressor_count : int
+        barbell: number of highest-mu symbols in the aggressor sleeve.
+    regime_label, quadrant : str
+        The date's regime, for engines that choose by regime (adaptive).
+    adaptive_map : tuple of (key, profile)
+        adaptive: regime label or quadrant -> profile, looked up label first.
+    adaptive_default : str
+        adaptive: profile when neither the label nor the quadrant is mapped.
+    """
+
+    long_only: bool = True
+    gross: float = 2.0
+    net: float = 0.0
+    clusters: np.ndarray | None = None
+    cluster_cap: float | None = None
+    previous: np.ndarray | None = None
+    turnover_penalty: float = 0.0
+    l2_gamma: float = 0.0
+    beta_band: float = 0.05
+    risk_aversion: float = 5.0
+    aggressor_share: float = 0.2
+    aggressor_count: int = 3
+    regime_label: str = ""
+    quadrant: str = ""
+    adaptive_map: tuple[tuple[str, str], ...] = ()
+    adaptive_default: str = "min_variance"
+
+
+DEFAULT_SPEC = FitSpec()
+
+
+@dataclass(frozen=True)
 class EngineResult:
     """Weights (aligned on the inputs' symbols) and how they were obtained."""
 
@@ -88,6 +150,7 @@ class EngineResult:
     status: str
     solve_ms: float
     fallback: str = ""
+    picked: str = ""  # the profile actually fitted when the engine chooses one (adaptive)
 
 
 def equal_weights(n: int) -> np.ndarray:
@@ -106,6 +169,61 @@ def weights_ok(w: np.ndarray | None, max_weight: float) -> bool:
     if w is None or not np.all(np.isfinite(w)):
         return False
     return bool(w.min() >= -WEIGHT_TOL and w.max() <= max_weight + WEIGHT_TOL and abs(w.sum() - 1) <= WEIGHT_TOL)
+
+
+def long_short_ok(w: np.ndarray | None, max_weight: float, gross: float, net: float) -> bool:
+    """Finite, ``|w| <= max_weight``, ``sum(w) == net`` and ``sum(|w|) <= gross`` (solver tolerance)."""
+    if w is None or not np.all(np.isfinite(w)):
+        return False
+    return bool(np.abs(w).max() <= max_weight + WEIGHT_TOL and abs(w.sum() - net) <= 1e-5
+                and np.abs(w).sum() <= gross + 1e-5)
+
+
+def cluster_members(clusters: np.ndarray) -> list[np.ndarray]:
+    """Indices of each cluster, clusters in ascending id order."""
+    return [np.flatnonzero(clusters == c) for c in np.unique(clusters)]
+
+
+def project_cluster_caps(
+    w: np.ndarray, clusters: np.ndarray, cluster_cap: float, max_weight: float
+) -> tuple[np.ndarray, str]:
+    """Move weight out of clusters above ``cluster_cap`` into the others, in proportion to their weights.
+
+    Long-only fully invested weights stay so, per-asset caps are respected. Returns the weights and a note
+    ("" when nothing moved); when the caps cannot hold (too few clusters or too little room under the
+    per-asset caps) the weights are returned unchanged with a note saying so.
+    """
+    groups = cluster_members(clusters)
+    if len(groups) * cluster_cap < 1.0 - 1e-12:
+        return w, f"cluster caps infeasible: {len(groups)} clusters x cap {cluster_cap:g} < 1; not applied"
+    totals = np.array([w[g].sum() for g in groups])
+    if totals.max() <= cluster_cap + WEIGHT_TOL:
+        return w, ""
+    x = w.copy()
+    for _ in range(100):
+        excess = 0.0
+        for g in groups:
+            t = x[g].sum()
+            if t > cluster_cap:
+                x[g] *= cluster_cap / t
+                excess += t - cluster_cap
+        if excess <= 1e-14:
+            break
+        # Receivers: assets below their cap in clusters below theirs, weighted by current weight (1/n if 0).
+        room_asset = np.clip(max_weight - x, 0.0, None)
+        room_cluster = np.zeros_like(x)
+        for g in groups:
+            room_cluster[g] = max(cluster_cap - x[g].sum(), 0.0)
+        room = np.minimum(room_asset, room_cluster)
+        share = np.where(room > 1e-15, np.where(x > 0, x, 1.0 / len(x)), 0.0)
+        if share.sum() <= 0:
+            return w, "cluster caps infeasible under the per-asset cap; not applied"
+        x = x + np.minimum(excess * share / share.sum(), room)
+        x = x / x.sum()
+    moved = float(np.abs(x - w).sum()) / 2
+    if not all(x[g].sum() <= cluster_cap + 1e-9 for g in groups):
+        return w, "cluster caps not reached by projection; not applied"
+    return x, f"projected onto cluster caps {cluster_cap:g} (moved {moved:.4f})"
 
 
 def clean_weights(w: np.ndarray) -> np.ndarray:
@@ -156,7 +274,17 @@ class Engine(ABC):
     # True when fit needs EngineInputs.returns (the estimation window), e.g. to build a prior.
     needs_returns: ClassVar[bool] = False
 
-    def fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float = 0.0) -> EngineResult:
+    # Profiles whose optimizer takes cluster caps / long-short / L1-L2 penalties natively.
+    cluster_cap_profiles: ClassVar[tuple[str, ...]] = ()
+    long_short_profiles: ClassVar[tuple[str, ...]] = ()
+    penalized_profiles: ClassVar[tuple[str, ...]] = ()
+    # Profiles that read EngineInputs.returns even when ``needs_returns`` is False.
+    returns_profiles: ClassVar[tuple[str, ...]] = ()
+
+    def fit(
+        self, inputs: EngineInputs, profile: str, max_weight: float = 1.0, risk_free_rate: float = 0.0,
+        spec: FitSpec | None = None,
+    ) -> EngineResult:
         """Compute weights for ``profile``.
 
         Parameters
@@ -168,46 +296,82 @@ class Engine(ABC):
             Per-asset cap in (0, 1].
         risk_free_rate : float
             Annual, same units as ``inputs.mu``.
+        spec : FitSpec, optional
+            Further constraints and context (default: long-only, no cluster caps, no penalties).
 
         Returns
         -------
         EngineResult
         """
         profile = str(profile)  # Profile is a StrEnum: str() is its value
+        spec = DEFAULT_SPEC if spec is None else spec
         if profile not in self.profiles:
             raise EngineError(f"engine {self.name!r} has no profile {profile!r}; it offers {', '.join(self.profiles)}")
         if not 0.0 < max_weight <= 1.0:
             raise EngineError(f"max_weight {max_weight!r} must be in (0, 1]")
         inputs.check()
-        if self.needs_returns and inputs.returns is None and inputs.n:
+        if (self.needs_returns or profile in self.returns_profiles) and inputs.returns is None and inputs.n:
             raise EngineError(f"engine {self.name!r} needs the returns window in EngineInputs.returns")
         t0 = time.perf_counter()
         n = inputs.n
+        picked = ""
+        long_short = self.is_long_short(profile, spec)
         if n == 0:
             w, status, fallback = np.zeros(0), Status.EMPTY_UNIVERSE, ""
-        elif n * max_weight < 1.0 - 1e-12:
+        elif not long_short and n * max_weight < 1.0 - 1e-12:
             w, status = equal_weights(n), Status.CAP_INFEASIBLE
             fallback = f"cap infeasible: {n} assets x max_weight {max_weight:g} < 1, using 1/n"
         elif not (np.all(np.isfinite(inputs.mu)) and np.all(np.isfinite(inputs.cov))):
-            w, status, fallback = equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT, "non-finite mu or cov"
+            w, status, fallback = self._last_resort(n, max_weight, spec, ["non-finite mu or cov"])
         else:
-            w, status, fallback = self._fit(inputs, profile, float(max_weight), float(risk_free_rate))
-            if not weights_ok(w, max_weight):
+            try:
+                w, status, fallback = self._fit(inputs, profile, float(max_weight), float(risk_free_rate), spec)
+            except EngineError:
+                raise
+            except Exception as exc:  # a library raising is a failed decision, not a failed partition
+                w, status, fallback = None, Status.FALLBACK_EQUAL_WEIGHT, f"{self.name}: {short_reason(exc)}"
+            picked = self.__dict__.pop("picked_", "")
+            ok = (long_short_ok(w, max_weight, spec.gross, spec.net) if long_short
+                  else weights_ok(w, max_weight))
+            if not ok:
                 # A solver that reported success but broke a constraint is a numerical failure too.
-                fallback = "; ".join(x for x in (fallback, "weights violate constraints", "equal_weight") if x)
-                w, status = equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT
+                record = [x for x in (fallback, "weights violate constraints" if w is not None else "") if x]
+                if status == Status.FALLBACK_EQUAL_WEIGHT and record and record[-1] == "equal_weight":
+                    record.pop()
+                w, status, fallback = self._last_resort(n, max_weight, spec, record)
+            elif (not long_short and spec.cluster_cap is not None and spec.clusters is not None
+                  and profile not in self.cluster_cap_profiles):
+                w, note = project_cluster_caps(np.asarray(w, dtype="float64"), spec.clusters, spec.cluster_cap,
+                                               max_weight)
+                fallback = "; ".join(x for x in (fallback, note) if x)
         result = EngineResult(
             weights=np.asarray(w, dtype="float64"),
             status=str(status),
             solve_ms=(time.perf_counter() - t0) * 1e3,
             fallback=fallback,
+            picked=picked,
         )
         self.result_ = result
         self.weights_ = result.weights
         return result
 
+    def is_long_short(self, profile: str, spec: FitSpec) -> bool:
+        """Whether ``profile`` runs long/short under ``spec`` (market_neutral always does)."""
+        return profile == "market_neutral" or (not spec.long_only and profile in self.long_short_profiles)
+
+    @staticmethod
+    def _last_resort(n: int, max_weight: float, spec: FitSpec, record: list[str]) -> tuple[np.ndarray, str, str]:
+        """Previous decision's weights when they are still valid long-only weights, else equal weight."""
+        prev = spec.previous
+        if prev is not None and len(prev) == n and weights_ok(np.asarray(prev, dtype="float64"), max_weight):
+            return np.asarray(prev, dtype="float64"), Status.FALLBACK_PREVIOUS, "; ".join([*record, "previous weights"])
+        if prev is not None:
+            record = [*record, "previous weights not usable"]
+        return equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT, "; ".join([*record, "equal_weight"])
+
     @abstractmethod
     def _fit(
-        self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float
-    ) -> tuple[np.ndarray, str, str]:
-        """Weights, status and fallback record for a non-trivial, finite, cap-feasible problem."""
+        self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec
+    ) -> tuple[np.ndarray | None, str, str]:
+        """Weights (None when every solver failed), status and fallback record for a non-trivial, finite,
+        cap-feasible problem. The base class walks the rest of the chain (previous weights, equal weight)."""

@@ -1,43 +1,61 @@
-"""Our own cvxpy engine: long-only min-variance, max-Sharpe and equal weight.
+"""Our own engine: cvxpy for the convex profiles, plain numpy for the closed-form ones.
 
-Problems are built once per (profile, n) with cvxpy Parameters (DPP) and re-solved across dates, so a
-backfill pays the canonicalization once per universe size. The covariance enters as a square factor
-``F`` (``F.T @ F = cov / scale``, scale = mean variance) so the objective is ``||F w||^2``: DPP-compliant,
-well conditioned and tolerant of a singular (PSD) covariance.
+Convex problems are built once per (profile, n, features) with cvxpy Parameters (DPP) and re-solved
+across dates, so a backfill pays the canonicalization once per universe size. The covariance enters as a
+square factor ``F`` (``F.T @ F = cov / scale``, scale = mean variance) so the objective is ``||F w||^2``:
+DPP-compliant, well conditioned and tolerant of a singular (PSD) covariance. Penalties are given in
+annual-variance units and divided by ``scale`` like the covariance.
 
-min_variance::
+min_variance (long-only; long/short with ``sum(w) = net``, ``||w||_1 <= gross``, ``|w| <= max_weight``)::
 
-    min ||F w||^2  s.t.  sum(w) = 1, 0 <= w <= max_weight
+    min ||F w||^2 + kappa ||w - w_prev||_1 + gamma ||w||^2  s.t.  sum(w) = 1, 0 <= w <= max_weight,
+                                                               A w <= cluster_cap
 
-max_sharpe (homogenized; w = y / sum(y))::
+max_sharpe (homogenized; w = y / sum(y); no L1/L2 terms, they would break the homogenization)::
 
-    min ||F y||^2  s.t.  (mu - rf) @ y = 1, y >= 0, y <= max_weight * sum(y)
+    min ||F y||^2  s.t.  (mu - rf) @ y = 1, y >= 0, y <= max_weight * sum(y), A y <= cluster_cap * sum(y)
 
 It has a solution only when some capped long-only portfolio beats the risk-free rate; otherwise the
 engine records the reason and serves min_variance.
 
-Solver chain on numerical failure: ``solvers`` in order (CLARABEL, OSQP, SCS), then equal weight.
+market_neutral (long/short books)::
+
+    max mu @ w - risk_aversion / 2 w' Sigma w - penalties  s.t.  sum(w) = 0, ||w||_1 <= gross,
+        |w| <= max_weight, |beta @ w| <= beta_band     (beta against the equal-weight universe)
+
+Closed forms (:mod:`~tvquant_assets.core.engines.hierarchy`): risk_parity (ERC, Newton), hrp, herc (CVaR),
+benchmark (hierarchical equal weight), barbell (``(1 - a) HRP + a`` equal weight on the ``aggressor_count``
+highest-mu symbols, ``a`` = the regime's aggressor share). Cluster caps are native for the cvxpy
+profiles and projected (and recorded) for the others by the base class.
+
+Solver chain on numerical failure: ``solvers`` in order (CLARABEL, OSQP, SCS), then the base class's
+previous weights and equal weight.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
 
+from tvquant_assets.core.engines import hierarchy
 from tvquant_assets.core.engines.base import (
     SOLVER_OPTIONS,
     Engine,
     EngineInputs,
+    FitSpec,
     Status,
     clean_weights,
+    cluster_members,
     equal_weights,
+    long_short_ok,
     max_excess_under_cap,
     psd_factor,
     short_reason,
     weights_ok,
 )
+from tvquant_assets.manifest.schema import LinkageConfig
 
 SOLVERS: tuple[str, ...] = ("CLARABEL", "OSQP", "SCS")
 
@@ -49,49 +67,87 @@ _NUMERICAL_ERRORS = (cp.error.SolverError, ArithmeticError, ValueError, np.linal
 class _Compiled:
     problem: cp.Problem
     var: cp.Variable
-    factor: cp.Parameter
-    cap: cp.Parameter
-    excess: cp.Parameter | None = None
+    params: dict[str, cp.Parameter] = field(default_factory=dict)
+    long_only: bool = True
 
 
-def _build(profile: str, n: int) -> _Compiled:
-    factor = cp.Parameter((n, n), name="F")
-    cap = cp.Parameter(nonneg=True, name="max_weight")
-    if profile == "min_variance":
-        w = cp.Variable(n, name="w")
-        problem = cp.Problem(cp.Minimize(cp.sum_squares(factor @ w)), [cp.sum(w) == 1, w >= 0, w <= cap])
-        return _Compiled(problem, w, factor, cap)
-    excess = cp.Parameter(n, name="excess")
-    y = cp.Variable(n, name="y")
-    problem = cp.Problem(
-        cp.Minimize(cp.sum_squares(factor @ y)), [excess @ y == 1, y >= 0, y <= cap * cp.sum(y)]
-    )
-    return _Compiled(problem, y, factor, cap, excess)
+def _build(profile: str, n: int, caps: bool, penalties: bool, long_only: bool) -> _Compiled:
+    p = {"F": cp.Parameter((n, n), name="F"), "cap": cp.Parameter(nonneg=True, name="max_weight")}
+    if caps:
+        p["A"] = cp.Parameter((n, n), name="clusters")
+        p["ccap"] = cp.Parameter(nonneg=True, name="cluster_cap")
+    if profile == "max_sharpe":
+        y = cp.Variable(n, name="y")
+        p["excess"] = cp.Parameter(n, name="excess")
+        cons = [p["excess"] @ y == 1, y >= 0, y <= p["cap"] * cp.sum(y)]
+        if caps:
+            cons.append(p["A"] @ y <= p["ccap"] * cp.sum(y))
+        return _Compiled(cp.Problem(cp.Minimize(cp.sum_squares(p["F"] @ y)), cons), y, p)
+    w = cp.Variable(n, name="w")
+    objective = cp.sum_squares(p["F"] @ w)
+    if profile == "market_neutral":
+        p["mu"], p["beta"] = cp.Parameter(n, name="mu"), cp.Parameter(n, name="beta")
+        p["gross"], p["band"] = cp.Parameter(nonneg=True, name="gross"), cp.Parameter(nonneg=True, name="band")
+        objective = objective - p["mu"] @ w
+        cons = [cp.sum(w) == 0, cp.norm1(w) <= p["gross"], cp.abs(w) <= p["cap"],
+                cp.abs(p["beta"] @ w) <= p["band"]]
+        long_only = False
+    elif long_only:
+        cons = [cp.sum(w) == 1, w >= 0, w <= p["cap"]]
+    else:
+        p["gross"], p["net"] = cp.Parameter(nonneg=True, name="gross"), cp.Parameter(name="net")
+        cons = [cp.sum(w) == p["net"], cp.norm1(w) <= p["gross"], cp.abs(w) <= p["cap"]]
+    if caps:
+        cons.append(p["A"] @ w <= p["ccap"])
+    if penalties:
+        p["prev"] = cp.Parameter(n, name="previous")
+        p["kappa"], p["gamma"] = cp.Parameter(nonneg=True, name="kappa"), cp.Parameter(nonneg=True, name="gamma")
+        d = cp.Variable(n, name="trade")
+        cons.append(d == w - p["prev"])
+        objective = objective + p["kappa"] * cp.norm1(d) + p["gamma"] * cp.sum_squares(w)
+    return _Compiled(cp.Problem(cp.Minimize(objective), cons), w, p, long_only)
+
+
+def membership(clusters: np.ndarray) -> np.ndarray:
+    """Square cluster-membership matrix: row k marks the members of the k-th cluster (zero rows pad)."""
+    a = np.zeros((len(clusters), len(clusters)))
+    for k, m in enumerate(cluster_members(clusters)):
+        a[k, m] = 1.0
+    return a
 
 
 class CustomEngine(Engine):
-    """cvxpy engine with cached parametrized problems.
+    """cvxpy engine with cached parametrized problems and numpy closed forms.
 
     Parameters
     ----------
     solvers : tuple of str
-        Solvers tried in order before falling back to equal weight.
+        Solvers tried in order before the base class falls back to previous weights / equal weight.
+    linkage : LinkageConfig
+        Cluster cut for HERC and hierarchical equal weight (the manifest's ``selection.linkage``).
     """
 
     name = "custom"
-    profiles = ("min_variance", "max_sharpe", "equal_weight")
+    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "equal_weight",
+                "barbell", "market_neutral")
+    cluster_cap_profiles = ("min_variance", "max_sharpe", "market_neutral")
+    long_short_profiles = ("min_variance", "market_neutral")
+    penalized_profiles = ("min_variance", "market_neutral")
+    returns_profiles = ("herc",)
 
-    def __init__(self, solvers: tuple[str, ...] = SOLVERS) -> None:
+    def __init__(self, solvers: tuple[str, ...] = SOLVERS, linkage: LinkageConfig | None = None) -> None:
         self.solvers = solvers
+        self.linkage = linkage
 
-    def _problem(self, profile: str, n: int) -> _Compiled:
+    def _problem(self, profile: str, n: int, caps: bool, penalties: bool, long_only: bool) -> _Compiled:
         # Cache of compiled problems, created on first use so __init__ only stores parameters.
-        cache: dict[tuple[str, int], _Compiled] = self.__dict__.setdefault("problems_", {})
-        if (profile, n) not in cache:
-            cache[(profile, n)] = _build(profile, n)
-        return cache[(profile, n)]
+        cache: dict[tuple, _Compiled] = self.__dict__.setdefault("problems_", {})
+        key = (profile, n, caps, penalties, long_only)
+        if key not in cache:
+            cache[key] = _build(profile, n, caps, penalties, long_only)
+        return cache[key]
 
-    def _solve(self, compiled: _Compiled, max_weight: float, record: list[str]) -> np.ndarray | None:
+    def _solve(self, compiled: _Compiled, ok, record: list[str], normalize: bool) -> np.ndarray | None:
         """Walk the solver chain; weights or None, failures appended to ``record``."""
         for i, solver in enumerate(self.solvers):
             try:
@@ -103,11 +159,11 @@ class CustomEngine(Engine):
             if status != cp.OPTIMAL:
                 record.append(f"{solver}: {status}")
                 continue
-            if x is None or not np.all(np.isfinite(x)) or not x.sum() > 0:
+            if x is None or not np.all(np.isfinite(x)) or (normalize and not x.sum() > 0):
                 record.append(f"{solver}: non-finite solution")
                 continue
-            w = clean_weights(x)
-            if not weights_ok(w, max_weight):
+            w = clean_weights(x) if normalize else np.asarray(x, dtype="float64")
+            if not ok(w):
                 record.append(f"{solver}: solution violates constraints")
                 continue
             if i > 0:
@@ -115,35 +171,114 @@ class CustomEngine(Engine):
             return w
         return None
 
-    def _min_variance(self, factor: np.ndarray, max_weight: float, record: list[str]) -> np.ndarray | None:
-        c = self._problem("min_variance", len(factor))
-        c.factor.value, c.cap.value = factor, max_weight
-        return self._solve(c, max_weight, record)
+    def _set_common(self, c: _Compiled, factor, max_weight: float, spec: FitSpec, scale: float) -> None:
+        c.params["F"].value, c.params["cap"].value = factor, max_weight
+        if "A" in c.params:
+            c.params["A"].value, c.params["ccap"].value = membership(spec.clusters), spec.cluster_cap
+        if "prev" in c.params:
+            prev = spec.previous if spec.previous is not None else np.zeros(len(factor))
+            c.params["prev"].value = np.asarray(prev, dtype="float64")
+            c.params["kappa"].value = spec.turnover_penalty / scale
+            c.params["gamma"].value = spec.l2_gamma / scale
+        if "gross" in c.params:
+            c.params["gross"].value = spec.gross
+        if "net" in c.params:
+            c.params["net"].value = spec.net
 
-    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float):
+    @staticmethod
+    def _features(spec: FitSpec) -> tuple[bool, bool]:
+        caps = spec.cluster_cap is not None and spec.clusters is not None
+        if caps and len(np.unique(spec.clusters)) * spec.cluster_cap < 1.0 - 1e-12:
+            caps = False  # infeasible caps: the base projection records it
+        penalties = spec.turnover_penalty > 0 or spec.l2_gamma > 0
+        return caps, penalties
+
+    def _min_variance(self, factor, scale, max_weight, spec, record, long_short=False) -> np.ndarray | None:
+        caps, penalties = self._features(spec)
+        c = self._problem("min_variance", len(factor), caps, penalties, not long_short)
+        self._set_common(c, factor, max_weight, spec, scale)
+        if long_short:
+            return self._solve(c, lambda w: long_short_ok(w, max_weight, spec.gross, spec.net), record, False)
+        return self._solve(c, lambda w: weights_ok(w, max_weight), record, True)
+
+    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         n = inputs.n
+        cov = np.asarray(inputs.cov, dtype="float64")
         if profile == "equal_weight":
             return equal_weights(n), Status.OPTIMAL, ""
-        if not np.trace(inputs.cov) > 0:
-            return equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT, "zero covariance; equal_weight"
-        factor, _, note = psd_factor(inputs.cov)
+        if not np.trace(cov) > 0:
+            return None, Status.FALLBACK_EQUAL_WEIGHT, "zero covariance"
+        factor, scale, note = psd_factor(cov)
         record = [note] if note else []
         status = Status.OPTIMAL
-        if profile == "min_variance":
-            w = self._min_variance(factor, max_weight, record)
+        psd = factor.T @ factor * scale  # the repaired covariance the closed forms use
+        linkage = self.linkage or LinkageConfig()
+        if profile in ("hrp", "herc", "benchmark", "risk_parity", "barbell"):
+            try:
+                if profile == "hrp":
+                    w = hierarchy.hrp(psd, max_weight)
+                elif profile == "herc":
+                    w = hierarchy.herc(psd, inputs.returns.to_numpy(dtype="float64"), linkage, "cvar")
+                elif profile == "benchmark":
+                    w = hierarchy.herc(psd, None, linkage, "equal")
+                elif profile == "risk_parity":
+                    w = hierarchy.equal_risk_contribution(psd)
+                else:
+                    w = self._barbell(inputs.mu, psd, max_weight, spec)
+            except (ArithmeticError, np.linalg.LinAlgError) as exc:
+                record.append(f"{profile}: {short_reason(exc)}")
+                return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
+            if profile != "hrp" and w.max() > max_weight + 1e-12:
+                w = cap_weights(w, max_weight)
+                record.append(f"capped at max_weight {max_weight:g}")
+            return w, status, "; ".join(record)
+        if profile == "market_neutral":
+            caps, penalties = self._features(spec)
+            c = self._problem("market_neutral", n, caps, penalties, False)
+            # maximize mu w - ra/2 w'Sigma w  ==  minimize ||sqrt(ra/2) F w||^2 - (mu / scale) w, in scaled units
+            self._set_common(c, factor * np.sqrt(spec.risk_aversion / 2.0), max_weight, spec, scale)
+            c.params["mu"].value = (np.asarray(inputs.mu, dtype="float64") - risk_free_rate) / scale
+            market = psd @ np.full(n, 1.0 / n)
+            c.params["beta"].value = market / float(np.full(n, 1.0 / n) @ market)
+            c.params["band"].value = spec.beta_band
+            w = self._solve(c, lambda x: long_short_ok(x, max_weight, spec.gross, 0.0), record, False)
+        elif profile == "min_variance":
+            w = self._min_variance(factor, scale, max_weight, spec, record, self.is_long_short(profile, spec))
         else:
             excess = np.asarray(inputs.mu, dtype="float64") - risk_free_rate
             if max_excess_under_cap(excess, max_weight) <= 0:
                 record.append("no capped portfolio has mu > risk-free rate; min_variance")
                 status = Status.FALLBACK_MIN_VARIANCE
-                w = self._min_variance(factor, max_weight, record)
+                w = self._min_variance(factor, scale, max_weight, spec, record)
             else:
-                c = self._problem("max_sharpe", n)
+                caps, _ = self._features(spec)
+                c = self._problem("max_sharpe", n, caps, False, True)
                 # Scaling excess to max 1 changes only the size of y, not w = y / sum(y).
-                c.factor.value, c.cap.value = factor, max_weight
-                c.excess.value = excess / np.abs(excess).max()
-                w = self._solve(c, max_weight, record)
-        if w is None:
-            record.append("equal_weight")
-            return equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
+                self._set_common(c, factor, max_weight, spec, scale)
+                c.params["excess"].value = excess / np.abs(excess).max()
+                w = self._solve(c, lambda x: weights_ok(x, max_weight), record, True)
         return w, status, "; ".join(record)
+
+    @staticmethod
+    def _barbell(mu: np.ndarray, cov: np.ndarray, max_weight: float, spec: FitSpec) -> np.ndarray:
+        core = hierarchy.hrp(cov, max_weight)
+        k = max(1, min(spec.aggressor_count, len(mu)))
+        order = np.lexsort((np.arange(len(mu)), -np.asarray(mu)))  # highest mu first, ties by position
+        aggressor = np.zeros(len(mu))
+        aggressor[order[:k]] = 1.0 / k
+        share = float(np.clip(spec.aggressor_share, 0.0, 1.0))
+        return (1.0 - share) * core + share * aggressor
+
+
+def cap_weights(w: np.ndarray, max_weight: float) -> np.ndarray:
+    """Clip long-only weights at ``max_weight`` and hand the excess to the uncapped ones pro rata."""
+    w = np.asarray(w, dtype="float64").copy()
+    for _ in range(len(w)):
+        over = w > max_weight
+        excess = float((w[over] - max_weight).sum())
+        if excess <= 1e-15:
+            break
+        w[over] = max_weight
+        free = w < max_weight - 1e-15
+        w[free] += excess * w[free] / w[free].sum()
+    return w

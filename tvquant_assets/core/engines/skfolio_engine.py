@@ -1,4 +1,5 @@
-"""skfolio engine: HRP and min-variance from skfolio's own estimators, on our estimates.
+"""skfolio engine: min-variance, max-Sharpe, risk parity, HRP, HERC (CVaR) and equal weight from
+skfolio's own estimators, on our estimates.
 
 skfolio fits on the estimation return window, but its prior is forced to the estimation stage's ``mu``
 and covariance (:class:`FixedMu`, :class:`FixedCovariance` inside an ``EmpiricalPrior``), so every engine
@@ -6,8 +7,9 @@ of the tournament optimizes the same estimates. HRP also clusters on that covari
 (``CovarianceDistance(covariance_estimator="precomputed")``, skfolio's default Ward seriation), not on a
 second correlation estimate of its own.
 
-Failures use skfolio's fallback chain (``fallback=[...]``): min_variance CLARABEL -> SCS -> equal weight,
-HRP -> equal weight; the chain is read back from ``fallback_chain_``. OSQP is not in skfolio's chain
+Failures use skfolio's fallback chain (``fallback=[...]``): convex profiles CLARABEL -> SCS, then our
+base class (previous weights, equal weight); the chain is read back from ``fallback_chain_``. HERC cuts
+its tree with ``max_clusters`` of the manifest's linkage config. OSQP is not in skfolio's chain
 because skfolio writes variance as a second-order cone, which OSQP cannot solve.
 """
 
@@ -20,7 +22,15 @@ import sklearn.utils.validation as skv
 from skfolio.distance import CovarianceDistance
 from skfolio.measures import RiskMeasure
 from skfolio.moments import BaseCovariance, BaseMu
-from skfolio.optimization import EqualWeighted, HierarchicalRiskParity, MeanRisk, ObjectiveFunction
+from skfolio.cluster import HierarchicalClustering
+from skfolio.optimization import (
+    EqualWeighted,
+    HierarchicalEqualRiskContribution,
+    HierarchicalRiskParity,
+    MeanRisk,
+    ObjectiveFunction,
+    RiskBudgeting,
+)
 from skfolio.prior import EmpiricalPrior
 
 from tvquant_assets.core.engines.base import (
@@ -28,11 +38,12 @@ from tvquant_assets.core.engines.base import (
     SOLVER_OPTIONS,
     Engine,
     EngineInputs,
+    FitSpec,
     Status,
     clean_weights,
-    equal_weights,
     short_reason,
 )
+from tvquant_assets.manifest.schema import LinkageConfig
 
 
 class FixedCovariance(BaseCovariance):
@@ -93,71 +104,70 @@ def _chain_record(chain: list[tuple[str, str]] | None, labels: list[str]) -> tup
 
 
 class SkfolioEngine(Engine):
-    """skfolio HierarchicalRiskParity and MeanRisk min-variance.
+    """skfolio MeanRisk (min variance, max Sharpe), RiskBudgeting, HRP, HERC and EqualWeighted.
 
     Parameters
     ----------
     solver : str
-        Primary solver for MeanRisk; SCS is the alternate.
+        Primary solver for the convex profiles; SCS is the alternate.
+    linkage : LinkageConfig
+        ``max_clusters`` for HERC.
     """
 
     name = "skfolio"
-    profiles = ("hrp", "min_variance")
+    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight")
     needs_returns = True
 
-    def __init__(self, solver: str = "CLARABEL") -> None:
+    def __init__(self, solver: str = "CLARABEL", linkage: LinkageConfig | None = None) -> None:
         self.solver = solver
+        self.linkage = linkage
 
-    def _estimator(self, profile: str, prior: EmpiricalPrior, max_weight: float):
-        if profile == "hrp":
-            return HierarchicalRiskParity(
-                risk_measure=RiskMeasure.VARIANCE,
-                prior_estimator=prior,
-                distance_estimator=CovarianceDistance(covariance_estimator="precomputed"),
-                min_weights=0.0,
-                max_weights=max_weight,
-                fallback=[EqualWeighted()],
-                raise_on_failure=False,
-            ), ["hrp", "equal_weight"]
-        common = dict(
-            objective_function=ObjectiveFunction.MINIMIZE_RISK,
-            risk_measure=RiskMeasure.VARIANCE,
-            prior_estimator=prior,
-            min_weights=0.0,
-            max_weights=max_weight,
-        )
-        alt = MeanRisk(solver="SCS", solver_params=dict(SOLVER_OPTIONS["SCS"]), **common)
-        primary = MeanRisk(solver=self.solver, solver_params=dict(SOLVER_OPTIONS.get(self.solver, {})),
-                           fallback=[alt, EqualWeighted()], raise_on_failure=False, **common)
-        return primary, [
-            self.solver,
-            "SCS",
-            "equal_weight",
-        ]
+    def _estimator(self, profile: str, prior: EmpiricalPrior, max_weight: float, risk_free_rate: float):
+        if profile == "equal_weight":
+            return EqualWeighted(), ["equal_weight"]
+        if profile in ("hrp", "herc"):
+            common = dict(prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
+                          distance_estimator=CovarianceDistance(covariance_estimator="precomputed"))
+            if profile == "hrp":
+                return HierarchicalRiskParity(risk_measure=RiskMeasure.VARIANCE, **common), ["hrp"]
+            k = (self.linkage or LinkageConfig()).max_clusters
+            return HierarchicalEqualRiskContribution(
+                risk_measure=RiskMeasure.CVAR, hierarchical_clustering_estimator=HierarchicalClustering(
+                    max_clusters=k), **common), ["herc"]
+        common = dict(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior, min_weights=0.0,
+                      max_weights=max_weight)
+        if profile == "risk_parity":
+            cls = RiskBudgeting
+        else:
+            cls = MeanRisk
+            common["objective_function"] = (ObjectiveFunction.MINIMIZE_RISK if profile == "min_variance"
+                                            else ObjectiveFunction.MAXIMIZE_RATIO)
+            if profile == "max_sharpe":
+                common["risk_free_rate"] = risk_free_rate
+        alt = cls(solver="SCS", solver_params=dict(SOLVER_OPTIONS["SCS"]), **common)
+        primary = cls(solver=self.solver, solver_params=dict(SOLVER_OPTIONS.get(self.solver, {})),
+                      fallback=[alt], raise_on_failure=False, **common)
+        return primary, [self.solver, "SCS"]
 
-    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float):
-        n = inputs.n
+    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         cov = np.asarray(inputs.cov, dtype="float64")
         record: list[str] = []
         vals = np.linalg.eigvalsh((cov + cov.T) / 2)
         if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
             record.append(f"cov repaired by skfolio cov_nearest: min eigenvalue {vals[0]:.3g}")
-        est, labels = self._estimator(profile, fixed_prior(np.asarray(inputs.mu, dtype="float64"), cov), max_weight)
+        prior = fixed_prior(np.asarray(inputs.mu, dtype="float64"), cov)
+        est, labels = self._estimator(profile, prior, max_weight, risk_free_rate)
         with warnings.catch_warnings():
             # skfolio warns on repairs and suppressed failures; both are recorded in the result instead.
             warnings.simplefilter("ignore")
             est.fit(inputs.returns)
-        chain, winner = _chain_record(est.fallback_chain_, labels)
+        chain, winner = _chain_record(getattr(est, "fallback_chain_", None), labels)
         record += chain
         w = est.weights_
         if w is None or not np.all(np.isfinite(w)):
-            record.append("equal_weight")
-            return equal_weights(n), Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
-        if winner == "equal_weight":
-            status = Status.FALLBACK_EQUAL_WEIGHT
-            record.append("equal_weight")
-        else:
-            status = Status.OPTIMAL
-            if winner is not None:
-                record.append(f"solved by {winner}")
-        return clean_weights(np.asarray(w, dtype="float64")), status, "; ".join(record)
+            if not chain:
+                record.append(f"{profile}: no weights")
+            return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
+        if winner is not None and winner != labels[0]:
+            record.append(f"solved by {winner}")
+        return clean_weights(np.asarray(w, dtype="float64")), Status.OPTIMAL, "; ".join(record)

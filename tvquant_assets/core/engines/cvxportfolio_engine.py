@@ -1,0 +1,69 @@
+"""cvxportfolio engine: one ``SinglePeriodOptimization`` per decision on our estimates, fully offline.
+
+The policy is executed with ``market_data=None``: cvxportfolio then uses only what it is given (the
+covariance as ``FullCovariance(Sigma)``, the expected returns as ``ReturnsForecast(r_hat)``), never its
+data servers, so nothing reaches FRED or any other network source. Holdings start all in cash (1 dollar);
+the target weights are the post-trade holdings of the non-cash assets.
+
+- min_variance: minimize ``w' Sigma w`` with ``LongOnly``, ``NoCash``, ``MaxWeights(max_weight)``;
+- market_neutral: maximize ``mu' w - risk_aversion / 2 w' Sigma w`` with ``DollarNeutral``,
+  ``LeverageLimit(gross)``, ``MaxWeights`` / ``MinWeights`` at +-max_weight (no beta band: cvxportfolio
+  has no beta constraint on a fixed covariance, the custom engine has one).
+
+cvxportfolio picks its solver itself; a failure falls through to the base class chain.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cvxportfolio as cvx
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.core.engines.base import EIG_TOL, Engine, EngineInputs, FitSpec, Status
+
+CASH = "cash"
+# A fixed stamp: the policy needs a time, and with market_data=None it reads no data for it.
+_T = pd.Timestamp("2000-01-03")
+
+
+class CvxportfolioEngine(Engine):
+    """cvxportfolio ``SinglePeriodOptimization`` on fixed forecasts."""
+
+    name = "cvxportfolio"
+    profiles = ("min_variance", "market_neutral")
+    long_short_profiles = ("market_neutral",)
+
+    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
+        syms = list(inputs.symbols)
+        cov = np.asarray(inputs.cov, dtype="float64")
+        record: list[str] = []
+        vals = np.linalg.eigvalsh((cov + cov.T) / 2)
+        if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
+            # cvxportfolio factorizes Sigma itself; give it the clipped PSD matrix and say so.
+            v, q = np.linalg.eigh((cov + cov.T) / 2)
+            cov = (q * np.clip(v, 0, None)) @ q.T
+            record.append(f"cov repaired: clipped eigenvalue {vals[0]:.3g}")
+        scale = float(np.trace(cov)) / len(cov)  # O(1) problem data
+        sigma = pd.DataFrame(cov / scale, index=syms, columns=syms)
+        risk = cvx.FullCovariance(Sigma=sigma)
+        if profile == "min_variance":
+            objective = -risk
+            constraints = [cvx.LongOnly(applies_to_cash=True), cvx.NoCash(), cvx.MaxWeights(max_weight)]
+        else:
+            r_hat = pd.Series((np.asarray(inputs.mu, dtype="float64") - risk_free_rate) / scale, index=syms)
+            objective = cvx.ReturnsForecast(r_hat=r_hat) - spec.risk_aversion / 2.0 * risk
+            constraints = [cvx.DollarNeutral(), cvx.LeverageLimit(spec.gross), cvx.MaxWeights(max_weight),
+                           cvx.MinWeights(-max_weight)]
+        policy = cvx.SinglePeriodOptimization(objective, constraints, include_cash_return=False)
+        h = pd.Series(0.0, index=[*syms, CASH])
+        h[CASH] = 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            u, _, _ = policy.execute(h=h, market_data=None, t=_T)
+        w = (h + u)[syms].to_numpy(dtype="float64")
+        if profile == "min_variance" and np.all(np.isfinite(w)):
+            w = np.clip(w, 0.0, None)
+            w = w / w.sum()
+        return w, Status.OPTIMAL, "; ".join(record)

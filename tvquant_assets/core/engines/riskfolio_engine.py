@@ -1,0 +1,91 @@
+"""Riskfolio-Lib engine: its own optimizers on our estimates.
+
+``Portfolio`` (min variance, max Sharpe, risk parity) gets the estimation stage's ``mu`` and covariance
+set directly (``port.mu`` / ``port.cov``, ``hist=True``); ``HCPortfolio`` (HRP, HERC with CVaR, HERC with
+equal risk = hierarchical equal weight) clusters on our covariance (``codependence="custom_cov"``,
+``method_cov="custom_cov"``) with Ward linkage and optimal leaf order, HERC cut into the manifest's
+``max_clusters``. The per-asset cap is ``A w <= b`` for ``Portfolio`` and ``w_max`` for ``HCPortfolio``.
+Riskfolio tries its ``solvers`` list in order without saying which one worked; when none does, the base
+class falls back to previous weights / equal weight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+import riskfolio as rp
+
+from tvquant_assets.core.engines.base import (
+    EIG_TOL,
+    SOLVER_OPTIONS,
+    Engine,
+    EngineInputs,
+    FitSpec,
+    Status,
+    clean_weights,
+)
+from tvquant_assets.manifest.schema import LinkageConfig
+
+SOLVERS = ["CLARABEL", "SCS"]
+
+
+class RiskfolioEngine(Engine):
+    """Riskfolio-Lib ``Portfolio`` and ``HCPortfolio``.
+
+    Parameters
+    ----------
+    linkage : LinkageConfig
+        ``max_clusters`` for HERC.
+    """
+
+    name = "riskfolio"
+    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark")
+    needs_returns = True
+
+    def __init__(self, linkage: LinkageConfig | None = None) -> None:
+        self.linkage = linkage
+
+    def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
+        syms = list(inputs.symbols)
+        cov = pd.DataFrame(np.asarray(inputs.cov, dtype="float64"), index=syms, columns=syms)
+        record: list[str] = []
+        vals = np.linalg.eigvalsh(cov.to_numpy())
+        if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
+            record.append(f"cov not PSD (min eigenvalue {vals[0]:.3g}); passed to riskfolio as is")
+        returns = inputs.returns
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            if profile in ("hrp", "herc", "benchmark"):
+                port = rp.HCPortfolio(returns=returns, w_max=max_weight, w_min=0.0, solvers=SOLVERS)
+                w = port.optimization(
+                    model="HRP" if profile == "hrp" else "HERC",
+                    codependence="custom_cov", custom_cov=cov, method_cov="custom_cov",
+                    rm={"hrp": "MV", "herc": "CVaR", "benchmark": "equal"}[profile], rf=risk_free_rate,
+                    linkage="ward", leaf_order=True,
+                    k=None if profile == "hrp" else (self.linkage or LinkageConfig()).max_clusters,
+                )
+            else:
+                port = rp.Portfolio(returns=returns)
+                port.mu = pd.DataFrame([np.asarray(inputs.mu, dtype="float64")], columns=syms)
+                port.cov = cov
+                port.solvers = SOLVERS
+                port.sol_params = {s: dict(SOLVER_OPTIONS[s]) for s in SOLVERS}
+                port.ainequality = np.eye(len(syms))
+                port.binequality = np.full((len(syms), 1), max_weight)
+                if profile == "risk_parity":
+                    w = port.rp_optimization(model="Classic", rm="MV", rf=risk_free_rate, hist=True)
+                else:
+                    w = port.optimization(model="Classic", rm="MV", rf=risk_free_rate, l=0, hist=True,
+                                          obj="MinRisk" if profile == "min_variance" else "Sharpe")
+        if w is None or len(w) != len(syms):
+            record.append(f"riskfolio {profile}: no solution from {', '.join(SOLVERS)}")
+            return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
+        x = w.reindex(syms).iloc[:, 0].to_numpy(dtype="float64")
+        if not np.all(np.isfinite(x)) or not x.sum() > 0:
+            record.append(f"riskfolio {profile}: non-finite solution")
+            return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
+        return clean_weights(x), Status.OPTIMAL, "; ".join(record)
