@@ -8,6 +8,7 @@ shows it. ``LONG_SHORT_PROFILES`` lists the profiles that may run with ``constra
 from __future__ import annotations
 
 import importlib
+import inspect
 
 # engine name -> (module path, class name)
 ENGINES: dict[str, tuple[str, str]] = {
@@ -23,7 +24,7 @@ ENGINE_PROFILES: dict[str, tuple[str, ...]] = {
     "custom": ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "equal_weight",
                "barbell", "market_neutral"),
     "skfolio": ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight"),
-    "riskfolio": ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark"),
+    "riskfolio": ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc"),
     "cvxportfolio": ("min_variance", "market_neutral"),
     "adaptive": ("adaptive",),
 }
@@ -39,6 +40,6 @@ def get_engine(name: str, **params):
     """A fresh engine object; ``params`` go to its constructor (e.g. ``linkage``)."""
     module, cls = ENGINES[name]
     klass = getattr(importlib.import_module(module), cls)
-    if "linkage" in params and "linkage" not in klass.__init__.__code__.co_varnames:
-        params = {k: v for k, v in params.items() if k != "linkage"}
+    accepted = inspect.signature(klass).parameters
+    params = {k: v for k, v in params.items() if k in accepted}
     return klass(**params)

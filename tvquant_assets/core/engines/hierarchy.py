@@ -65,9 +65,10 @@ def hrp(cov: np.ndarray, max_weight: float = 1.0) -> np.ndarray:
     return w
 
 
-def cvar(returns: np.ndarray, beta: float = CVAR_BETA) -> np.ndarray:
-    """Historical CVaR (positive = loss) of each column: the mean of the worst ``1 - beta`` mass."""
-    r = np.sort(np.atleast_2d(returns.T).T, axis=0)
+def cvar(returns: np.ndarray, beta: float = CVAR_BETA):
+    """Historical CVaR (positive = loss) of a series, or of each column: the mean of the worst ``1 - beta``
+    mass (a float for 1-D input, an array for 2-D)."""
+    r = np.sort(np.asarray(returns, dtype="float64"), axis=0)
     k = (1.0 - beta) * len(r)
     whole = int(np.floor(k))
     tail = r[:whole].sum(axis=0)

@@ -1,8 +1,8 @@
 """Riskfolio-Lib engine: its own optimizers on our estimates.
 
 ``Portfolio`` (min variance, max Sharpe, risk parity) gets the estimation stage's ``mu`` and covariance
-set directly (``port.mu`` / ``port.cov``, ``hist=True``); ``HCPortfolio`` (HRP, HERC with CVaR, HERC with
-equal risk = hierarchical equal weight) clusters on our covariance (``codependence="custom_cov"``,
+set directly (``port.mu`` / ``port.cov``, ``hist=True``); ``HCPortfolio`` (HRP, HERC with CVaR) clusters
+on our covariance (``codependence="custom_cov"``,
 ``method_cov="custom_cov"``) with Ward linkage and optimal leaf order, HERC cut into the manifest's
 ``max_clusters``. The per-asset cap is ``A w <= b`` for ``Portfolio`` and ``w_max`` for ``HCPortfolio``.
 Riskfolio tries its ``solvers`` list in order without saying which one worked; when none does, the base
@@ -43,7 +43,7 @@ class RiskfolioEngine(Engine):
     """
 
     name = "riskfolio"
-    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark")
+    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc")
     needs_returns = True
 
     def __init__(self, linkage: LinkageConfig | None = None) -> None:
@@ -59,12 +59,12 @@ class RiskfolioEngine(Engine):
         returns = inputs.returns
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            if profile in ("hrp", "herc", "benchmark"):
+            if profile in ("hrp", "herc"):
                 port = rp.HCPortfolio(returns=returns, w_max=max_weight, w_min=0.0, solvers=SOLVERS)
                 w = port.optimization(
                     model="HRP" if profile == "hrp" else "HERC",
                     codependence="custom_cov", custom_cov=cov, method_cov="custom_cov",
-                    rm={"hrp": "MV", "herc": "CVaR", "benchmark": "equal"}[profile], rf=risk_free_rate,
+                    rm="MV" if profile == "hrp" else "CVaR", rf=risk_free_rate,
                     linkage="ward", leaf_order=True,
                     k=None if profile == "hrp" else (self.linkage or LinkageConfig()).max_clusters,
                 )

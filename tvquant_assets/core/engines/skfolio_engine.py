@@ -9,7 +9,9 @@ second correlation estimate of its own.
 
 Failures use skfolio's fallback chain (``fallback=[...]``): convex profiles CLARABEL -> SCS, then our
 base class (previous weights, equal weight); the chain is read back from ``fallback_chain_``. HERC cuts
-its tree with ``max_clusters`` of the manifest's linkage config. OSQP is not in skfolio's chain
+its tree with ``max_clusters`` of the manifest's linkage config; its distance is the Pearson distance of the
+return window (skfolio's HERC takes no precomputed covariance), so it equals ours when the estimation
+covariance is the sample one. OSQP is not in skfolio's chain
 because skfolio writes variance as a second-order cone, which OSQP cannot solve.
 """
 
@@ -19,7 +21,7 @@ import warnings
 
 import numpy as np
 import sklearn.utils.validation as skv
-from skfolio.distance import CovarianceDistance
+from skfolio.distance import CovarianceDistance, PearsonDistance
 from skfolio.measures import RiskMeasure
 from skfolio.moments import BaseCovariance, BaseMu
 from skfolio.cluster import HierarchicalClustering
@@ -125,15 +127,18 @@ class SkfolioEngine(Engine):
     def _estimator(self, profile: str, prior: EmpiricalPrior, max_weight: float, risk_free_rate: float):
         if profile == "equal_weight":
             return EqualWeighted(), ["equal_weight"]
-        if profile in ("hrp", "herc"):
-            common = dict(prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
-                          distance_estimator=CovarianceDistance(covariance_estimator="precomputed"))
-            if profile == "hrp":
-                return HierarchicalRiskParity(risk_measure=RiskMeasure.VARIANCE, **common), ["hrp"]
+        if profile == "hrp":
+            return HierarchicalRiskParity(
+                risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
+                distance_estimator=CovarianceDistance(covariance_estimator="precomputed")), ["hrp"]
+        if profile == "herc":
+            # skfolio's HERC fits its distance on the return scenarios (no precomputed covariance there):
+            # Pearson distance of the estimation window.
             k = (self.linkage or LinkageConfig()).max_clusters
             return HierarchicalEqualRiskContribution(
-                risk_measure=RiskMeasure.CVAR, hierarchical_clustering_estimator=HierarchicalClustering(
-                    max_clusters=k), **common), ["herc"]
+                risk_measure=RiskMeasure.CVAR, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
+                distance_estimator=PearsonDistance(),
+                hierarchical_clustering_estimator=HierarchicalClustering(max_clusters=k)), ["herc"]
         common = dict(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior, min_weights=0.0,
                       max_weights=max_weight)
         if profile == "risk_parity":
