@@ -1,0 +1,318 @@
+"""Tournament benchmark: ``uv run python -m benchmarks tournament [--folds N] [--hier-n N] [--hier-t T] ...``
+
+Measured in one run, on the bundled S&P 500 set (20 stocks, 1990-2022) and a synthetic factor panel:
+
+1. walk-forward 252-day train / 21-day test: per fold, one Ledoit-Wolf estimate, then every custom profile
+   (ms per fold and profile), against skfolio's own ``WalkForward`` + ``cross_val_predict`` on the
+   profiles it has (ratio of totals);
+2. wrapper overhead of the third-party engines: ``engine.fit`` vs the same library call made directly;
+3. HRP / HERC at N x T (default 500 x 1000): custom vs skfolio vs Riskfolio;
+4. the whole tournament (the sp500_demo candidates plus every engine) over all monthly rebalance dates:
+   wall time and peak memory.
+
+BLAS is pinned to one thread (determinism, and fair on a shared 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import resource
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+import pandas as pd
+
+CUSTOM_PROFILES = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "equal_weight",
+                   "barbell")
+
+
+def _close() -> pd.DataFrame:
+    from skfolio.datasets import load_sp500_dataset
+
+    close = load_sp500_dataset()
+    close.index = pd.DatetimeIndex(close.index).as_unit("ns")
+    return close.sort_index()[sorted(close.columns)].astype("float64")
+
+
+def _median_ms(xs) -> float:
+    return float(np.median(xs) * 1e3) if len(xs) else float("nan")
+
+
+def _timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def walk_forward(close: pd.DataFrame, n_folds: int | None, run_skfolio: bool) -> dict:
+    from sklearn.covariance import LedoitWolf
+
+    from tvquant_assets.core.engines import get_engine
+    from tvquant_assets.core.engines.base import EngineInputs
+    from tvquant_assets.manifest.schema import LinkageConfig
+
+    rets = close.pct_change().iloc[1:]
+    x = rets.to_numpy()
+    starts = list(range(0, len(x) - 252 - 21 + 1, 21))
+    if n_folds:
+        starts = starts[:n_folds]
+    engine = get_engine("custom", linkage=LinkageConfig())
+    syms = list(rets.columns)
+    per_profile = {p: [] for p in CUSTOM_PROFILES}
+    est_times = []
+    t_all = time.perf_counter()
+    for s in starts:
+        train = x[s:s + 252]
+        t0 = time.perf_counter()
+        cov = LedoitWolf().fit(train).covariance_ * 252
+        mu = train.mean(axis=0) * 252
+        est_times.append(time.perf_counter() - t0)
+        inp = EngineInputs(syms, mu, cov, pd.DataFrame(train, columns=syms))
+        for p in CUSTOM_PROFILES:
+            r, dt = _timed(engine.fit, inp, p, 1.0, 0.0)
+            per_profile[p].append(dt)
+    custom_total = time.perf_counter() - t_all
+    out = {"folds": len(starts), "custom_total_s": custom_total,
+           "custom_ms": {p: _median_ms(v) for p, v in per_profile.items()},
+           "custom_p95_ms": {p: float(np.percentile(v, 95) * 1e3) for p, v in per_profile.items()},
+           "estimation_ms": _median_ms(est_times)}
+    if run_skfolio:
+        from skfolio.measures import RiskMeasure
+        from skfolio.model_selection import WalkForward, cross_val_predict
+        from skfolio.optimization import (
+            EqualWeighted,
+            HierarchicalEqualRiskContribution,
+            HierarchicalRiskParity,
+            MeanRisk,
+            ObjectiveFunction,
+            RiskBudgeting,
+        )
+        from skfolio.prior import EmpiricalPrior
+        from skfolio.moments import LedoitWolf as SkLW
+
+        prior = EmpiricalPrior(covariance_estimator=SkLW())
+        models = {
+            "min_variance": MeanRisk(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior),
+            "max_sharpe": MeanRisk(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior,
+                                   objective_function=ObjectiveFunction.MAXIMIZE_RATIO),
+            "risk_parity": RiskBudgeting(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior),
+            "hrp": HierarchicalRiskParity(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior),
+            "herc": HierarchicalEqualRiskContribution(risk_measure=RiskMeasure.CVAR),
+            "equal_weight": EqualWeighted(),
+        }
+        frame = rets.iloc[: starts[-1] + 252 + 21] if n_folds else rets
+        sk = {}
+        for name, model in models.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _, dt = _timed(cross_val_predict, model, frame, cv=WalkForward(train_size=252, test_size=21))
+            sk[name] = dt
+        out["skfolio_total_s"] = sk
+        ours = {p: float(np.sum(per_profile[p])) for p in sk}
+        out["custom_same_profiles_s"] = sum(ours.values()) + float(np.sum(est_times))
+        out["skfolio_same_profiles_s"] = sum(sk.values())
+    return out
+
+
+def wrapper_overhead(close: pd.DataFrame, n: int) -> dict:
+    """Our engine.fit vs the library called directly with the same objects, median over ``n`` folds."""
+    import cvxportfolio as cvx
+    import riskfolio as rp
+    from sklearn.covariance import LedoitWolf
+    from skfolio.distance import CovarianceDistance
+    from skfolio.measures import RiskMeasure
+    from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunction
+
+    from tvquant_assets.core.engines import get_engine
+    from tvquant_assets.core.engines.base import EngineInputs
+    from tvquant_assets.core.engines.skfolio_engine import fixed_prior
+
+    rets = close.pct_change().iloc[1:]
+    syms = list(rets.columns)
+    folds = []
+    for s in range(0, len(rets) - 252, max(1, (len(rets) - 252) // n))[:n]:
+        train = rets.iloc[s:s + 252]
+        cov = LedoitWolf().fit(train.to_numpy()).covariance_ * 252
+        folds.append(EngineInputs(syms, train.mean().to_numpy() * 252, cov, train))
+
+    def direct_skfolio_mv(inp):
+        MeanRisk(objective_function=ObjectiveFunction.MINIMIZE_RISK, risk_measure=RiskMeasure.VARIANCE,
+                 prior_estimator=fixed_prior(inp.mu, inp.cov), min_weights=0.0, max_weights=1.0,
+                 solver="CLARABEL", solver_params={"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10,
+                                                   "tol_feas": 1e-10, "warm_start": False},
+                 raise_on_failure=False).fit(inp.returns)
+
+    def direct_skfolio_hrp(inp):
+        HierarchicalRiskParity(risk_measure=RiskMeasure.VARIANCE, prior_estimator=fixed_prior(inp.mu, inp.cov),
+                               distance_estimator=CovarianceDistance(covariance_estimator="precomputed"),
+                               min_weights=0.0, max_weights=1.0).fit(inp.returns)
+
+    def direct_riskfolio_hrp(inp):
+        cov = pd.DataFrame(inp.cov, index=syms, columns=syms)
+        with contextlib.redirect_stdout(io.StringIO()):
+            rp.HCPortfolio(returns=inp.returns, w_max=1.0, w_min=0.0, solvers=["CLARABEL", "SCS"]).optimization(
+                model="HRP", codependence="custom_cov", custom_cov=cov, method_cov="custom_cov", rm="MV",
+                linkage="ward", leaf_order=True)
+
+    def direct_riskfolio_mv(inp):
+        port = rp.Portfolio(returns=inp.returns)
+        port.mu = pd.DataFrame([inp.mu], columns=syms)
+        port.cov = pd.DataFrame(inp.cov, index=syms, columns=syms)
+        port.solvers = ["CLARABEL", "SCS"]
+        port.ainequality = np.eye(len(syms))
+        port.binequality = np.full((len(syms), 1), 1.0)
+        port.optimization(model="Classic", rm="MV", obj="MinRisk", rf=0, l=0, hist=True)
+
+    def direct_cvxportfolio_mv(inp):
+        scale = float(np.trace(inp.cov)) / len(syms)
+        sigma = pd.DataFrame(inp.cov / scale, index=syms, columns=syms)
+        policy = cvx.SinglePeriodOptimization(-cvx.FullCovariance(Sigma=sigma),
+                                              [cvx.LongOnly(applies_to_cash=True), cvx.NoCash(),
+                                               cvx.MaxWeights(1.0)], include_cash_return=False)
+        h = pd.Series(0.0, index=[*syms, "cash"])
+        h["cash"] = 1.0
+        policy.execute(h=h, market_data=None, t=pd.Timestamp("2000-01-03"))
+
+    cases = [("skfolio", "min_variance", direct_skfolio_mv), ("skfolio", "hrp", direct_skfolio_hrp),
+             ("riskfolio", "min_variance", direct_riskfolio_mv), ("riskfolio", "hrp", direct_riskfolio_hrp),
+             ("cvxportfolio", "min_variance", direct_cvxportfolio_mv)]
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for engine_name, profile, direct in cases:
+            engine = get_engine(engine_name)
+            engine.fit(folds[0], profile, 1.0, 0.0)
+            direct(folds[0])  # warm both
+            ours, lib = [], []
+            for inp in folds:
+                for first in ("ours", "lib") if len(ours) % 2 == 0 else ("lib", "ours"):
+                    if first == "ours":
+                        ours.append(_timed(engine.fit, inp, profile, 1.0, 0.0)[1])
+                    else:
+                        lib.append(_timed(direct, inp)[1])
+            out[f"{engine_name}/{profile}"] = (_median_ms(ours), _median_ms(lib))
+    return out
+
+
+def hierarchical_scale(n: int, t: int, repeats: int) -> dict:
+    import riskfolio as rp
+    from skfolio.measures import RiskMeasure
+    from skfolio.optimization import HierarchicalEqualRiskContribution, HierarchicalRiskParity
+    from skfolio.cluster import HierarchicalClustering
+
+    from tvquant_assets.core.engines import get_engine
+    from tvquant_assets.core.engines.base import EngineInputs
+    from tvquant_assets.manifest.schema import LinkageConfig
+
+    rng = np.random.default_rng(5)
+    loadings = rng.normal(0, 1, (n, 5))
+    factors = rng.normal(0, 0.01, (t, 5))
+    x = factors @ loadings.T + rng.normal(0, 0.01, (t, n))
+    syms = [f"S{i:04d}" for i in range(n)]
+    rets = pd.DataFrame(x, columns=syms)
+    cov = np.cov(x, rowvar=False) * 252
+    inp = EngineInputs(syms, x.mean(axis=0) * 252, cov, rets)
+    engine = get_engine("custom", linkage=LinkageConfig(max_clusters=10))
+    out = {}
+    for profile in ("hrp", "herc"):
+        times = [_timed(engine.fit, inp, profile, 1.0, 0.0)[1] for _ in range(repeats)]
+        out[f"custom {profile}"] = _median_ms(times)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["skfolio hrp"] = _timed(HierarchicalRiskParity(risk_measure=RiskMeasure.VARIANCE).fit, rets)[1] * 1e3
+        out["skfolio herc"] = _timed(HierarchicalEqualRiskContribution(
+            risk_measure=RiskMeasure.CVAR, hierarchical_clustering_estimator=HierarchicalClustering(
+                max_clusters=10)).fit, rets)[1] * 1e3
+        with contextlib.redirect_stdout(io.StringIO()):
+            for model, rm in (("HRP", "MV"), ("HERC", "CVaR")):
+                port = rp.HCPortfolio(returns=rets)
+                out[f"riskfolio {model.lower()}"] = _timed(
+                    port.optimization, model=model, codependence="pearson", rm=rm, linkage="ward",
+                    leaf_order=True, k=10 if model == "HERC" else None)[1] * 1e3
+    return out
+
+
+def whole_tournament(close: pd.DataFrame, first_year: int) -> dict:
+    from tvquant_assets.core.estimation import estimate
+    from tvquant_assets.core.panel import PricePanel
+    from tvquant_assets.core.tournament import rebalance_dates, run_tournament
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.manifest.schema import Candidate, RebalanceConfig
+
+    m = load_manifest("manifests/sp500_demo.yaml")
+    extra = [Candidate(engine=e, profile=p) for e, p in [
+        ("custom", "risk_parity"), ("custom", "herc"), ("custom", "benchmark"), ("custom", "barbell"),
+        ("skfolio", "min_variance"), ("riskfolio", "hrp"), ("cvxportfolio", "min_variance"),
+        ("adaptive", "adaptive")]]
+    names = {c.name for c in m.tournament.candidates}
+    cfg = m.tournament.model_copy(update={"candidates": [*m.tournament.candidates,
+                                                         *[c for c in extra if c.name not in names]]})
+    panel = PricePanel(close=close)
+    days = [d for d in close.index if d.year >= first_year]
+    rebal = rebalance_dates(days, RebalanceConfig(rule="monthly"))
+    syms = list(close.columns)
+    regime = pd.DataFrame({"label": ["NORMAL"], "quadrant": ["EXPANSION"], "preset_max_weight": [np.nan]})
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    ests = estimate(panel, {d: syms for d in rebal}, rebal, m.estimation)
+    t_est = time.perf_counter() - t0
+    out = run_tournament(panel, ests, {d: regime for d in rebal}, rebal, lambda d: True, cfg, {}, m.estimation,
+                         None, m.selection.linkage)
+    wall = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    solve = pd.concat(out.values()).groupby("candidate")["solve_ms"].median()
+    return {"dates": len(rebal), "candidates": len(cfg.candidates), "wall_s": wall, "estimation_s": t_est,
+            "tracemalloc_peak_mb": peak / 2**20, "median_solve_ms": solve.to_dict()}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks tournament", description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", type=int, default=0, help="walk-forward folds (0 = all, 383 on the S&P set)")
+    ap.add_argument("--no-skfolio-walk-forward", action="store_true", help="skip skfolio's WalkForward (slow)")
+    ap.add_argument("--overhead-folds", type=int, default=20)
+    ap.add_argument("--hier-n", type=int, default=500)
+    ap.add_argument("--hier-t", type=int, default=1000)
+    ap.add_argument("--hier-repeats", type=int, default=5)
+    ap.add_argument("--tournament-from", type=int, default=1991, help="first year of the whole-tournament run")
+    args = ap.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        close = _close()
+        wf = walk_forward(close, args.folds or None, not args.no_skfolio_walk_forward)
+        print(f"walk-forward 252/21 on the bundled S&P set: {wf['folds']} folds, "
+              f"estimation {wf['estimation_ms']:.2f} ms/fold")
+        print(f"  {'profile':<14}{'median ms':>10}{'p95 ms':>10}{'skfolio s':>11}")
+        for p in CUSTOM_PROFILES:
+            sk = wf.get("skfolio_total_s", {}).get(p)
+            print(f"  {p:<14}{wf['custom_ms'][p]:>10.2f}{wf['custom_p95_ms'][p]:>10.2f}"
+                  f"{'' if sk is None else f'{sk:>11.1f}'}")
+        print(f"  custom, all {len(CUSTOM_PROFILES)} profiles, all folds: {wf['custom_total_s']:.2f} s")
+        if "skfolio_total_s" in wf:
+            ours, theirs = wf["custom_same_profiles_s"], wf["skfolio_same_profiles_s"]
+            print(f"  same {len(wf['skfolio_total_s'])} profiles: custom {ours:.2f} s vs skfolio WalkForward "
+                  f"{theirs:.1f} s -> skfolio/custom = {theirs / ours:.1f}x")
+        print(f"wrapper overhead (median ms per fit over {args.overhead_folds} S&P folds, ours vs library):")
+        for k, (ours, lib) in wrapper_overhead(close, args.overhead_folds).items():
+            print(f"  {k:<26} ours {ours:8.2f}  library {lib:8.2f}  ratio {ours / lib:5.3f}")
+        print(f"hierarchical allocators at N={args.hier_n}, T={args.hier_t} (ms):")
+        hs = hierarchical_scale(args.hier_n, args.hier_t, args.hier_repeats)
+        for k, v in hs.items():
+            print(f"  {k:<16}{v:10.1f}")
+        print(f"  skfolio/custom hrp {hs['skfolio hrp'] / hs['custom hrp']:.0f}x, "
+              f"riskfolio/custom hrp {hs['riskfolio hrp'] / hs['custom hrp']:.0f}x, "
+              f"skfolio/custom herc {hs['skfolio herc'] / hs['custom herc']:.0f}x, "
+              f"riskfolio/custom herc {hs['riskfolio herc'] / hs['custom herc']:.0f}x")
+        wt = whole_tournament(close, args.tournament_from)
+        print(f"whole tournament: {wt['candidates']} candidates x {wt['dates']} monthly rebalances: "
+              f"{wt['wall_s']:.1f} s wall (estimation {wt['estimation_s']:.1f} s), "
+              f"tracemalloc peak {wt['tracemalloc_peak_mb']:.1f} MB, "
+              f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        for k, v in sorted(wt["median_solve_ms"].items()):
+            print(f"  {k:<28} median {v:8.2f} ms")
+    return 0
