@@ -7,8 +7,8 @@ class Stage(StrEnum):
     CATALOG = "catalog"
     PRICES = "prices"
     SCAN = "scan"
+    REGIME = "regime"  # before selection: selection applies the regime's preset of D
     SELECTION = "selection"
-    REGIME = "regime"
     ESTIMATION = "estimation"
     TOURNAMENT = "tournament"
     BACKTEST = "backtest"

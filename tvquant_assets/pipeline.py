@@ -29,8 +29,8 @@ UPSTREAM: dict[Stage, tuple[Stage, ...]] = {
     Stage.CATALOG: (),
     Stage.PRICES: (Stage.CATALOG,),
     Stage.SCAN: (Stage.PRICES, Stage.CATALOG),
-    Stage.SELECTION: (Stage.SCAN, Stage.CATALOG),
     Stage.REGIME: (Stage.SCAN,),
+    Stage.SELECTION: (Stage.SCAN, Stage.CATALOG, Stage.REGIME),
     Stage.ESTIMATION: (Stage.SELECTION, Stage.REGIME),
     Stage.TOURNAMENT: (Stage.ESTIMATION, Stage.REGIME),
     Stage.BACKTEST: (Stage.TOURNAMENT, Stage.PRICES),
@@ -75,8 +75,7 @@ class Pipeline:
     def lookback_rows(self) -> int:
         m = self.manifest
         return max(
-            m.selection.momentum_lookback + m.selection.momentum_skip + 1,
-            m.selection.correlation_lookback + 1,
+            m.selection.history_rows,
             m.regime.long_window + 1,
             m.regime.growth_window + 1,
             m.estimation.lookback + 1,
@@ -254,11 +253,13 @@ def _sectors(catalogs) -> dict[str, str]:
 
 
 def run_selection(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
-    from tvquant_assets.core.selection import select
+    from tvquant_assets.core.selection import preset_overrides, select
 
     scans = {d: f for d, (f, _) in pipe.read(Stage.SCAN, dates).items()}
+    regimes = {d: f for d, (f, _) in pipe.read(Stage.REGIME, dates).items()}
     panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
-    frames = select(panel, scans, dates, pipe.manifest.selection, _sectors(pipe.read(Stage.CATALOG, dates)))
+    frames = select(panel, scans, dates, pipe.manifest.selection, _sectors(pipe.read(Stage.CATALOG, dates)),
+                    preset_overrides(regimes))
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.SELECTION], dates))
 
 
@@ -276,7 +277,9 @@ def run_estimation(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     from tvquant_assets.core.estimation import estimate
 
     selections = pipe.read(Stage.SELECTION, dates)
-    selected = {d: sorted(f.loc[f["selected"], "symbol"]) for d, (f, _) in selections.items()}
+    # the tournament is long-only: the short book ("direction" short) is published, not optimized here
+    selected = {d: sorted(f.loc[f["selected"] & (f["direction"] != "short"), "symbol"])
+                for d, (f, _) in selections.items()}
     regimes = {d: f for d, (f, _) in pipe.read(Stage.REGIME, dates).items()}
     panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     frames = estimate(panel, selected, dates, pipe.manifest.estimation,

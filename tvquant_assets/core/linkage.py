@@ -99,6 +99,23 @@ def cut(z: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
     return labels
 
 
+def average_distance(windows: list[np.ndarray]) -> np.ndarray:
+    """Mean of the correlation distances of several return windows of the same columns.
+
+    Each window is an ``(rows, n)`` array (NaN allowed: pairwise-complete correlation); averaging
+    distances over short and long lookbacks gives a tree that is neither one crash nor one decade.
+    """
+    return np.mean([correlation_distance(_correlation(np.asarray(w, dtype="float64"))) for w in windows], axis=0)
+
+
+def cluster_distance(dist: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
+    """Flat labels 1..k (renumbered by first appearance) from a square distance matrix."""
+    n = dist.shape[0]
+    if n <= 1:
+        return np.ones(n, dtype="int64")
+    return cut(linkage(squareform(dist, checks=False), method=cfg.method), cfg)
+
+
 def cluster_sorted(values: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
     """:func:`cluster` for a returns array whose columns are already in sorted-name order."""
     n = values.shape[1]

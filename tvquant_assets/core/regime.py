@@ -42,7 +42,8 @@ ANNUALIZATION = 252
 DTYPES = {
     "date": "datetime64[ns]", "n_symbols": "int64", "vol_short": "float64", "vol_long": "float64",
     "vol_ratio": "float64", "stress_score": "float64", "growth": "float64", "label": "str", "quadrant": "str",
-    "preset": "str", "preset_max_weight": "float64", "warmup": "bool",
+    "preset": "str", "preset_max_weight": "float64", "preset_top_n_per_cluster": "float64",
+    "preset_max_symbols": "float64", "preset_l2_gamma": "float64", "preset_profile": "str", "warmup": "bool",
 }
 
 
@@ -85,6 +86,22 @@ def active_preset(label: str, quadrant: str, presets: Mapping[str, RegimePreset]
         if key != normal and key in presets:
             return key
     return normal if normal in presets else ""
+
+
+def preset_columns(preset: RegimePreset | None) -> dict[str, object]:
+    """The published ``preset_<field>`` columns of a preset (NaN / "" when unset or no preset)."""
+
+    def num(value) -> float:
+        return np.nan if value is None else float(value)
+
+    p = preset or RegimePreset()
+    return {
+        "preset_max_weight": num(p.max_weight),
+        "preset_top_n_per_cluster": num(p.top_n_per_cluster),
+        "preset_max_symbols": num(p.max_symbols),
+        "preset_l2_gamma": num(p.l2_gamma),
+        "preset_profile": "" if p.profile is None else p.profile.value,
+    }
 
 
 def detect(
@@ -158,7 +175,7 @@ def detect(
             label = label_of(score, cfg)
             quadrant = quadrant_of(growth, vol_short, label, cfg)
         preset = active_preset(label.value, quadrant.value, presets)
-        max_weight = presets[preset].max_weight if preset else None
+        chosen = presets[preset] if preset else None
 
         row = {
             "date": date,
@@ -171,7 +188,7 @@ def detect(
             "label": label.value,
             "quadrant": quadrant.value,
             "preset": preset,
-            "preset_max_weight": np.nan if max_weight is None else max_weight,
+            **preset_columns(chosen),
             "warmup": warmup,
         }
         keys.append(date)

@@ -34,7 +34,7 @@ DESCRIPTIONS = {
     Stage.CATALOG: "Point-in-time symbol catalog for D: listed symbols, sector, first and last bar, active.",
     Stage.PRICES: "Daily bars stamped D for the catalog's symbols (only the fields the source really has).",
     Stage.SCAN: "Screened universe for D with scanner fields computed from the price lake, bars <= D only.",
-    Stage.SELECTION: "Momentum percentile ranking, correlation-distance clustering, top-N per cluster for D.",
+    Stage.SELECTION: "Features, scores, raw vetoes, multi-lookback clusters, dynamic top-N, long/short books for D.",
     Stage.REGIME: "Market regime for D: realized-vol ratio, growth/stress quadrant, label, active preset.",
     Stage.ESTIMATION: "Expected returns and Ledoit-Wolf covariance of the selected symbols, as of D.",
     Stage.TOURNAMENT: "Target weights of every engine x profile (solver status, fallbacks); carried off-rebalance.",

@@ -114,14 +114,96 @@ class LinkageConfig(Strict):
     )
 
 
+SCORED_FEATURES = ("momentum", "stability", "entropy", "efficiency", "hurst", "skew", "kurtosis", "cvar",
+                   "liquidity")
+
+
+class FeatureWindows(Strict):
+    """Trailing windows (panel rows) of the selection features (see ``core/features.py``)."""
+
+    volatility: int = Field(63, ge=5, description="volatility and stability (1/vol)")
+    entropy: int = Field(63, ge=10, description="permutation entropy of returns")
+    efficiency: int = Field(63, ge=2, description="Kaufman efficiency ratio")
+    hurst: int = Field(126, ge=20, description="Hurst exponent")
+    moments: int = Field(126, ge=10, description="skew and kurtosis")
+    cvar: int = Field(252, ge=20, description="5% CVaR")
+    liquidity: int = Field(20, ge=1, description="mean value traded")
+    rsi: int = Field(14, ge=2, description="RSI of the short book")
+
+
+class SelectionVetoes(Strict):
+    """Vetoes on RAW feature values (never on percentiles or scores). Unset rules are off."""
+
+    min_momentum: float | None = Field(None, description="raw momentum return below this is vetoed")
+    max_volatility: float | None = Field(None, gt=0.0, description="annualized volatility above this")
+    max_entropy: float | None = Field(None, gt=0.0, le=1.0, description="permutation entropy above this")
+    min_efficiency: float | None = Field(None, ge=0.0, le=1.0, description="efficiency ratio below this")
+    max_kurtosis: float | None = Field(None, description="excess kurtosis above this")
+    max_cvar: float | None = Field(None, gt=0.0, description="5% CVaR (a positive daily loss) above this")
+    min_liquidity: float | None = Field(
+        None, ge=0.0, description="mean value traded below this; skipped (and said) when the source has no volume")
+
+
+class ShortBookConfig(Strict):
+    """Short mean reversion ("selling rips"): overbought inside a confirmed downtrend."""
+
+    enabled: bool = False
+    rsi_overbought: float = Field(70.0, gt=50.0, lt=100.0, description="RSI at or above this is overbought")
+    trend_window: int = Field(200, ge=20, description="long moving average the close must be below")
+    slope_window: int = Field(20, ge=1, description="the moving average must be lower than this many rows ago")
+    max_symbols: int = Field(4, ge=1)
+
+
 class SelectionConfig(Strict):
     momentum_lookback: int = Field(252, ge=5)
     momentum_skip: int = Field(21, ge=0)
-    correlation_lookback: int = Field(252, ge=20)
+    correlation_lookback: int = Field(252, ge=20, description="used when correlation_lookbacks is not set")
+    correlation_lookbacks: list[int] | None = Field(
+        None, min_length=1, description="average the correlation distance over these windows (rows)")
     min_momentum_percentile: float = Field(0.0, ge=0.0, le=1.0)
-    top_n_per_cluster: int = Field(2, ge=1)
+    top_n_per_cluster: int = Field(2, ge=1, description="most names per cluster (the cap of dynamic top-N)")
+    dynamic_top_n: bool = Field(True, description="names per cluster from the cluster's effective number of bets")
     max_symbols: int = Field(12, ge=1)
+    min_symbols: int = Field(1, ge=0, description="relax the pruning in recorded stages until this many are selected")
+    max_per_sector: int | None = Field(None, ge=1)
+    sector_tilt: float = Field(0.0, ge=0.0, le=1.0, description="score tilt toward sectors with strong momentum")
+    execution_weight: float = Field(0.25, ge=0.0, description="weight of liquidity/low-vol in the in-cluster order")
+    score_weights: dict[str, float] = Field(
+        default_factory=lambda: {"momentum": 1.0, "stability": 0.25, "efficiency": 0.25, "cvar": 0.25})
+    windows: FeatureWindows = FeatureWindows()
+    vetoes: SelectionVetoes = SelectionVetoes()
+    short: ShortBookConfig = ShortBookConfig()
     linkage: LinkageConfig = LinkageConfig()
+
+    @field_validator("score_weights")
+    @classmethod
+    def _known_features(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(SCORED_FEATURES))
+        if unknown:
+            raise ValueError(f"score_weights: unknown feature(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(SCORED_FEATURES)}")
+        if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+            raise ValueError("score_weights: weights must be >= 0 with at least one > 0")
+        return v
+
+    @field_validator("correlation_lookbacks")
+    @classmethod
+    def _lookbacks(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and min(v) < 20:
+            raise ValueError("correlation_lookbacks: every window must be at least 20 rows")
+        return None if v is None else sorted(set(v))
+
+    @property
+    def correlation_windows(self) -> list[int]:
+        return self.correlation_lookbacks or [self.correlation_lookback]
+
+    @property
+    def history_rows(self) -> int:
+        """Panel rows before D the selection of D reads."""
+        w, s = self.windows, self.short
+        return max(self.momentum_lookback + self.momentum_skip, *self.correlation_windows, w.volatility,
+                   w.entropy, w.efficiency, w.hurst, w.moments, w.cvar, w.liquidity, w.rsi,
+                   s.trend_window + s.slope_window if s.enabled else 0) + 1
 
 
 class RegimeThresholds(Strict):
@@ -333,9 +415,18 @@ class BacktestConfig(Strict):
 
 
 class RegimePreset(Strict):
-    """Overrides applied downstream while the regime (or quadrant) is active."""
+    """Overrides applied downstream while the regime (or quadrant) is active.
 
-    max_weight: float | None = Field(None, gt=0.0, le=1.0)
+    The regime asset publishes the active preset of D as ``preset`` plus one ``preset_<field>`` column per
+    field (NaN / "" when unset); selection applies ``top_n_per_cluster`` and ``max_symbols`` itself, the
+    tournament reads ``preset_max_weight``, ``preset_l2_gamma`` and ``preset_profile``.
+    """
+
+    max_weight: float | None = Field(None, gt=0.0, le=1.0, description="per-asset weight cap")
+    top_n_per_cluster: int | None = Field(None, ge=1, description="selection: most names per cluster")
+    max_symbols: int | None = Field(None, ge=1, description="selection: size of the long book")
+    l2_gamma: float | None = Field(None, ge=0.0, description="tournament: L2 (diversification) penalty")
+    profile: Profile | None = Field(None, description="tournament: profile the adaptive engine should use")
 
 
 class QualityConfig(Strict):
