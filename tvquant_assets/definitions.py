@@ -10,6 +10,7 @@ from tvquant_assets.defs.checks import build_manifest_checks
 from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
 from tvquant_assets.defs.resources import LakeResource
+from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 from tvquant_assets.manifest import discover_manifests, load_manifest
 
 
@@ -21,6 +22,7 @@ def build_definitions(manifest_paths=None) -> Definitions:
         assets += build_manifest_assets(manifest, path)
         checks += build_manifest_checks(manifest)
         jobs.append(build_manifest_job(manifest))
+        checks += build_tradingview_checks(manifest)
     return Definitions(
         assets=assets,
         asset_checks=checks,

@@ -50,3 +50,31 @@ def tv_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TVQUANT_LAKE", str(tmp_path / "lake"))
     monkeypatch.setenv("TVQUANT_TODAY", TODAY)
     return tmp_path
+
+
+def shipped_manifest(name: str, fake, directory=None, **override):
+    """A shipped manifest pointed at the fake server (``override``: top-level or ``source.*`` keys);
+    written to ``directory`` when given (returns the path), else returned as a Manifest."""
+    from pathlib import Path
+
+    import yaml
+
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.manifest.schema import Manifest
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifests" / f"{name}.yaml").read_text())
+    raw["source"].update(scanner_url=fake.scanner_url, websocket_url=fake.websocket_url, backoff_s=0.0,
+                         timeout_s=5.0)
+    for key, value in override.items():
+        if key.startswith("source."):
+            raw["source"][key.split(".", 1)[1]] = value
+        elif isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key].update(value)
+        else:
+            raw[key] = value
+    if directory is None:
+        return Manifest.model_validate(raw)
+    path = Path(directory) / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    load_manifest(path)
+    return path

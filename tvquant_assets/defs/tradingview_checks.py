@@ -1,0 +1,38 @@
+"""Asset checks of manifests whose source is TradingView: catalog metadata parity with the live screener."""
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, AssetKey, MetadataValue, asset_check
+
+from tvquant_assets import pipeline
+from tvquant_assets.defs.resources import LakeResource
+from tvquant_assets.manifest import Manifest
+from tvquant_assets.sources.tradingview.screener import TRADINGVIEW_POOL
+
+
+def parity_result(report: pd.DataFrame, severity: str) -> AssetCheckResult:
+    """Passed when the stored catalog and the live snapshot agree; mismatches listed with their fields."""
+    return AssetCheckResult(
+        passed=report.empty,
+        severity=AssetCheckSeverity.ERROR if severity == "error" else AssetCheckSeverity.WARN,
+        metadata={
+            "mismatches": len(report),
+            "fields": ", ".join(sorted(set(report["field"]))) if len(report) else "",
+            "symbols": ", ".join(sorted(set(report["symbol"])))[:2000] if len(report) else "",
+            "report": MetadataValue.md(report.head(50).to_markdown(index=False)) if len(report) else
+            MetadataValue.md("no mismatches"),
+        },
+    )
+
+
+def build_tradingview_checks(manifest: Manifest) -> list[AssetChecksDefinition]:
+    if manifest.source.kind != "tradingview":
+        return []
+
+    @asset_check(asset=AssetKey([manifest.name, "catalog"]), name="metadata_parity", pool=TRADINGVIEW_POOL,
+                 description="Stored catalog (exchange, type, currency, tick size, sector) vs a live screener "
+                             "snapshot; severity from source.parity.severity.")
+    def _metadata_parity(lake: LakeResource) -> AssetCheckResult:
+        pipe = pipeline.Pipeline(manifest, lake.open())
+        return parity_result(pipe.source.live_parity(), manifest.source.parity.severity)
+
+    return [_metadata_parity]
