@@ -234,6 +234,7 @@ def run_scan(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     panel = pipe.panel(max(dates), first=window_start(pipe, min(dates)))
     listed = {d: list(c["symbol"]) for d, (c, _) in catalogs.items()}
     frames = compute_scan(panel, dates, pipe.manifest.universe, listed, history_rows=pipe.lookback_rows())
+    frames = pipe.source.scan_fields(frames)
     return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.SCAN], dates))
 
 

@@ -20,6 +20,10 @@ class Source(ABC):
     def attach_lake(self, root) -> None:
         """Sources that keep fetched raw data (the live ones) store it under the lake root."""
 
+    def scan_fields(self, frames: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, pd.DataFrame]:
+        """Sources with scanner fields of their own add them (point in time) to the scan frames."""
+        return frames
+
     @abstractmethod
     def catalog(self) -> pd.DataFrame:
         """Static symbol metadata, columns CATALOG_COLUMNS, sorted by symbol."""

@@ -20,8 +20,8 @@ from tvquant_assets.errors import SourceError
 from tvquant_assets.hashing import obj_hash
 from tvquant_assets.lake.store import atomic_write_bytes, default_lake_root, to_parquet_bytes
 from tvquant_assets.sources.base import CATALOG_COLUMNS, Source
-from tvquant_assets.sources.tradingview import calendars, catalog, quality, universe
-from tvquant_assets.sources.tradingview.presets import resolve_preset
+from tvquant_assets.sources.tradingview import calendars, catalog, fields, quality, universe
+from tvquant_assets.sources.tradingview.presets import resolve_preset, scan_filters
 from tvquant_assets.sources.tradingview.screener import RetryPolicy, ScreenerClient
 from tvquant_assets.sources.tradingview.websocket import ChartClient
 
@@ -232,3 +232,80 @@ class TradingViewSource(Source):
         parts = [quality.toxic_flags(s, b, t.max_daily_return, t.frozen_bars, t.volume_spike, t.volume_window)
                  for s in sorted(set(symbols)) if (b := self.stored_bars(s)) is not None]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=quality.FLAG_COLUMNS)
+
+    # scanner fields -----------------------------------------------------------------------------------
+    def _pit_rules(self) -> list[tuple[str, dict]]:
+        """(direction, rule) of every scan rule on a field we reconstruct, with a numeric threshold."""
+        out = []
+        for scan in self.cfg.scans:
+            for rule in scan_filters(self._preset(scan.preset), scan.direction):
+                if rule["left"] in fields.FIELD_COLUMNS and isinstance(rule.get("right"), (int, float)) \
+                        and rule["operation"] in _COMPARE:
+                    out.append((scan.direction, rule))
+        return out
+
+    def scan_fields(self, frames: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, pd.DataFrame]:
+        """Add TradingView's scanner fields reconstructed from stored bars <= D (``tv_<field>``), the live
+        screener value and its difference on dates with a snapshot (``live_<field>``, ``diff_<field>``),
+        the toxic-data reason, and apply the scans' rules on those fields point in time."""
+        if not frames:
+            return frames
+        dates = sorted(frames)
+        symbols = sorted(set().union(*[set(f["symbol"]) for f in frames.values()]))
+        values: dict[str, pd.DataFrame] = {}
+        for s in symbols:
+            bars = self.stored_bars(s)
+            if bars is not None and len(bars):
+                bars = bars[bars["date"] <= dates[-1]]
+                values[s] = fields.scanner_fields(bars).reindex(pd.DatetimeIndex(dates), method="ffill")
+        flags = self.toxic_flags(symbols)
+        rules = self._pit_rules()
+        snap = self.snapshot()
+        directions = snap.groupby("ticker")["direction"].agg(lambda d: sorted(set(d))).to_dict()
+        live_dates = set(self.snapshot_dates())
+        out = {}
+        for d in dates:
+            f = frames[d].copy()
+            syms = list(f["symbol"])
+            table = pd.DataFrame([values[s].loc[d] if s in values else pd.Series(dtype="float64") for s in syms],
+                                 columns=fields.FIELD_COLUMNS).reset_index(drop=True)
+            for c in fields.FIELD_COLUMNS:
+                f[f"tv_{c}"] = table[c].to_numpy(dtype="float64")
+            if d in live_dates:
+                live = self.snapshot(d).drop_duplicates("ticker").set_index("ticker")
+                for c in fields.FIELD_COLUMNS:
+                    lv = pd.to_numeric(live[c], errors="coerce").reindex(syms).to_numpy(dtype="float64") \
+                        if c in live else pd.Series(float("nan"), index=syms).to_numpy()
+                    f[f"live_{c}"] = lv
+                    f[f"diff_{c}"] = lv - f[f"tv_{c}"].to_numpy()
+            f["toxic"] = quality.reason_as_of(flags, syms, d).to_numpy() if len(flags) else ""
+            f["direction"] = ""
+            reason = f["reason"].to_numpy(dtype=object).copy()
+            eligible = f["eligible"].to_numpy(dtype=bool).copy()
+            for i, s in enumerate(syms):
+                passed, why = [], ""
+                for direction in directions.get(s, ["long"]):
+                    fail = next((r for dd, r in rules if dd == direction and not _holds(r, f.at[i, f"tv_{r['left']}"])),
+                                None)
+                    if fail is None:
+                        passed.append(direction)
+                    elif not why:
+                        why = (f"{direction} rule {fail['left']} {fail['operation']} {fail['right']} fails "
+                               f"({f.at[i, 'tv_' + fail['left']]:.4g})")
+                f.at[i, "direction"] = ",".join(passed)
+                if eligible[i] and f.at[i, "toxic"]:
+                    eligible[i], reason[i] = False, f"toxic: {f.at[i, 'toxic']}"
+                elif eligible[i] and not passed:
+                    eligible[i], reason[i] = False, why
+            f["eligible"], f["reason"] = eligible, reason.astype(str)
+            out[d] = f
+        return out
+
+
+_COMPARE = {"greater": lambda a, b: a > b, "egreater": lambda a, b: a >= b, "less": lambda a, b: a < b,
+            "eless": lambda a, b: a <= b}
+
+
+def _holds(rule: dict, value: float) -> bool:
+    """A rule on a reconstructed value; unknown (NaN) fails."""
+    return bool(value == value and _COMPARE[rule["operation"]](value, rule["right"]))
