@@ -4,9 +4,9 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, AssetKey, MetadataValue, asset_check
 
 from tvquant_assets import pipeline
+from tvquant_assets.defs.policies import SOURCE_RETRY, TRADINGVIEW_POOL
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.sources.tradingview.screener import TRADINGVIEW_POOL
 
 
 def parity_result(report: pd.DataFrame, severity: str) -> AssetCheckResult:
@@ -29,6 +29,7 @@ def build_tradingview_checks(manifest: Manifest) -> list[AssetChecksDefinition]:
         return []
 
     @asset_check(asset=AssetKey([manifest.name, "catalog"]), name="metadata_parity", pool=TRADINGVIEW_POOL,
+                 retry_policy=SOURCE_RETRY,
                  description="Stored catalog (exchange, type, currency, tick size, sector) vs a live screener "
                              "snapshot; severity from source.parity.severity.")
     def _metadata_parity(lake: LakeResource) -> AssetCheckResult:

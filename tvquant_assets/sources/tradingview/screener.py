@@ -23,8 +23,6 @@ PAGE_SIZE = 1000  # rows per request (TradingView allows more; 1000 keeps respon
 RETRY_STATUS = {429, 500, 502, 503, 504}
 HEADERS = {"content-type": "application/json", "origin": "https://www.tradingview.com",
            "referer": "https://www.tradingview.com/", "user-agent": "tvquant (+https://github.com/)"}
-# Name of the Dagster pool that bounds concurrent calls to TradingView (ops issue #8 configures its limit).
-TRADINGVIEW_POOL = "tradingview_api"
 
 
 class RetryableError(Exception):
