@@ -39,7 +39,7 @@ def _correlation(values: np.ndarray) -> np.ndarray:
     if np.isnan(values).any():
         return pd.DataFrame(values).corr(min_periods=2).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.corrcoef(values, rowvar=False)
+        return np.atleast_2d(np.corrcoef(values, rowvar=False))  # one column: corrcoef returns a scalar
 
 
 def linkage_matrix(returns: pd.DataFrame, cfg: LinkageConfig) -> np.ndarray:

@@ -17,6 +17,8 @@ SMALL = {  # short windows so a few weeks of history suffice
     "selection": {"momentum_lookback": 40, "momentum_skip": 0, "correlation_lookback": 30, "max_symbols": 5},
     "regime": {"short_window": 10, "long_window": 30, "growth_window": 20},
     "estimation": {"lookback": 30},
+    # three or four symbols: a 0.35 cap is infeasible on dates when fewer than three are eligible
+    "tournament": {"constraints": {"max_weight": 1.0}},
 }
 
 
