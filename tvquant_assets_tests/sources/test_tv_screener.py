@@ -145,3 +145,35 @@ def test_pool_merges_by_identity_and_direction_one_venue_per_base_with_alternati
         "BINANCE:SOLUSDT": "BINANCE:SOLUSDT.P", "BINANCE:DOGEUSDT": "BINANCE:DOGEUSDT.P"}
     # no LINK/ADA perp and XRP's perp trades < $50M: no alternative recorded for them
     assert set(alt["alt_type"]) == {"swap"} and set(alt["alt_exchange"]) == {"BINANCE"}
+
+
+def test_every_shipped_live_manifest_builds_its_payloads_offline():
+    from pathlib import Path
+
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.sources.tradingview.presets import MARKETS
+
+    root = Path(__file__).resolve().parents[2] / "manifests"
+    seen = {}
+    for path in sorted(root.glob("*.yaml")):
+        m = load_manifest(path)
+        if m.source.kind != "tradingview":
+            continue
+        for scan in m.source.scans:
+            preset = resolve_preset(scan.preset, m.source.presets)
+            payload = build_payload(preset, scan.direction, 0, 1000)
+            assert payload["markets"] == [preset["market"]] and preset["market"] in MARKETS
+            seen[m.name] = (preset["market"], {f["left"]: f for f in payload["filter"]}, payload)
+    assert set(seen) == {"binance_spot", "binance_perp", "us_equities", "forex_majors", "futures",
+                         "binance_ratings_long", "binance_ratings_short"}
+    market, rules, _ = seen["forex_majors"]
+    assert market == "forex" and len(rules["name"]["right"]) == 7
+    market, rules, _ = seen["futures"]
+    assert market == "futures" and rules["exchange"]["right"] == ["CME", "CME_MINI", "COMEX", "NYMEX"]
+    market, rules, payload = seen["us_equities"]
+    assert payload["symbols"] == {"symbolset": ["SYML:SP;SPX"]} and rules["ADX"]["right"] == 20
+    assert rules["Value.Traded"]["right"] == 10_000_000
+    assert seen["binance_perp"][1]["Value.Traded"]["right"] == 50_000_000
+    assert seen["binance_ratings_short"][1]["Recommend.All"] == {"left": "Recommend.All", "operation": "eless",
+                                                                 "right": -0.5}
+    assert "Recommend.MA" not in seen["binance_ratings_short"][1]  # no inherited spot trend rule
