@@ -76,8 +76,7 @@ class Pipeline:
         m = self.manifest
         return max(
             m.selection.history_rows,
-            m.regime.long_window + 1,
-            m.regime.growth_window + 1,
+            m.regime.history_rows,
             m.estimation.lookback + 1,
             m.universe.min_history_days + 1,
             64,

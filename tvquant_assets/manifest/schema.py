@@ -218,6 +218,14 @@ class RegimeThresholds(Strict):
         return self
 
 
+class CompositeWeights(Strict):
+    """Weights of the regime metrics added to the volatility score (see ``core/regime.py``)."""
+
+    hmm: float = Field(0.3, ge=0.0, description="x (P(stress state) - 0.5)")
+    clustering: float = Field(0.0, ge=0.0, description="x autocorrelation of |r| at lag 1")
+    spectral: float = Field(0.0, ge=0.0, description="x (1 - wavelet energy entropy)")
+
+
 class RegimeConfig(Strict):
     short_window: int = Field(21, ge=5)
     long_window: int = Field(252, ge=20)
@@ -225,12 +233,30 @@ class RegimeConfig(Strict):
     stress_vol: float = Field(0.25, gt=0.0, description="annualized short-window vol at or above which stress is high")
     neutral_growth: float = Field(0.02, ge=0.0, description="|trailing return| below this counts as no growth signal")
     thresholds: RegimeThresholds = RegimeThresholds()
+    metrics_window: int = Field(126, ge=32, description="window of entropy, Hurst, ADF, clustering, wavelets")
+    wavelet: str = Field("db4", description="PyWavelets discrete wavelet of the spectral metric")
+    wavelet_levels: int = Field(4, ge=1, le=8)
+    hmm_window: int = Field(252, ge=60, description="returns the 2-state HMM is fitted on")
+    hmm_refit: Literal["weekly", "monthly"] = Field(
+        "monthly", description="fit on the first proxy day of each period, carried until the next")
+    hmm_seed: int = 7
+    hmm_iterations: int = Field(30, ge=1, le=500)
+    weights: CompositeWeights = CompositeWeights()
 
     @model_validator(mode="after")
     def _windows(self) -> RegimeConfig:
         if self.short_window >= self.long_window:
             raise ValueError("short_window must be smaller than long_window")
+        import pywt
+
+        if self.wavelet not in pywt.wavelist(kind="discrete"):
+            raise ValueError(f"wavelet {self.wavelet!r} is not a PyWavelets discrete wavelet (e.g. haar, db4, sym5)")
         return self
+
+    @property
+    def history_rows(self) -> int:
+        """Panel rows before D the regime of D reads (+23: the HMM's refit day is up to a month back)."""
+        return max(self.long_window, self.growth_window, self.metrics_window, self.hmm_window + 23) + 1
 
 
 class RegimeShrinkageConfig(Strict):
