@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.core.panel import PricePanel
-from tvquant_assets.core.regime import DTYPES, active_preset, detect, label_of, quadrant_of
+from tvquant_assets.core.regime import DTYPES, active_preset, detect, label_of, preset_columns, quadrant_of
 from tvquant_assets.core.scan import compute_scan
 from tvquant_assets.enums import Quadrant, RegimeLabel
 from tvquant_assets.hashing import df_hash
@@ -215,3 +215,17 @@ def test_independent_of_panel_start_and_deterministic(sp500_panel, sp500_close):
     assert df_hash(short) == df_hash(run(sp500_panel, [date])[date])
     assert [df_hash(f) for f in run(sp500_panel, REAL_DATES).values()] == [
         df_hash(f) for f in run(sp500_panel, REAL_DATES).values()]
+
+
+def test_active_preset_is_published_with_every_override(sp500_panel):
+    date = pd.Timestamp("2008-10-10")
+    presets = {"CRISIS": RegimePreset(max_weight=0.2, top_n_per_cluster=1, max_symbols=6, l2_gamma=0.5,
+                                      profile="min_variance"),
+               "EXPANSION": RegimePreset(max_symbols=10)}
+    row = detect(sp500_panel, compute_scan(sp500_panel, [date], UniverseConfig()), [date], RegimeConfig(),
+                 presets)[date].iloc[0]
+    assert row["label"] == "CRISIS" and row["preset"] == "CRISIS"
+    assert (row["preset_max_weight"], row["preset_top_n_per_cluster"], row["preset_max_symbols"],
+            row["preset_l2_gamma"], row["preset_profile"]) == (0.2, 1.0, 6.0, 0.5, "min_variance")
+    none = preset_columns(None)
+    assert none["preset_profile"] == "" and all(math.isnan(v) for k, v in none.items() if k != "preset_profile")

@@ -19,6 +19,7 @@ from tvquant_assets.core.selection import (
     FEATURE_COLUMNS,
     cluster_top_n,
     percentile_rank,
+    preset_overrides,
     select,
     veto_reasons,
 )
@@ -456,3 +457,13 @@ def test_real_data_invariants_and_determinism(sp500_panel):
         assert frame["momentum_pct"].between(0, 1).all()
         assert frame[list(FEATURE_COLUMNS[:10])].drop(columns="liquidity").notna().all().all()
         assert frame["liquidity"].isna().all()  # the bundled source has no volume: never invented
+
+
+def test_preset_overrides_read_from_the_regime_frame():
+    d1, d2, d3 = pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-04")
+    regimes = {
+        d1: pd.DataFrame({"preset": ["CRISIS"], "preset_top_n_per_cluster": [1.0], "preset_max_symbols": [np.nan]}),
+        d2: pd.DataFrame({"preset": [""], "preset_top_n_per_cluster": [np.nan], "preset_max_symbols": [np.nan]}),
+        d3: pd.DataFrame({"preset": ["NORMAL"]}),  # an older regime frame without the columns
+    }
+    assert preset_overrides(regimes) == {d1: {"top_n_per_cluster": 1}}
