@@ -1,5 +1,6 @@
-"""The ``tvquant`` command line. Errors are one line on stderr; exit codes: 0 ok, 1 check failed
-(validation problems, broken ledger), 2 usage or run error."""
+"""The ``tvquant`` command line: materialize manifests, build tearsheets, query the lake, check the ledger.
+
+Errors are one line on stderr (``tvquant: error: ...``); --json prints a machine-readable summary."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import time
 from pathlib import Path
 
 _STARTED = time.perf_counter()
+EXIT_CODES = """exit codes:
+  0    success
+  1    a check failed (invalid manifest, broken ledger, replay mismatch)
+  2    usage error or a failed run (bad argument, missing data, failed step)
+  3    unexpected internal error (set TVQUANT_DEBUG=1 for the traceback)
+  130  interrupted (Ctrl-C)"""
 DEMO_MANIFEST = "sp500_demo"
 DEMO_START, DEMO_END = "2019-01-02", "2022-12-30"
 
@@ -33,7 +40,8 @@ def _print_leaderboard(manifest: str, date, lake_root: str | None) -> None:
     Console(width=max(110, Console().width)).print(table)
 
 
-def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool) -> int:
+def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool,
+               outputs: bool = True) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tvquant_assets import progress
@@ -67,6 +75,9 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
         "lake": str(lake / report.manifest), "ledger": str(lake / report.manifest / "ledger.jsonl"),
         "dagster_home": str(home), "notes": report.notes,
     }
+    if outputs:  # the tearsheet of the range's last date and the DuckDB views, as a second small run
+        out = _outputs(report.manifest, report.end, lake_root, as_json)
+        summary.update({"tearsheet": out.tearsheet, "duckdb": out.database})
     if as_json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -80,15 +91,111 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
     print(f"lake:    {summary['lake']}")
     print(f"ledger:  {summary['ledger']}  (check it: tvquant audit verify --manifest {report.manifest})")
     print(f"dagster: {home}  (open the UI: tvquant ui)")
+    if outputs:
+        print(f"duckdb:  {summary['duckdb']}  (query it: tvquant lake sql \"SELECT * FROM {report.manifest}.backtest "
+              f"LIMIT 5\")")
+        print(f"tearsheet: {summary['tearsheet']}")
     return 0
 
 
+def _outputs(manifest: str, date, lake_root: str | None, as_json: bool, report: bool = True, views: bool = True):
+    from rich.console import Console
+
+    from tvquant_assets.runner import materialize_outputs
+
+    what = " and ".join(w for w, on in (("tearsheet", report), ("lake views", views)) if on)
+    with Console(stderr=True).status(f"building the {what} of {manifest}", spinner="dots") if not as_json \
+            else _nullcontext():
+        return materialize_outputs(manifest, date, lake_root=lake_root, report=report, views=views)
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def cmd_demo(args) -> int:
-    return _run_range(DEMO_MANIFEST, args.start, args.end, args.lake, args.json)
+    return _run_range(DEMO_MANIFEST, args.start, args.end, args.lake, args.json, not args.no_report)
 
 
 def cmd_backfill(args) -> int:
-    return _run_range(args.manifest, args.start, args.end, args.lake, args.json)
+    return _run_range(args.manifest, args.start, args.end, args.lake, args.json, not args.no_report)
+
+
+def cmd_run(args) -> int:
+    from tvquant_assets.lake import Lake, default_lake_root
+    from tvquant_assets.manifest import resolve_manifest
+    from tvquant_assets.pipeline import Pipeline, latest_partition
+
+    _, manifest = resolve_manifest(args.manifest)
+    date = args.date or latest_partition(Pipeline(manifest, Lake.open(args.lake or default_lake_root())))
+    date = str(date)[:10]
+    return _run_range(args.manifest, date, date, args.lake, args.json, not args.no_report)
+
+
+def cmd_report(args) -> int:
+    out = _outputs(args.manifest, args.date, args.lake, args.json, report=True, views=False)
+    if args.json:
+        print(json.dumps({"manifest": out.manifest, "as_of": out.as_of, "tearsheet": out.tearsheet,
+                          "run_id": out.run_id, "seconds": round(out.wall_seconds, 2)}, indent=2))
+    else:
+        print(f"tearsheet of {out.manifest} as of {out.as_of} (run {out.run_id[:8]}, {out.wall_seconds:.1f} s):")
+        print(out.tearsheet)
+    return 0
+
+
+def cmd_lake_views(args) -> int:
+    from tvquant_assets.lake import Lake, default_lake_root, duckdb_views
+
+    lake = Lake.open(args.lake or default_lake_root())
+    db = duckdb_views.default_db_path(lake)
+    views = duckdb_views.refresh(lake, args.manifest or None, db)
+    counts = duckdb_views.row_counts(db, views)
+    if args.json:
+        print(json.dumps({"database": str(db), "views": counts}, indent=2))
+        return 0
+    for name, n in counts.items():
+        print(f"{name:40s} {n:>12,} rows")
+    print(f"{len(counts)} views in {db}")
+    return 0
+
+
+def cmd_lake_sql(args) -> int:
+    from tvquant_assets.errors import LakeError
+    from tvquant_assets.lake import Lake, default_lake_root, duckdb_views
+
+    lake = Lake.open(args.lake or default_lake_root())
+    db = duckdb_views.default_db_path(lake)
+    try:  # cheap, and picks up stages added since the last refresh
+        duckdb_views.refresh(lake, None, db)
+    except LakeError as exc:
+        if not db.exists():
+            raise
+        print(f"tvquant: warning: views not refreshed ({exc})", file=sys.stderr)
+    cols, rows = duckdb_views.query(db, args.query, limit=args.limit)
+    if args.json:
+        print(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], indent=2, default=str))
+        return 0
+    if args.csv:
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for c in cols:
+        table.add_column(str(c), overflow="fold")
+    for r in rows:
+        table.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
+    Console(width=max(120, Console().width)).print(table)
+    print(f"{len(rows)} row(s){' (limit reached)' if args.limit and len(rows) == args.limit else ''}",
+          file=sys.stderr)
+    return 0
 
 
 def cmd_manifests_validate(args) -> int:
@@ -96,6 +203,9 @@ def cmd_manifests_validate(args) -> int:
 
     paths = args.paths or discover_manifests()
     problems = validate_files(paths)
+    if args.json:
+        print(json.dumps({"files": [str(p) for p in paths], "problems": problems}, indent=2))
+        return 1 if problems else 0
     for line in problems:
         print(line, file=sys.stderr)
     if not problems:
@@ -106,9 +216,26 @@ def cmd_manifests_validate(args) -> int:
 def cmd_manifests_list(args) -> int:
     from tvquant_assets.manifest import discover_manifests, load_manifest, manifest_hash
 
+    rows = []
     for p in discover_manifests():
         m = load_manifest(p)
-        print(f"{m.name:24s} {m.source.kind:10s} start {m.start}  hash {manifest_hash(m)[:12]}  {p}")
+        rows.append({"name": m.name, "source": m.source.kind, "start": str(m.start), "hash": manifest_hash(m),
+                     "path": str(p)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['name']:24s} {r['source']:10s} start {r['start']}  hash {r['hash'][:12]}  {r['path']}")
+    return 0
+
+
+def cmd_manifests_docs(args) -> int:
+    from tvquant_assets.manifest import docs
+
+    if args.write:
+        print(f"wrote {docs.write()}")
+    else:
+        print(docs.render(), end="")
     return 0
 
 
@@ -175,35 +302,79 @@ def cmd_ui(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tvquant", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="tvquant", description=__doc__, epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def parser(name: str, help: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
     def add_common(sp):
         sp.add_argument("--lake", default=None, help="lake root (default: $TVQUANT_LAKE or ./.tvquant/lake)")
         sp.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
 
-    d = sub.add_parser("demo", help=f"materialize {DEMO_MANIFEST} {DEMO_START}..{DEMO_END} and print the leaderboard")
-    d.add_argument("--start", default=DEMO_START)
-    d.add_argument("--end", default=DEMO_END)
+    def add_no_report(sp):
+        sp.add_argument("--no-report", action="store_true",
+                        help="skip the tearsheet and DuckDB views built after the run")
+
+    d = parser("demo", f"materialize {DEMO_MANIFEST} {DEMO_START}..{DEMO_END}, print the leaderboard and "
+                       "build the tearsheet")
+    d.add_argument("--start", default=DEMO_START, help=f"first date (default {DEMO_START})")
+    d.add_argument("--end", default=DEMO_END, help=f"last date (default {DEMO_END})")
     add_common(d)
+    add_no_report(d)
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("backfill", help="materialize every stage of a manifest for a date range (one run)")
+    r = parser("run", "materialize every stage of a manifest for one date (default: the latest date the "
+                      "source has bars for), then its tearsheet")
+    r.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    r.add_argument("--date", default=None, help="YYYY-MM-DD, a partition of the manifest")
+    add_common(r)
+    add_no_report(r)
+    r.set_defaults(func=cmd_run)
+
+    b = parser("backfill", "materialize every stage of a manifest for a date range (one run), then its tearsheet")
     b.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
-    b.add_argument("--start", required=True)
-    b.add_argument("--end", required=True)
+    b.add_argument("--start", required=True, help="first date YYYY-MM-DD")
+    b.add_argument("--end", required=True, help="last date YYYY-MM-DD")
     add_common(b)
+    add_no_report(b)
     b.set_defaults(func=cmd_backfill)
 
-    m = sub.add_parser("manifests", help="validate or list manifests")
-    msub = m.add_subparsers(dest="manifests_command", required=True)
+    rp = parser("report", "build the self-contained HTML tearsheet of a manifest and print its path")
+    rp.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    rp.add_argument("--date", default=None, help="as of this date (default: the latest backtest partition)")
+    add_common(rp)
+    rp.set_defaults(func=cmd_report)
+
+    lk = parser("lake", "DuckDB views over the parquet lake: refresh them or query them with SQL")
+    lsub = lk.add_subparsers(dest="lake_command", required=True, metavar="SUBCOMMAND")
+    lv = lsub.add_parser("views", help="(re)create one view per stage per manifest and list them with row counts")
+    lv.add_argument("--manifest", action="append", help="only this manifest (repeatable; default: all in the lake)")
+    add_common(lv)
+    lv.set_defaults(func=cmd_lake_views)
+    lq = lsub.add_parser("sql", help='run one SQL statement, e.g. "SELECT * FROM sp500_demo.backtest LIMIT 5"')
+    lq.add_argument("query", help="SQL; views are named <manifest>.<stage> (and <manifest>.ledger)")
+    lq.add_argument("--limit", type=int, default=1000, help="print at most this many rows (0: all; default 1000)")
+    lq.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    add_common(lq)
+    lq.set_defaults(func=cmd_lake_sql)
+
+    m = parser("manifests", "validate or list manifests")
+    msub = m.add_subparsers(dest="manifests_command", required=True, metavar="SUBCOMMAND")
     v = msub.add_parser("validate", help="one line per problem; exit 1 when any")
     v.add_argument("paths", nargs="*", help="YAML files (default: every manifest in manifests/)")
+    v.add_argument("--json", action="store_true", help="print a JSON summary")
     v.set_defaults(func=cmd_manifests_validate)
     ls = msub.add_parser("list", help="list manifests with their content hash")
+    ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=cmd_manifests_list)
+    md = msub.add_parser("docs", help="print the manifest reference generated from the schema (docs/manifest.md)")
+    md.add_argument("--write", action="store_true", help="write docs/manifest.md instead of printing it")
+    md.set_defaults(func=cmd_manifests_docs)
 
-    a = sub.add_parser("audit", help="verify the ledger, replay a date, show a date's decisions")
+    a = parser("audit", "verify the ledger, replay a date, show a date's decisions")
     asub = a.add_subparsers(dest="audit_command", required=True)
     av = asub.add_parser("verify", help="exit 0 when intact, 1 naming the first bad entry and why")
     av.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
@@ -212,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(av)
     av.set_defaults(func=cmd_audit_verify)
 
-    u = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on this project's instance")
+    u = parser("ui", "start the Dagster UI (dagster dev) on this project's instance")
     u.add_argument("--port", type=int, default=3000)
     u.add_argument("--lake", default=None, help="lake root (default: $TVQUANT_LAKE or ./.tvquant/lake)")
     u.set_defaults(func=cmd_ui)
@@ -232,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tvquant: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # one line, not a traceback; the traceback on request
+        if os.environ.get("TVQUANT_DEBUG") == "1":
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"tvquant: error: {type(exc).__name__}: {first} (TVQUANT_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from dagster import Definitions, in_process_executor
 from tvquant_assets.defs.checks import build_manifest_checks
 from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
+from tvquant_assets.defs.outputs import build_output_assets, build_output_job
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 from tvquant_assets.manifest import discover_manifests, load_manifest
@@ -23,6 +24,8 @@ def build_definitions(manifest_paths=None) -> Definitions:
         checks += build_manifest_checks(manifest)
         jobs.append(build_manifest_job(manifest))
         checks += build_tradingview_checks(manifest)
+        assets += build_output_assets(manifest, path)  # tearsheet and DuckDB views
+        jobs.append(build_output_job(manifest))
     return Definitions(
         assets=assets,
         asset_checks=checks,

@@ -575,3 +575,21 @@ def run_one_shot(pipe: Pipeline, dates, stages=STAGES, run_id: str = "one-shot")
         results[stage] = res
     return results
 
+
+
+def latest_partition(pipe: Pipeline, today=None) -> pd.Timestamp:
+    """The last partition date <= ``today`` on which the source has a bar for the manifest's universe
+    (what ``tvquant run`` materializes by default)."""
+    today = pd.Timestamp(today if today is not None else dt.date.today()).normalize()
+    for days in (14, 400, None):  # recent data first; a historical dataset ends long ago
+        lo = pd.Timestamp(pipe.manifest.start) if days is None else today - pd.Timedelta(days=days)
+        bars = pipe.source.history(pipe._universe_symbols, lo, today)
+        if len(bars):
+            last = pd.Timestamp(bars["date"].max())
+            dates = manifest_dates(pipe.manifest, max(last - pd.Timedelta(days=10), pd.Timestamp(pipe.manifest.start)),
+                                   last)
+            if dates:
+                return dates[-1]
+            break
+    raise SourceError(f"{pipe.name}: source {pipe.source.name} has no bars between {pipe.manifest.start} and "
+                      f"{today.date()}; pass --date")

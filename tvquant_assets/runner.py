@@ -153,5 +153,61 @@ def stage_frame(manifest_name: str, stage: Stage, date, lake_root: str | None = 
     return Lake.open(lake_root or default_lake_root()).read(manifest_name, stage.value, date)
 
 
-__all__ = ["STAGES", "RangeReport", "RunFailed", "check_range", "ensure_dagster_home", "materialize_range",
-           "plan_start", "stage_frame"]
+@dataclass
+class OutputsReport:
+    manifest: str
+    run_id: str
+    tearsheet: str | None
+    as_of: str | None
+    database: str | None
+    views: int
+    wall_seconds: float
+
+
+def materialize_outputs(manifest_ref: str | Path, date=None, *, lake_root: str | None = None, instance=None,
+                        report: bool = True, views: bool = True) -> OutputsReport:
+    """Materialize ``<manifest>/report`` (for ``date``, default the latest backtest partition) and
+    ``<manifest>/lake_views`` in one in-process run, recorded in the Dagster instance like a UI run."""
+    from dagster import DagsterInstance, materialize
+
+    from tvquant_assets.defs.outputs import LAKE_VIEWS, REPORT, build_output_assets
+    from tvquant_assets.defs.resources import LakeResource
+
+    path, manifest = resolve_manifest(manifest_ref)
+    if date is not None:
+        date = pd.Timestamp(date)
+        if not is_partition(manifest, date):
+            raise ManifestError(f"--date {date.date()} is not a partition of {manifest.name} "
+                                f"(calendar {manifest.calendar}, first partition {manifest.start})")
+    if instance is None:
+        ensure_dagster_home()
+        instance = DagsterInstance.get()
+    wanted = {REPORT} if report else set()
+    wanted |= {LAKE_VIEWS} if views else set()
+    assets = [a for a in build_output_assets(manifest, path) if a.key.path[-1] in wanted]
+    root = str(lake_root or default_lake_root())
+    op = f"{manifest.name}__{REPORT}"
+    run_config = {**QUIET, "ops": {op: {"config": {"date": "" if date is None else date.strftime("%Y-%m-%d")}}}} \
+        if report else QUIET
+    t0 = time.perf_counter()
+    result = materialize(assets, instance=instance, resources={"lake": LakeResource(root=root)},
+                         tags={"tvquant/manifest": manifest.name}, run_config=run_config, raise_on_error=False)
+    if not result.success:
+        raise RunFailed(_first_failure(result, manifest.name))
+    md = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        md[mat.asset_key.path[-1]] = mat.metadata
+    rep, lv = md.get(REPORT, {}), md.get(LAKE_VIEWS, {})
+    return OutputsReport(
+        manifest=manifest.name, run_id=result.run_id,
+        tearsheet=rep["tearsheet"].value if "tearsheet" in rep else None,
+        as_of=rep["as_of"].value if "as_of" in rep else None,
+        database=lv["database"].value if "database" in lv else None,
+        views=int(lv["views"].value) if "views" in lv else 0,
+        wall_seconds=time.perf_counter() - t0,
+    )
+
+
+__all__ = ["STAGES", "OutputsReport", "RangeReport", "RunFailed", "check_range", "ensure_dagster_home",
+           "materialize_outputs", "materialize_range", "plan_start", "stage_frame"]

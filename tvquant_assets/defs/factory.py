@@ -23,7 +23,7 @@ from dagster import (
 
 from tvquant_assets import pipeline, progress
 from tvquant_assets.calendar import CRON
-from tvquant_assets.defs.metadata import partition_metadata
+from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.enums import STAGES, Stage
@@ -40,6 +40,13 @@ DESCRIPTIONS = {
     Stage.TOURNAMENT: "Target weights of every engine x profile (solver status, fallbacks); carried off-rebalance.",
     Stage.BACKTEST: "Walk-forward of every candidate to D with drift and costs; metrics and leaderboard.",
     Stage.AUDIT: "Hash-chained ledger entry for D proving every stage's output, manifest and environment.",
+}
+
+# Libraries doing the work of each stage, shown as kinds in the UI beside python and parquet.
+STAGE_KINDS = {
+    Stage.CATALOG: ("pandas",), Stage.PRICES: ("pandas",), Stage.SCAN: ("numpy",), Stage.SELECTION: ("scipy",),
+    Stage.REGIME: ("numpy",), Stage.ESTIMATION: ("scikitlearn",), Stage.TOURNAMENT: ("cvxpy", "skfolio"),
+    Stage.BACKTEST: ("numpy",), Stage.AUDIT: ("json",),
 }
 
 IO_MANAGER_KEY = "tvquant_lake_io"
@@ -75,9 +82,10 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
         group_name=name,
         io_manager_key=IO_MANAGER_KEY,
         code_version=_code_version(stage, mhash),
-        description=DESCRIPTIONS[stage],
-        kinds={"python", "parquet"},
-        tags={"stage": stage.value},
+        description=f"{DESCRIPTIONS[stage]}\n\nManifest `{name}`: {manifest.description or manifest.source.kind}",
+        kinds={"python", "parquet", *STAGE_KINDS.get(stage, ())},
+        owners=list(OWNERS),
+        tags={"stage": stage.value, "manifest": name, "source": manifest.source.kind},
         metadata={"manifest": name, "manifest_path": str(manifest_path or ""), "manifest_hash": mhash},
         retry_policy=SOURCE_RETRY if stage in SOURCE_STAGES else None,
         pool=source_pool(manifest.source.kind) if stage in SOURCE_STAGES else None,
@@ -94,7 +102,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
                 outputs[key], hashes[key] = frame, df_hash(frame)
                 stamp_hash(frame, hashes[key])  # the IO manager writes it without hashing again
                 md = partition_metadata(frame, hashes[key], result.upstream.get(pd.Timestamp(key), {}), mhash,
-                                        result.notes.get(pd.Timestamp(key), ""))
+                                        result.notes.get(pd.Timestamp(key), ""), stage.value)
                 md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
                 context.add_asset_metadata(md, partition_key=key)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one

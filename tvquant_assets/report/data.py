@@ -1,0 +1,229 @@
+"""What a tearsheet shows, read from the lake for one manifest and one date D.
+
+Everything here is point in time: the report for D reads partitions stamped <= D (and prices <= D for
+the dendrogram), so it shows what was known at the close of D. Sections read what exists and say what
+is missing instead of failing, so stages added later (extra leaderboard columns, an order list) show
+up without changes here: known optional columns are listed in :data:`LEADERBOARD_EXTRAS`, any other
+stage directory in the lake is shown as a table under "other outputs".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.errors import LakeError
+from tvquant_assets.pipeline import Pipeline
+
+ROLLING_SHARPE_DAYS = 63
+"""Window of the rolling Sharpe ratio (about a quarter of trading days)."""
+
+ORDER_STAGES = ("orders", "drift_orders", "drift")
+"""Lake asset names that hold a drift monitor's order list, in order of preference."""
+
+PICK_COLUMNS = ("adaptive_pick", "picked", "pick", "is_pick", "chosen")
+"""Boolean tournament columns that mark the candidate the strategy actually follows."""
+
+REPORT_ASSET = "report"
+
+
+@dataclass
+class ReportData:
+    pipe: Pipeline
+    date: pd.Timestamp
+    equity: pd.DataFrame = field(default_factory=pd.DataFrame)  # index dates, columns candidates
+    day_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
+    leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # backtest frame of D
+    decisions: dict[str, pd.DataFrame] = field(default_factory=dict)  # candidate -> weights by decision date
+    tournament: pd.DataFrame = field(default_factory=pd.DataFrame)  # tournament frame of D
+    regimes: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per date, index dates
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # selection frame of D
+    clustered: list[str] = field(default_factory=list)
+    linkage: np.ndarray | None = None
+    correlation: np.ndarray | None = None
+    audit: pd.DataFrame = field(default_factory=pd.DataFrame)
+    orders: tuple[str, pd.DataFrame] | None = None
+    extras: dict[str, pd.DataFrame] = field(default_factory=dict)  # other stages found for D
+    hashes: dict[str, str] = field(default_factory=dict)  # df_hash of every stage frame of D read
+    missing: list[str] = field(default_factory=list)  # what could not be shown, one line each
+
+    @property
+    def manifest(self):
+        return self.pipe.manifest
+
+    @property
+    def featured(self) -> str | None:
+        """The candidate to emphasize: the adaptive pick when the tournament names one, else the leader."""
+        t = self.tournament
+        if not t.empty and "candidate" in t.columns:
+            for col in PICK_COLUMNS:
+                if col in t.columns and t[col].dtype == bool and t[col].any():
+                    return str(t.loc[t[col], "candidate"].iloc[0])
+            if "engine" in t.columns:
+                adaptive = t.loc[t["engine"].astype(str) == "adaptive", "candidate"]
+                if len(adaptive):
+                    return str(adaptive.iloc[0])
+        if not self.leaderboard.empty and "candidate" in self.leaderboard.columns:
+            board = self.leaderboard.sort_values("rank") if "rank" in self.leaderboard.columns else self.leaderboard
+            return str(board["candidate"].iloc[0])
+        return None
+
+
+def latest_date(pipe: Pipeline) -> pd.Timestamp:
+    """The last date with a backtest partition in the lake (what "latest" means for a report)."""
+    dates = pipe.lake.partitions(pipe.name, Stage.BACKTEST.value)
+    if not dates:
+        raise LakeError(f"{pipe.name}: no backtest partitions in the lake at {pipe.lake.root}; "
+                        f"run 'tvquant backfill --manifest {pipe.name} --start ... --end ...' first")
+    return dates[-1]
+
+
+def _range(pipe: Pipeline, stage: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Every partition of ``stage`` in [start, end] as one long frame with ``partition_date``."""
+    from tvquant_assets.lake.duckdb_views import read_range
+
+    return read_range(pipe.lake, pipe.name, stage, start, end)
+
+
+def _one(data: ReportData, stage: str) -> pd.DataFrame | None:
+    try:
+        frame, digest = data.pipe.lake.read_with_hash(data.pipe.name, stage, data.date)
+    except LakeError:
+        data.missing.append(f"{stage}: no partition for {data.date.date()}")
+        return None
+    data.hashes[stage] = digest
+    return frame
+
+
+def collect(pipe: Pipeline, date=None) -> ReportData:
+    """Read everything the tearsheet of ``date`` (default: the latest backtest partition) shows."""
+    date = latest_date(pipe) if date is None else pd.Timestamp(date)
+    data = ReportData(pipe, date)
+    start = pd.Timestamp(pipe.manifest.backtest_start)
+    _performance(data, start)
+    for stage, attr in ((Stage.TOURNAMENT, "tournament"), (Stage.SELECTION, "selection"),
+                        (Stage.AUDIT, "audit"), (Stage.REGIME, None), (Stage.ESTIMATION, None)):
+        frame = _one(data, stage.value)
+        if frame is not None and attr is not None:
+            setattr(data, attr, frame)
+    _decisions(data, start)
+    _regimes(data, start)
+    _clusters(data)
+    _other_stages(data)
+    return data
+
+
+def _performance(data: ReportData, start: pd.Timestamp) -> None:
+    board = _one(data, Stage.BACKTEST.value)
+    if board is None:
+        return
+    data.leaderboard = board.sort_values("rank").reset_index(drop=True) if "rank" in board.columns else board
+    long = _range(data.pipe, Stage.BACKTEST.value, start, data.date)
+    if long.empty or "candidate" not in long.columns:
+        data.missing.append("backtest: no candidate rows between the backtest start and D")
+        return
+    long = long.rename(columns={"partition_date": "_date"})
+    if "equity" in long.columns:
+        data.equity = long.pivot_table(index="_date", columns="candidate", values="equity", aggfunc="last")
+    if "day_return" in long.columns:
+        data.day_returns = long.pivot_table(index="_date", columns="candidate", values="day_return",
+                                            aggfunc="last").fillna(0.0)
+        if data.equity.empty:
+            data.equity = (1.0 + data.day_returns).cumprod()
+    for f in (data.equity, data.day_returns):
+        f.index.name, f.columns.name = None, None
+
+
+def drawdowns(equity: pd.DataFrame) -> pd.DataFrame:
+    """``equity / running peak - 1``; the peak includes the starting equity of 1."""
+    peak = np.maximum(equity.cummax(), 1.0)
+    return equity / peak - 1.0
+
+
+def rolling_sharpe(day_returns: pd.DataFrame, window: int, periods_per_year: int) -> pd.DataFrame:
+    """Annualized Sharpe ratio of the last ``window`` daily returns (NaN until the window is full)."""
+    mean = day_returns.rolling(window, min_periods=window).mean()
+    std = day_returns.rolling(window, min_periods=window).std(ddof=1)
+    return (mean / std.where(std > 0)) * np.sqrt(periods_per_year)
+
+
+def _decisions(data: ReportData, start: pd.Timestamp) -> None:
+    """Target weights of every candidate at each decision date in [start, D]: the first date's (maybe
+    carried) decision, then each date that decided anew (what the backtest trades)."""
+    long = _range(data.pipe, Stage.TOURNAMENT.value, start, data.date)
+    if long.empty or not {"candidate", "symbol", "weight"} <= set(long.columns):
+        data.missing.append("weights over time: no tournament partitions between the backtest start and D")
+        return
+    first = long["partition_date"] == long["partition_date"].min()
+    decided = first
+    if "decision_date" in long.columns:
+        decided = first | (pd.to_datetime(long["decision_date"]) == long["partition_date"])
+    long = long[decided & (long["symbol"].astype(str) != "")]
+    for cand, g in long.groupby("candidate"):
+        w = g.pivot_table(index="partition_date", columns="symbol", values="weight", aggfunc="sum").fillna(0.0)
+        w.index.name, w.columns.name = None, None
+        data.decisions[str(cand)] = w
+
+
+def _regimes(data: ReportData, start: pd.Timestamp) -> None:
+    long = _range(data.pipe, Stage.REGIME.value, start, data.date)
+    if long.empty:
+        data.missing.append("regime: no partitions between the backtest start and D")
+        return
+    data.regimes = long.drop_duplicates("partition_date", keep="first").set_index("partition_date")
+    data.regimes.index.name = None
+
+
+def _clusters(data: ReportData) -> None:
+    """The dendrogram and correlation of the symbols selection clustered on D, from prices <= D."""
+    from tvquant_assets.core import linkage
+    from tvquant_assets.core.panel import PricePanel
+    from tvquant_assets.pipeline import window_start
+
+    sel = data.selection
+    if sel.empty or "cluster" not in sel.columns:
+        return
+    symbols = sorted(sel.loc[sel["cluster"] > 0, "symbol"].astype(str))
+    if len(symbols) < 2:
+        data.missing.append("dendrogram: fewer than two symbols were clustered on D")
+        return
+    window = data.manifest.selection.correlation_lookback
+    first = window_start(data.pipe, data.date)
+    try:
+        if first >= pd.Timestamp(data.manifest.start):  # all in the lake: one fast read
+            bars = _range(data.pipe, Stage.PRICES.value, first, data.date)
+            close = bars.pivot_table(index="date", columns="symbol", values="close", aggfunc="last").sort_index()
+            panel = PricePanel(close=close[close.index <= data.date])
+        else:  # warm-up history comes from the source
+            panel = data.pipe.panel(data.date, first=first).upto(data.date)
+    except LakeError as exc:
+        data.missing.append(f"dendrogram: {exc}")
+        return
+    returns = panel.returns()[[s for s in symbols if s in panel.close.columns]].iloc[-window:]
+    if returns.shape[1] < 2:
+        return
+    data.clustered = list(returns.columns)
+    data.linkage = linkage.linkage_matrix(returns, data.manifest.selection.linkage)
+    data.correlation = returns.corr(min_periods=2).to_numpy()
+
+
+def _other_stages(data: ReportData) -> None:
+    """Order lists and any stage this module does not know, for D."""
+    root = data.pipe.lake.manifest_dir(data.pipe.name)
+    if not root.exists():
+        return
+    known = {s.value for s in STAGES} | {REPORT_ASSET}
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known and not p.name.startswith("."))
+    for name in names:
+        if not data.pipe.lake.exists(data.pipe.name, name, data.date):
+            continue
+        frame = _one(data, name)
+        if frame is None:
+            continue
+        if name in ORDER_STAGES and data.orders is None:
+            data.orders = (name, frame)
+        else:
+            data.extras[name] = frame
