@@ -26,9 +26,9 @@ def graph_snapshot(defs: Definitions) -> dict:
         out[key.to_user_string()] = {
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "group": node.group_name,
-            "partitions": {"start": pdef.start.strftime("%Y-%m-%d"), "cron": pdef.cron_schedule,
-                           "fmt": pdef.fmt},
-            "backfill_policy": node.backfill_policy.policy_type.value,
+            "partitions": None if pdef is None else {"start": pdef.start.strftime("%Y-%m-%d"),
+                                                     "cron": pdef.cron_schedule, "fmt": pdef.fmt},
+            "backfill_policy": node.backfill_policy.policy_type.value if node.backfill_policy else None,
         }
     return out
 

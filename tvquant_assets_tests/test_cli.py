@@ -1,0 +1,71 @@
+"""The command line: every command documents itself and its exit codes; errors are one line."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tvquant_assets import cli
+from tvquant_assets.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = [["demo"], ["run"], ["backfill"], ["report"], ["audit"], ["audit", "verify"], ["manifests"],
+            ["manifests", "validate"], ["manifests", "list"], ["manifests", "docs"], ["lake"], ["lake", "sql"],
+            ["lake", "views"], ["ui"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tvquant " + " ".join(command))
+    if len(command) == 1 and command[0] not in ("audit", "manifests", "lake"):
+        assert "exit codes:" in out and "130" in out
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for c in ("demo", "run", "backfill", "report", "audit", "manifests", "lake", "ui"):
+        assert f"    {c}" in out
+
+
+def test_unexpected_error_is_one_line_with_exit_3(monkeypatch, capsys):
+    def boom(args):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_manifests_list", boom)
+    assert main(["manifests", "list"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tvquant: error: RuntimeError: disk on fire (TVQUANT_DEBUG=1 shows the traceback)"]
+
+
+def test_known_error_is_one_line_with_exit_2(capsys):
+    assert main(["report", "--manifest", "no_such_manifest"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tvquant: error: ") and "no_such_manifest" in err[0]
+
+
+def test_manifests_list_json(capsys):
+    assert main(["manifests", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"sp500_demo", "synthetic_demo"}
+    assert all(len(r["hash"]) == 64 for r in rows)
+
+
+def test_run_defaults_to_the_last_date_the_source_has():
+    from tvquant_assets.lake import Lake
+    from tvquant_assets.manifest import resolve_manifest
+    from tvquant_assets.pipeline import Pipeline, latest_partition
+
+    _, m = resolve_manifest("sp500_demo")
+    pipe = Pipeline(m, Lake("unused-lake"))
+    last_bar = pipe.source.history(list(pipe.source.catalog()["symbol"]), pd.Timestamp("2022-01-01"),
+                                   pd.Timestamp("2026-01-01"))["date"].max()
+    assert last_bar == pd.Timestamp("2022-12-28")  # skfolio's set ends on a Wednesday
+    assert latest_partition(pipe, today="2026-11-26") == last_bar
+    assert latest_partition(pipe, today="2020-03-22") == pd.Timestamp("2020-03-20")  # a Sunday: Friday's bars
