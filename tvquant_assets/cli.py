@@ -76,7 +76,7 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
         "dagster_home": str(home), "notes": report.notes,
     }
     if outputs:  # the tearsheet of the range's last date and the DuckDB views, as a second small run
-        out = _outputs(report.manifest, report.end, lake_root, as_json)
+        out = _outputs(manifest, report.end, lake_root, as_json)
         summary.update({"tearsheet": out.tearsheet, "duckdb": out.database})
     if as_json:
         print(json.dumps(summary, indent=2))
