@@ -155,12 +155,22 @@ def _is_union_of_models(t) -> bool:
     return typing.get_origin(t) in (typing.Union, types.UnionType) and len(_nested_models(t)) > 1
 
 
+def meaning(info: FieldInfo) -> str:
+    """The field's description, else (for a field holding one block) the block's docstring summary."""
+    if (info.description or "").strip():
+        return info.description.strip()
+    models = _nested_models(info.annotation)
+    if len(models) == 1 and models[0].__doc__ and typing.get_origin(info.annotation) is None:
+        return inspect.cleandoc(models[0].__doc__).split("\n\n")[0].replace("\n", " ")
+    return ""
+
+
 def missing_descriptions(model: type[BaseModel] = Manifest) -> list[str]:
-    """Fields without a description, as yaml paths (the docs would leave their meaning blank)."""
+    """Fields without a meaning, as yaml paths (the docs would leave them blank)."""
     blocks: list[tuple[str, type[BaseModel]]] = []
     _models(model, "", blocks)
     return [f"{path + '.' if path else ''}{name} ({m.__name__})" for path, m in blocks
-            for name, info in m.model_fields.items() if not (info.description or "").strip()]
+            for name, info in m.model_fields.items() if not meaning(info)]
 
 
 def render(model: type[BaseModel] = Manifest) -> str:
@@ -181,7 +191,7 @@ def render(model: type[BaseModel] = Manifest) -> str:
             extra = _constraints(info)
             if extra:
                 typ = f"{typ} ({extra})"
-            lines.append(f"| `{name}` | {_cell(typ)} | {_cell(_default(info))} | {_cell(info.description or '')} |")
+            lines.append(f"| `{name}` | {_cell(typ)} | {_cell(_default(info))} | {_cell(meaning(info))} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -20,26 +20,26 @@ class Strict(BaseModel):
 class BundledSourceConfig(Strict):
     """skfolio's S&P 500 daily adjusted closes (20 stocks, 1990-2022), shipped with the package."""
 
-    kind: Literal["bundled"] = "bundled"
-    dataset: Literal["sp500"] = "sp500"
+    kind: Literal["bundled"] = Field("bundled", description="Source selector.")
+    dataset: Literal["sp500"] = Field("sp500", description="Bundled dataset: `sp500` is skfolio's 20 US large caps.")
 
 
 class SyntheticSourceConfig(Strict):
     """Seeded regime-switching factor model with OHLCV, volume and sectors. Clearly synthetic."""
 
-    kind: Literal["synthetic"] = "synthetic"
-    n_symbols: int = Field(50, ge=2, le=10_000)
-    start: dt.date = dt.date(2015, 1, 1)
-    end: dt.date = dt.date(2020, 12, 31)
-    seed: int = 7
-    n_sectors: int = Field(6, ge=1, le=50)
+    kind: Literal["synthetic"] = Field("synthetic", description="Source selector.")
+    n_symbols: int = Field(50, ge=2, le=10_000, description="Number of symbols generated.")
+    start: dt.date = Field(dt.date(2015, 1, 1), description="First date of generated bars.")
+    end: dt.date = Field(dt.date(2020, 12, 31), description="Last date of generated bars.")
+    seed: int = Field(7, description="Random seed: the same seed gives the same market.")
+    n_sectors: int = Field(6, ge=1, le=50, description="Number of sectors the symbols are spread over.")
 
 
 class TradingViewScan(Strict):
     """One screener scan: a preset (built-in or from ``presets``) run for one direction."""
 
-    preset: str
-    direction: Literal["long", "short"] = "long"
+    preset: str = Field(..., description="A built-in screener preset or one defined in `presets`.")
+    direction: Literal["long", "short"] = Field("long", description="Book the scan's symbols are screened for.")
 
 
 class ToxicDataConfig(Strict):
@@ -48,37 +48,39 @@ class ToxicDataConfig(Strict):
     max_daily_return: float = Field(5.0, gt=0.0, description="a close-to-close return above this (5.0 = 500%)")
     frozen_bars: int = Field(5, ge=2, description="this many identical consecutive closes = frozen price")
     volume_spike: float = Field(50.0, gt=1.0, description="volume above this multiple of the trailing median")
-    volume_window: int = Field(20, ge=5)
+    volume_window: int = Field(20, ge=5, description="Bars of the trailing median volume.")
 
 
 class ParityConfig(Strict):
     """Metadata parity between the stored catalog and the live screener snapshot."""
 
-    severity: Literal["warn", "error"] = "warn"
+    severity: Literal["warn", "error"] = Field("warn", description="A mismatch warns or fails the check.")
     fields: list[Literal["exchange", "type", "currency", "tick_size", "sector"]] = Field(
-        default_factory=lambda: ["exchange", "type", "currency", "tick_size", "sector"], min_length=1)
+        default_factory=lambda: ["exchange", "type", "currency", "tick_size", "sector"], min_length=1,
+        description="Catalog fields compared with the live screener.")
 
 
 class TradingViewSourceConfig(Strict):
     """Live TradingView: screener scans pick the universe, websocket daily bars fill the history."""
 
-    kind: Literal["tradingview"] = "tradingview"
-    scans: list[TradingViewScan] = Field(..., min_length=1)
+    kind: Literal["tradingview"] = Field("tradingview", description="Source selector.")
+    scans: list[TradingViewScan] = Field(..., min_length=1, description="Screener scans that pick the universe.")
     presets: dict[str, dict] = Field(default_factory=dict, description="Extra presets; may extend built-ins.")
     quote_priority: list[str] = Field(default_factory=list, description="One venue per base asset: first wins.")
     alternatives: str | None = Field(None, description="Preset of implementation alternatives (e.g. perps).")
-    max_symbols: int = Field(50, ge=1, le=5000)
-    history_start: dt.date = dt.date(2020, 1, 1)
+    max_symbols: int = Field(50, ge=1, le=5000, description="At most this many symbols from the scans.")
+    history_start: dt.date = Field(dt.date(2020, 1, 1), description="First date of the daily bars fetched.")
     exchange_calendar: str = Field("24/7", description="exchange-calendars name (XNYS, CMES...), 24/7 or 24/5.")
-    bars_per_request: int = Field(1000, ge=10, le=5000)
+    bars_per_request: int = Field(1000, ge=10, le=5000, description="Bars asked per websocket request.")
     time_budget_s: float = Field(600.0, gt=0.0, description="Wall-time budget of one history fetch.")
-    max_attempts: int = Field(5, ge=1, le=20)
+    max_attempts: int = Field(5, ge=1, le=20, description="Attempts per call before giving up.")
     backoff_s: float = Field(1.0, ge=0.0, description="First retry delay; doubles per attempt, with jitter.")
-    timeout_s: float = Field(30.0, gt=0.0)
-    scanner_url: str = "https://scanner.tradingview.com"
-    websocket_url: str = "wss://data.tradingview.com/socket.io/websocket"
-    toxic: ToxicDataConfig = ToxicDataConfig()
-    parity: ParityConfig = ParityConfig()
+    timeout_s: float = Field(30.0, gt=0.0, description="Timeout of one network call, seconds.")
+    scanner_url: str = Field("https://scanner.tradingview.com", description="Screener endpoint (tests: a fake).")
+    websocket_url: str = Field("wss://data.tradingview.com/socket.io/websocket",
+                               description="Chart websocket endpoint (tests: a fake).")
+    toxic: ToxicDataConfig = Field(ToxicDataConfig(), description="Bars that mark a symbol toxic.")
+    parity: ParityConfig = Field(ParityConfig(), description="Catalog parity with the live screener.")
 
     @model_validator(mode="after")
     def _presets(self) -> TradingViewSourceConfig:
@@ -107,8 +109,9 @@ class UniverseConfig(Strict):
 class LinkageConfig(Strict):
     """The one hierarchical-clustering configuration shared by selection and the hierarchical engines."""
 
-    method: Literal["ward", "average", "complete", "single"] = "ward"
-    max_clusters: int = Field(5, ge=1)
+    method: Literal["ward", "average", "complete", "single"] = Field(
+        "ward", description="scipy linkage method on the correlation distance sqrt(0.5 (1 - rho)).")
+    max_clusters: int = Field(5, ge=1, description="Cut the tree into at most this many clusters.")
     distance_threshold: float | None = Field(
         None, gt=0.0, description="Cut height; when set it wins over max_clusters."
     )
@@ -147,29 +150,34 @@ class SelectionVetoes(Strict):
 class ShortBookConfig(Strict):
     """Short mean reversion ("selling rips"): overbought inside a confirmed downtrend."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Build the short book.")
     rsi_overbought: float = Field(70.0, gt=50.0, lt=100.0, description="RSI at or above this is overbought")
     trend_window: int = Field(200, ge=20, description="long moving average the close must be below")
     slope_window: int = Field(20, ge=1, description="the moving average must be lower than this many rows ago")
-    max_symbols: int = Field(4, ge=1)
+    max_symbols: int = Field(4, ge=1, description="At most this many symbols in the short book.")
 
 
 class SelectionConfig(Strict):
-    momentum_lookback: int = Field(252, ge=5)
-    momentum_skip: int = Field(21, ge=0)
+    """Features, vetoes, correlation clusters and the pick per cluster, point in time."""
+
+    momentum_lookback: int = Field(
+        252, ge=5, description="Trading days of the momentum window: close[t-skip] / close[t-skip-lookback] - 1.")
+    momentum_skip: int = Field(21, ge=0, description="Most recent trading days left out of momentum.")
     correlation_lookback: int = Field(252, ge=20, description="used when correlation_lookbacks is not set")
     correlation_lookbacks: list[int] | None = Field(
         None, min_length=1, description="average the correlation distance over these windows (rows)")
-    min_momentum_percentile: float = Field(0.0, ge=0.0, le=1.0)
+    min_momentum_percentile: float = Field(
+        0.0, ge=0.0, le=1.0, description="Veto symbols whose momentum percentile (0 worst, 1 best) is below this.")
     top_n_per_cluster: int = Field(2, ge=1, description="most names per cluster (the cap of dynamic top-N)")
     dynamic_top_n: bool = Field(True, description="names per cluster from the cluster's effective number of bets")
-    max_symbols: int = Field(12, ge=1)
+    max_symbols: int = Field(12, ge=1, description="At most this many symbols selected overall.")
     min_symbols: int = Field(1, ge=0, description="relax the pruning in recorded stages until this many are selected")
-    max_per_sector: int | None = Field(None, ge=1)
+    max_per_sector: int | None = Field(None, ge=1, description="At most this many selected symbols per sector.")
     sector_tilt: float = Field(0.0, ge=0.0, le=1.0, description="score tilt toward sectors with strong momentum")
     execution_weight: float = Field(0.25, ge=0.0, description="weight of liquidity/low-vol in the in-cluster order")
     score_weights: dict[str, float] = Field(
-        default_factory=lambda: {"momentum": 1.0, "stability": 0.25, "efficiency": 0.25, "cvar": 0.25})
+        default_factory=lambda: {"momentum": 1.0, "stability": 0.25, "efficiency": 0.25, "cvar": 0.25},
+        description="Weights of the feature percentiles in the selection score.")
     windows: FeatureWindows = FeatureWindows()
     vetoes: SelectionVetoes = SelectionVetoes()
     short: ShortBookConfig = ShortBookConfig()
@@ -207,6 +215,8 @@ class SelectionConfig(Strict):
 
 
 class RegimeThresholds(Strict):
+    """Cut points between regime labels."""
+
     quiet: float = Field(0.75, gt=0.0, description="vol ratio below this is QUIET")
     turbulent: float = Field(1.25, gt=0.0, description="vol ratio at or above this is TURBULENT")
     crisis: float = Field(1.75, gt=0.0, description="vol ratio at or above this is CRISIS")
@@ -227,9 +237,12 @@ class CompositeWeights(Strict):
 
 
 class RegimeConfig(Strict):
-    short_window: int = Field(21, ge=5)
-    long_window: int = Field(252, ge=20)
-    growth_window: int = Field(126, ge=5)
+    """Market regime from an equal-weight proxy of the eligible universe, point in time."""
+
+    short_window: int = Field(21, ge=5, description="Trading days of the short realized-volatility window.")
+    long_window: int = Field(
+        252, ge=20, description="Trading days of the long realized-volatility window; no label before it is full.")
+    growth_window: int = Field(126, ge=5, description="Trading days of the trailing return used as the growth axis.")
     stress_vol: float = Field(0.25, gt=0.0, description="annualized short-window vol at or above which stress is high")
     neutral_growth: float = Field(0.02, ge=0.0, description="|trailing return| below this counts as no growth signal")
     thresholds: RegimeThresholds = RegimeThresholds()
@@ -266,7 +279,7 @@ class RegimeShrinkageConfig(Strict):
     ``stress_score`` the regime stage's turbulence score (1 when the regime is in warm-up).
     """
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Scale the shrinkage by the regime's stress score.")
     min: float = Field(0.0, ge=0.0, le=1.0, description="lowest shrinkage intensity")
     max: float = Field(1.0, ge=0.0, le=1.0, description="highest shrinkage intensity")
 
@@ -285,9 +298,9 @@ class BlackLittermanConfig(Strict):
     Omega is He-Litterman ``diag(tau P Sigma P') * (1 - confidence) / confidence``.
     """
 
-    tau: float = Field(0.05, gt=0.0, le=1.0)
+    tau: float = Field(0.05, gt=0.0, le=1.0, description="Scale of the prior's uncertainty (tau Sigma).")
     confidence: float = Field(0.5, gt=0.0, lt=1.0, description="view confidence; 0.5 = He-Litterman omega")
-    risk_aversion: float = Field(2.5, gt=0.0)
+    risk_aversion: float = Field(2.5, gt=0.0, description="Risk aversion of the equilibrium prior.")
     view_spread: float = Field(0.10, ge=0.0, description="annual return gap between top and median momentum")
     regime_view_scale: dict[RegimeLabel | Quadrant, float] = Field(
         default_factory=dict, description="multiplier of the views per regime label or quadrant (default 1)"
@@ -295,11 +308,16 @@ class BlackLittermanConfig(Strict):
 
 
 class EstimationConfig(Strict):
-    lookback: int = Field(252, ge=20)
-    covariance: Literal["ledoit_wolf", "oas", "sample"] = "ledoit_wolf"
-    expected_returns: Literal["historical", "ewma", "shrunk", "black_litterman"] = "historical"
+    """Expected returns and covariance of the selected symbols."""
+
+    lookback: int = Field(252, ge=20, description="Trading days of returns in the estimation window.")
+    covariance: Literal["ledoit_wolf", "oas", "sample"] = Field(
+        "ledoit_wolf", description="Covariance estimator: Ledoit-Wolf or OAS shrinkage, or the sample covariance.")
+    expected_returns: Literal["historical", "ewma", "shrunk", "black_litterman"] = Field(
+        "historical", description="Sample mean, exponentially weighted mean, James-Stein shrunk mean, or the "
+                                  "Black-Litterman posterior.")
     ewma_halflife: float = Field(63.0, gt=0.0, description="days, for expected_returns: ewma")
-    periods_per_year: int = Field(252, ge=1)
+    periods_per_year: int = Field(252, ge=1, description="Annualization factor of mu and the covariance.")
     regime_shrinkage: RegimeShrinkageConfig = RegimeShrinkageConfig()
     black_litterman: BlackLittermanConfig = BlackLittermanConfig()
     psd_floor: float = Field(
@@ -308,8 +326,10 @@ class EstimationConfig(Strict):
 
 
 class Candidate(Strict):
+    """One tournament entry, named `<engine>/<profile>`."""
+
     engine: str = Field(..., description="A registered engine name (see tvquant_assets.core.engines).")
-    profile: Profile
+    profile: Profile = Field(..., description="Optimization profile; the engine must support it.")
 
     @property
     def name(self) -> str:
@@ -317,6 +337,8 @@ class Candidate(Strict):
 
 
 class Constraints(Strict):
+    """Constraints every candidate respects."""
+
     long_only: bool = Field(True, description="false: long/short for the profiles that support it")
     max_weight: float = Field(0.35, gt=0.0, le=1.0, description="per-asset cap (|w| when long/short)")
     gross: float = Field(2.0, gt=0.0, description="long/short and market_neutral: sum |w| at most this")
@@ -334,8 +356,9 @@ class Constraints(Strict):
 class RegimeScaled(Strict):
     """A number that depends on the regime: ``by_regime`` (label first, then quadrant), else ``default``."""
 
-    default: float = Field(0.0, ge=0.0)
-    by_regime: dict[RegimeLabel | Quadrant, float] = Field(default_factory=dict)
+    default: float = Field(0.0, ge=0.0, description="Value when no regime entry applies.")
+    by_regime: dict[RegimeLabel | Quadrant, float] = Field(
+        default_factory=dict, description="Value per regime label or quadrant (label looked up first).")
 
     @field_validator("by_regime")
     @classmethod
@@ -366,8 +389,9 @@ def _default_adaptive_mapping() -> dict[RegimeLabel | Quadrant, Profile]:
 class AdaptiveConfig(Strict):
     """Regime label or quadrant -> profile for the ``adaptive`` engine (label looked up first)."""
 
-    mapping: dict[RegimeLabel | Quadrant, Profile] = Field(default_factory=_default_adaptive_mapping)
-    default: Profile = Profile.MIN_VARIANCE
+    mapping: dict[RegimeLabel | Quadrant, Profile] = Field(
+        default_factory=_default_adaptive_mapping, description="Profile per regime label or quadrant.")
+    default: Profile = Field(Profile.MIN_VARIANCE, description="Profile when no mapping entry applies.")
 
     @model_validator(mode="after")
     def _no_adaptive(self) -> AdaptiveConfig:
@@ -379,14 +403,16 @@ class AdaptiveConfig(Strict):
 class BarbellConfig(Strict):
     """Barbell: core HRP plus an aggressor sleeve of the highest-mu symbols, its share set by regime."""
 
-    aggressor_count: int = Field(3, ge=1)
-    aggressor_share: RegimeScaled = RegimeScaled(
+    aggressor_count: int = Field(3, ge=1, description="Symbols in the aggressor sleeve (highest mu).")
+    aggressor_share: RegimeScaled = Field(description="Weight of the aggressor sleeve by regime.", default=RegimeScaled(
         default=0.2, by_regime={Quadrant.EXPANSION: 0.3, Quadrant.INFLATIONARY_TREND: 0.25,
                                 RegimeLabel.TURBULENT: 0.1, RegimeLabel.CRISIS: 0.0}
-    )
+    ))
 
 
 class TournamentConfig(Strict):
+    """The engine x profile candidates that compete on each rebalance date."""
+
     candidates: list[Candidate] = Field(
         default_factory=lambda: [
             Candidate(engine="custom", profile=Profile.MIN_VARIANCE),
@@ -395,9 +421,10 @@ class TournamentConfig(Strict):
             Candidate(engine="custom", profile=Profile.EQUAL_WEIGHT),
         ],
         min_length=1,
+        description="The competing candidates (unique engine/profile pairs).",
     )
     constraints: Constraints = Constraints()
-    risk_free_rate: float = Field(0.0, description="annual")
+    risk_free_rate: float = Field(0.0, description="Annual risk-free rate (max_sharpe).")
     l2_gamma: RegimeScaled = Field(
         RegimeScaled(), description="L2 penalty gamma ||w||^2 by regime, e.g. 0.05 EXPANSION -> 0.15 CRISIS"
     )
@@ -415,8 +442,12 @@ class TournamentConfig(Strict):
 
 
 class RebalanceConfig(Strict):
-    rule: Literal["monthly", "weekly", "every_k_days"] = "monthly"
-    every_k_days: int | None = Field(None, ge=1)
+    """When the tournament decides; on other dates it carries the last decision forward."""
+
+    rule: Literal["monthly", "weekly", "every_k_days"] = Field(
+        "monthly", description="First partition date of each month or ISO week, or every k-th partition date "
+                               "counted from `start`.")
+    every_k_days: int | None = Field(None, ge=1, description="k, for `rule: every_k_days`.")
 
     @model_validator(mode="after")
     def _k(self) -> RebalanceConfig:
@@ -426,8 +457,10 @@ class RebalanceConfig(Strict):
 
 
 class CostConfig(Strict):
-    commission_bps: float = Field(1.0, ge=0.0)
-    slippage_bps: float = Field(5.0, ge=0.0)
+    """Trading costs, charged on traded notional."""
+
+    commission_bps: float = Field(1.0, ge=0.0, description="Commission in basis points of traded notional.")
+    slippage_bps: float = Field(5.0, ge=0.0, description="Slippage in basis points of traded notional.")
 
     @property
     def rate(self) -> float:
@@ -435,9 +468,11 @@ class CostConfig(Strict):
 
 
 class BacktestConfig(Strict):
+    """Walk-forward simulation of every candidate with drift and costs."""
+
     start: dt.date | None = Field(None, description="First day of the walk-forward (default: the partition start).")
     costs: CostConfig = CostConfig()
-    periods_per_year: int = Field(252, ge=1)
+    periods_per_year: int = Field(252, ge=1, description="Annualization factor of returns, volatility and Sharpe.")
 
 
 class RegimePreset(Strict):
@@ -501,10 +536,14 @@ class ScheduleConfig(Strict):
 
 
 class Manifest(Strict):
+    """One pipeline instance: a universe, a strategy and where its data comes from."""
+
     name: str = Field(..., pattern=NAME_PATTERN, description="Lake folder and asset key prefix.")
-    description: str = ""
-    source: SourceConfig = Field(default_factory=BundledSourceConfig, discriminator="kind")
-    calendar: Literal["weekdays", "daily"] = "weekdays"
+    description: str = Field("", description="Free text shown in the UI and the tearsheet.")
+    source: SourceConfig = Field(default_factory=BundledSourceConfig, discriminator="kind",
+                                 description="Where prices come from; `kind` picks the source.")
+    calendar: Literal["weekdays", "daily"] = Field(
+        "weekdays", description="Partition dates: weekdays (equities; holidays come from the data) or every day.")
     start: dt.date = Field(..., description="First partition date.")
     universe: UniverseConfig = UniverseConfig()
     selection: SelectionConfig = SelectionConfig()
@@ -513,7 +552,9 @@ class Manifest(Strict):
     tournament: TournamentConfig = TournamentConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
     backtest: BacktestConfig = BacktestConfig()
-    regime_presets: dict[RegimeLabel | Quadrant, RegimePreset] = Field(default_factory=dict)
+    regime_presets: dict[RegimeLabel | Quadrant, RegimePreset] = Field(
+        default_factory=dict, description="Overrides while a regime label or quadrant is active, e.g. "
+                                          "`CRISIS: {max_weight: 0.2}`.")
     quality: QualityConfig = QualityConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
