@@ -43,7 +43,6 @@ def perturbed_after():
     return _perturbed_after
 
 
-<<<<<<< HEAD
 SP500_IT_START, SP500_IT_END = "2020-02-03", "2020-03-31"
 
 
@@ -77,30 +76,12 @@ def sp500_it_run(tmp_path_factory):
         mp.undo()
     return {"tmp": tmp, "manifest_path": manifest_path, "manifest": load_manifest(manifest_path),
             "lake_root": str(tmp / "lake"), "report": report, "home": home}
-=======
-SMALL_START, SMALL_END = "2020-02-03", "2020-03-31"
 
 
 @pytest.fixture(scope="session")
-def small_lake(tmp_path_factory):
-    """sp500_demo's strategy on a temp lake, every stage for 2020-02-03..2020-03-31 (the Covid crash),
-    backtest from the first date; computed once without Dagster. Tests must not modify it (copy first)."""
-    from pathlib import Path
-
-    from tvquant_assets.calendar import manifest_dates
-    from tvquant_assets.lake import Lake
-    from tvquant_assets.manifest import load_manifest
-    from tvquant_assets.pipeline import Pipeline, run_one_shot
-
-    tmp = tmp_path_factory.mktemp("small_lake")
-    text = (Path(__file__).resolve().parents[1] / "manifests" / "sp500_demo.yaml").read_text()
-    text = text.replace("name: sp500_demo", "name: sp500_small").replace("start: 2019-01-02",
-                                                                         f"start: {SMALL_START}")
-    path = tmp / "sp500_small.yaml"
-    path.write_text(text)
-    manifest = load_manifest(path)
-    lake = Lake(str(tmp / "lake"))
-    run_one_shot(Pipeline(manifest, lake), manifest_dates(manifest, SMALL_START, SMALL_END))
-    return {"manifest": manifest, "manifest_path": path, "lake_root": str(tmp / "lake"),
-            "start": pd.Timestamp(SMALL_START), "end": pd.Timestamp(SMALL_END)}
->>>>>>> e6524a1 (Tearsheet (self-contained HTML, SVG charts), report and lake_views assets, DuckDB views, stage summaries in UI metadata, manifest reference generated from the schema, tvquant report/run/lake commands)
+def small_lake(sp500_it_run):
+    """The lake of ``sp500_it_run`` (every stage for 2020-02-03..2020-03-31, the Covid crash, backtest from
+    the first date) for tests that only read it; copy it before changing anything."""
+    r = sp500_it_run
+    return {"manifest": r["manifest"], "manifest_path": r["manifest_path"], "lake_root": r["lake_root"],
+            "start": pd.Timestamp(SP500_IT_START), "end": pd.Timestamp(SP500_IT_END)}

@@ -43,7 +43,7 @@ def test_report_and_views_are_materialized_with_links(outputs):
 def test_a_date_that_is_not_a_partition_is_one_line(small_lake):
     from tvquant_assets.errors import ManifestError
 
-    with pytest.raises(ManifestError, match="--date 2020-03-21 is not a partition of sp500_small"):
+    with pytest.raises(ManifestError, match="--date 2020-03-21 is not a partition of sp500_it"):
         materialize_outputs(small_lake["manifest_path"], "2020-03-21", lake_root=small_lake["lake_root"],
                             instance=DagsterInstance.ephemeral())
 

@@ -157,7 +157,7 @@ def test_optional_columns_and_unknown_stages_are_shown(lake_copy, tmp_path):
 
 def test_missing_backtest_is_one_clear_line(lake_copy, tmp_path):
     empty = Lake(str(tmp_path / "nothing"))
-    with pytest.raises(LakeError, match=r"^sp500_small: no backtest partitions in the lake .*tvquant backfill"):
+    with pytest.raises(LakeError, match=r"^sp500_it: no backtest partitions in the lake .*tvquant backfill"):
         build_report(lake_copy["manifest"], lake_root=str(empty.root))
 
 
