@@ -106,7 +106,9 @@ def connect(path: Path, read_only: bool = False, retry_seconds: float = LOCK_RET
     deadline = time.monotonic() + retry_seconds
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
+            con.execute("SET enable_progress_bar = false")  # DuckDB draws one on long queries otherwise
+            return con
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise LakeError(f"lake views: cannot open {path}: {str(exc).splitlines()[0]}") from None
@@ -197,6 +199,7 @@ def read_range(lake: Lake, manifest: str, stage: str, start, end) -> pd.DataFram
     files = "[" + ", ".join(_quote_str(str(lake.path(manifest, stage, d))) for d in dates) + "]"
     con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")
         frame = con.execute(
             f"SELECT CAST(regexp_extract(filename, '(\\d{{4}}-\\d{{2}}-\\d{{2}})\\.parquet$', 1) AS TIMESTAMP) "
             f"AS partition_date, * EXCLUDE (filename, file_row_number) FROM read_parquet({files}, "

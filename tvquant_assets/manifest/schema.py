@@ -248,12 +248,12 @@ class RegimeConfig(Strict):
     thresholds: RegimeThresholds = RegimeThresholds()
     metrics_window: int = Field(126, ge=32, description="window of entropy, Hurst, ADF, clustering, wavelets")
     wavelet: str = Field("db4", description="PyWavelets discrete wavelet of the spectral metric")
-    wavelet_levels: int = Field(4, ge=1, le=8)
+    wavelet_levels: int = Field(4, ge=1, le=8, description="Decomposition levels of the DWT wavelet entropy.")
     hmm_window: int = Field(252, ge=60, description="returns the 2-state HMM is fitted on")
     hmm_refit: Literal["weekly", "monthly"] = Field(
         "monthly", description="fit on the first proxy day of each period, carried until the next")
-    hmm_seed: int = 7
-    hmm_iterations: int = Field(30, ge=1, le=500)
+    hmm_seed: int = Field(7, description="Seed of the 2-state HMM fit (same seed, same states).")
+    hmm_iterations: int = Field(30, ge=1, le=500, description="EM iterations of each HMM fit.")
     weights: CompositeWeights = CompositeWeights()
 
     @model_validator(mode="after")

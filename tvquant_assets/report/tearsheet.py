@@ -143,7 +143,7 @@ def table(df: pd.DataFrame, *, columns: list[str] | None = None, emphasis: str |
 def _signed(col: str) -> bool:
     """Columns whose sign is good or bad news (coloured green or red)."""
     c = col.lower()
-    return any(h in c for h in ("return", "drawdown", "sharpe", "pnl"))
+    return not c.startswith("weight") and any(h in c for h in ("return", "drawdown", "sharpe", "pnl"))
 
 
 def _numeric(s: pd.Series) -> bool:
