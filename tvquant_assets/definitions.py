@@ -7,29 +7,39 @@ import os
 from dagster import Definitions, in_process_executor
 
 from tvquant_assets.defs.checks import build_manifest_checks
+from tvquant_assets.defs.jobs import build_repair_job, build_review_job
 from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
 from tvquant_assets.defs.outputs import build_output_assets, build_output_job
 from tvquant_assets.defs.resources import LakeResource
+from tvquant_assets.defs.schedules import build_daily_schedule, build_review_schedule
+from tvquant_assets.defs.sensors import build_repair_sensor, build_run_failure_sensor
 from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 from tvquant_assets.manifest import discover_manifests, load_manifest
 
 
 def build_definitions(manifest_paths=None) -> Definitions:
     paths = list(manifest_paths) if manifest_paths is not None else discover_manifests()
-    assets, checks, jobs = [], [], []
+    assets, checks, jobs, schedules, manifests = [], [], [], [], []
     for path in paths:
         manifest = load_manifest(path)
         assets += build_manifest_assets(manifest, path)
         checks += build_manifest_checks(manifest)
-        jobs.append(build_manifest_job(manifest))
         checks += build_tradingview_checks(manifest)
         assets += build_output_assets(manifest, path)  # tearsheet and DuckDB views
-        jobs.append(build_output_job(manifest))
+        manifests.append(manifest)
+        jobs += [build_manifest_job(manifest), build_output_job(manifest), build_repair_job(manifest),
+                 build_review_job(manifest)]
+        schedules += [build_daily_schedule(manifest), build_review_schedule(manifest)]
+    pipeline_jobs = [j for j in jobs if j.name.endswith("_pipeline")]
+    sensors = [build_repair_sensor(manifests, [j for j in jobs if j.name.endswith("_data_repair")]),
+               build_run_failure_sensor(manifests, pipeline_jobs)] if manifests else []
     return Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
         executor=in_process_executor,  # UI backfills of a range run as one process, like the CLI
         resources={IO_MANAGER_KEY: LakeIOManagerFactory(), "lake": LakeResource()},
     )

@@ -523,7 +523,15 @@ def run_stage(pipe: Pipeline, stage: Stage, dates, **kwargs) -> StageResult:
 
     pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
-    return RUNNERS[Stage(stage)](pipe, dates, **kwargs)
+    result = RUNNERS[Stage(stage)](pipe, dates, **kwargs)
+    if stage in (Stage.CATALOG, Stage.PRICES):  # decisions of the data_repair job (tvquant_assets/repair.py)
+        from tvquant_assets import repair
+
+        records = repair.load_records(pipe.lake, pipe.name)
+        for d, frame in result.frames.items():
+            result.frames[d] = repair.apply_to_catalog(frame, records, d) if stage is Stage.CATALOG \
+                else repair.apply_to_prices(frame, records, d, tuple(pipe.source.fields))
+    return result
 
 
 def missing_history(pipe: Pipeline, first_date: pd.Timestamp) -> list[pd.Timestamp]:

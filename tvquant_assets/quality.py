@@ -174,7 +174,10 @@ def check_fresh(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[pd
         cat = catalogs.get(d)
         if cat is None or not len(cat):
             continue
-        stopped = cat[~cat["active"].to_numpy(dtype=bool) & cat["last_bar"].notna().to_numpy()]
+        quiet = ~cat["active"].to_numpy(dtype=bool) & cat["last_bar"].notna().to_numpy()
+        if "exclusion" in cat.columns:  # excluded by data_repair: already handled, with its reason
+            quiet &= (cat["exclusion"] == "").to_numpy()
+        stopped = cat[quiet]
         for s, last in zip(stopped["symbol"], stopped["last_bar"], strict=True):
             report.findings.append(Finding(d, str(s), f"stopped reporting: last bar {pd.Timestamp(last).date()}"))
     return report

@@ -21,7 +21,7 @@ from dagster import (
     in_process_executor,
 )
 
-from tvquant_assets import pipeline, progress
+from tvquant_assets import pipeline, progress, repair
 from tvquant_assets.calendar import CRON
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
@@ -56,7 +56,7 @@ SOURCE_STAGES = (Stage.CATALOG, Stage.PRICES)  # the stages that call the manife
 def partitions_for(manifest: Manifest) -> TimeWindowPartitionsDefinition:
     return TimeWindowPartitionsDefinition(
         start=manifest.start.strftime("%Y-%m-%d"), cron_schedule=CRON[manifest.calendar], fmt="%Y-%m-%d",
-        timezone="UTC",
+        timezone="UTC", end_offset=1,  # today's partition exists: the schedule runs it after the close
     )
 
 
@@ -94,6 +94,8 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
         keys = list(context.partition_keys)
         pipe = _pipeline(manifest, lake)
         extra = {"run_id": context.run.run_id} if stage is Stage.AUDIT else {}
+        if stage is Stage.CATALOG and context.run.tags.get(repair.RUN_TAG) == "true":
+            repair.plan_and_record(pipe, [pd.Timestamp(k) for k in keys])
         with progress.stage(f"{name}/{stage.value}", len(keys)):
             result = pipeline.run_stage(pipe, stage, [pd.Timestamp(k) for k in keys], **extra)
             outputs, hashes = {}, {}
