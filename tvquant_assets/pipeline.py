@@ -105,22 +105,32 @@ class Pipeline:
     def _warmup_cache(self, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
         return self.source.history(self._universe_symbols, first, last)
 
+    def _source_bars(self, dates: list[pd.Timestamp]) -> pd.DataFrame:
+        """Bars of partition ``dates`` straight from the source, with data_repair's decisions applied,
+        i.e. what the prices stage would write for them."""
+        from tvquant_assets import repair
+
+        bars = self._warmup_cache(dates[0], dates[-1])
+        bars = bars[bars["date"].isin(dates)]
+        records = repair.load_records(self.lake, self.name)
+        if not (records.fills or records.exclusions):
+            return bars
+        fields = tuple(self.source.fields)
+        return pd.concat([repair.apply_to_prices(g, records, d, fields) for d, g in bars.groupby("date")],
+                         ignore_index=True)
+
     def panel(self, last: pd.Timestamp, first: pd.Timestamp):
-        """Wide price panel of bars stamped in [first, last] (warm-up from the source, then the lake)."""
+        """Wide price panel of bars stamped in [first, last] (warm-up from the source, then the lake; partitions
+        the lake does not hold yet come from the source too)."""
         from tvquant_assets.core.panel import PricePanel
 
         last, first = pd.Timestamp(last), pd.Timestamp(first)
         lake_dates = manifest_dates(self.manifest, first, last)
         parts = [self._warmup_bars(pd.Timestamp(first))]
-        try:
-            prices = self.read(Stage.PRICES, lake_dates)
-        except LakeError:
-            missing = [d for d in lake_dates if not self.lake.exists(self.name, Stage.PRICES.value, d)]
-            raise LakeError(
-                f"{self.name}: trailing windows up to {last.date()} need prices from {missing[0].date()}, "
-                f"not in the lake ({len(missing)} partitions missing, the last {missing[-1].date()}); materialize "
-                f"{self.name}/catalog and {self.name}/prices for them first, or use 'tvquant backfill', which does"
-            ) from None
+        prices = self.lake.read_many(self.name, Stage.PRICES.value, lake_dates, missing_ok=True)
+        missing = [d for d in lake_dates if d not in prices]
+        if missing:  # history not materialized yet (e.g. a UI backfill of a late range): read it from the source
+            parts.append(self._source_bars(missing))
         parts += [df for df, _ in prices.values() if len(df)]
         parts = [p for p in parts if len(p)]
         fields = list(self.source.fields)

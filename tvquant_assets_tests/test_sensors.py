@@ -152,10 +152,10 @@ def test_run_failure_sensor_retries_then_alerts(env):
     instance = DagsterInstance.get()
     job = defs.resolve_job_def(f"{m.name}_pipeline")
     sensor = defs.resolve_sensor_def("retry_or_alert_failed_runs")
-    # empty lake: the scan's trailing window has no history, so the run fails (a LakeError, not a check)
+    # empty lake: the tournament of BAD carries the decision of 2020-03-02, not in the lake: a LakeError
     for attempt, expect_retry in (("0", True), ("2", False)):
-        result = job.execute_in_process(instance=instance, partition_key=START, raise_on_error=False,
-                                        tags={"tvquant/attempt": attempt}, op_selection=None)
+        result = job.execute_in_process(instance=instance, partition_key=BAD, raise_on_error=False,
+                                        tags={"tvquant/attempt": attempt})
         assert not result.success
         run = instance.get_run_by_id(result.run_id)
         failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
@@ -164,7 +164,7 @@ def test_run_failure_sensor_retries_then_alerts(env):
         out = sensor(ctx)
         if expect_retry:
             assert isinstance(out, RunRequest) and out.tags["tvquant/attempt"] == "1"
-            assert validate_request(defs, out, job.name) == [START]
+            assert validate_request(defs, out, job.name) == [BAD]
         else:
             assert isinstance(out, SkipReason) and "alerted" in out.skip_message
             (entry,) = alerts.read_alerts()

@@ -1,8 +1,10 @@
 """Asset checks per manifest: thin wrappers over ``tvquant_assets.quality``.
 
-Checks are partitioned like their asset. In a range run one evaluation covers every partition of the
-run; its metadata ``failed_partitions`` names the bad ones (the repair sensor reads it). Blocking checks
-stop downstream steps of the same run: a corrupt price partition never reaches selection or the ledger.
+Checks are partitioned like their asset. One evaluation covers every partition of the run (a range run
+or one partition); its metadata ``failed_partitions`` names the bad ones, which the repair sensor reads.
+(Dagster 1.13 also leaves a PLANNED row per partition of a range run that never resolves; the sensor
+ignores PLANNED rows of finished runs.) Blocking checks stop downstream steps of the same run: a corrupt
+price partition never reaches selection or the ledger.
 """
 
 import pandas as pd
