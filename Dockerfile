@@ -11,4 +11,7 @@ COPY workspace.yaml ./
 COPY deploy ./deploy
 RUN uv sync --frozen && mkdir -p $DAGSTER_HOME /data/lake
 COPY deploy/compose/dagster.yaml $DAGSTER_HOME/dagster.yaml
+# Run as an unprivileged user (the compose daemon overrides this to reach the Docker socket).
+RUN useradd --create-home --uid 10001 tvquant && chown -R tvquant $DAGSTER_HOME /data/lake
+USER tvquant
 ENV PATH=/opt/tvquant/.venv/bin:$PATH

@@ -47,3 +47,67 @@ def test_local_instance_config_is_the_default_and_batches_events(tmp_path, monke
     instance = DagsterInstance.get()
     assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
     assert Path(instance.event_log_storage._base_dir) == home / "history" / "runs"
+
+
+def test_compose_runs_each_run_in_a_container_with_limits_and_env_secrets(tmp_path, monkeypatch):
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster_docker import DockerRunLauncher
+
+    text = (ROOT / "deploy" / "compose" / "dagster.yaml").read_text()
+    for var in ("DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB"):
+        monkeypatch.setenv(var, "x")
+    (tmp_path / "dagster.yaml").write_text(text)
+    config, _ = dagster_instance_config(str(tmp_path))  # Dagster's own schema validation
+    assert config["run_launcher"]["class"] == "DockerRunLauncher"
+    launcher = DockerRunLauncher.from_config_value(None, config["run_launcher"]["config"])
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert launcher.networks == [compose["networks"]["tvquant"]["name"]]
+    assert f"{compose['volumes']['lake']['name']}:/data/lake" in launcher.container_kwargs["volumes"]
+    secrets = {"DAGSTER_POSTGRES_PASSWORD", "TVQUANT_TV_SESSIONID"}
+    assert secrets <= set(launcher.env_vars)  # run containers get secrets from the environment only
+    env = compose["x-dagster-env"]
+    assert all(env[s].startswith("${") for s in secrets)  # compose passes them through from .env
+    assert config["run_coordinator"]["class"] == QueuedRunCoordinator.__name__
+    runs = config["concurrency"]["runs"]
+    assert runs["max_concurrent_runs"] == 4
+    limits = {lim["key"]: lim for lim in runs["tag_concurrency_limits"]}
+    assert limits["tvquant/repair"]["limit"] == 1 and limits["tvquant/manifest"]["limit"] == 2
+    assert config["concurrency"]["pools"]["default_limit"] == 2
+    assert compose["services"]["user_code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == "tvquant:latest"
+    assert "/var/run/docker.sock:/var/run/docker.sock" in compose["services"]["daemon"]["volumes"]
+    assert "password" not in text.replace("password:\n        env:", "")  # no literal secret in the file
+
+
+def test_no_plaintext_secrets_and_nothing_published_beyond_loopback():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    values = yaml.safe_load((ROOT / "deploy" / "k8s" / "values.yaml").read_text())
+    flat = yaml.safe_dump(values)
+    assert "password:" not in flat.lower()
+    assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+
+
+def test_k8s_values_use_the_k8s_run_launcher_and_our_code_location():
+    values = yaml.safe_load((ROOT / "deploy" / "k8s" / "values.yaml").read_text())
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert launcher["envSecrets"] == [{"name": "tvquant-secrets"}]
+    assert launcher["runK8sConfig"]["containerConfig"]["resources"]["limits"]["memory"] == "6Gi"
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "tvquant_assets.definitions"]
+    queue = values["dagsterDaemon"]["runCoordinator"]
+    assert queue["type"] == "QueuedRunCoordinator"
+    assert queue["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] == 8
+    assert values["postgresql"]["enabled"] is False and values["global"]["postgresqlSecretName"]
+    executor = yaml.safe_load((ROOT / "deploy" / "k8s" / "k8s_job_executor.yaml").read_text())
+    assert executor["execution"]["config"]["env_secrets"] == ["tvquant-secrets"]
+    assert executor["execution"]["config"]["max_concurrent"] == 4
+
+
+def test_webserver_binds_loopback_by_default():
+    from tvquant_assets import cli
+
+    source = Path(cli.__file__).read_text()
+    assert '"-h", "127.0.0.1"' in source and "0.0.0.0" not in source  # tvquant ui: loopback only

@@ -148,18 +148,24 @@ def test_bad_ranges_are_one_line_errors(run, capsys):
     assert code == 2 and err.count("\n") == 1 and "first partition 1991-01-02" in err
 
 
-def test_missing_window_history_names_what_to_materialize(tmp_path):
-    from tvquant_assets.pipeline import run_stage
-    from tvquant_assets.errors import LakeError
+def test_missing_window_history_is_read_from_the_source(tmp_path):
+    """A UI backfill of a late range: the trailing windows' history is not in the lake, so it comes
+    from the source, and the scan equals the one computed on a lake that holds that history."""
+    from tvquant_assets.pipeline import missing_history, run_stage
 
     m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
-    pipe = Pipeline(m, Lake(tmp_path))
     d = pd.Timestamp("2020-02-03")
-    for stage in (Stage.CATALOG, Stage.PRICES):
-        pipe.lake.write(m.name, stage.value, d, run_stage(pipe, stage, [d]).frames[d])
-    with pytest.raises(LakeError, match=r"need prices from 2018-1.*materialize sp500_demo/catalog and "
-                                        r"sp500_demo/prices .*tvquant backfill"):
-        run_stage(pipe, Stage.SCAN, [d])
+    sparse, full = Pipeline(m, Lake(tmp_path / "sparse")), Pipeline(m, Lake(tmp_path / "full"))
+    history = missing_history(full, d)
+    assert len(history) > 250
+    for pipe, dates in ((sparse, [d]), (full, [*history, d])):
+        for stage in (Stage.CATALOG, Stage.PRICES):
+            frames = run_stage(pipe, stage, dates).frames
+            pipe.lake.write_many([(pipe.lake.path(m.name, stage.value, k), f) for k, f in frames.items()])
+    assert not sparse.lake.exists(m.name, "prices", history[0])
+    scan = run_stage(sparse, Stage.SCAN, [d]).frames[d]
+    pd.testing.assert_frame_equal(scan, run_stage(full, Stage.SCAN, [d]).frames[d])
+    assert scan["eligible"].sum() > 10
 
 
 def test_console_script_backfill_extends_a_range_and_reports_json(run):

@@ -1,0 +1,162 @@
+"""Daily cost and scale of running the graph through Dagster, beside the one-shot pipeline (no Dagster).
+
+    uv run python -m benchmarks ops [--symbols 500] [--years 10] [--skip-daily] [--skip-scale]
+
+daily: one new partition of the demo manifest (all nine stages) on a lake that holds the days before,
+    through Dagster in a fresh process (wall time including imports, and the run alone), beside the
+    one-shot pipeline computing the same partition. Target: <= 15 s end to end.
+scale: the synthetic source at N symbols x Y years through the whole pipeline as one single-run backfill
+    on a persistent SQLite instance: wall time and peak memory (RSS of the child process), beside the
+    one-shot pipeline over the same range. Target peak < 4 GiB.
+Every measurement runs in its own child process, so peak memory and imports are measured cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DAILY_DATE = "2020-03-03"
+DAILY_BACKTEST_START = "2020-01-02"
+
+
+def _child(args: list[str], env: dict | None = None) -> dict:
+    """Run ``python -m benchmarks ops _<phase> ...`` and return its JSON line plus wall time and peak RSS."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "ops", *args], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - t0
+    if out.returncode:
+        raise SystemExit(f"benchmark phase {args[0]} failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result.update(wall_with_imports=wall)
+    return result
+
+
+def _demo_copy(directory: Path, name: str) -> Path:
+    text = (ROOT / "manifests" / "sp500_demo.yaml").read_text()
+    text = text.replace("name: sp500_demo", f"name: {name}").replace("start: 2019-01-02",
+                                                                      f"start: {DAILY_BACKTEST_START}")
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _synthetic(directory: Path, symbols: int, years: int) -> tuple[Path, str, str]:
+    end_year = 2020
+    first_year = end_year - years + 1
+    text = f"""name: synthetic_scale
+source: {{kind: synthetic, n_symbols: {symbols}, start: {first_year - 1}-01-01, end: {end_year}-12-31, seed: 7}}
+calendar: weekdays
+start: {first_year}-01-01
+universe: {{min_history_days: 252, min_value_traded: 1000000.0}}
+selection: {{top_n_per_cluster: 2, max_symbols: 20}}
+rebalance: {{rule: monthly}}
+"""
+    path = directory / "synthetic_scale.yaml"
+    path.write_text(text)
+    return path, f"{first_year}-01-01", f"{end_year}-12-31"
+
+
+# phases (child processes) --------------------------------------------------------------------------
+
+def _phase_prepare(manifest: str, lake: str, start: str, end: str) -> dict:
+    import pandas as pd
+
+    from tvquant_assets.calendar import manifest_dates
+    from tvquant_assets.lake import Lake
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.pipeline import Pipeline, run_one_shot
+
+    m = load_manifest(manifest)
+    t0 = time.perf_counter()
+    run_one_shot(Pipeline(m, Lake(lake)), manifest_dates(m, pd.Timestamp(start), pd.Timestamp(end)))
+    return {"seconds": time.perf_counter() - t0}
+
+
+def _phase_one_shot(manifest: str, lake: str, start: str, end: str) -> dict:
+    return _phase_prepare(manifest, lake, start, end)
+
+
+def _phase_dagster(manifest: str, lake: str, start: str, end: str) -> dict:
+    from tvquant_assets.runner import materialize_range
+
+    t0 = time.perf_counter()
+    report = materialize_range(manifest, start, end, lake_root=lake)
+    return {"seconds": time.perf_counter() - t0, "partitions": report.partitions,
+            "compute": report.compute_seconds, "lake_write": report.lake_write_seconds,
+            "dagster": report.dagster_seconds}
+
+
+PHASES = {"_prepare": _phase_prepare, "_one_shot": _phase_one_shot, "_dagster": _phase_dagster}
+
+
+# the benchmark -------------------------------------------------------------------------------------
+
+def daily(tmp: Path) -> None:
+    import pandas as pd
+
+    manifest = _demo_copy(tmp, "sp500_daily")
+    base = tmp / "daily_base"
+    previous = (pd.bdate_range(end=pd.Timestamp(DAILY_DATE) - pd.Timedelta(days=1), periods=1)[0]).date()
+    prep = _child(["_prepare", str(manifest), str(base), DAILY_BACKTEST_START, str(previous)])
+    print(f"daily: prepared {DAILY_BACKTEST_START}..{previous} one-shot in {prep['seconds']:.1f} s")
+    shutil.copytree(base, tmp / "daily_dagster")
+    shutil.copytree(base, tmp / "daily_one_shot")
+    dag = _child(["_dagster", str(manifest), str(tmp / "daily_dagster"), DAILY_DATE, DAILY_DATE],
+                 env={"DAGSTER_HOME": str(tmp / "home_daily")})
+    one = _child(["_one_shot", str(manifest), str(tmp / "daily_one_shot"), DAILY_DATE, DAILY_DATE])
+    print(f"daily partition {DAILY_DATE} of the demo (9 stages + checks):")
+    print(f"  through Dagster, fresh process: {dag['wall_with_imports']:6.1f} s end to end "
+          f"(run {dag['seconds']:.1f} s: compute {dag['compute']:.1f}, lake {dag['lake_write']:.1f}, "
+          f"Dagster {dag['dagster']:.1f}); target <= 15 s")
+    print(f"  one-shot, fresh process:        {one['wall_with_imports']:6.1f} s end to end "
+          f"(run {one['seconds']:.1f} s)")
+    print(f"  ratio Dagster / one-shot: {dag['wall_with_imports'] / one['wall_with_imports']:.2f} end to end, "
+          f"{dag['seconds'] / max(one['seconds'], 1e-9):.2f} run only")
+
+
+def scale(tmp: Path, symbols: int, years: int) -> None:
+    manifest, start, end = _synthetic(tmp, symbols, years)
+    dag = _child(["_dagster", str(manifest), str(tmp / "scale_dagster"), start, end],
+                 env={"DAGSTER_HOME": str(tmp / "home_scale")})
+    one = _child(["_one_shot", str(manifest), str(tmp / "scale_one_shot"), start, end])
+    print(f"synthetic {symbols} symbols x {years} year(s), {dag['partitions']} partitions as one run:")
+    print(f"  Dagster single-run backfill (SQLite instance): {dag['seconds']:8.1f} s "
+          f"(compute {dag['compute']:.1f}, lake {dag['lake_write']:.1f}, Dagster {dag['dagster']:.1f}), "
+          f"peak RSS {dag['peak_rss_gib']:.2f} GiB (target < 4)")
+    print(f"  one-shot pipeline:                             {one['seconds']:8.1f} s, "
+          f"peak RSS {one['peak_rss_gib']:.2f} GiB")
+    print(f"  ratio Dagster / one-shot: {dag['seconds'] / one['seconds']:.2f}")
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in PHASES:  # a child: its own peak RSS (KiB on Linux)
+        result = PHASES[argv[0]](*argv[1:])
+        result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(json.dumps(result))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m benchmarks ops")
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--years", type=int, default=10)
+    parser.add_argument("--skip-daily", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="tvquant-ops-"))
+    try:
+        if not args.skip_daily:
+            daily(tmp)
+        if not args.skip_scale:
+            scale(tmp, args.symbols, args.years)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
