@@ -69,7 +69,29 @@ rebalance: {{rule: monthly}}
 
 # phases (child processes) --------------------------------------------------------------------------
 
-def _phase_prepare(manifest: str, lake: str, start: str, end: str) -> dict:
+def _phase_prepare(manifest: str, lake: str, start: str, end: str, next_day: str = "") -> dict:
+    """The days before: every stage for [start, end], plus catalog and prices history for ``next_day``'s
+    trailing windows, so the measured day does only its own work."""
+    import pandas as pd
+
+    from tvquant_assets.calendar import manifest_dates
+    from tvquant_assets.enums import Stage
+    from tvquant_assets.lake import Lake
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.pipeline import Pipeline, missing_history, run_one_shot, run_stage
+
+    m = load_manifest(manifest)
+    pipe = Pipeline(m, Lake(lake))
+    t0 = time.perf_counter()
+    run_one_shot(pipe, manifest_dates(m, pd.Timestamp(start), pd.Timestamp(end)))
+    history = missing_history(pipe, pd.Timestamp(next_day)) if next_day else []
+    for stage in (Stage.CATALOG, Stage.PRICES) if history else ():
+        frames = run_stage(pipe, stage, history).frames
+        pipe.lake.write_many([(pipe.lake.path(m.name, stage.value, d), f) for d, f in frames.items()])
+    return {"seconds": time.perf_counter() - t0}
+
+
+def _phase_one_shot(manifest: str, lake: str, start: str, end: str) -> dict:
     import pandas as pd
 
     from tvquant_assets.calendar import manifest_dates
@@ -81,10 +103,6 @@ def _phase_prepare(manifest: str, lake: str, start: str, end: str) -> dict:
     t0 = time.perf_counter()
     run_one_shot(Pipeline(m, Lake(lake)), manifest_dates(m, pd.Timestamp(start), pd.Timestamp(end)))
     return {"seconds": time.perf_counter() - t0}
-
-
-def _phase_one_shot(manifest: str, lake: str, start: str, end: str) -> dict:
-    return _phase_prepare(manifest, lake, start, end)
 
 
 def _phase_dagster(manifest: str, lake: str, start: str, end: str) -> dict:
@@ -108,7 +126,7 @@ def daily(tmp: Path) -> None:
     manifest = _demo_copy(tmp, "sp500_daily")
     base = tmp / "daily_base"
     previous = (pd.bdate_range(end=pd.Timestamp(DAILY_DATE) - pd.Timedelta(days=1), periods=1)[0]).date()
-    prep = _child(["_prepare", str(manifest), str(base), DAILY_BACKTEST_START, str(previous)])
+    prep = _child(["_prepare", str(manifest), str(base), DAILY_BACKTEST_START, str(previous), DAILY_DATE])
     print(f"daily: prepared {DAILY_BACKTEST_START}..{previous} one-shot in {prep['seconds']:.1f} s")
     shutil.copytree(base, tmp / "daily_dagster")
     shutil.copytree(base, tmp / "daily_one_shot")
