@@ -204,9 +204,12 @@ def test_l2_gamma_spreads_weights(engines):
 # --- fallback chain ------------------------------------------------------------------------------------------------
 
 def _fail_all(monkeypatch):
+    import tvquant_assets.core.engines.custom as custom
+
     def solve(self, *args, **kwargs):
         raise cp.error.SolverError(f"forced failure of {kwargs.get('solver')}")
     monkeypatch.setattr(cp.Problem, "solve", solve)
+    monkeypatch.setattr(custom, "_solve_direct", lambda *a, **k: solve(None, solver="QP"))
 
 
 def test_forced_solver_error_falls_back_to_previous_weights(monkeypatch):
@@ -214,7 +217,7 @@ def test_forced_solver_error_falls_back_to_previous_weights(monkeypatch):
     _fail_all(monkeypatch)
     r = get_engine("custom").fit(two_blocks(), "min_variance", 1.0, 0.0, FitSpec(previous=prev))
     assert r.status == "fallback:previous"
-    assert r.fallback.split("; ")[-1] == "previous weights" and "CLARABEL: SolverError" in r.fallback
+    assert r.fallback.split("; ")[-1] == "previous weights" and "QP: SolverError" in r.fallback
     np.testing.assert_array_equal(r.weights, prev)
     # Previous weights that break today's cap are not used.
     r = get_engine("custom").fit(two_blocks(), "min_variance", 0.25, 0.0, FitSpec(previous=prev))

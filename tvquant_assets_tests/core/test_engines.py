@@ -130,6 +130,15 @@ def test_max_sharpe_positive_excess_but_not_under_cap_falls_back():
     assert r.status == "fallback:min_variance"
 
 
+def _fail_direct_qp(monkeypatch):
+    """Make the custom engine's compiled QP fail too, so the cvxpy alternates are exercised."""
+    import tvquant_assets.core.engines.custom as custom
+
+    def boom(*args, **kwargs):
+        raise cp.error.SolverError("forced failure of QP")
+    monkeypatch.setattr(custom, "_solve_direct", boom)
+
+
 def _failing_solve(fail: set[str]):
     real = cp.Problem.solve
 
@@ -146,10 +155,13 @@ def _failing_solve(fail: set[str]):
 def test_primary_solver_error_uses_alternate(monkeypatch, engine, profile):
     expected = get_engine(engine).fit(DIAG, profile, 1.0, 0.02).weights
     monkeypatch.setattr(cp.Problem, "solve", _failing_solve({"CLARABEL"}))
+    _fail_direct_qp(monkeypatch)
     r = get_engine(engine).fit(DIAG, profile, 1.0, 0.02)
     assert r.status == "optimal"
     # skfolio rewords the solver error; ours keeps it.
-    assert r.fallback.startswith("CLARABEL: ") and ("forced failure" in r.fallback or engine == "skfolio")
+    if engine == "custom":
+        assert r.fallback.startswith("QP: SolverError: forced failure of QP; CLARABEL: ")
+    assert "CLARABEL: " in r.fallback and ("forced failure" in r.fallback or engine == "skfolio")
     assert r.fallback.endswith("solved by OSQP" if engine == "custom" else "solved by SCS")
     np.testing.assert_allclose(r.weights, expected, atol=1e-5)
 
@@ -158,11 +170,21 @@ def test_primary_solver_error_uses_alternate(monkeypatch, engine, profile):
                                             ("skfolio", "min_variance")])
 def test_all_solvers_fail_gives_equal_weight(monkeypatch, engine, profile):
     monkeypatch.setattr(cp.Problem, "solve", _failing_solve({"CLARABEL", "OSQP", "SCS"}))
+    _fail_direct_qp(monkeypatch)
     r = get_engine(engine).fit(DIAG, profile, 1.0, 0.02)
     assert r.status == "fallback:equal_weight"
-    chain = ["CLARABEL", "OSQP", "SCS"] if engine == "custom" else ["CLARABEL", "SCS"]
+    chain = ["QP", "CLARABEL", "OSQP", "SCS"] if engine == "custom" else ["CLARABEL", "SCS"]
     assert [step.split(":")[0] for step in r.fallback.split("; ")] == [*chain, "equal_weight"]
     np.testing.assert_array_equal(r.weights, np.full(3, 1 / 3))
+
+
+def test_direct_qp_matches_cvxpy_problem():
+    cvxpy_only = CustomEngine(solvers=("CLARABEL",))
+    for profile, cap in (("min_variance", 1.0), ("min_variance", 0.4), ("max_sharpe", 1.0), ("max_sharpe", 0.4)):
+        a = CustomEngine().fit(DIAG, profile, cap, 0.02)
+        b = cvxpy_only.fit(DIAG, profile, cap, 0.02)
+        assert a.fallback == b.fallback == ""
+        np.testing.assert_allclose(a.weights, b.weights, atol=1e-7)
 
 
 def test_nan_solution_is_a_failure(monkeypatch):
@@ -173,7 +195,7 @@ def test_nan_solution_is_a_failure(monkeypatch):
         return np.nan
 
     monkeypatch.setattr(cp.Problem, "solve", nan_solve)
-    r = CustomEngine().fit(DIAG, "min_variance", 1.0, 0.0)
+    r = CustomEngine(solvers=("CLARABEL", "OSQP", "SCS")).fit(DIAG, "min_variance", 1.0, 0.0)
     assert r.status == "fallback:equal_weight"
     steps = [f"{s}: non-finite solution" for s in ("CLARABEL", "OSQP", "SCS")]
     assert r.fallback == "; ".join([*steps, "equal_weight"])

@@ -70,9 +70,12 @@ def test_forced_solver_failure_never_fails_the_partition(sp500_panel, monkeypatc
     regimes = {d: regime("NORMAL", "STAGNATION") for d in REBAL}
     first = run(sp500_panel, regimes)
 
+    import tvquant_assets.core.engines.custom as custom
+
     def solve(self, *args, **kwargs):
         raise cp.error.SolverError("forced")
     monkeypatch.setattr(cp.Problem, "solve", solve)
+    monkeypatch.setattr(custom, "_solve_direct", lambda *a, **k: solve(None))
     out = run(sp500_panel, regimes, previous=first[REBAL[1]])
     frame = out[REBAL[0]]
     mv = frame[frame["candidate"] == "custom/min_variance"]
