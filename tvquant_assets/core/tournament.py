@@ -127,21 +127,35 @@ def previous_weights(previous: pd.DataFrame | None, candidate: str, symbols: lis
     return np.array([held.get(s, 0.0) for s in symbols], dtype="float64")
 
 
+def _preset(regime: pd.DataFrame | None, column: str):
+    """A published regime-preset value (``preset_<field>``), None when absent, NaN or ""."""
+    if regime is None or regime.empty or column not in regime.columns:
+        return None
+    v = regime[column].iloc[0]
+    return None if pd.isna(v) or v == "" else v
+
+
 def fit_spec(
     cfg: TournamentConfig, est: Estimates, regime: pd.DataFrame | None, previous: np.ndarray | None
 ) -> FitSpec:
-    """Constraints and context of one candidate's decision (see the module docstring)."""
+    """Constraints and context of one candidate's decision (see the module docstring).
+
+    The regime stage's ``preset_l2_gamma`` and ``preset_profile`` (the active regime preset) win over
+    ``tournament.l2_gamma`` and ``tournament.adaptive``, as ``preset_max_weight`` wins over the cap.
+    """
     label, quadrant = _regime_keys(regime)
     c = cfg.constraints
+    gamma = _preset(regime, "preset_l2_gamma")
     return FitSpec(
         long_only=c.long_only, gross=c.gross, net=c.net,
         clusters=est.clusters if c.cluster_cap is not None else None, cluster_cap=c.cluster_cap,
         previous=previous, turnover_penalty=c.turnover_penalty if previous is not None else 0.0,
-        l2_gamma=cfg.l2_gamma.resolve(label, quadrant), beta_band=c.beta_band, risk_aversion=c.risk_aversion,
+        l2_gamma=float(gamma) if gamma is not None else cfg.l2_gamma.resolve(label, quadrant),
+        beta_band=c.beta_band, risk_aversion=c.risk_aversion,
         aggressor_share=cfg.barbell.aggressor_share.resolve(label, quadrant),
         aggressor_count=cfg.barbell.aggressor_count, regime_label=label, quadrant=quadrant,
         adaptive_map=tuple(sorted((str(k), str(v)) for k, v in cfg.adaptive.mapping.items())),
-        adaptive_default=str(cfg.adaptive.default),
+        adaptive_default=str(cfg.adaptive.default), preset_profile=str(_preset(regime, "preset_profile") or ""),
     )
 
 

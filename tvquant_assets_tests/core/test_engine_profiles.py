@@ -275,6 +275,8 @@ def test_adaptive_pick_label_first_then_quadrant():
         ("max_sharpe", "quadrant EXPANSION")
     assert pick_profile(FitSpec(regime_label="QUIET", quadrant="NORMAL", adaptive_map=MAP)) == \
         ("min_variance", "default")
+    assert pick_profile(FitSpec(regime_label="TURBULENT", adaptive_map=MAP, preset_profile="barbell")) == \
+        ("barbell", "regime preset")
 
 
 def test_adaptive_fits_the_picked_profile(engines):

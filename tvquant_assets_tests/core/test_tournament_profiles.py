@@ -59,6 +59,12 @@ def test_regime_scaled_gamma_and_previous_weights(sp500_panel):
     assert fit_spec(CFG, est, regime("QUIET", "EXPANSION"), None).l2_gamma == 0.05
     assert fit_spec(CFG, est, regime("QUIET", "EXPANSION"), None).turnover_penalty == 0.0  # nothing to turn over
     assert fit_spec(CFG, est, None, np.full(10, 0.1)).turnover_penalty == 0.01
+    # The active regime preset (published by the regime stage) wins over the tournament config.
+    preset = regime("CRISIS", "CRISIS").assign(preset_l2_gamma=0.3, preset_profile="risk_parity")
+    spec = fit_spec(CFG, est, preset, None)
+    assert spec.l2_gamma == 0.3 and spec.preset_profile == "risk_parity"
+    blank = regime("CRISIS", "CRISIS").assign(preset_l2_gamma=np.nan, preset_profile="")
+    assert fit_spec(CFG, est, blank, None).l2_gamma == 0.15 and fit_spec(CFG, est, blank, None).preset_profile == ""
     # The second decision is penalized against the first: a big penalty freezes min_variance.
     frozen = CFG.model_copy(update={"constraints": CFG.constraints.model_copy(update={"turnover_penalty": 100.0})})
     out = run(sp500_panel, {d: regime("NORMAL", "NORMAL") for d in REBAL}, frozen)

@@ -1,6 +1,6 @@
-"""adaptive engine: picks the profile from the date's regime through the manifest's mapping
-(``tournament.adaptive.mapping``; the regime label is looked up first, then the quadrant, then
-``default``) and fits it with the custom engine. The pick is in ``EngineResult.picked`` and the record.
+"""adaptive engine: picks the profile from the date's regime: the active regime preset's ``profile``
+when it sets one, else the manifest's mapping (``tournament.adaptive.mapping``; the regime label is looked
+up first, then the quadrant, then ``default``) and fits it with the custom engine. The pick is in ``EngineResult.picked`` and the record.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from tvquant_assets.manifest.schema import LinkageConfig
 
 
 def pick_profile(spec: FitSpec) -> tuple[str, str]:
-    """The mapped profile and why (``"label TURBULENT"``, ``"quadrant EXPANSION"`` or ``"default"``)."""
+    """The profile and why (``"regime preset"``, ``"label TURBULENT"``, ``"quadrant EXPANSION"``, ``"default"``)."""
+    if spec.preset_profile and spec.preset_profile != "adaptive":
+        return spec.preset_profile, "regime preset"
     mapping = dict(spec.adaptive_map)
     for kind, key in (("label", spec.regime_label), ("quadrant", spec.quadrant)):
         if key and key in mapping:

@@ -119,6 +119,8 @@ class FitSpec:
         adaptive: regime label or quadrant -> profile, looked up label first.
     adaptive_default : str
         adaptive: profile when neither the label nor the quadrant is mapped.
+    preset_profile : str
+        adaptive: the active regime preset's ``profile`` (wins over the mapping when set).
     """
 
     long_only: bool = True
@@ -137,6 +139,7 @@ class FitSpec:
     quadrant: str = ""
     adaptive_map: tuple[tuple[str, str], ...] = ()
     adaptive_default: str = "min_variance"
+    preset_profile: str = ""
 
 
 DEFAULT_SPEC = FitSpec()
