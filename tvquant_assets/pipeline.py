@@ -143,7 +143,7 @@ class Pipeline:
             wide[f] = wide[f][sorted(wide[f].columns)].astype("float64")
             wide[f].columns.name = None
         return PricePanel(close=wide["close"], volume=wide.get("volume"), high=wide.get("high"),
-                          low=wide.get("low"))
+                          low=wide.get("low"), open=wide.get("open"))
 
     def rebalance_set(self, last: pd.Timestamp) -> frozenset[pd.Timestamp]:
         return _rebalance_set(self.manifest.calendar, pd.Timestamp(self.manifest.start), self.manifest.rebalance,
@@ -356,20 +356,53 @@ def collect_decisions(pipe: Pipeline, start: pd.Timestamp, last: pd.Timestamp) -
     return out
 
 
-def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+def backtest_cost_rates(pipe: Pipeline) -> float | dict[str, float]:
+    """Commission + slippage per unit of notional: one rate, or one per symbol when the manifest sets costs per
+    asset class (the catalog's ``type``)."""
+    bt = pipe.manifest.backtest
+    if not bt.costs_by_class:
+        return bt.costs.rate
+    cat = pipe.source.catalog()
+    kinds = dict(zip(cat["symbol"].astype(str), cat["type"].astype(str)))
+    return {s: bt.costs_by_class.get(kinds.get(s, ""), bt.costs).rate for s in pipe._universe_symbols}
+
+
+def backtest_frames(pipe: Pipeline, dates: list[pd.Timestamp], events: list[dict] | None = None
+                    ) -> dict[pd.Timestamp, pd.DataFrame]:
+    """The leaderboard frames of ``dates``: every decision since ``backtest.start`` from the lake, prices from
+    the lake, simulated with the manifest's settings by each configured simulator."""
     from tvquant_assets.core.backtest import walk_forward
 
     m = pipe.manifest
+    bt = m.backtest
     start = pd.Timestamp(m.backtest_start)
     last = max(dates)
+    settings = dict(simulators=bt.simulators, execution=bt.execution, band=bt.drift_band,
+                    borrow_bps_per_year=bt.borrow_bps_per_year, delist_after=bt.delist_after_days,
+                    pbo_blocks=bt.pbo_blocks, events=events)
     if last < start:
-        frames = walk_forward(pd.DataFrame(dtype="float64"), {}, start, dates, m.backtest.costs.rate,
-                              m.backtest.periods_per_year)
-        return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates))
+        return walk_forward(pd.DataFrame(dtype="float64"), {}, start, dates, bt.costs.rate, bt.periods_per_year,
+                            **{**settings, "execution": "close"})
     decisions = collect_decisions(pipe, start, last)
     panel = pipe.panel(last, first=start)
-    frames = walk_forward(panel.close, decisions, start, dates, m.backtest.costs.rate, m.backtest.periods_per_year)
-    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates))
+    if bt.execution == "next_open" and panel.open is None:
+        raise SourceError(f"{m.name}: backtest.execution next_open needs open prices and source "
+                          f"{m.source.kind} has close only; use execution: close")
+    return walk_forward(panel.close, decisions, start, dates, backtest_cost_rates(pipe), bt.periods_per_year,
+                        open_=panel.open, **settings)
+
+
+def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    events: list[dict] = []
+    frames = backtest_frames(pipe, dates, events)
+    notes: dict[pd.Timestamp, str] = {}
+    for e in events:  # forced sales, recorded on the report date of the day they happened
+        d = pd.Timestamp(e["date"])
+        if d in frames:
+            line = (f"{e['simulator']} {e['candidate']}: {e['symbol']} had no bar for more than "
+                    f"{pipe.manifest.backtest.delist_after_days} days; sold {e['weight']:.4f} at its last price")
+            notes[d] = f"{notes[d]}; {line}" if d in notes else line
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates), notes)
 
 
 # Stages whose core reads the trailing price window [window_start(D), D] through ``Pipeline.panel``.
