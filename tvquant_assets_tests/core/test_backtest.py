@@ -233,3 +233,21 @@ def test_several_simulators_and_cross_candidate_scores(close):
     # vectorbt cannot pay fees below zero cash, so it only approximately agrees with costs (FACTS.md)
     assert by.loc[("custom/ew", "vectorbt"), "equity"] == pytest.approx(by.loc[("custom/ew", "vectorized"), "equity"],
                                                                       rel=1e-3)
+
+
+def test_manifest_backtest_section_validates_in_one_line():
+    from pydantic import ValidationError
+
+    from tvquant_assets.manifest.schema import BacktestConfig
+
+    cfg = BacktestConfig()
+    assert cfg.simulators == ["vectorized"] and cfg.execution == "close" and cfg.drift_band == 0.0
+    ok = BacktestConfig(simulators=["vectorized", "nautilus"], costs_by_class={"crypto": {"commission_bps": 10}},
+                        execution="next_open", drift_band=0.02, borrow_bps_per_year=50)
+    assert ok.costs_by_class["crypto"].rate == pytest.approx(15e-4)
+    for bad, field in [({"simulators": ["zipline"]}, "unknown simulator 'zipline'"),
+                       ({"simulators": ["vectorized", "vectorized"]}, "listed twice"),
+                       ({"pbo_blocks": 7}, "must be even"), ({"drift_band": -0.1}, "drift_band"),
+                       ({"execution": "vwap"}, "execution"), ({"slippage": 1}, "slippage")]:
+        with pytest.raises(ValidationError, match=field):
+            BacktestConfig(**bad)
