@@ -299,9 +299,8 @@ def _plan(name: str, frame: pd.DataFrame, symbols: pd.Index, days: pd.DatetimeIn
     return _Plan(index, pos.astype(np.int64), np.nan_to_num(w, nan=0.0))
 
 
-def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None,
-         periods_per_year: int) -> dict:
-    """Simulate one candidate over the first ``n_days`` days with its decisions known at ``upto``."""
+def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None):
+    """One candidate over the first ``n_days`` days with its decisions known at ``upto`` (None: all)."""
     keep = len(plan.pos) if upto is None else plan.dates.searchsorted(upto, side="right")
     pos, weights = plan.pos[:keep], plan.weights[:keep]
     inside = pos < n_days
@@ -315,11 +314,19 @@ def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd
         if per == 2:  # at the open: row 2k; a decision folded into the first day trades at its close
             at = np.where(pos[last] == 0, 1, at)
         targets[at] = weights[last]
-    res = simulate(
+    return simulate(
         market.returns[:rows], targets, market.cost_rate, borrow_rate=market.borrow_rate, band=market.band,
         tradable=None if market.tradable is None else market.tradable[:rows],
         liquidate=None if market.liquidate is None else market.liquidate[:rows],
     )
+
+
+def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None,
+         periods_per_year: int) -> dict:
+    """Metrics of one candidate over the first ``n_days`` days with its decisions known at ``upto``."""
+    per = market.per_day
+    rows = n_days * per
+    res = _simulate(simulate, market, plan, n_days, upto)
     borrow = res.borrow if res.borrow is not None else np.zeros(rows)
     liquidated = [(day // per, col, weight) for day, col, weight in res.liquidations]
     ret, turnover, costs = res.returns, res.turnover, res.costs
@@ -336,6 +343,65 @@ def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd
     m["returns"] = ret
     m["liquidated"] = liquidated
     return m
+
+
+def books(
+    close: pd.DataFrame,
+    decisions: pd.DataFrame,
+    start: pd.Timestamp,
+    dates: Iterable[pd.Timestamp],
+    cost_rate: float | Mapping[str, float],
+    *,
+    execution: str = "close",
+    open_: pd.DataFrame | None = None,
+    band: float = 0.0,
+    borrow_bps_per_year: float = 0.0,
+    periods_per_year: int = 252,
+    delist_after: int | None = None,
+) -> dict[pd.Timestamp, tuple[pd.Series, pd.Series, float]]:
+    """The book of one candidate after the close of each date (the simulation of :func:`walk_forward`, with
+    ``vectorized``): drifted weights, the targets of its latest decision <= the date, and equity since
+    ``start``. The book for ``D`` uses only closes and decisions dated <= ``D``; one call over a range equals
+    one call per date (a prefix of the simulation is bit-identical)."""
+    start = pd.Timestamp(start)
+    dates = sorted(pd.Timestamp(d) for d in dates)
+    if not dates:
+        return {}
+    horizon = dates[-1]
+    past = close.loc[close.index <= horizon]
+    days = past.index[past.index >= start]
+    index = pd.DatetimeIndex(decisions.index)
+    decisions = decisions.loc[index <= horizon].astype(float)
+    index = index[index <= horizon]
+    out = {}
+    zero = pd.Series(0.0, index=past.columns)
+    if not len(days):
+        for d in dates:
+            known = decisions.loc[index <= d]
+            out[d] = (zero, known.iloc[-1].fillna(0.0) if len(known) else zero, 1.0)
+        return out
+    shift = 1 if execution == "next_open" else 0
+    market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
+                     delist_after)
+    plan = _plan("book", decisions, past.columns, days, horizon, shift)
+    simulate = get_simulator("vectorized")
+    full = _simulate(simulate, market, plan, len(days), None)
+    per = market.per_day
+    for d in dates:
+        k = int(days.searchsorted(d, side="right")) - 1
+        known = decisions.loc[index <= d]
+        target = known.iloc[-1].fillna(0.0) if len(known) else zero
+        if k < 0:
+            out[d] = (zero, target, 1.0)
+            continue
+        later = plan.dates.searchsorted(d, side="right")
+        res = full
+        if later < len(plan.pos) and plan.pos[later] <= k:  # a later decision trades by k: rerun without it
+            res = _simulate(simulate, market, plan, k + 1, d)
+        rows = (k + 1) * per
+        out[d] = (pd.Series(res.weights[rows - 1], index=past.columns), target,
+                  float(np.cumprod(1.0 + res.returns[:rows])[-1]))
+    return out
 
 
 def _frames(rows: list[tuple[str, str]], table: dict[str, np.ndarray]) -> list[pd.DataFrame]:

@@ -624,6 +624,14 @@ class Manifest(Strict):
             raise ValueError(f"backtest.start {self.backtest.start} is before start {self.start}")
         return self
 
+    @model_validator(mode="after")
+    def _drift_candidate(self) -> Manifest:
+        wanted = self.backtest.drift.candidate
+        names = [c.name for c in self.tournament.candidates]
+        if wanted is not None and wanted not in names:
+            raise ValueError(f"backtest.drift.candidate {wanted!r} is not a tournament candidate ({', '.join(names)})")
+        return self
+
     @property
     def backtest_start(self) -> dt.date:
         return self.backtest.start or self.start
