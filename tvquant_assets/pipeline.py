@@ -652,7 +652,8 @@ def plan_start(manifest: Manifest, lake: Lake, start: pd.Timestamp) -> tuple[pd.
         if any(not lake.exists(manifest.name, Stage.TOURNAMENT.value, d) for d in needed):
             notes.append(f"also ran {bt_start.date()}..{new_start.date()}: the backtest starts on "
                          f"{bt_start.date()} (backtest.start) and needs every decision since")
-            new_start = bt_start
+            new_start, carried = plan_start(manifest, lake, bt_start)  # which may carry an earlier decision
+            notes += carried
     return new_start, notes
 
 

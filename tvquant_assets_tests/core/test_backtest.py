@@ -253,3 +253,17 @@ def test_manifest_backtest_section_validates_in_one_line():
                        ({"execution": "vwap"}, "execution"), ({"slippage": 1}, "slippage")]:
         with pytest.raises(ValidationError, match=field):
             BacktestConfig(**bad)
+
+
+def test_plan_start_reaches_the_decision_the_backtest_start_carries(tmp_path):
+    # A fresh lake and a range after backtest.start (2019-01-02): the run must start at the rebalance date
+    # 2019-01-01 whose decision 2019-01-02 carries, not at 2019-01-02 (its tournament would find no carry).
+    from pathlib import Path
+
+    from tvquant_assets.lake import Lake
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.pipeline import plan_start
+
+    m = load_manifest(Path(__file__).resolve().parents[2] / "manifests" / "sp500_demo.yaml")
+    start, notes = plan_start(m, Lake(tmp_path), pd.Timestamp("2022-10-03"))
+    assert start == pd.Timestamp("2019-01-01") and len(notes) == 2
