@@ -477,14 +477,6 @@ class DriftMonitorConfig(Strict):
     notional: float = Field(1_000_000.0, gt=0.0, description="portfolio value the order quantities are sized on")
 
 
-class ExecutionFeedbackConfig(Strict):
-    """Realized slippage of the event-driven simulator updates the slippage estimate (recorded)."""
-
-    enabled: bool = False
-    simulator: str = "nautilus"
-    weight: float = Field(0.5, gt=0.0, le=1.0, description="weight of the new measurement in the estimate")
-
-
 class BacktestConfig(Strict):
     """Walk-forward simulation of every candidate with drift and costs."""
 
@@ -505,7 +497,6 @@ class BacktestConfig(Strict):
     pbo_blocks: int = Field(8, ge=2, le=16, description="blocks of the PBO cross-validation (even)")
     periods_per_year: int = Field(252, ge=1, description="Annualization factor of returns, volatility and Sharpe.")
     drift: DriftMonitorConfig = DriftMonitorConfig()
-    execution_feedback: ExecutionFeedbackConfig = ExecutionFeedbackConfig()
 
     @field_validator("simulators")
     @classmethod
