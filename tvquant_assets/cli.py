@@ -31,12 +31,16 @@ def _print_leaderboard(manifest: str, date, lake_root: str | None) -> None:
 
     board = stage_frame(manifest, Stage.BACKTEST, date, lake_root).sort_values("rank")
     table = Table(title=f"{manifest} leaderboard as of {str(date)[:10]}")
-    for col in ("rank", "candidate", "total_return", "ann_return", "ann_vol", "sharpe", "max_drawdown", "turnover"):
-        table.add_column(col, justify="right" if col != "candidate" else "left")
+    extra = [c for c in ("simulator", "dsr", "pbo") if c in board.columns]
+    for col in ("rank", "candidate", *extra[:1], "total_return", "ann_return", "ann_vol", "sharpe", "max_drawdown",
+                "turnover", *extra[1:]):
+        table.add_column(col, justify="left" if col in ("candidate", "simulator") else "right")
     for _, r in board.iterrows():
-        table.add_row(str(int(r["rank"])), r["candidate"], f"{r['total_return']:.2%}", f"{r['ann_return']:.2%}",
-                      f"{r['ann_vol']:.2%}", f"{r['sharpe']:.2f}", f"{r['max_drawdown']:.2%}",
-                      f"{r['turnover']:.2f}")
+        cells = [str(int(r["rank"])), r["candidate"], *([r["simulator"]] if "simulator" in extra else []),
+                 f"{r['total_return']:.2%}", f"{r['ann_return']:.2%}", f"{r['ann_vol']:.2%}", f"{r['sharpe']:.2f}",
+                 f"{r['max_drawdown']:.2%}", f"{r['turnover']:.2f}"]
+        cells += [f"{r[c]:.2f}" for c in extra[1:]]
+        table.add_row(*cells)
     Console(width=max(110, Console().width)).print(table)
 
 
@@ -195,6 +199,52 @@ def cmd_lake_sql(args) -> int:
     Console(width=max(120, Console().width)).print(table)
     print(f"{len(rows)} row(s){' (limit reached)' if args.limit and len(rows) == args.limit else ''}",
           file=sys.stderr)
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    """One-shot walk-forward backtest over a range (no Dagster); same frames and hashes as the asset."""
+    from tvquant_assets.calendar import manifest_dates
+    from tvquant_assets.hashing import df_hash
+    from tvquant_assets.lake import Lake, default_lake_root
+    from tvquant_assets.manifest import resolve_manifest
+    from tvquant_assets.pipeline import Pipeline, run_backtest_range
+    from tvquant_assets.runner import check_range
+
+    _, manifest = resolve_manifest(args.manifest)
+    write = True
+    if args.simulators:
+        from pydantic import ValidationError
+
+        from tvquant_assets.errors import ManifestError
+
+        try:
+            bt = manifest.backtest.model_validate({**manifest.backtest.model_dump(), "simulators": args.simulators})
+        except ValidationError as exc:
+            raise ManifestError(f"--simulators: {exc.errors()[0]['msg']}") from None
+        manifest = manifest.model_copy(update={"backtest": bt})
+        write = False  # a what-if run: the lake keeps the manifest's own leaderboard
+    start, end = check_range(manifest, args.start, args.end)
+    root = args.lake or default_lake_root()
+    dates = manifest_dates(manifest, start, end)
+    t0 = time.perf_counter()
+    result, notes = run_backtest_range(Pipeline(manifest, Lake.open(root)), dates, write=write)
+    seconds = time.perf_counter() - t0
+    hashes = {str(d.date()): df_hash(f) for d, f in result.frames.items()}
+    if args.json:
+        board = result.frames[end]
+        print(json.dumps({"manifest": manifest.name, "start": str(start.date()), "end": str(end.date()),
+                          "partitions": len(dates), "written": write, "seconds": round(seconds, 3), "notes": notes,
+                          "hashes": hashes, "leaderboard": json.loads(board.to_json(orient="records"))}, indent=2))
+        return 0
+    for note in notes:
+        print(f"note: {note}")
+    if write:
+        _print_leaderboard(manifest.name, end, root)
+    else:
+        print(result.frames[end].to_string(index=False))
+    print(f"{len(dates)} dates backtested in {seconds:.1f} s (one call, no Dagster); "
+          f"{end.date()} df_hash {hashes[str(end.date())][:16]}")
     return 0
 
 
@@ -360,6 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
     lq.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     add_common(lq)
     lq.set_defaults(func=cmd_lake_sql)
+
+    bt = parser("backtest", "one-shot walk-forward backtest over a range (no Dagster), same hashes as the asset")
+    bt.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    bt.add_argument("--start", required=True)
+    bt.add_argument("--end", required=True)
+    bt.add_argument("--simulators", type=lambda v: [x for x in v.split(",") if x], default=None,
+                    help="comma-separated simulators for a what-if run (not written to the lake)")
+    add_common(bt)
+    bt.set_defaults(func=cmd_backtest)
+
 
     m = parser("manifests", "validate or list manifests")
     msub = m.add_subparsers(dest="manifests_command", required=True, metavar="SUBCOMMAND")

@@ -12,6 +12,7 @@ class Stage(StrEnum):
     ESTIMATION = "estimation"
     TOURNAMENT = "tournament"
     BACKTEST = "backtest"
+    DRIFT = "drift"
     AUDIT = "audit"
 
 

@@ -23,3 +23,7 @@ class EngineError(TvquantError):
 
 class LedgerError(TvquantError):
     """The audit ledger is broken or cannot be appended to."""
+
+
+class SimulatorError(TvquantError):
+    """A backtest simulator cannot run what the manifest asks."""

@@ -34,6 +34,7 @@ UPSTREAM: dict[Stage, tuple[Stage, ...]] = {
     Stage.ESTIMATION: (Stage.SELECTION, Stage.REGIME),
     Stage.TOURNAMENT: (Stage.ESTIMATION, Stage.REGIME),
     Stage.BACKTEST: (Stage.TOURNAMENT, Stage.PRICES),
+    Stage.DRIFT: (Stage.BACKTEST, Stage.TOURNAMENT, Stage.PRICES),
     Stage.AUDIT: tuple(s for s in STAGES if s is not Stage.AUDIT),
 }
 
@@ -143,7 +144,7 @@ class Pipeline:
             wide[f] = wide[f][sorted(wide[f].columns)].astype("float64")
             wide[f].columns.name = None
         return PricePanel(close=wide["close"], volume=wide.get("volume"), high=wide.get("high"),
-                          low=wide.get("low"))
+                          low=wide.get("low"), open=wide.get("open"))
 
     def rebalance_set(self, last: pd.Timestamp) -> frozenset[pd.Timestamp]:
         return _rebalance_set(self.manifest.calendar, pd.Timestamp(self.manifest.start), self.manifest.rebalance,
@@ -356,20 +357,53 @@ def collect_decisions(pipe: Pipeline, start: pd.Timestamp, last: pd.Timestamp) -
     return out
 
 
-def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+def backtest_cost_rates(pipe: Pipeline) -> float | dict[str, float]:
+    """Commission + slippage per unit of notional: one rate, or one per symbol when the manifest sets costs per
+    asset class (the catalog's ``type``)."""
+    bt = pipe.manifest.backtest
+    if not bt.costs_by_class:
+        return bt.costs.rate
+    cat = pipe.source.catalog()
+    kinds = dict(zip(cat["symbol"].astype(str), cat["type"].astype(str)))
+    return {s: bt.costs_by_class.get(kinds.get(s, ""), bt.costs).rate for s in pipe._universe_symbols}
+
+
+def backtest_frames(pipe: Pipeline, dates: list[pd.Timestamp], events: list[dict] | None = None
+                    ) -> dict[pd.Timestamp, pd.DataFrame]:
+    """The leaderboard frames of ``dates``: every decision since ``backtest.start`` from the lake, prices from
+    the lake, simulated with the manifest's settings by each configured simulator."""
     from tvquant_assets.core.backtest import walk_forward
 
     m = pipe.manifest
+    bt = m.backtest
     start = pd.Timestamp(m.backtest_start)
     last = max(dates)
+    settings = dict(simulators=bt.simulators, execution=bt.execution, band=bt.drift_band,
+                    borrow_bps_per_year=bt.borrow_bps_per_year, delist_after=bt.delist_after_days,
+                    pbo_blocks=bt.pbo_blocks, events=events)
     if last < start:
-        frames = walk_forward(pd.DataFrame(dtype="float64"), {}, start, dates, m.backtest.costs.rate,
-                              m.backtest.periods_per_year)
-        return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates))
+        return walk_forward(pd.DataFrame(dtype="float64"), {}, start, dates, bt.costs.rate, bt.periods_per_year,
+                            **{**settings, "execution": "close"})
     decisions = collect_decisions(pipe, start, last)
     panel = pipe.panel(last, first=start)
-    frames = walk_forward(panel.close, decisions, start, dates, m.backtest.costs.rate, m.backtest.periods_per_year)
-    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates))
+    if bt.execution == "next_open" and panel.open is None:
+        raise SourceError(f"{m.name}: backtest.execution next_open needs open prices and source "
+                          f"{m.source.kind} has close only; use execution: close")
+    return walk_forward(panel.close, decisions, start, dates, backtest_cost_rates(pipe), bt.periods_per_year,
+                        open_=panel.open, **settings)
+
+
+def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    events: list[dict] = []
+    frames = backtest_frames(pipe, dates, events)
+    notes: dict[pd.Timestamp, str] = {}
+    for e in events:  # forced sales, recorded on the report date of the day they happened
+        d = pd.Timestamp(e["date"])
+        if d in frames:
+            line = (f"{e['simulator']} {e['candidate']}: {e['symbol']} had no bar for more than "
+                    f"{pipe.manifest.backtest.delist_after_days} days; sold {e['weight']:.4f} at its last price")
+            notes[d] = f"{notes[d]}; {line}" if d in notes else line
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates), notes)
 
 
 # Stages whose core reads the trailing price window [window_start(D), D] through ``Pipeline.panel``.
@@ -388,7 +422,7 @@ def input_partitions(pipe: Pipeline, stage: Stage, d: pd.Timestamp) -> dict[str,
         prev = previous_dates(m, d, 1)[0]
         if prev >= pd.Timestamp(m.start):
             parts[Stage.TOURNAMENT.value] = [prev]
-    if stage is Stage.BACKTEST and d >= pd.Timestamp(m.backtest_start):
+    if stage in (Stage.BACKTEST, Stage.DRIFT) and d >= pd.Timestamp(m.backtest_start):
         start = pd.Timestamp(m.backtest_start)
         decided = {start, d, *(r for r in pipe.rebalance_set(d) if start < r <= d)}
         parts[Stage.TOURNAMENT.value] = sorted(decided)
@@ -469,6 +503,53 @@ def _same_record(prior: dict, payload: dict) -> bool:
     return set(prior) == set(payload) and all(prior[k] == v for k, v in payload.items() if k not in _CIRCUMSTANCE)
 
 
+def run_drift(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    """Drift monitor: the monitored candidate's drifted book after D's close vs its latest targets, and the
+    orders (partial or full) when the drift exceeds ``backtest.drift.threshold``."""
+    from tvquant_assets.core.backtest import books
+    from tvquant_assets.core.drift import COLUMNS, drift_orders
+
+    m = pipe.manifest
+    bt, cfg = m.backtest, m.backtest.drift
+    start, last = pd.Timestamp(m.backtest_start), max(dates)
+    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+    frames = {d: empty.copy() for d in dates}
+    notes = {d: "before backtest.start: nothing held" for d in dates if d < start}
+    live = [d for d in dates if d >= start]
+    if not live:
+        return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.DRIFT], dates), notes)
+    decisions = collect_decisions(pipe, start, last)
+    panel = pipe.panel(last, first=start)
+    if cfg.candidate is not None:
+        chosen = {d: cfg.candidate for d in live}
+    else:  # the leaderboard's leader of D (first configured simulator)
+        boards = pipe.read(Stage.BACKTEST, live)
+        chosen = {}
+        for d in live:
+            board = boards[d][0]
+            board = board[board["simulator"] == bt.simulators[0]] if "simulator" in board.columns else board
+            chosen[d] = str(board.sort_values("rank")["candidate"].iloc[0]) if len(board) else None
+    closes = panel.close.ffill()
+    settings = dict(execution=bt.execution, open_=panel.open, band=bt.drift_band,
+                    borrow_bps_per_year=bt.borrow_bps_per_year, periods_per_year=bt.periods_per_year,
+                    delist_after=bt.delist_after_days)
+    rates = backtest_cost_rates(pipe)
+    for cand in sorted({c for c in chosen.values() if c is not None}):
+        ds = [d for d in live if chosen[d] == cand]
+        if cand not in decisions:
+            notes.update({d: f"{cand}: no decisions in the lake" for d in ds})
+            continue
+        for d, (held, target, equity) in books(panel.close, decisions[cand], start, ds, rates, **settings).items():
+            prices = closes.loc[closes.index <= d].iloc[-1] if (closes.index <= d).any() else pd.Series(dtype=float)
+            frame = drift_orders(cand, held, target, prices, cfg.notional * equity, cfg.threshold, bt.drift_band,
+                                 cfg.mode)
+            frames[d] = frame
+            n = int((frame["side"] != "none").sum())
+            drift = float(frame["drift"].iloc[0]) if len(frame) else 0.0
+            notes[d] = f"{cand}: drift {drift:.4f} vs threshold {cfg.threshold:.4f}; {n} orders ({cfg.mode})"
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.DRIFT], dates), notes)
+
+
 def run_audit(pipe: Pipeline, dates: list[pd.Timestamp], run_id: str = "") -> StageResult:
     """Seal every stage's output for each date in the ledger. A date whose record (hashes, inputs,
     manifest, environment, code) is unchanged appends nothing; anything else appends an entry that
@@ -524,6 +605,7 @@ RUNNERS: dict[Stage, Callable[..., StageResult]] = {
     Stage.ESTIMATION: run_estimation,
     Stage.TOURNAMENT: run_tournament,
     Stage.BACKTEST: run_backtest,
+    Stage.DRIFT: run_drift,
     Stage.AUDIT: run_audit,
 }
 
@@ -570,7 +652,8 @@ def plan_start(manifest: Manifest, lake: Lake, start: pd.Timestamp) -> tuple[pd.
         if any(not lake.exists(manifest.name, Stage.TOURNAMENT.value, d) for d in needed):
             notes.append(f"also ran {bt_start.date()}..{new_start.date()}: the backtest starts on "
                          f"{bt_start.date()} (backtest.start) and needs every decision since")
-            new_start = bt_start
+            new_start, carried = plan_start(manifest, lake, bt_start)  # which may carry an earlier decision
+            notes += carried
     return new_start, notes
 
 
@@ -611,3 +694,28 @@ def latest_partition(pipe: Pipeline, today=None) -> pd.Timestamp:
             break
     raise SourceError(f"{pipe.name}: source {pipe.source.name} has no bars between {pipe.manifest.start} and "
                       f"{today.date()}; pass --date")
+
+
+def run_backtest_range(pipe: Pipeline, dates, write: bool = True) -> tuple[StageResult, list[str]]:
+    """One-shot backtest of ``dates`` without Dagster: the stage is one call over the range, reading every
+    decision since ``backtest.start`` from the lake. When the lake lacks prices or tournament partitions it
+    needs, the upstream stages are computed one-shot first (and written). Returns the result and notes."""
+    dates = sorted(pd.Timestamp(d) for d in dates)
+    m = pipe.manifest
+    start, last = pd.Timestamp(m.backtest_start), dates[-1]
+    notes: list[str] = []
+    if last >= start:
+        decision_dates = {start, *(r for r in pipe.rebalance_set(last) if start < r <= last)}
+        wanted = [(Stage.TOURNAMENT, d) for d in sorted(decision_dates)]
+        wanted += [(Stage.PRICES, d) for d in manifest_dates(m, start, last)]
+        missing = [(s, d) for s, d in wanted if not pipe.lake.exists(pipe.name, s.value, d)]
+        if missing:
+            upstream = STAGES[: STAGES.index(Stage.TOURNAMENT) + 1]
+            first = min(start, dates[0])
+            run_one_shot(pipe, manifest_dates(m, first, last), stages=upstream)
+            notes.append(f"computed {', '.join(s.value for s in upstream)} {first.date()}..{last.date()} first: "
+                         f"{len(missing)} partitions the backtest reads were not in the lake")
+    result = run_stage(pipe, Stage.BACKTEST, dates)
+    if write:
+        pipe.lake.write_many([(pipe.lake.path(pipe.name, Stage.BACKTEST.value, d), f) for d, f in result.frames.items()])
+    return result, notes

@@ -74,7 +74,7 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
 
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
                       extend_start: bool = True) -> RangeReport:
-    """Run all nine stages of a manifest for [start, end] as one in-process Dagster run."""
+    """Run all ten stages of a manifest for [start, end] as one in-process Dagster run."""
     # One "planned" event per range instead of per partition; materializations stored in batches.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")

@@ -98,7 +98,7 @@ def test_dagster_run_equals_one_shot_pipeline(run, tmp_path):
     a = dagster_lake.read(m.name, "audit", END)
     b = other.read(m.name, "audit", END)
     hash_cols = [c for c in a.columns if c.startswith("hash_")]
-    assert len(hash_cols) == 8 and a[hash_cols].equals(b[hash_cols])
+    assert len(hash_cols) == 9 and a[hash_cols].equals(b[hash_cols])
 
 
 def test_rerun_is_idempotent_and_ledger_verifies(run, capsys):
@@ -197,3 +197,27 @@ def test_single_partition_run_sets_the_data_version_to_the_content_hash(run):
     latest = next(r for r in records if r.partition_key == "2020-04-06")
     digest = Lake(run["lake_root"]).read_with_hash(m.name, "regime", "2020-04-06")[1]
     assert latest.asset_materialization.tags["dagster/data_version"] == digest
+
+
+def test_one_shot_backtest_command_equals_the_dagster_asset(run, tmp_path, capsys):
+    """`tvquant backtest` (one call over a range, no Dagster) gives the Dagster backtest asset's frames:
+    same df_hash on every date, whether run over the whole range, a later sub-range or one date."""
+    import shutil
+
+    m = run["manifest"]
+    dagster_lake = Lake(run["lake_root"])
+    lake_root = tmp_path / "lake"
+    shutil.copytree(run["lake_root"], lake_root)
+    shutil.rmtree(lake_root / m.name / "backtest")  # decisions and prices stay; the leaderboards go
+    want = {str(d.date()): dagster_lake.read_with_hash(m.name, "backtest", d)[1] for d in manifest_dates(m, START, END)}
+    for start, end in ((START, END), ("2020-03-09", "2020-03-20"), (END, END)):
+        assert main(["backtest", "--manifest", str(run["manifest_path"]), "--start", start, "--end", end,
+                     "--lake", str(lake_root), "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["hashes"] == {d: h for d, h in want.items() if start <= d <= end}
+        assert got["notes"] == [] and got["written"]
+    assert Lake(lake_root).read_with_hash(m.name, "backtest", END)[1] == want[END]
+    pd.testing.assert_frame_equal(Lake(lake_root).read(m.name, "backtest", END), dagster_lake.read(m.name, "backtest", END))
+    assert main(["backtest", "--manifest", str(run["manifest_path"]), "--start", END, "--end", END,
+                 "--lake", str(lake_root), "--simulators", "zipline"]) == 2
+    assert "unknown simulator 'zipline'" in capsys.readouterr().err

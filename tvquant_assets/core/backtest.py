@@ -12,24 +12,38 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.core.metrics import expanding_metrics
+from tvquant_assets.core.metrics import deflated_sharpe, expanding_metrics, pbo_cscv, tail_risk
 from tvquant_assets.core.simulators import get_simulator
 
 # Output schema of every leaderboard frame (rows sorted by rank).
 COLUMNS: dict[str, str] = {
     "candidate": "str",
+    "engine": "str",
+    "profile": "str",
+    "simulator": "str",
     "day_return": "float64",
     "equity": "float64",
     "total_return": "float64",
     "ann_return": "float64",
     "ann_vol": "float64",
     "sharpe": "float64",
+    "sortino": "float64",
+    "calmar": "float64",
     "max_drawdown": "float64",
+    "var_95": "float64",
+    "cvar_95": "float64",
+    "hit_rate": "float64",
+    "stability": "float64",
+    "dsr": "float64",
+    "pbo": "float64",
     "turnover": "float64",
     "costs": "float64",
+    "borrow": "float64",
+    "liquidations": "int64",
     "n_days": "int64",
     "rank": "int64",
 }
+EXECUTIONS = ("close", "next_open")
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,21 @@ class _Plan:
     """One candidate's decisions, mapped onto simulation days."""
 
     dates: pd.DatetimeIndex  # decision dates <= horizon, ascending
-    pos: np.ndarray  # simulation-day position each decision trades at (pre-start ones folded to 0)
+    pos: np.ndarray  # simulation day each decision trades at (pre-start ones folded to 0); may be == n_days
     weights: np.ndarray  # (n_decisions, N), NaN -> 0
+
+
+@dataclass(frozen=True)
+class _Market:
+    """Everything a simulator run needs besides the decisions, for the days of the walk-forward."""
+
+    returns: np.ndarray  # (rows, N): one row per day at the close, or two (overnight, intraday) per day
+    per_day: int  # 1 (trades at the close) or 2 (trades at the next open)
+    tradable: np.ndarray | None
+    liquidate: np.ndarray | None
+    cost_rate: float | np.ndarray
+    borrow_rate: float  # per row
+    band: float
 
 
 def walk_forward(
@@ -46,9 +73,18 @@ def walk_forward(
     decisions: Mapping[str, pd.DataFrame],
     start: pd.Timestamp,
     dates: Iterable[pd.Timestamp],
-    cost_rate: float,
+    cost_rate: float | Mapping[str, float],
     periods_per_year: int,
     simulator: str = "vectorized",
+    *,
+    simulators: Iterable[str] | None = None,
+    execution: str = "close",
+    open_: pd.DataFrame | None = None,
+    band: float = 0.0,
+    borrow_bps_per_year: float = 0.0,
+    delist_after: int | None = None,
+    pbo_blocks: int = 8,
+    events: list[dict] | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Simulate every candidate from ``start`` and rank them on each requested date.
 
@@ -56,38 +92,54 @@ def walk_forward(
     ----------
     close : DataFrame
         Wide closes: trading days ascending (index), symbols (columns), NaN where no bar. A missing
-        price is carried forward for valuation, so a held name keeps its last value across a gap.
+        price is carried forward for valuation, so a held name keeps its last value across a gap; a
+        name cannot trade on a day without a price (it keeps its drifted weight).
     decisions : mapping of str to DataFrame
-        Per candidate, target weights indexed by decision date (ascending, any calendar day) with
-        symbol columns; NaN or absent means 0, an all-NaN row means all cash. A decision dated ``D``
-        trades at the close of the last trading day <= ``D`` (the same information set); when several
-        map to one trading day the latest wins. Decisions from before the first simulated day are
-        folded into it: the book opens at that close with the latest decision known then.
+        Per candidate (``"engine/profile"``), target weights indexed by decision date (ascending, any
+        calendar day) with symbol columns; NaN or absent means 0, an all-NaN row means all cash. A
+        decision dated ``D`` trades at the close of the last trading day <= ``D`` (the same information
+        set), or at the next trading day's open with ``execution="next_open"``; when several map to one
+        trading day the latest wins. Decisions from before the first simulated day are folded into it.
     start : Timestamp
         First day of the walk-forward; the book is all cash until its first trade.
     dates : iterable of Timestamp
         Dates to report; the simulation runs over trading days in ``[start, max(dates)]``.
-    cost_rate : float
-        Cost per unit of traded notional.
+    cost_rate : float or mapping of symbol to float
+        Cost per unit of traded notional (commission + slippage), one rate or one per symbol.
     periods_per_year : int
         For annualization.
-    simulator : str
-        A name registered in ``tvquant_assets.core.simulators.SIMULATORS``.
+    simulator, simulators : str, iterable of str
+        Names registered in ``tvquant_assets.core.simulators.SIMULATORS``; ``simulators`` (several) wins.
+    execution : {"close", "next_open"}
+    open_ : DataFrame, optional
+        Wide opens like ``close``; required for ``next_open``.
+    band : float
+        Drift band of partial rebalancing (0: full rebalance).
+    borrow_bps_per_year : float
+        Borrow cost on short notional, accrued per day.
+    delist_after : int, optional
+        A name without a bar for more than this many trading days is gone: sold at its last price.
+    pbo_blocks : int
+        Blocks of the combinatorially symmetric cross-validation (PBO across candidates).
+    events : list, optional
+        Receives one dict per forced liquidation (simulator, candidate, date, symbol, weight).
 
     Returns
     -------
     dict of Timestamp to DataFrame
-        Per requested date, one row per candidate with ``COLUMNS``, sorted by rank (1 = best Sharpe,
-        ties by candidate name, NaN Sharpe last). ``day_return`` is the return of ``D`` itself (0.0
-        when ``D`` is not a trading day); ``equity`` is the growth of 1 since ``start``; ``turnover``
-        and ``costs`` are sums so far; ``max_drawdown`` is <= 0. Dates before ``start`` give an empty
-        frame with the schema.
+        Per requested date, one row per candidate and simulator with ``COLUMNS``, sorted by rank (1 = best
+        Sharpe, ties by candidate then simulator name, NaN Sharpe last). ``day_return`` is the return of
+        ``D`` itself (0.0 when ``D`` is not a trading day); ``equity`` is the growth of 1 since ``start``;
+        ``turnover``, ``costs``, ``borrow`` and ``liquidations`` are sums so far; ``max_drawdown`` is <= 0;
+        ``dsr`` and ``pbo`` compare the candidates of the same simulator. Dates before ``start`` give an
+        empty frame with the schema.
     """
-    simulate = get_simulator(simulator)
-    if not (np.isfinite(cost_rate) and cost_rate >= 0):
-        raise ValueError(f"cost_rate {cost_rate!r} must be a finite number >= 0")
+    names_sim = list(dict.fromkeys(simulators)) if simulators is not None else [simulator]
+    sims = {name: get_simulator(name) for name in names_sim}
     if periods_per_year < 1:
         raise ValueError(f"periods_per_year {periods_per_year!r} must be >= 1")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution {execution!r} must be one of {', '.join(EXECUTIONS)}")
     if close.empty and not isinstance(close.index, pd.DatetimeIndex):
         close = close.set_axis(pd.DatetimeIndex(close.index), axis=0)  # an empty panel: no trading days yet
     if not isinstance(close.index, pd.DatetimeIndex) or not close.index.is_monotonic_increasing \
@@ -102,34 +154,51 @@ def walk_forward(
     # Everything below sees only rows <= horizon, so later rows cannot leak into any frame.
     past = close.loc[close.index <= horizon]
     days = past.index[past.index >= start]
-    returns = past.ffill().pct_change(fill_method=None).to_numpy(dtype=float)[len(past) - len(days):]
+    market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
+                     delist_after)
     names = sorted(decisions)
-    plans = {c: _plan(c, decisions[c], past.columns, days, horizon) for c in names}
-
-    def run(plan: _Plan, n_days: int, upto: pd.Timestamp | None = None) -> dict[str, np.ndarray]:
-        keep = slice(None) if upto is None else slice(0, plan.dates.searchsorted(upto, side="right"))
-        return _metrics(simulate, returns[:n_days], plan.pos[keep], plan.weights[keep], cost_rate, periods_per_year)
+    shift = 1 if execution == "next_open" else 0
+    plans = {c: _plan(c, decisions[c], past.columns, days, horizon, shift) for c in names}
 
     asked = pd.DatetimeIndex([d for d in dates if d >= start])
     k = days.searchsorted(asked, side="right") - 1  # last simulated day <= each date (-1: none yet)
     kk = np.maximum(k, 0)
     on_day = (k >= 0) & (days[kk] == asked) if len(days) else np.zeros(len(asked), dtype=bool)
 
-    # (date, candidate) tables, pre-filled with the values of a book that has not traded yet
-    table = {col: np.full((len(asked), len(names)), value) for col, value in _UNTRADED.items()}
-    for j, c in enumerate(names if len(days) else []):
-        plan = plans[c]
-        _fill(table, j, np.flatnonzero(k >= 0), run(plan, len(days)), kk, on_day)
-        # A decision dated after d (e.g. on the following holiday) may map to day k's close as well;
-        # d must not see it, so such dates re-run this candidate on what was known at d.
-        later = plan.dates.searchsorted(asked, side="right")
-        hidden = (k >= 0) & (later < len(plan.pos))
-        hidden[hidden] = plan.pos[later[hidden]] == k[hidden]
-        for i in np.flatnonzero(hidden):
-            _fill(table, j, np.array([i]), run(plan, k[i] + 1, asked[i]), kk, on_day)
-    frames = _frames(names, table)
+    rows = [(c, sim) for sim in names_sim for c in names]
+    # (date, row) tables, pre-filled with the values of a book that has not traded yet
+    table = {col: np.full((len(asked), len(rows)), value) for col, value in _UNTRADED.items()}
+    for col in _CROSS:
+        table[col] = np.full((len(asked), len(rows)), np.nan)
+    for sim_name in names_sim if len(days) else []:
+        simulate = sims[sim_name]
+        cols = [j for j, (_, sim) in enumerate(rows) if sim == sim_name]
+        used: dict[int, list[np.ndarray]] = {i: [] for i in range(len(asked)) if k[i] >= 0}
+        for j in cols:
+            c = rows[j][0]
+            plan = plans[c]
+            base = _run(simulate, market, plan, len(days), None, periods_per_year)
+            _fill(table, j, np.flatnonzero(k >= 0), base, kk, on_day)
+            # A decision dated after d (e.g. on the following holiday) may map to day k's close as well;
+            # d must not see it, so such dates re-run this candidate on what was known at d.
+            later = plan.dates.searchsorted(asked, side="right")
+            hidden = (k >= 0) & (later < len(plan.pos))
+            hidden[hidden] = plan.pos[later[hidden]] == k[hidden]
+            for i in used:
+                m = base
+                if hidden[i]:
+                    m = _run(simulate, market, plan, k[i] + 1, asked[i], periods_per_year)
+                    _fill(table, j, np.array([i]), m, kk, on_day)
+                used[i].append(m["returns"][: k[i] + 1])
+            if events is not None:
+                for day, col, weight in base["liquidated"]:
+                    events.append({"simulator": sim_name, "candidate": c, "date": days[day],
+                                   "symbol": str(past.columns[col]), "weight": weight})
+        for i, series in used.items():
+            _cross(table, cols, i, series, pbo_blocks)
+    frames = _frames(rows, table)
 
-    empty = _frames([], {col: np.zeros((1, 0)) for col in _UNTRADED})[0]
+    empty = _frames([], {col: np.zeros((1, 0)) for col in [*_UNTRADED, *_CROSS]})[0]
     by_date = dict(zip(asked, frames))
     return {d: by_date[d] if d >= start else empty.copy() for d in dates}
 
@@ -137,8 +206,60 @@ def walk_forward(
 # A candidate with no simulated day yet: flat equity, undefined ratios.
 _UNTRADED: dict[str, float] = {
     "day_return": 0.0, "equity": 1.0, "total_return": 0.0, "ann_return": np.nan, "ann_vol": np.nan,
-    "sharpe": np.nan, "max_drawdown": 0.0, "turnover": 0.0, "costs": 0.0, "n_days": 0,
+    "sharpe": np.nan, "sortino": np.nan, "calmar": np.nan, "max_drawdown": 0.0, "hit_rate": np.nan,
+    "stability": np.nan, "turnover": 0.0, "costs": 0.0, "borrow": 0.0, "liquidations": 0, "n_days": 0,
 }
+# Computed per date from the return series itself, or across the candidates of one simulator.
+_CROSS = ("var_95", "cvar_95", "dsr", "pbo")
+
+
+def _market(past: pd.DataFrame, days: pd.DatetimeIndex, open_: pd.DataFrame | None, execution: str,
+            cost_rate, band: float, borrow_rate: float, delist_after: int | None) -> _Market:
+    n_hist = len(past) - len(days)
+    filled = past.ffill()
+    raw = past.to_numpy(dtype=float)[n_hist:]
+    tradable = ~np.isnan(raw)
+    liquidate = None
+    if delist_after is not None:
+        if delist_after < 1:
+            raise ValueError(f"delist_after {delist_after!r} must be >= 1 trading day")
+        seen = past.notna().to_numpy()
+        idx = np.arange(len(past))[:, None]
+        last = np.maximum.accumulate(np.where(seen, idx, -1), axis=0)
+        stale = ((idx - last) > delist_after) & (last >= 0)
+        liquidate = stale[n_hist:] if stale[n_hist:].any() else None
+    if isinstance(cost_rate, Mapping) or isinstance(cost_rate, pd.Series):
+        rates = pd.Series(cost_rate, dtype=float).reindex(past.columns)
+        if rates.isna().any():
+            missing = [str(s) for s in rates.index[rates.isna()]]
+            raise ValueError(f"cost_rate has no rate for {', '.join(missing[:5])}; give one per symbol")
+        rate: float | np.ndarray = rates.to_numpy()
+    else:
+        rate = float(cost_rate)
+    if not np.all(np.isfinite(rate)) or np.any(np.asarray(rate) < 0):
+        raise ValueError(f"cost_rate {cost_rate!r} must be finite numbers >= 0")
+    if execution == "close":
+        returns = filled.pct_change(fill_method=None).to_numpy(dtype=float)[n_hist:]
+        return _Market(returns, 1, None if tradable.all() else tradable, liquidate, rate, borrow_rate, band)
+    if open_ is None:
+        raise ValueError("execution next_open needs open prices; the source has close only (use execution: close)")
+    prev = filled.shift(1)
+    o = open_.reindex(index=past.index, columns=past.columns).astype(float)
+    opened = o.notna().to_numpy()[n_hist:]
+    o = o.where(o.notna(), prev)  # no open: valued at the previous close (no overnight move)
+    overnight = (o / prev - 1.0).to_numpy(dtype=float)[n_hist:]
+    intraday = (filled / o - 1.0).to_numpy(dtype=float)[n_hist:]
+    n, N = overnight.shape
+    grid = np.empty((2 * n, N))
+    grid[0::2], grid[1::2] = overnight, intraday
+    can = np.empty((2 * n, N), dtype=bool)
+    can[0::2], can[1::2] = opened, tradable
+    liq = None
+    if liquidate is not None:  # gone at the close of its first stale day, and stays gone
+        liq = np.zeros((2 * n, N), dtype=bool)
+        liq[1::2] = liquidate
+        liq[2::2] = liquidate[:-1]
+    return _Market(grid, 2, None if can.all() else can, liq, rate, borrow_rate, band)
 
 
 def _fill(table: dict[str, np.ndarray], j: int, rows: np.ndarray, m: dict[str, np.ndarray],
@@ -149,7 +270,19 @@ def _fill(table: dict[str, np.ndarray], j: int, rows: np.ndarray, m: dict[str, n
     table["day_return"][rows, j] = np.where(on_day[rows], m["returns"][kk[rows]], 0.0)
 
 
-def _plan(name: str, frame: pd.DataFrame, symbols: pd.Index, days: pd.DatetimeIndex, horizon: pd.Timestamp) -> _Plan:
+def _cross(table: dict[str, np.ndarray], cols: list[int], i: int, series: list[np.ndarray], blocks: int) -> None:
+    """Tail risk of each row, and the deflated Sharpe ratio and PBO across one simulator's candidates."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sharpes = np.array([r.mean() / r.std(ddof=1) if r.size > 1 else np.nan for r in series])
+    for j, r in zip(cols, series):
+        table["var_95"][i, j], table["cvar_95"][i, j] = tail_risk(r)
+        table["dsr"][i, j] = deflated_sharpe(r, sharpes)
+    pbo = pbo_cscv(np.column_stack(series), blocks) if len(series) > 1 else np.nan
+    table["pbo"][i, cols] = pbo
+
+
+def _plan(name: str, frame: pd.DataFrame, symbols: pd.Index, days: pd.DatetimeIndex, horizon: pd.Timestamp,
+          shift: int) -> _Plan:
     index = pd.DatetimeIndex(frame.index)
     if not index.is_monotonic_increasing:
         raise ValueError(f"decisions for {name!r} must be indexed by ascending decision dates")
@@ -161,30 +294,136 @@ def _plan(name: str, frame: pd.DataFrame, symbols: pd.Index, days: pd.DatetimeIn
         raise ValueError(f"decisions for {name!r} weight symbols without prices: {', '.join(map(str, unknown))}")
     w = weights.reindex(columns=symbols).to_numpy(dtype=float, na_value=np.nan)
     pos = np.maximum(days.searchsorted(index, side="right") - 1, 0) if len(days) else np.zeros(len(index), int)
+    if shift and len(days):  # next open; a decision before the first day opens the book at its close
+        pos = np.where(days.searchsorted(index, side="right") - 1 < 0, 0, pos + shift)
     return _Plan(index, pos.astype(np.int64), np.nan_to_num(w, nan=0.0))
 
 
-def _metrics(simulate: Callable, returns: np.ndarray, pos: np.ndarray, weights: np.ndarray,
-             cost_rate: float, periods_per_year: int) -> dict[str, np.ndarray]:
-    targets = np.full(returns.shape, np.nan)
+def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None):
+    """One candidate over the first ``n_days`` days with its decisions known at ``upto`` (None: all)."""
+    keep = len(plan.pos) if upto is None else plan.dates.searchsorted(upto, side="right")
+    pos, weights = plan.pos[:keep], plan.weights[:keep]
+    inside = pos < n_days
+    pos, weights = pos[inside], weights[inside]
+    per = market.per_day
+    rows = n_days * per
+    targets = np.full((rows, market.returns.shape[1]), np.nan)
     if len(pos):
         last = np.r_[pos[1:] != pos[:-1], True]  # the latest decision per trading day wins
-        targets[pos[last]] = weights[last]
-    res = simulate(returns, targets, cost_rate)
-    m = expanding_metrics(res.returns, res.turnover, periods_per_year)
-    m["costs"] = np.cumsum(res.costs)
-    m["returns"] = res.returns
+        at = pos[last] * per
+        if per == 2:  # at the open: row 2k; a decision folded into the first day trades at its close
+            at = np.where(pos[last] == 0, 1, at)
+        targets[at] = weights[last]
+    return simulate(
+        market.returns[:rows], targets, market.cost_rate, borrow_rate=market.borrow_rate, band=market.band,
+        tradable=None if market.tradable is None else market.tradable[:rows],
+        liquidate=None if market.liquidate is None else market.liquidate[:rows],
+    )
+
+
+def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None,
+         periods_per_year: int) -> dict:
+    """Metrics of one candidate over the first ``n_days`` days with its decisions known at ``upto``."""
+    per = market.per_day
+    rows = n_days * per
+    res = _simulate(simulate, market, plan, n_days, upto)
+    borrow = res.borrow if res.borrow is not None else np.zeros(rows)
+    liquidated = [(day // per, col, weight) for day, col, weight in res.liquidations]
+    ret, turnover, costs = res.returns, res.turnover, res.costs
+    if per == 2:
+        ret = (1.0 + ret[0::2]) * (1.0 + ret[1::2]) - 1.0
+        turnover, costs, borrow = (x[0::2] + x[1::2] for x in (turnover, costs, borrow))
+    m = expanding_metrics(ret, turnover, periods_per_year)
+    m["costs"] = np.cumsum(costs)
+    m["borrow"] = np.cumsum(borrow)
+    counts = np.zeros(n_days)
+    for day, _, _ in liquidated:
+        counts[day] += 1
+    m["liquidations"] = np.cumsum(counts)
+    m["returns"] = ret
+    m["liquidated"] = liquidated
     return m
 
 
-def _frames(names: list[str], table: dict[str, np.ndarray]) -> list[pd.DataFrame]:
-    """One ranked frame per row of the (date, candidate) tables, cut from one frame built once."""
+def books(
+    close: pd.DataFrame,
+    decisions: pd.DataFrame,
+    start: pd.Timestamp,
+    dates: Iterable[pd.Timestamp],
+    cost_rate: float | Mapping[str, float],
+    *,
+    execution: str = "close",
+    open_: pd.DataFrame | None = None,
+    band: float = 0.0,
+    borrow_bps_per_year: float = 0.0,
+    periods_per_year: int = 252,
+    delist_after: int | None = None,
+) -> dict[pd.Timestamp, tuple[pd.Series, pd.Series, float]]:
+    """The book of one candidate after the close of each date (the simulation of :func:`walk_forward`, with
+    ``vectorized``): drifted weights, the targets of its latest decision <= the date, and equity since
+    ``start``. The book for ``D`` uses only closes and decisions dated <= ``D``; one call over a range equals
+    one call per date (a prefix of the simulation is bit-identical)."""
+    start = pd.Timestamp(start)
+    dates = sorted(pd.Timestamp(d) for d in dates)
+    if not dates:
+        return {}
+    horizon = dates[-1]
+    past = close.loc[close.index <= horizon]
+    days = past.index[past.index >= start]
+    index = pd.DatetimeIndex(decisions.index)
+    decisions = decisions.loc[index <= horizon].astype(float)
+    index = index[index <= horizon]
+    out = {}
+    zero = pd.Series(0.0, index=past.columns)
+    if not len(days):
+        for d in dates:
+            known = decisions.loc[index <= d]
+            out[d] = (zero, known.iloc[-1].fillna(0.0) if len(known) else zero, 1.0)
+        return out
+    shift = 1 if execution == "next_open" else 0
+    market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
+                     delist_after)
+    plan = _plan("book", decisions, past.columns, days, horizon, shift)
+    simulate = get_simulator("vectorized")
+    full = _simulate(simulate, market, plan, len(days), None)
+    per = market.per_day
+    for d in dates:
+        k = int(days.searchsorted(d, side="right")) - 1
+        known = decisions.loc[index <= d]
+        target = known.iloc[-1].fillna(0.0) if len(known) else zero
+        if k < 0:
+            out[d] = (zero, target, 1.0)
+            continue
+        later = plan.dates.searchsorted(d, side="right")
+        res = full
+        if later < len(plan.pos) and plan.pos[later] <= k:  # a later decision trades by k: rerun without it
+            res = _simulate(simulate, market, plan, k + 1, d)
+        rows = (k + 1) * per
+        out[d] = (pd.Series(res.weights[rows - 1], index=past.columns), target,
+                  float(np.cumprod(1.0 + res.returns[:rows])[-1]))
+    return out
+
+
+def _frames(rows: list[tuple[str, str]], table: dict[str, np.ndarray]) -> list[pd.DataFrame]:
+    """One ranked frame per row of the (date, row) tables, cut from one frame built once."""
     n_dates, n = table["sharpe"].shape
     sharpe = table["sharpe"]
-    # lexsort: last key is primary -> NaN last, then higher Sharpe, then name (names are pre-sorted).
-    order = np.lexsort((np.broadcast_to(np.arange(n), sharpe.shape), -np.nan_to_num(sharpe, nan=0.0),
+    # Rows arrive grouped by simulator then candidate; rank ties by candidate, then simulator.
+    tie = np.argsort(np.array([f"{c}\x00{s}" for c, s in rows], dtype=object), kind="stable")
+    tie_rank = np.empty(n, dtype=np.int64)
+    tie_rank[tie] = np.arange(n)
+    # lexsort: last key is primary -> NaN last, then higher Sharpe, then name.
+    order = np.lexsort((np.broadcast_to(tie_rank, sharpe.shape), -np.nan_to_num(sharpe, nan=0.0),
                         np.isnan(sharpe)), axis=-1)
-    data = {"candidate": pd.array(np.asarray(names, dtype=object)[order].ravel(), dtype="str")}
+    labels = {
+        "candidate": [c for c, _ in rows],
+        "engine": [c.partition("/")[0] for c, _ in rows],
+        "profile": [c.partition("/")[2] for c, _ in rows],
+        "simulator": [s for _, s in rows],
+    }
+    data = {}
+    for col, values in labels.items():
+        data[col] = pd.array(np.asarray(values, dtype=object)[order].ravel() if n else [], dtype="str")
     for col, dtype in COLUMNS.items():
         if col in table:
             data[col] = np.take_along_axis(table[col], order, axis=1).ravel().astype(dtype)

@@ -10,13 +10,14 @@ import pandas as pd
 @dataclass(frozen=True)
 class PricePanel:
     """Daily bars as wide frames: index = trading days (ascending DatetimeIndex, days with at least one
-    bar), columns = symbols (sorted). NaN where a symbol has no bar. ``volume``/``high``/``low`` are None
+    bar), columns = symbols (sorted). NaN where a symbol has no bar. ``volume``/``high``/``low``/``open`` are None
     when the source does not provide them (never invented)."""
 
     close: pd.DataFrame
     volume: pd.DataFrame | None = None
     high: pd.DataFrame | None = None
     low: pd.DataFrame | None = None
+    open: pd.DataFrame | None = None
 
     @property
     def symbols(self) -> list[str]:
@@ -29,7 +30,7 @@ class PricePanel:
         def cut(f: pd.DataFrame | None) -> pd.DataFrame | None:
             return None if f is None else f.loc[f.index <= date]
 
-        return PricePanel(cut(self.close), cut(self.volume), cut(self.high), cut(self.low))
+        return PricePanel(cut(self.close), cut(self.volume), cut(self.high), cut(self.low), cut(self.open))
 
     def returns(self) -> pd.DataFrame:
         """Simple daily returns of close; NaN where either bar is missing (no filling across gaps)."""

@@ -1,4 +1,4 @@
-"""The asset factory: one manifest -> nine daily-partitioned assets ``<manifest>/<stage>`` in one group."""
+"""The asset factory: one manifest -> ten daily-partitioned assets ``<manifest>/<stage>`` in one group."""
 
 
 import hashlib
@@ -39,6 +39,8 @@ DESCRIPTIONS = {
     Stage.ESTIMATION: "Expected returns and Ledoit-Wolf covariance of the selected symbols, as of D.",
     Stage.TOURNAMENT: "Target weights of every engine x profile (solver status, fallbacks); carried off-rebalance.",
     Stage.BACKTEST: "Walk-forward of every candidate to D with drift and costs; metrics and leaderboard.",
+    Stage.DRIFT: "Drift monitor for D: the leader's drifted book vs its latest targets; orders when drift exceeds "
+                 "the threshold.",
     Stage.AUDIT: "Hash-chained ledger entry for D proving every stage's output, manifest and environment.",
 }
 
@@ -125,5 +127,5 @@ def build_manifest_job(manifest: Manifest):
         f"{manifest.name}_pipeline",
         selection=[AssetKey([manifest.name, s.value]) for s in STAGES],
         executor_def=in_process_executor,
-        description=f"All nine stages of manifest {manifest.name}, in one process (ranges run as one run).",
+        description=f"All ten stages of manifest {manifest.name}, in one process (ranges run as one run).",
     )

@@ -467,12 +467,55 @@ class CostConfig(Strict):
         return (self.commission_bps + self.slippage_bps) / 1e4
 
 
+class DriftMonitorConfig(Strict):
+    """Daily drift monitor: drifted holdings vs the latest targets, and the orders that close the gap."""
+
+    threshold: float = Field(0.05, gt=0.0, lt=1.0, description="order when sum |drifted - target| exceeds this")
+    mode: Literal["partial", "full"] = Field(
+        "partial", description="partial: trade only names off by more than backtest.drift_band; full: every name")
+    candidate: str | None = Field(None, description="engine/profile to monitor (default: rank 1 of the leaderboard)")
+    notional: float = Field(1_000_000.0, gt=0.0, description="portfolio value the order quantities are sized on")
+
+
 class BacktestConfig(Strict):
     """Walk-forward simulation of every candidate with drift and costs."""
 
     start: dt.date | None = Field(None, description="First day of the walk-forward (default: the partition start).")
     costs: CostConfig = CostConfig()
+    costs_by_class: dict[str, CostConfig] = Field(
+        default_factory=dict, description="costs per asset class (the catalog's type, e.g. stock, crypto)")
+    borrow_bps_per_year: float = Field(0.0, ge=0.0, description="borrow cost on short notional")
+    execution: Literal["close", "next_open"] = Field("close", description="decision of D trades at D's close "
+                                                                           "or at the next trading day's open")
+    drift_band: float = Field(0.0, ge=0.0, lt=1.0, description="partial rebalancing: names within the band keep "
+                                                                "their drifted weight (0: full rebalance)")
+    delist_after_days: int | None = Field(5, ge=1, description="held names without a bar for more trading days "
+                                                                "than this are sold at their last price")
+    simulators: list[str] = Field(default_factory=lambda: ["vectorized"], min_length=1,
+                                  description="simulators run in the pipeline: vectorized, vectorbt, cvxportfolio, "
+                                              "nautilus (one leaderboard row per candidate and simulator)")
+    pbo_blocks: int = Field(8, ge=2, le=16, description="blocks of the PBO cross-validation (even)")
     periods_per_year: int = Field(252, ge=1, description="Annualization factor of returns, volatility and Sharpe.")
+    drift: DriftMonitorConfig = DriftMonitorConfig()
+
+    @field_validator("simulators")
+    @classmethod
+    def _simulators(cls, v: list[str]) -> list[str]:
+        from tvquant_assets.core.simulators import SIMULATORS
+
+        unknown = [s for s in v if s not in SIMULATORS]
+        if unknown:
+            raise ValueError(f"unknown simulator {unknown[0]!r}; choose from {', '.join(sorted(SIMULATORS))}")
+        if len(set(v)) != len(v):
+            raise ValueError("simulators are listed twice")
+        return v
+
+    @field_validator("pbo_blocks")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"pbo_blocks {v} must be even")
+        return v
 
 
 class RegimePreset(Strict):
@@ -570,6 +613,14 @@ class Manifest(Strict):
     def _backtest_start(self) -> Manifest:
         if self.backtest.start is not None and self.backtest.start < self.start:
             raise ValueError(f"backtest.start {self.backtest.start} is before start {self.start}")
+        return self
+
+    @model_validator(mode="after")
+    def _drift_candidate(self) -> Manifest:
+        wanted = self.backtest.drift.candidate
+        names = [c.name for c in self.tournament.candidates]
+        if wanted is not None and wanted not in names:
+            raise ValueError(f"backtest.drift.candidate {wanted!r} is not a tournament candidate ({', '.join(names)})")
         return self
 
     @property

@@ -150,3 +150,120 @@ def test_symbol_listing_later_does_not_change_the_past(close):
     rnd2.loc[later] = np.random.default_rng(4).dirichlet(np.ones(wide.shape[1]), later.sum())
     got = walk_forward(wide, {"rnd": rnd2}, START, [d, pd.Timestamp("2019-12-31")], COST, 252)[d]
     assert df_hash(got) == df_hash(base)
+
+
+def _two_assets() -> pd.DataFrame:
+    days = pd.bdate_range("2020-01-06", periods=6)
+    return pd.DataFrame({"A": [100.0, 110.0, 110.0, 121.0, 121.0, 121.0],
+                         "B": [50.0, 45.0, 45.0, 45.0, 45.0, 45.0]}, index=days)
+
+
+def test_next_open_execution_by_hand():
+    close = _two_assets()
+    opens = close.shift(1).fillna(close)  # opens at the previous close, except A's gap up on day 3
+    opens.loc[close.index[3], "A"] = 115.5  # overnight +5%, intraday +4.76%
+    dec = pd.DataFrame({"A": [1.0], "B": [0.0]}, index=[close.index[2]])
+    d = close.index[-1]
+    at_close = walk_forward(close, {"x/y": dec}, close.index[0], [d], 0.0, 252)[d].iloc[0]
+    at_open = walk_forward(close, {"x/y": dec}, close.index[0], [d], 0.0, 252, execution="next_open",
+                           open_=opens)[d].iloc[0]
+    assert at_close["equity"] == pytest.approx(1.1)  # bought A at 110, sold... held to 121
+    assert at_open["equity"] == pytest.approx(121.0 / 115.5)  # bought at day 3's open
+    assert at_open["engine"] == "x" and at_open["profile"] == "y" and at_open["simulator"] == "vectorized"
+    # decided on day 5 (the last): no trade yet under next_open
+    late = pd.DataFrame({"A": [1.0]}, index=[d])
+    assert walk_forward(close, {"x/y": late}, close.index[0], [d], 0.0, 252, execution="next_open",
+                        open_=opens)[d].iloc[0]["turnover"] == 0.0
+    with pytest.raises(ValueError, match="open prices"):
+        walk_forward(close, {"x/y": dec}, close.index[0], [d], 0.0, 252, execution="next_open")
+
+
+def test_band_costs_per_symbol_and_shorts_through_walk_forward():
+    close = _two_assets()
+    dec = pd.DataFrame({"A": [0.5, 0.5], "B": [0.5, 0.5]}, index=close.index[[0, 2]])
+    d = close.index[-1]
+    full = walk_forward(close, {"c": dec}, close.index[0], [d], 0.0, 252)[d].iloc[0]
+    banded = walk_forward(close, {"c": dec}, close.index[0], [d], 0.0, 252, band=0.06)[d].iloc[0]
+    assert full["turnover"] == pytest.approx(1.0 + 0.1)  # day 2: 0.55/0.45 back to halves
+    assert banded["turnover"] == pytest.approx(1.0)  # 5 points off: inside the band, no trade
+    costly = walk_forward(close, {"c": dec}, close.index[0], [d], {"A": 0.001, "B": 0.01}, 252)[d].iloc[0]
+    opened = 0.5 * 0.001 + 0.5 * 0.01  # day 0; cash is then -0.0055, so day 2's book is worth 0.9945
+    day2 = 0.001 * abs(0.5 - 0.55 / 0.9945) + 0.01 * abs(0.5 - 0.45 / 0.9945)
+    assert costly["costs"] == pytest.approx(opened + day2, rel=1e-12)
+    with pytest.raises(ValueError, match="no rate for B"):
+        walk_forward(close, {"c": dec}, close.index[0], [d], {"A": 0.001}, 252)
+    short = pd.DataFrame({"A": [1.0], "B": [-0.5]}, index=close.index[:1])
+    row = walk_forward(close, {"s": short}, close.index[0], [d], 0.0, 252, borrow_bps_per_year=252.0)[d].iloc[0]
+    assert row["borrow"] > 0 and row["equity"] < 1 + 0.21 + 0.05  # A +21%, short B gains 10% of 0.5
+
+
+def test_delisting_and_missing_price_on_held_names(close):
+    px = close.iloc[:, :3].loc["2018-03":"2018-06"].copy()
+    gone, gap = px.columns[1], px.columns[2]
+    px.loc[px.index >= "2018-05-01", gone] = np.nan  # delisted: no bar after April
+    px.loc[px.index[10:13], gap] = np.nan  # three days without a price, then back
+    dec = pd.DataFrame(1.0 / 3, index=pd.DatetimeIndex(["2018-03-01", "2018-05-02"]), columns=px.columns)
+    events: list[dict] = []
+    d = px.index[-1]
+    out = walk_forward(px, {"ew": dec}, px.index[0], [px.index[12], d], COST, 252, delist_after=5, events=events)
+    row = out[d].iloc[0]
+    assert row["liquidations"] == 1 and np.isfinite(row["equity"])
+    (e,) = events
+    assert e["symbol"] == gone and e["date"] == px.index[px.index.searchsorted(pd.Timestamp("2018-05-01")) + 5]
+    assert e["weight"] > 0
+    # the May rebalance cannot buy the stale name again: its weight stays in cash
+    assert out[px.index[12]].iloc[0]["liquidations"] == 0
+    # a held name without a price keeps its last value: equity equals a run with that price carried forward
+    ffilled = px.copy()
+    ffilled[gap] = ffilled[gap].ffill()
+    day = px.index[12]
+    a = walk_forward(px, {"ew": dec}, px.index[0], [day], COST, 252)[day].iloc[0]
+    b = walk_forward(ffilled, {"ew": dec}, px.index[0], [day], COST, 252)[day].iloc[0]
+    assert a["equity"] == pytest.approx(b["equity"], rel=1e-14)
+
+
+def test_several_simulators_and_cross_candidate_scores(close):
+    dec = {"custom/ew": monthly_equal_weight(close), "custom/rnd": weekly_random(close)}
+    d = pd.Timestamp("2019-12-31")
+    f = walk_forward(close, dec, START, [d], COST, 252, simulators=["vectorized", "vectorbt"])[d]
+    assert sorted(zip(f["candidate"], f["simulator"])) == [
+        ("custom/ew", "vectorbt"), ("custom/ew", "vectorized"), ("custom/rnd", "vectorbt"), ("custom/rnd", "vectorized")]
+    assert f["rank"].tolist() == [1, 2, 3, 4]
+    assert f["dsr"].between(0, 1).all() and f["pbo"].between(0, 1).all()
+    assert (f["var_95"] > 0).all() and (f["cvar_95"] >= f["var_95"]).all()
+    by = f.set_index(["candidate", "simulator"])
+    # vectorbt cannot pay fees below zero cash, so it only approximately agrees with costs (FACTS.md)
+    assert by.loc[("custom/ew", "vectorbt"), "equity"] == pytest.approx(by.loc[("custom/ew", "vectorized"), "equity"],
+                                                                      rel=1e-3)
+
+
+def test_manifest_backtest_section_validates_in_one_line():
+    from pydantic import ValidationError
+
+    from tvquant_assets.manifest.schema import BacktestConfig
+
+    cfg = BacktestConfig()
+    assert cfg.simulators == ["vectorized"] and cfg.execution == "close" and cfg.drift_band == 0.0
+    ok = BacktestConfig(simulators=["vectorized", "nautilus"], costs_by_class={"crypto": {"commission_bps": 10}},
+                        execution="next_open", drift_band=0.02, borrow_bps_per_year=50)
+    assert ok.costs_by_class["crypto"].rate == pytest.approx(15e-4)
+    for bad, field in [({"simulators": ["zipline"]}, "unknown simulator 'zipline'"),
+                       ({"simulators": ["vectorized", "vectorized"]}, "listed twice"),
+                       ({"pbo_blocks": 7}, "must be even"), ({"drift_band": -0.1}, "drift_band"),
+                       ({"execution": "vwap"}, "execution"), ({"slippage": 1}, "slippage")]:
+        with pytest.raises(ValidationError, match=field):
+            BacktestConfig(**bad)
+
+
+def test_plan_start_reaches_the_decision_the_backtest_start_carries(tmp_path):
+    # A fresh lake and a range after backtest.start (2019-01-02): the run must start at the rebalance date
+    # 2019-01-01 whose decision 2019-01-02 carries, not at 2019-01-02 (its tournament would find no carry).
+    from pathlib import Path
+
+    from tvquant_assets.lake import Lake
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.pipeline import plan_start
+
+    m = load_manifest(Path(__file__).resolve().parents[2] / "manifests" / "sp500_demo.yaml")
+    start, notes = plan_start(m, Lake(tmp_path), pd.Timestamp("2022-10-03"))
+    assert start == pd.Timestamp("2019-01-01") and len(notes) == 2

@@ -10,28 +10,44 @@ from tvquant_assets.core.simulators import SIMULATORS, get_simulator
 from tvquant_assets.core.simulators.vectorized import simulate
 
 
-def reference_loop(returns: np.ndarray, targets: np.ndarray, cost_rate: float):
+def reference_loop(returns: np.ndarray, targets: np.ndarray, cost_rate, borrow_rate: float = 0.0,
+                   band: float = 0.0, tradable=None, liquidate=None):
     """Plain per-day dollar accounting of the documented conventions."""
     T, N = returns.shape
     r = np.nan_to_num(returns, nan=0.0)
+    rates = np.broadcast_to(np.asarray(cost_rate, dtype=float), (N,))
     dollars, cash, value = np.zeros(N), 1.0, 1.0
     out = {k: np.zeros(T) for k in ("returns", "turnover", "costs")}
     weights = np.zeros((T, N))
+    sold = []
     for t in range(T):
+        cash -= borrow_rate * np.maximum(-dollars, 0.0).sum()  # shorts held over the period
         dollars = dollars * (1.0 + r[t])
         new_value = dollars.sum() + cash
         ret = new_value / value - 1.0
-        if not np.isnan(targets[t]).all():
-            target = np.nan_to_num(targets[t], nan=0.0)
-            traded = np.abs(target * new_value - dollars).sum()  # sized on the pre-trade value
-            cost = cost_rate * traded
+        onset = liquidate is not None and (liquidate[t] & ~(liquidate[t - 1] if t else np.zeros(N, bool))).any()
+        if not np.isnan(targets[t]).all() or onset:
+            drifted = dollars / new_value
+            if np.isnan(targets[t]).all():
+                target = drifted.copy()
+            else:
+                target = np.nan_to_num(targets[t], nan=0.0)
+                target = np.where(np.abs(target - drifted) <= band, drifted, target) if band else target
+            if tradable is not None:
+                target = np.where(tradable[t], target, drifted)
+            if liquidate is not None:
+                sold += [(t, i, drifted[i]) for i in np.flatnonzero(liquidate[t] & (drifted != 0))]
+                target[liquidate[t]] = 0.0
+            traded = np.abs(target * new_value - dollars)  # sized on the pre-trade value
+            cost = (rates * traded).sum()
             dollars = target * new_value
             cash = new_value - dollars.sum() - cost  # costs paid from cash
-            out["turnover"][t], out["costs"][t] = traded / new_value, cost / new_value
+            out["turnover"][t], out["costs"][t] = traded.sum() / new_value, cost / new_value
             ret = (new_value - cost) / value - 1.0
         value = dollars.sum() + cash
         out["returns"][t] = ret
         weights[t] = dollars / value
+    out["liquidations"] = sold
     return out, weights
 
 
@@ -104,6 +120,100 @@ def test_matches_per_day_loop_with_costs_and_gaps():
     for key in ("returns", "turnover", "costs"):
         np.testing.assert_allclose(getattr(res, key), ref[key], rtol=0, atol=1e-13)
     np.testing.assert_allclose(res.weights, weights, rtol=0, atol=1e-13)
+
+
+def test_partial_rebalancing_by_hand():
+    # Day 0 buys 50/50; day 1 drifts to 0.55/0.45 (total 1.0); day 2 targets 0.5/0.5 with a 6% band:
+    # each name is 5 points off, inside the band, so nothing trades; with a 4% band both trade.
+    r = np.array([[0.0, 0.0], [0.10, -0.10], [0.0, 0.0]])
+    tg = np.full((3, 2), np.nan)
+    tg[0] = tg[2] = [0.5, 0.5]
+    wide = simulate(r, tg, 0.01, band=0.06)
+    assert wide.turnover[2] == 0.0 and wide.costs[2] == 0.0
+    np.testing.assert_allclose(wide.weights[2], wide.weights[1], atol=0)
+    narrow = simulate(r, tg, 0.01, band=0.04)
+    # value before day 2's trade: 0.55 + 0.45 - 0.01 = 0.99; drifted weights 0.55/0.99, 0.45/0.99
+    drifted = np.array([0.55, 0.45]) / 0.99
+    assert narrow.turnover[2] == pytest.approx(np.abs(0.5 - drifted).sum(), abs=1e-15)
+    # a band between the two distances trades only the name outside it
+    r2 = np.array([[0.0, 0.0], [0.20, 0.0], [0.0, 0.0]])
+    one = simulate(r2, tg, 0.0, band=0.05)  # drifted 0.6/1.1=0.545 (4.5 pts), 0.5/1.1=0.4545 (4.5 pts)
+    assert one.turnover[2] == 0.0
+    tg3 = tg.copy()
+    tg3[2] = [0.5, 0.40]  # the first stays 4.5 pts off (kept), the second is 5.5 pts off (trades)
+    part = simulate(r2, tg3, 0.0, band=0.05)
+    np.testing.assert_allclose(part.weights[2], [0.6 / 1.1, 0.40], atol=1e-15)
+    assert part.turnover[2] == pytest.approx(0.5 / 1.1 - 0.40, abs=1e-15)
+
+
+def test_short_with_borrow_by_hand():
+    # Long 100% A, short 50% B (proceeds in cash: 1.5 cash... value = 1.0 - 0.5 + 0.5 = 1).
+    r = np.array([[0.0, 0.0], [0.0, 0.10], [0.0, 0.0]])
+    tg = np.full((3, 2), np.nan)
+    tg[0] = [1.0, -0.5]
+    res = simulate(r, tg, 0.0, borrow_rate=0.001)
+    # day 1: short of 0.5 held over the period costs 0.0005; B rises 10% -> short loses 0.05
+    assert res.returns[1] == pytest.approx(-0.05 - 0.0005, abs=1e-15)
+    assert res.borrow[1] == pytest.approx(0.0005, abs=1e-15)
+    # day 2: short notional is now 0.55 of a book worth 0.9495
+    assert res.borrow[2] == pytest.approx(0.001 * 0.55 / 0.9495, abs=1e-15)
+    assert res.returns[2] == pytest.approx(-0.001 * 0.55 / 0.9495, abs=1e-15)
+    np.testing.assert_allclose(res.weights[1], [1.0 / 0.9495, -0.55 / 0.9495], atol=1e-15)
+    # costs on a short: the short's notional is traded like any other
+    c = simulate(r, tg, 0.01)
+    assert c.turnover[0] == pytest.approx(1.5) and c.costs[0] == pytest.approx(0.015)
+
+
+def test_per_name_costs_by_hand():
+    r = np.zeros((2, 2))
+    tg = np.full((2, 2), np.nan)
+    tg[0] = [0.6, 0.4]
+    res = simulate(r, tg, np.array([0.001, 0.01]))  # e.g. an equity and a crypto rate
+    assert res.costs[0] == pytest.approx(0.6 * 0.001 + 0.4 * 0.01, abs=1e-15)
+    with pytest.raises(ValueError, match="one per name"):
+        simulate(r, tg, np.array([0.001, 0.01, 0.0]))
+
+
+def test_liquidation_and_untradable_by_hand():
+    # B is held 50/50, has no price on day 2 (untradable: a rebalance keeps it), and is delisted on day 3:
+    # sold at its last price (valuation carried), the proceeds stay in cash.
+    r = np.array([[0.0, 0.0], [0.0, 0.10], [0.0, np.nan], [0.10, np.nan], [0.0, np.nan]])
+    tg = np.full((5, 2), np.nan)
+    tg[0] = [0.5, 0.5]
+    tg[2] = [0.5, 0.5]
+    tradable = ~np.isnan(r)
+    liquidate = np.zeros((5, 2), dtype=bool)
+    liquidate[3:, 1] = True
+    res = simulate(r, tg, 0.01, tradable=tradable, liquidate=liquidate)
+    ref, weights = reference_loop(r, tg, 0.01, tradable=tradable, liquidate=liquidate)
+    # day 2: only A trades (B keeps its drifted weight); value 1.04, A 0.5 -> 0.52: traded 0.02
+    assert res.turnover[2] == pytest.approx(0.02 / (0.5 + 0.55 - 0.01), abs=1e-15)
+    assert len(res.liquidations) == 1 and res.liquidations[0][:2] == (3, 1)
+    assert res.weights[3, 1] == 0.0 and res.weights[4, 1] == 0.0
+    assert res.liquidations[0][2] == pytest.approx(ref["liquidations"][0][2], abs=1e-15)
+    for key in ("returns", "turnover", "costs"):
+        np.testing.assert_allclose(getattr(res, key), ref[key], atol=1e-15)
+    np.testing.assert_allclose(res.weights, weights, atol=1e-15)
+
+
+def test_all_features_match_per_day_loop():
+    rng = np.random.default_rng(13)
+    T, N = 250, 6
+    r = rng.normal(0.0003, 0.02, (T, N))
+    r[rng.random((T, N)) < 0.02] = np.nan
+    tg = np.full((T, N), np.nan)
+    rows = np.sort(rng.choice(np.arange(3, T), 20, replace=False))
+    tg[rows] = rng.normal(0.15, 0.25, (len(rows), N))  # longs and shorts
+    liquidate = np.zeros((T, N), dtype=bool)
+    liquidate[180:, 4] = True
+    rates = rng.uniform(0.0, 0.003, N)
+    kw = dict(borrow_rate=0.0002, band=0.03, tradable=~np.isnan(r), liquidate=liquidate)
+    res = simulate(r, tg, rates, **kw)
+    ref, weights = reference_loop(r, tg, rates, **kw)
+    for key in ("returns", "turnover", "costs"):
+        np.testing.assert_allclose(getattr(res, key), ref[key], rtol=0, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(res.weights, weights, rtol=0, atol=1e-12)
+    assert [x[:2] for x in res.liquidations] == [x[:2] for x in ref["liquidations"]] != []
 
 
 def test_prefix_is_bit_identical():

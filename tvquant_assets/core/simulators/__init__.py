@@ -1,7 +1,8 @@
 """Simulator registry: one line per simulator.
 
-Every simulator is a function ``simulate(returns, targets, cost_rate) -> SimResult`` with the
-conventions of ``vectorized`` (close-to-close, targets on pre-trade value, costs paid from cash).
+Every simulator is a function ``simulate(returns, targets, cost_rate, *, borrow_rate, band, tradable,
+liquidate) -> SimResult`` with the conventions of ``vectorized`` (close-to-close, targets on pre-trade
+value, costs paid from cash). The reference simulators raise ``SimulatorError`` for what they do not model.
 Modules are imported on first use so heavy backends cost nothing until chosen.
 """
 
@@ -13,6 +14,9 @@ from collections.abc import Callable
 # simulator name -> (module path, function name)
 SIMULATORS: dict[str, tuple[str, str]] = {
     "vectorized": ("tvquant_assets.core.simulators.vectorized", "simulate"),
+    "vectorbt": ("tvquant_assets.core.simulators.vectorbt_sim", "simulate"),
+    "cvxportfolio": ("tvquant_assets.core.simulators.cvxportfolio_sim", "simulate"),
+    "nautilus": ("tvquant_assets.core.simulators.nautilus_sim", "simulate"),
 }
 
 

@@ -9,6 +9,15 @@ Conventions (shared by every simulator, see FACTS.md "cash mode"):
   ``V_t (1 - c_t)`` and the stored post-trade weights are ``target / (1 - c_t)`` (cash absorbs the cost).
 * Cash ``1 - sum(weights)`` earns 0; before the first target the book is all cash.
 
+* Partial rebalancing: with ``band > 0`` a name whose ``|target - drifted|`` is within the band keeps
+  its drifted weight (no trade); the difference stays in cash. ``band = 0`` is a full rebalance.
+* A name that is not ``tradable`` on a trade day (no price that day) keeps its drifted weight.
+* ``liquidate[t, i]`` marks a name that is gone (delisted / stale) on day ``t``: held, it is sold to cash at
+  that close (valued at its last price, costs charged) and recorded in ``liquidations``; targets on it
+  are forced to 0 while the mask stays set.
+* Shorts are negative weights: their proceeds sit in cash; ``borrow_rate`` (per period) is charged on
+  the short notional held over each period, paid from cash.
+
 Turnover is ``sum_i |target_i - drifted_i|``: traded notional over pre-trade value, every traded dollar
 counted once (buys plus sells). Moving the whole book from A to B is 2.0; the half-sum convention
 ("one-sided" buys-or-sells turnover) would report 1.0. Costs are ``cost_rate * turnover``.
@@ -16,7 +25,7 @@ counted once (buys plus sells). Moving the whole book from A to B is 2.0; the ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,15 +44,30 @@ class SimResult:
         ``sum |target - drifted|`` on rebalance days, 0 elsewhere.
     costs : ndarray (T,)
         Cost paid at that day's close as a fraction of the pre-trade value.
+    borrow : ndarray (T,) or None
+        Borrow cost of shorts accrued over that day, as a fraction of the previous day's value.
+    liquidations : tuple of (row, column, weight)
+        Forced sales of names marked in ``liquidate``: the day, the name and the weight sold.
     """
 
     returns: np.ndarray
     weights: np.ndarray
     turnover: np.ndarray
     costs: np.ndarray
+    borrow: np.ndarray | None = None
+    liquidations: tuple[tuple[int, int, float], ...] = field(default=())
 
 
-def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimResult:
+def simulate(
+    returns: np.ndarray,
+    targets: np.ndarray,
+    cost_rate: float | np.ndarray,
+    *,
+    borrow_rate: float = 0.0,
+    band: float = 0.0,
+    tradable: np.ndarray | None = None,
+    liquidate: np.ndarray | None = None,
+) -> SimResult:
     """Simulate close-to-close trading of target weights with drift between rebalances.
 
     Parameters
@@ -51,10 +75,18 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
     returns : ndarray (T, N)
         Simple daily returns; NaN counts as 0 (a held name without a price keeps its value).
     targets : ndarray (T, N)
-        Target weights traded at that day's close. An all-NaN row means no trade; in any other row
-        NaN means 0.
-    cost_rate : float
-        Cost per unit of traded notional (e.g. 6 bps = 0.0006).
+        Target weights traded at that day's close (negative = short). An all-NaN row means no trade;
+        in any other row NaN means 0.
+    cost_rate : float or ndarray (N,)
+        Cost per unit of traded notional (e.g. 6 bps = 0.0006), one rate or one per name.
+    borrow_rate : float
+        Cost per period per unit of short notional.
+    band : float
+        Drift band of partial rebalancing (0: trade every name to its target).
+    tradable : ndarray (T, N) of bool, optional
+        False where a name has no price that day (it cannot trade then).
+    liquidate : ndarray (T, N) of bool, optional
+        True while a name is gone; held names are sold at the close of the first such day.
 
     Returns
     -------
@@ -64,15 +96,34 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
     tg = np.asarray(targets, dtype=float)
     if r.ndim != 2 or r.shape != tg.shape:
         raise ValueError(f"returns {r.shape} and targets {tg.shape} must be 2-D arrays of one shape")
-    if not (np.isfinite(cost_rate) and cost_rate >= 0.0):
-        raise ValueError(f"cost_rate {cost_rate!r} must be a finite number >= 0")
     T, N = r.shape
+    rates = np.asarray(cost_rate, dtype=float)
+    if rates.ndim not in (0, 1) or (rates.ndim == 1 and rates.shape != (N,)) \
+            or not (np.isfinite(rates).all() and (rates >= 0.0).all()):
+        raise ValueError(f"cost_rate must be a finite number >= 0 or one per name ({N}), got {cost_rate!r}")
+    if not (np.isfinite(borrow_rate) and borrow_rate >= 0.0):
+        raise ValueError(f"borrow_rate {borrow_rate!r} must be a finite number >= 0")
+    if not (np.isfinite(band) and band >= 0.0):
+        raise ValueError(f"band {band!r} must be a finite number >= 0")
+    for label, mask in (("tradable", tradable), ("liquidate", liquidate)):
+        if mask is not None and np.shape(mask) != (T, N):
+            raise ValueError(f"{label} mask {np.shape(mask)} must have the shape of returns {(T, N)}")
     out_ret = np.zeros(T)
     out_to = np.zeros(T)
     out_c = np.zeros(T)
-    rebal = np.flatnonzero(~np.isnan(tg).all(axis=1))
-    if rebal.size == 0:
-        return SimResult(out_ret, np.zeros((T, N)), out_to, out_c)
+    out_b = np.zeros(T)
+    has_target = ~np.isnan(tg).all(axis=1)
+    dead = None
+    if liquidate is not None:
+        dead = np.asarray(liquidate, dtype=bool)
+        onset = dead.copy()
+        onset[1:] &= ~dead[:-1]
+        trade_rows = has_target | onset.any(axis=1)
+    else:
+        trade_rows = has_target
+    rebal = np.flatnonzero(trade_rows)
+    if not has_target.any():
+        return SimResult(out_ret, np.zeros((T, N)), out_to, out_c, out_b)
 
     # Segment k covers the rows (s_k, e_k] after rebalance s_k, up to and including the next one.
     ends = np.append(rebal[1:], T - 1)
@@ -99,16 +150,30 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
         w[rows] = w[rows - 1] * w[rows]
     w[: rebal[0]] = 0.0
 
-    tgt = tg[rebal]
-    tgt[np.isnan(tgt)] = 0.0
     totals = np.ones(T)  # value relative to the latest trade's post-trade value
     drifted = np.zeros(N)  # pre-trade weights at the current rebalance close (all cash before the first)
-    for target, s, e in zip(tgt, rebal, ends):
+    liquidations: list[tuple[int, int, float]] = []
+    per_name = rates.ndim == 1
+    for s, e in zip(rebal, ends):
+        if has_target[s]:
+            target = tg[s].copy()
+            target[np.isnan(target)] = 0.0
+            if band > 0.0:
+                target = np.where(np.abs(target - drifted) <= band, drifted, target)
+        else:
+            target = drifted.copy()  # a forced sale only
+        if tradable is not None:
+            target = np.where(tradable[s], target, drifted)
+        if dead is not None and dead[s].any():
+            for i in np.flatnonzero(dead[s] & (drifted != 0.0)):
+                liquidations.append((int(s), int(i), float(drifted[i])))
+            target[dead[s]] = 0.0
         # Sums run over the names involved only: numpy's pairwise sums change in the last bit when
         # zero columns are added, and a symbol that lists later must not perturb earlier results.
         live = np.flatnonzero((target != 0.0) | (drifted != 0.0))
-        turnover = np.abs(target[live] - drifted[live]).sum()
-        cost = cost_rate * turnover
+        traded = np.abs(target[live] - drifted[live])
+        turnover = traded.sum()
+        cost = (rates[live] * traded).sum() if per_name else float(rates) * turnover
         if cost >= 1.0:
             raise ValueError(f"row {s}: cost {cost:.4g} of the portfolio value leaves nothing to invest")
         out_to[s] = turnover
@@ -124,6 +189,13 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
         # then sums in another order): row sums must see the same layout in every run.
         total = (values if live.size == N else values.take(live, axis=1)).sum(axis=1)
         total += 1.0 - held[live].sum()
+        if borrow_rate > 0.0 and (held < 0.0).any():
+            shorts = np.flatnonzero(held < 0.0)
+            short = -values.take(shorts, axis=1).sum(axis=1)  # short notional at each close of the segment
+            carried = np.concatenate(([-held[shorts].sum()], short[:-1]))  # held over each period
+            charge = borrow_rate * carried
+            total -= np.cumsum(charge)
+            out_b[s + 1 : e + 1] = charge / np.concatenate(([1.0], total[:-1]))
         totals[s + 1 : e + 1] = total
         values *= (1.0 / total)[:, None]
         drifted = values[-1].copy()  # row e is overwritten by the next trade
@@ -135,4 +207,4 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate: float) -> SimR
     # A rebalance day's market return came from the previous segment; its cost lands on the same day.
     paid = rebal[out_c[rebal] > 0.0]
     out_ret[paid] = (1.0 + out_ret[paid]) * (1.0 - out_c[paid]) - 1.0
-    return SimResult(out_ret, w, out_to, out_c)
+    return SimResult(out_ret, w, out_to, out_c, out_b, tuple(liquidations))
