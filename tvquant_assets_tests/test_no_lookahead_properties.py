@@ -1,0 +1,110 @@
+"""Property (hypothesis): for a random date D and a random disturbance of everything stamped after D,
+every stage's output for D (and every engine x profile's weights) is hash-identical.
+
+The stage cores are chained as the pipeline chains them, on the bundled S&P 500 closes; examples are
+few on purpose (each one runs the whole chain twice)."""
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tvquant_assets.core.backtest import walk_forward
+from tvquant_assets.core.engines import ENGINE_PROFILES
+from tvquant_assets.core.estimation import estimate
+from tvquant_assets.core.panel import PricePanel
+from tvquant_assets.core.regime import detect
+from tvquant_assets.core.scan import compute_scan
+from tvquant_assets.core.selection import select
+from tvquant_assets.core.tournament import run_tournament
+from tvquant_assets.hashing import df_hash
+from tvquant_assets.lake import Lake
+from tvquant_assets.manifest import load_manifest
+from tvquant_assets.manifest.schema import Candidate
+from tvquant_assets.pipeline import Pipeline
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+EVERY_CANDIDATE = [Candidate(engine=e, profile=p) for e, profiles in ENGINE_PROFILES.items() for p in profiles]
+
+
+@functools.lru_cache(maxsize=1)
+def _manifest():
+    m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
+    return m.model_copy(update={"tournament": m.tournament.model_copy(update={"candidates": EVERY_CANDIDATE})})
+
+
+def _chain(close: pd.DataFrame, d: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """Every stage's output for D from the closes, as the pipeline's runners call the cores."""
+    m = _manifest()
+    panel = PricePanel(close=close)
+    presets = {k.value if hasattr(k, "value") else str(k): v for k, v in m.regime_presets.items()}
+    listed = {d: [s for s in close.columns if close.loc[:d, s].notna().any()]}
+    rows = Pipeline(m, Lake("/nonexistent-lake")).lookback_rows()
+    scan = compute_scan(panel, [d], m.universe, listed, history_rows=rows)
+    selection = select(panel, scan, [d], m.selection, None)
+    regime = detect(panel, scan, [d], m.regime, presets)
+    chosen = {d: sorted(selection[d].loc[selection[d]["selected"], "symbol"])}
+    estimation = estimate(panel, chosen, [d], m.estimation, selection, regime)
+    tournament = run_tournament(panel, estimation, regime, [d], lambda _: True, m.tournament, presets,
+                                m.estimation)[d]
+    # the backtest of D: decisions from two earlier months and D itself, closes up to D
+    past = [close.index[close.index <= d][-k] for k in (43, 22)] + [d]
+    decisions = {}
+    for cand, g in tournament.groupby("candidate"):
+        w = g[g["symbol"] != ""].set_index("symbol")["weight"]
+        decisions[str(cand)] = pd.DataFrame([w.to_dict()] * len(past), index=pd.DatetimeIndex(past)).fillna(0.0)
+    backtest = walk_forward(close, decisions, past[0], [d], m.backtest.costs.rate, m.backtest.periods_per_year)[d]
+    out = {"scan": scan[d], "selection": selection[d], "regime": regime[d], "estimation": estimation[d],
+           "backtest": backtest}
+    for cand, g in tournament.groupby("candidate"):
+        out[f"tournament {cand}"] = g.drop(columns=["solve_ms"]).reset_index(drop=True)
+    return out
+
+
+def _disturb(close: pd.DataFrame, d: pd.Timestamp, kind: str, seed: int) -> pd.DataFrame:
+    out = close.copy()
+    later = out.index > d
+    rng = np.random.default_rng(seed)
+    if kind == "cut":  # the future does not exist yet
+        return out.loc[~later]
+    values = out.loc[later].to_numpy(copy=True)
+    if kind == "scale":
+        values = values * rng.uniform(0.2, 5.0, size=values.shape)
+    elif kind == "blank":
+        values = np.where(rng.random(values.shape) < 0.3, np.nan, values)
+    elif kind == "crash":  # one symbol collapses the next day
+        values[:, rng.integers(values.shape[1])] *= 1e-3
+    out.loc[later] = values
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean_hashes() -> dict:
+    """Hashes of the undisturbed chain per date (shared by the examples)."""
+    return {}
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(pick=st.integers(0, 10**6), kind=st.sampled_from(["scale", "blank", "cut", "crash"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_future_data_never_changes_any_stage_or_candidate_for_d(sp500_close, clean_hashes, pick, kind, seed):
+    days = sp500_close.loc["2005-01-03":"2022-06-30"].index
+    d = days[pick % len(days)]
+    if d not in clean_hashes:
+        clean_hashes[d] = {k: df_hash(v) for k, v in _chain(sp500_close, d).items()}
+    clean = clean_hashes[d]
+    shocked = {k: df_hash(v) for k, v in _chain(_disturb(sp500_close, d, kind, seed), d).items()}
+    assert set(shocked) == set(clean)
+    changed = [k for k in clean if clean[k] != shocked[k]]
+    assert not changed, f"{', '.join(changed)} for {d.date()} changed when data after it moved ({kind})"
+    assert {f"tournament {c.name}" for c in EVERY_CANDIDATE} <= set(clean)
+
+
+def test_the_disturbance_is_real(sp500_close):
+    d = pd.Timestamp("2020-03-02")
+    later = sp500_close.index[sp500_close.index > d][25]
+    clean, shocked = _chain(sp500_close, later), _chain(_disturb(sp500_close, d, "scale", 1), later)
+    assert all(df_hash(clean[k]) != df_hash(shocked[k]) for k in ("scan", "regime", "backtest"))
