@@ -18,7 +18,7 @@ from tvquant_assets.core.estimation import estimate
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.core.regime import detect
 from tvquant_assets.core.scan import compute_scan
-from tvquant_assets.core.selection import select
+from tvquant_assets.core.selection import preset_overrides, select
 from tvquant_assets.core.tournament import run_tournament
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
@@ -48,8 +48,8 @@ def _inputs(close: pd.DataFrame, d: pd.Timestamp) -> dict:
     listed = {d: [s for s in close.columns if close.loc[:d, s].notna().any()]}
     rows = Pipeline(m, Lake("/nonexistent-lake")).lookback_rows()
     scan = compute_scan(panel, [d], m.universe, listed, history_rows=rows)
-    selection = select(panel, scan, [d], m.selection, None)
     regime = detect(panel, scan, [d], m.regime, _presets(m))
+    selection = select(panel, scan, [d], m.selection, None, preset_overrides(regime))
     chosen = {d: sorted(selection[d].loc[selection[d]["selected"], "symbol"])}
     estimation = estimate(panel, chosen, [d], m.estimation, selection, regime)
     return {"panel": panel, "scan": scan, "selection": selection, "regime": regime, "estimation": estimation}
