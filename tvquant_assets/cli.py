@@ -334,6 +334,99 @@ def cmd_audit_verify(args) -> int:
     return 1
 
 
+def _short(h) -> str:
+    return "-" if not h else str(h)[:12]
+
+
+def cmd_audit_replay(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tvquant_assets.lake import default_lake_root
+    from tvquant_assets.manifest import resolve_manifest
+    from tvquant_assets.replay import replay
+
+    _, manifest = resolve_manifest(args.manifest)
+    reports = [replay(manifest, args.lake or default_lake_root(), d) for d in args.date]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+        return 0 if all(r.ok for r in reports) else 1
+    console = Console(width=max(120, Console().width))
+    for r in reports:
+        table = Table(title=f"replay of {r.manifest} {r.date} (ledger entry {r.entry_seq}, {_short(r.entry_hash)})")
+        for col in ("stage", "ledger", "lake", "replayed", "result"):
+            table.add_column(col)
+        for s in r.stages:
+            replayed = "(entry check)" if s.stage == "audit" else _short(s.replayed)
+            table.add_row(s.stage, _short(s.ledger), _short(s.lake), replayed,
+                          "identical" if s.ok else "DIFF: " + "; ".join(s.problems))
+        console.print(table)
+        if r.ok:
+            print(f"replay {r.date}: every stage identical, bit for bit, to the lake and the ledger")
+        else:
+            first = r.failed[0]
+            print(f"replay {r.date} FAILED at stage {first.stage}: {'; '.join(first.problems)}", file=sys.stderr)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_audit_show(args) -> int:
+    from tvquant_assets.decisions import decision_record
+    from tvquant_assets.lake import default_lake_root
+    from tvquant_assets.manifest import resolve_manifest
+
+    _, manifest = resolve_manifest(args.manifest)
+    record = decision_record(manifest, args.lake or default_lake_root(), args.date)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    _print_decisions(record)
+    return 0
+
+
+def _print_decisions(rec: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(110, Console().width))
+    pv = rec["provenance"]
+    console.print(f"[bold]{rec['manifest']} {rec['date']}[/bold]")
+    reg = rec["regime"] or {}
+    if reg:
+        extras = ", ".join(f"{k} {v:.3g}" for k, v in reg.items()
+                           if k in ("vol_ratio", "stress_score", "growth") and isinstance(v, float))
+        console.print(f"regime: {reg.get('label')} (quadrant {reg.get('quadrant')}, preset {reg.get('preset')}, "
+                      f"max weight {reg.get('preset_max_weight')}); {extras}")
+    sel = rec["selection"]
+    if sel:
+        names = ", ".join(f"{s['symbol']}(c{s.get('cluster')})" for s in sel["symbols"])
+        console.print(f"selection: {sel['selected']} of {sel['screened']} screened: {names}")
+    if rec["tournament"]:
+        t = Table(title="tournament")
+        for col in ("candidate", "status", "decided", "rebalanced", "cap", "holdings", "top weights"):
+            t.add_column(col)
+        for c in rec["tournament"]:
+            top = ", ".join(f"{w['symbol']} {w['weight']:.1%}" for w in c["top"])
+            t.add_row(c["candidate"], str(c.get("status")) + (f" ({c['fallback']})" if c.get("fallback") else ""),
+                      str(c.get("decision_date")), str(c.get("rebalanced")), str(c.get("max_weight")),
+                      str(c["holdings"]), top)
+        console.print(t)
+    if rec["leaderboard"]:
+        board = "; ".join(f"{r.get('rank')}. {r.get('candidate')} sharpe {r.get('sharpe') or float('nan'):.2f}"
+                          for r in rec["leaderboard"])
+        console.print(f"leaderboard: {board}")
+    bad = [s for s, h in rec["hashes"].items() if not h["matches"]]
+    console.print(f"hashes: {'all 8 stages match the ledger' if not bad else 'DIFFER from the ledger: ' + ', '.join(bad)}")
+    git = pv["git"]
+    env = pv["environment"]
+    console.print(f"ledger entry {pv['entry_seq']} {pv['entry_hash'][:16]} ({pv['entries_for_date']} for this date"
+                  f"{', supersedes ' + pv['supersedes'][:12] if pv['supersedes'] else ''}; "
+                  f"{'signed' if pv['signed'] else 'unsigned'}; chain "
+                  f"{'intact' if pv['ledger_intact'] else 'BROKEN: ' + pv['ledger_problem']})")
+    console.print(f"written {pv['timestamp']} by run {pv['run_id']}; manifest {str(pv['manifest_hash'])[:16]}; "
+                  f"git {str(git.get('sha'))[:12]}{' (dirty)' if git.get('dirty') else ''}; python {env.get('python')}; "
+                  f"uv.lock {str(env.get('uv_lock_hash'))[:12]}")
+
+
 def cmd_ui(args) -> int:
     from tvquant_assets.runner import ensure_dagster_home
 
@@ -442,6 +535,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not compare with the chain heads recorded in the Dagster instance")
     add_common(av)
     av.set_defaults(func=cmd_audit_verify)
+    ar = asub.add_parser("replay", help="recompute every stage for a date from the lake; compare bit for bit")
+    ar.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    ar.add_argument("--date", required=True, nargs="+", help="partition date(s) YYYY-MM-DD")
+    add_common(ar)
+    ar.set_defaults(func=cmd_audit_replay)
+    ash = asub.add_parser("show", help="a date's decisions (regime, selection, weights) and their provenance")
+    ash.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    ash.add_argument("--date", default=None, help="partition date YYYY-MM-DD (default: the latest in the ledger)")
+    add_common(ash)
+    ash.set_defaults(func=cmd_audit_show)
 
     u = parser("ui", "start the Dagster UI (dagster dev) on this project's instance")
     u.add_argument("--port", type=int, default=3000)
