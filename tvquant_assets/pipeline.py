@@ -212,7 +212,7 @@ def run_catalog(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
         rows["last_bar"] = lb
         rows["active"] = gap <= stale
         frames[d] = rows[CATALOG_OUTPUT]
-    return StageResult(frames)
+    return StageResult(pipe.source.catalog_as_of(frames))
 
 
 def run_prices(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:

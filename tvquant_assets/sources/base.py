@@ -20,6 +20,10 @@ class Source(ABC):
     def attach_lake(self, root) -> None:
         """Sources that keep fetched raw data (the live ones) store it under the lake root."""
 
+    def catalog_as_of(self, frames: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, pd.DataFrame]:
+        """Sources with a point-in-time catalog replace each date's attributes by the versions valid then."""
+        return frames
+
     def scan_fields(self, frames: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, pd.DataFrame]:
         """Sources with scanner fields of their own add them (point in time) to the scan frames."""
         return frames

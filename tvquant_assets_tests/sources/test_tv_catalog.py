@@ -80,3 +80,25 @@ def test_catalog_snapshots_become_scd2_versions_and_parity_reports_planted_misma
     assert src2.as_of(TODAY).set_index("symbol").loc["NASDAQ:AAPL", "sector"] == "Electronic Technology"
     assert src2.as_of("2024-07-01").set_index("symbol").loc["NASDAQ:AAPL", "sector"] == "Technology Services"
     assert src2.snapshot_dates() == [pd.Timestamp(TODAY), pd.Timestamp("2024-07-01")]
+
+
+def test_catalog_stage_reads_attributes_as_of_each_date(fake_tv, tv_env, monkeypatch):
+    from tvquant_assets.enums import Stage
+    from tvquant_assets.pipeline import run_stage
+
+    m = shipped_manifest("us_equities", fake_tv, **{"source.history_start": "2024-01-02"})
+    lake = Lake(str(tv_env / "lake"))
+    Pipeline(m, lake).source.snapshot()  # 2024-06-30: AAPL in Electronic Technology
+    monkeypatch.setenv("TVQUANT_TODAY", "2024-07-02")
+    next(r for r in fake_tv.tables["america"] if r["ticker"] == "NASDAQ:AAPL")["sector"] = "Technology Services"
+    pipe = Pipeline(m, lake)
+    pipe.source.snapshot()  # 2024-07-02: the new sector
+    dates = [pd.Timestamp("2024-06-03"), pd.Timestamp("2024-07-01"), pd.Timestamp("2024-07-02")]
+    frames = run_stage(pipe, Stage.CATALOG, dates).frames
+    sector = {d: f.set_index("symbol").loc["NASDAQ:AAPL", ["sector", "attributes_as_of"]].tolist()
+              for d, f in frames.items()}
+    assert sector == {  # before the first snapshot the earliest version stands in, and says so
+        dates[0]: ["Electronic Technology", pd.Timestamp(TODAY)],
+        dates[1]: ["Electronic Technology", pd.Timestamp(TODAY)],
+        dates[2]: ["Technology Services", pd.Timestamp("2024-07-02")]}
+    assert frames[dates[2]].set_index("symbol").loc["NASDAQ:MSFT", "sector"] == "Technology Services"

@@ -122,3 +122,11 @@ def test_volume_spike_flag():
     assert f[["date", "flag"]].values.tolist() == [[dates[30], "volume_spike"]]
     assert reason_as_of(f, ["X"], dates[29]).tolist() == [""]  # point in time: not flagged before it happens
     assert reason_as_of(f, ["X"], dates[35]).iloc[0].startswith("volume 6e+04 > 50 x median")
+
+
+def test_time_budget_bounds_a_history_fetch(fake_tv):
+    chart = ChartClient(fake_tv.websocket_url, RetryPolicy(max_attempts=3, backoff_s=0.0), timeout_s=5,
+                        bars_per_request=10, time_budget_s=0.05)
+    with pytest.raises(SourceError, match="NASDAQ:AAPL: time budget of 0.05s spent; raise source.time_budget_s"):
+        chart.history("NASDAQ:AAPL", pd.Timestamp("2022-06-01"))  # ~520 bars in pages of 10
+    assert sum(m["m"] == "create_series" for m in fake_tv.ws_messages) == 1  # not retried

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
 
 FIELD_COLUMNS = ["Perf.W", "Perf.1M", "Perf.3M", "Volatility.D", "ATR", "ADX", "Value.Traded",
                  "Recommend.MA", "Recommend.Other", "Recommend.All"]
@@ -40,14 +42,31 @@ def rma(x: pd.Series, n: int) -> pd.Series:
         start = ok[0]
         seed = start + n - 1
         out[seed] = np.mean(v[start:seed + 1])
-        for i in range(seed + 1, len(v)):
-            out[i] = out[i - 1] if np.isnan(v[i]) else (v[i] + (n - 1) * out[i - 1]) / n
+        rest = v[seed + 1:]
+        if not np.isnan(rest).any():  # y[i] = v[i]/n + (1 - 1/n) y[i-1], as one linear filter
+            a = 1.0 - 1.0 / n
+            out[seed + 1:] = lfilter([1.0 / n], [1.0, -a], rest, zi=[a * out[seed]])[0]
+        else:
+            for i in range(seed + 1, len(v)):
+                out[i] = out[i - 1] if np.isnan(v[i]) else (v[i] + (n - 1) * out[i - 1]) / n
+    return pd.Series(out, index=x.index)
+
+
+def _windows(x: pd.Series, n: int) -> np.ndarray:
+    """``(len(x) - n + 1, n)`` view of the trailing windows of ``x``."""
+    return sliding_window_view(x.to_numpy(dtype="float64"), n)
+
+
+def _trailing(x: pd.Series, n: int, values: np.ndarray) -> pd.Series:
+    out = np.full(len(x), np.nan)
+    if len(x) >= n:
+        out[n - 1:] = values
     return pd.Series(out, index=x.index)
 
 
 def wma(x: pd.Series, n: int) -> pd.Series:
     w = np.arange(1, n + 1, dtype="float64")
-    return x.rolling(n, min_periods=n).apply(lambda a: np.dot(a, w) / w.sum(), raw=True)
+    return _trailing(x, n, _windows(x, n) @ w / w.sum() if len(x) >= n else np.empty(0))
 
 
 def hma(x: pd.Series, n: int) -> pd.Series:
@@ -97,7 +116,11 @@ def stoch(src, high, low, n: int) -> pd.Series:
 
 def cci(src: pd.Series, n: int = 20) -> pd.Series:
     mean = sma(src, n)
-    dev = src.rolling(n, min_periods=n).apply(lambda a: np.mean(np.abs(a - a.mean())), raw=True)
+    if len(src) >= n:
+        win = _windows(src, n)
+        dev = _trailing(src, n, np.mean(np.abs(win - win.mean(axis=1, keepdims=True)), axis=1))
+    else:
+        dev = _trailing(src, n, np.empty(0))
     return (src - mean) / (0.015 * dev)
 
 

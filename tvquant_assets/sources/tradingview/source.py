@@ -136,6 +136,26 @@ class TradingViewSource(Source):
         """The point-in-time catalog on ``date`` (SCD-2 versions valid then)."""
         return catalog.as_of(self.catalog_history(), date)
 
+    def catalog_as_of(self, frames: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, pd.DataFrame]:
+        """Each date's exchange, type, sector, industry and currency from the SCD-2 version valid then;
+        ``attributes_as_of`` names the version's first day (dates before the first snapshot use the
+        earliest version: the screener has no older history)."""
+        hist = self.catalog_history()
+        earliest = hist.sort_values("valid_from", kind="stable").drop_duplicates("symbol").set_index("symbol")
+        cols = ["exchange", "type", "sector", "industry", "currency"]
+        out = {}
+        for d, f in frames.items():
+            valid = catalog.as_of(hist, d).set_index("symbol")
+            f = f.copy()
+            syms = f["symbol"]
+            for c in cols:
+                now, first = valid[c].to_dict(), earliest[c].to_dict()
+                f[c] = [str(now.get(s, first.get(s, old))) for s, old in zip(syms, f[c], strict=True)]
+            now, first = valid["valid_from"].to_dict(), earliest["valid_from"].to_dict()
+            f["attributes_as_of"] = pd.to_datetime([now.get(s, first.get(s)) for s in syms]).astype("datetime64[ns]")
+            out[d] = f
+        return out
+
     def catalog(self) -> pd.DataFrame:
         rows = catalog.catalog_rows(self.snapshot())
         return rows[CATALOG_COLUMNS].sort_values("symbol").reset_index(drop=True)
