@@ -188,10 +188,10 @@ def _backtest(df: pd.DataFrame) -> dict:
     if df.empty or "candidate" not in df.columns:
         return {"summary": MetadataValue.md("before the backtest start: no leaderboard yet")}
     board = df.sort_values("rank") if "rank" in df.columns else df
-    cols = ["rank", "candidate", "total_return", "ann_return", "ann_vol", "sharpe", "deflated_sharpe", "pbo",
+    cols = ["rank", "candidate", "simulator", "total_return", "ann_return", "ann_vol", "sharpe", "deflated_sharpe", "dsr", "pbo",
             "max_drawdown", "turnover"]
     fmt = {"total_return": ".2%", "ann_return": ".2%", "ann_vol": ".2%", "sharpe": ".2f", "max_drawdown": ".2%",
-           "turnover": ".2f", "deflated_sharpe": ".3f", "pbo": ".2f"}
+           "turnover": ".2f", "deflated_sharpe": ".3f", "dsr": ".3f", "pbo": ".2f"}
     leader = board.iloc[0]
     out = {"summary": MetadataValue.md("Leaderboard\n\n" + _md_table(board, cols, fmt)),
            "leader": str(leader["candidate"])}

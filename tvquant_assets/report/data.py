@@ -21,13 +21,14 @@ from tvquant_assets.pipeline import Pipeline
 ROLLING_SHARPE_DAYS = 63
 """Window of the rolling Sharpe ratio (about a quarter of trading days)."""
 
-ORDER_STAGES = ("orders", "drift_orders", "drift")
+ORDER_STAGES = ("drift", "orders", "drift_orders")
 """Lake asset names that hold a drift monitor's order list, in order of preference."""
 
 PICK_COLUMNS = ("adaptive_pick", "picked", "pick", "is_pick", "chosen")
 """Boolean tournament columns that mark the candidate the strategy actually follows."""
 
 REPORT_ASSET = "report"
+PRIMARY_SIMULATOR = "vectorized"
 
 
 @dataclass
@@ -126,6 +127,11 @@ def _performance(data: ReportData, start: pd.Timestamp) -> None:
         data.missing.append("backtest: no candidate rows between the backtest start and D")
         return
     long = long.rename(columns={"partition_date": "_date"})
+    if "simulator" in long.columns and long["simulator"].nunique() > 1:  # curves of one simulator
+        sims = sorted(long["simulator"].dropna().astype(str).unique())
+        sim = PRIMARY_SIMULATOR if PRIMARY_SIMULATOR in sims else sims[0]
+        long = long[(long["simulator"] == sim) | long["simulator"].isna()]
+        data.missing.append(f"curves: simulator {sim} only (the leaderboard lists every simulator)")
     if "equity" in long.columns:
         data.equity = long.pivot_table(index="_date", columns="candidate", values="equity", aggfunc="last")
     if "day_return" in long.columns:
@@ -215,8 +221,9 @@ def _other_stages(data: ReportData) -> None:
     root = data.pipe.lake.manifest_dir(data.pipe.name)
     if not root.exists():
         return
-    known = {s.value for s in STAGES} | {REPORT_ASSET}
+    known = ({s.value for s in STAGES} | {REPORT_ASSET}) - set(ORDER_STAGES)
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known and not p.name.startswith("."))
+    names.sort(key=lambda n: (n not in ORDER_STAGES, ORDER_STAGES.index(n) if n in ORDER_STAGES else 0, n))
     for name in names:
         if not data.pipe.lake.exists(data.pipe.name, name, data.date):
             continue

@@ -184,7 +184,7 @@ def section_summary(data: ReportData) -> str:
                            ("sharpe", "Sharpe"), ("max_drawdown", "max drawdown")):
             if col in row.index:
                 kpis.append(_kpi(label, esc(fmt_value(col, row[col]))))
-        for col, label in (("deflated_sharpe", "deflated Sharpe"), ("pbo", "PBO")):
+        for col, label in (("deflated_sharpe", "deflated Sharpe"), ("dsr", "deflated Sharpe"), ("pbo", "PBO")):
             if col in row.index:
                 kpis.append(_kpi(label, esc(fmt_value(col, row[col]))))
     if not data.regimes.empty and data.date in data.regimes.index:

@@ -133,12 +133,14 @@ def test_optional_columns_and_unknown_stages_are_shown(lake_copy, tmp_path):
     lake = Lake(str(root))
     d = lake_copy["end"]
     board = lake.read(m.name, "backtest", d)
-    board["deflated_sharpe"] = np.linspace(0.91, 0.12, len(board))
+    board["dsr"] = np.linspace(0.91, 0.12, len(board))
     board["pbo"] = 0.375
-    lake.write(m.name, "backtest", d, board)
+    board["simulator"] = "vectorized"
+    other_sim = board.assign(simulator="vectorbt", equity=board["equity"] * 10)  # must not reach the curves
+    lake.write(m.name, "backtest", d, pd.concat([board, other_sim], ignore_index=True))
     orders = pd.DataFrame({"symbol": ["AAPL", "MSFT"], "side": ["buy", "sell"], "quantity": [10.0, 4.0],
                            "notional": [1500.0, -900.0], "reason": ["drift 6.1% > 5%", "drift 5.4% > 5%"]})
-    lake.write(m.name, "orders", d, orders)
+    lake.write(m.name, "drift", d, orders)  # a stage of the graph (#6) holding the order list
     lake.write(m.name, "regime_regret", d, pd.DataFrame({"threshold": [1.25], "regret": [0.013]}))
     tournament = lake.read(m.name, "tournament", d)
     tournament["adaptive_pick"] = tournament["candidate"] == "skfolio/hrp"
@@ -147,12 +149,14 @@ def test_optional_columns_and_unknown_stages_are_shown(lake_copy, tmp_path):
     result = build_report(m, d, lake_root=str(root))
     page = Path(result.path).read_text()
     lb = page.split('id="leaderboard"', 1)[1].split("</section>", 1)[0]
-    assert "deflated_sharpe" in lb and "pbo" in lb and "37.50%" in lb
+    assert "dsr" in lb and "pbo" in lb and "37.50%" in lb and "vectorbt" in lb
     od = page.split('id="orders"', 1)[1].split("</section>", 1)[0]
     assert "MSFT" in od and "drift 5.4% &gt; 5%" in od
     assert 'id="other"' in page and "regime_regret" in page
     assert result.featured == "skfolio/hrp"
-    assert chart_data(page, "equity")["series"]  # still drawn
+    last = {s["name"]: s["y"][-1] for s in chart_data(page, "equity")["series"]}
+    assert last == pytest.approx(board.set_index("candidate")["equity"].to_dict(), rel=1e-5)
+    assert "simulator vectorized only" in page
 
 
 def test_missing_backtest_is_one_clear_line(lake_copy, tmp_path):
