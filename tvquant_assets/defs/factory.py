@@ -39,6 +39,8 @@ DESCRIPTIONS = {
     Stage.ESTIMATION: "Expected returns and Ledoit-Wolf covariance of the selected symbols, as of D.",
     Stage.TOURNAMENT: "Target weights of every engine x profile (solver status, fallbacks); carried off-rebalance.",
     Stage.BACKTEST: "Walk-forward of every candidate to D with drift and costs; metrics and leaderboard.",
+    pipeline.REGIME_REGRET: "Threshold auditor: regret of adaptive profile switches vs the best fixed candidate per "
+    "turbulent threshold, and the threshold it suggests (advisory, never applied).",
     Stage.AUDIT: "Hash-chained ledger entry for D proving every stage's output, manifest and environment.",
 }
 
@@ -46,10 +48,12 @@ DESCRIPTIONS = {
 STAGE_KINDS = {
     Stage.CATALOG: ("pandas",), Stage.PRICES: ("pandas",), Stage.SCAN: ("numpy",), Stage.SELECTION: ("scipy",),
     Stage.REGIME: ("numpy",), Stage.ESTIMATION: ("scikitlearn",), Stage.TOURNAMENT: ("cvxpy", "skfolio"),
-    Stage.BACKTEST: ("numpy",), Stage.AUDIT: ("json",),
+    Stage.BACKTEST: ("numpy",), Stage.AUDIT: ("json",), pipeline.REGIME_REGRET: ("numpy",),
 }
 
 IO_MANAGER_KEY = "tvquant_lake_io"
+ASSETS: tuple[Stage | str, ...] = (*STAGES, pipeline.REGIME_REGRET)
+"""Every asset of a manifest: the nine stages plus the advisory threshold auditor."""
 SOURCE_STAGES = (Stage.CATALOG, Stage.PRICES)  # the stages that call the manifest's source
 
 
@@ -70,12 +74,12 @@ def _pipeline(manifest: Manifest, lake: LakeResource) -> pipeline.Pipeline:
     return pipeline.Pipeline(manifest, lake.open())
 
 
-def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | None = None) -> AssetsDefinition:
+def build_stage_asset(manifest: Manifest, stage: Stage | str, manifest_path: Path | None = None) -> AssetsDefinition:
     mhash = manifest_hash(manifest)
     name = manifest.name
 
     @asset(
-        key=AssetKey([name, stage.value]),
+        key=AssetKey([name, str(stage)]),
         deps=[AssetKey([name, up.value]) for up in pipeline.UPSTREAM[stage]],
         partitions_def=partitions_for(manifest),
         backfill_policy=BackfillPolicy.single_run(),
@@ -85,7 +89,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
         description=f"{DESCRIPTIONS[stage]}\n\nManifest `{name}`: {manifest.description or manifest.source.kind}",
         kinds={"python", "parquet", *STAGE_KINDS.get(stage, ())},
         owners=list(OWNERS),
-        tags={"stage": stage.value, "manifest": name, "source": manifest.source.kind},
+        tags={"stage": str(stage), "manifest": name, "source": manifest.source.kind},
         metadata={"manifest": name, "manifest_path": str(manifest_path or ""), "manifest_hash": mhash},
         retry_policy=SOURCE_RETRY if stage in SOURCE_STAGES else None,
         pool=source_pool(manifest.source.kind) if stage in SOURCE_STAGES else None,
@@ -94,7 +98,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
         keys = list(context.partition_keys)
         pipe = _pipeline(manifest, lake)
         extra = {"run_id": context.run.run_id} if stage is Stage.AUDIT else {}
-        with progress.stage(f"{name}/{stage.value}", len(keys)):
+        with progress.stage(f"{name}/{stage}", len(keys)):
             result = pipeline.run_stage(pipe, stage, [pd.Timestamp(k) for k in keys], **extra)
             outputs, hashes = {}, {}
             for key in keys:
@@ -102,7 +106,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
                 outputs[key], hashes[key] = frame, df_hash(frame)
                 stamp_hash(frame, hashes[key])  # the IO manager writes it without hashing again
                 md = partition_metadata(frame, hashes[key], result.upstream.get(pd.Timestamp(key), {}), mhash,
-                                        result.notes.get(pd.Timestamp(key), ""), stage.value)
+                                        result.notes.get(pd.Timestamp(key), ""), str(stage))
                 md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
                 context.add_asset_metadata(md, partition_key=key)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one
@@ -115,13 +119,14 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
 def build_manifest_assets(manifest: Manifest, manifest_path: Path | None = None) -> list[AssetsDefinition]:
     with warnings.catch_warnings():  # backfill_policy is marked beta; we rely on it deliberately
         warnings.simplefilter("ignore", BetaWarning)
-        return [build_stage_asset(manifest, stage, manifest_path) for stage in STAGES]
+        return [build_stage_asset(manifest, stage, manifest_path) for stage in ASSETS]
 
 
 def build_manifest_job(manifest: Manifest):
     return define_asset_job(
         f"{manifest.name}_pipeline",
-        selection=[AssetKey([manifest.name, s.value]) for s in STAGES],
+        selection=[AssetKey([manifest.name, str(s)]) for s in ASSETS],
         executor_def=in_process_executor,
-        description=f"All nine stages of manifest {manifest.name}, in one process (ranges run as one run).",
+        description=f"All nine stages of manifest {manifest.name} and its threshold auditor, in one process "
+        "(ranges run as one run).",
     )
