@@ -25,7 +25,10 @@ from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import Source, build_source
 
-UPSTREAM: dict[Stage, tuple[Stage, ...]] = {
+REGIME_REGRET = "regime_regret"
+"""The threshold auditor's asset: advisory, outside the decision chain (so not in the ledger)."""
+
+UPSTREAM: dict[Stage | str, tuple[Stage, ...]] = {
     Stage.CATALOG: (),
     Stage.PRICES: (Stage.CATALOG,),
     Stage.SCAN: (Stage.PRICES, Stage.CATALOG),
@@ -36,6 +39,7 @@ UPSTREAM: dict[Stage, tuple[Stage, ...]] = {
     Stage.BACKTEST: (Stage.TOURNAMENT, Stage.PRICES),
     Stage.DRIFT: (Stage.BACKTEST, Stage.TOURNAMENT, Stage.PRICES),
     Stage.AUDIT: tuple(s for s in STAGES if s is not Stage.AUDIT),
+    REGIME_REGRET: (Stage.REGIME, Stage.BACKTEST),
 }
 
 CATALOG_OUTPUT = ["symbol", "exchange", "type", "sector", "industry", "currency", "first_date", "last_bar",
@@ -596,7 +600,40 @@ def run_audit(pipe: Pipeline, dates: list[pd.Timestamp], run_id: str = "") -> St
     return StageResult(frames, hashes, metadata=metadata)
 
 
-RUNNERS: dict[Stage, Callable[..., StageResult]] = {
+def run_regime_regret(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
+    """The threshold auditor: regret of adaptive profile switches per turbulent threshold, from the
+    backtest's daily candidate returns and the regime's scores in [backtest.start, D]."""
+    from tvquant_assets.core.regime_regret import regime_regret
+
+    m = pipe.manifest
+    start, last = pd.Timestamp(m.backtest_start), max(dates)
+    days = manifest_dates(m, start, last) if last >= start else []
+    backtests = pipe.read(Stage.BACKTEST, days) if days else {}
+    returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, (f, _) in backtests.items()}).T
+    returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
+        index=pd.DatetimeIndex([]), dtype="float64")
+    regimes = pipe.read(Stage.REGIME, days) if days else {}
+    scores = pd.Series({d: float(f["stress_score"].iloc[0]) if len(f) else np.nan
+                        for d, (f, _) in regimes.items()}, dtype="float64")
+    presets = {str(getattr(k, "value", k)): v for k, v in m.regime_presets.items()}
+    profile_of = {label.value: (presets[label.value].profile if label.value in presets
+                                and presets[label.value].profile is not None else p).value
+                  for label, p in m.regime.regret.profiles.items()}
+    candidate_of: dict[str, str] = {}
+    for c in m.tournament.candidates:
+        candidate_of.setdefault(c.profile.value, c.name)
+    cost = m.regime.regret.switch_cost if m.regime.regret.switch_cost is not None else 2 * m.backtest.costs.rate
+    frames = regime_regret(scores, returns, pipe.rebalance_set(last), dates, m.regime, profile_of, candidate_of,
+                           cost)
+    notes = {}
+    for d, f in frames.items():
+        pick = f.loc[f["suggested"], "turbulent_threshold"]
+        notes[d] = (f"advisory, not applied: regret is smallest at turbulent {pick.iloc[0]:g} "
+                    f"(manifest: {m.regime.thresholds.turbulent:g})") if len(pick) else "advisory: no returns yet"
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[REGIME_REGRET], dates), notes)
+
+
+RUNNERS: dict[Stage | str, Callable[..., StageResult]] = {
     Stage.CATALOG: run_catalog,
     Stage.PRICES: run_prices,
     Stage.SCAN: run_scan,
@@ -607,6 +644,7 @@ RUNNERS: dict[Stage, Callable[..., StageResult]] = {
     Stage.BACKTEST: run_backtest,
     Stage.DRIFT: run_drift,
     Stage.AUDIT: run_audit,
+    REGIME_REGRET: run_regime_regret,
 }
 
 
@@ -615,7 +653,7 @@ def run_stage(pipe: Pipeline, stage: Stage, dates, **kwargs) -> StageResult:
 
     pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
-    result = RUNNERS[Stage(stage)](pipe, dates, **kwargs)
+    result = RUNNERS[stage](pipe, dates, **kwargs)
     if stage in (Stage.CATALOG, Stage.PRICES):  # decisions of the data_repair job (tvquant_assets/repair.py)
         from tvquant_assets import repair
 

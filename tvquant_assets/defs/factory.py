@@ -41,6 +41,8 @@ DESCRIPTIONS = {
     Stage.BACKTEST: "Walk-forward of every candidate to D with drift and costs; metrics and leaderboard.",
     Stage.DRIFT: "Drift monitor for D: the leader's drifted book vs its latest targets; orders when drift exceeds "
                  "the threshold.",
+    pipeline.REGIME_REGRET: "Threshold auditor: regret of adaptive profile switches vs the best fixed candidate per "
+    "turbulent threshold, and the threshold it suggests (advisory, never applied).",
     Stage.AUDIT: "Hash-chained ledger entry for D proving every stage's output, manifest and environment.",
 }
 
@@ -48,10 +50,12 @@ DESCRIPTIONS = {
 STAGE_KINDS = {
     Stage.CATALOG: ("pandas",), Stage.PRICES: ("pandas",), Stage.SCAN: ("numpy",), Stage.SELECTION: ("scipy",),
     Stage.REGIME: ("numpy",), Stage.ESTIMATION: ("scikitlearn",), Stage.TOURNAMENT: ("cvxpy", "skfolio"),
-    Stage.BACKTEST: ("numpy",), Stage.AUDIT: ("json",),
+    Stage.BACKTEST: ("numpy",), Stage.AUDIT: ("json",), pipeline.REGIME_REGRET: ("numpy",),
 }
 
 IO_MANAGER_KEY = "tvquant_lake_io"
+ASSETS: tuple[Stage | str, ...] = (*STAGES, pipeline.REGIME_REGRET)
+"""Every asset of a manifest: the nine stages plus the advisory threshold auditor."""
 SOURCE_STAGES = (Stage.CATALOG, Stage.PRICES)  # the stages that call the manifest's source
 
 
@@ -72,12 +76,12 @@ def _pipeline(manifest: Manifest, lake: LakeResource) -> pipeline.Pipeline:
     return pipeline.Pipeline(manifest, lake.open())
 
 
-def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | None = None) -> AssetsDefinition:
+def build_stage_asset(manifest: Manifest, stage: Stage | str, manifest_path: Path | None = None) -> AssetsDefinition:
     mhash = manifest_hash(manifest)
     name = manifest.name
 
     @asset(
-        key=AssetKey([name, stage.value]),
+        key=AssetKey([name, str(stage)]),
         deps=[AssetKey([name, up.value]) for up in pipeline.UPSTREAM[stage]],
         partitions_def=partitions_for(manifest),
         backfill_policy=BackfillPolicy.single_run(),
@@ -87,7 +91,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
         description=f"{DESCRIPTIONS[stage]}\n\nManifest `{name}`: {manifest.description or manifest.source.kind}",
         kinds={"python", "parquet", *STAGE_KINDS.get(stage, ())},
         owners=list(OWNERS),
-        tags={"stage": stage.value, "manifest": name, "source": manifest.source.kind},
+        tags={"stage": str(stage), "manifest": name, "source": manifest.source.kind},
         metadata={"manifest": name, "manifest_path": str(manifest_path or ""), "manifest_hash": mhash},
         retry_policy=SOURCE_RETRY if stage in SOURCE_STAGES else None,
         pool=source_pool(manifest.source.kind) if stage in SOURCE_STAGES else None,
@@ -98,7 +102,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
         extra = {"run_id": context.run.run_id} if stage is Stage.AUDIT else {}
         if stage is Stage.CATALOG and context.run.tags.get(repair.RUN_TAG) == "true":
             repair.plan_and_record(pipe, [pd.Timestamp(k) for k in keys])
-        with progress.stage(f"{name}/{stage.value}", len(keys)):
+        with progress.stage(f"{name}/{stage}", len(keys)):
             result = pipeline.run_stage(pipe, stage, [pd.Timestamp(k) for k in keys], **extra)
             outputs, hashes = {}, {}
             for key in keys:
@@ -106,7 +110,7 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
                 outputs[key], hashes[key] = frame, df_hash(frame)
                 stamp_hash(frame, hashes[key])  # the IO manager writes it without hashing again
                 md = partition_metadata(frame, hashes[key], result.upstream.get(pd.Timestamp(key), {}), mhash,
-                                        result.notes.get(pd.Timestamp(key), ""), stage.value)
+                                        result.notes.get(pd.Timestamp(key), ""), str(stage))
                 md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
                 context.add_asset_metadata(md, partition_key=key)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one
@@ -119,13 +123,14 @@ def build_stage_asset(manifest: Manifest, stage: Stage, manifest_path: Path | No
 def build_manifest_assets(manifest: Manifest, manifest_path: Path | None = None) -> list[AssetsDefinition]:
     with warnings.catch_warnings():  # backfill_policy is marked beta; we rely on it deliberately
         warnings.simplefilter("ignore", BetaWarning)
-        return [build_stage_asset(manifest, stage, manifest_path) for stage in STAGES]
+        return [build_stage_asset(manifest, stage, manifest_path) for stage in ASSETS]
 
 
 def build_manifest_job(manifest: Manifest):
     return define_asset_job(
         f"{manifest.name}_pipeline",
-        selection=[AssetKey([manifest.name, s.value]) for s in STAGES],
+        selection=[AssetKey([manifest.name, str(s)]) for s in ASSETS],
         executor_def=in_process_executor,
-        description=f"All ten stages of manifest {manifest.name}, in one process (ranges run as one run).",
+        description=f"Every stage of manifest {manifest.name} and its threshold auditor, in one process "
+        "(ranges run as one run).",
     )

@@ -236,6 +236,39 @@ class CompositeWeights(Strict):
     spectral: float = Field(0.0, ge=0.0, description="x (1 - wavelet energy entropy)")
 
 
+def _default_regret_profiles() -> dict[RegimeLabel, Profile]:
+    return {RegimeLabel.QUIET: Profile.MAX_SHARPE, RegimeLabel.NORMAL: Profile.MAX_SHARPE,
+            RegimeLabel.TURBULENT: Profile.MIN_VARIANCE, RegimeLabel.CRISIS: Profile.MIN_VARIANCE}
+
+
+class RegretConfig(Strict):
+    """The threshold auditor ("regime regret", advisory: it suggests, never applies)."""
+
+    turbulent_grid: list[float] = Field(
+        default_factory=lambda: [1.0, 1.1, 1.25, 1.5, 1.75, 2.0], min_length=1,
+        description="turbulent thresholds to audit (crisis scales with it)")
+    profiles: dict[RegimeLabel, Profile] = Field(
+        default_factory=_default_regret_profiles,
+        description="profile per label when regime_presets sets none (all four labels)")
+    switch_cost: float | None = Field(
+        None, ge=0.0, lt=1.0, description="fraction of value per switch (default: 2 x backtest cost rate)")
+
+    @field_validator("profiles")
+    @classmethod
+    def _every_label(cls, v: dict[RegimeLabel, Profile]) -> dict[RegimeLabel, Profile]:
+        missing = [label.value for label in RegimeLabel if label not in v]
+        if missing:
+            raise ValueError(f"profiles: give a profile for every label (missing {', '.join(missing)})")
+        return v
+
+    @field_validator("turbulent_grid")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(not x > 0 for x in v):
+            raise ValueError("turbulent_grid: thresholds must be > 0")
+        return v
+
+
 class RegimeConfig(Strict):
     """Market regime from an equal-weight proxy of the eligible universe, point in time."""
 
@@ -255,6 +288,7 @@ class RegimeConfig(Strict):
     hmm_seed: int = Field(7, description="Seed of the 2-state HMM fit (same seed, same states).")
     hmm_iterations: int = Field(30, ge=1, le=500, description="EM iterations of each HMM fit.")
     weights: CompositeWeights = CompositeWeights()
+    regret: RegretConfig = RegretConfig()
 
     @model_validator(mode="after")
     def _windows(self) -> RegimeConfig:
