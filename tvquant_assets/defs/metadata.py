@@ -168,11 +168,14 @@ def _tournament(df: pd.DataFrame) -> dict:
     if df.empty or "candidate" not in df.columns:
         return {}
     live = df[df["symbol"].astype(str) != ""] if "symbol" in df.columns else df
-    g = live.groupby("candidate", sort=True)
-    board = pd.DataFrame({"holdings": g["weight"].apply(lambda w: int((w > 1e-6).sum())),
-                          "max_weight": g["weight"].max(),
-                          "top": g.apply(lambda x: str(x.loc[x["weight"].idxmax(), "symbol"]) if len(x) else "",
-                                         include_groups=False)}).reset_index()
+    # Early dates hold only the empty-universe row per candidate: every candidate is listed, with no holdings.
+    held = live.sort_values(["candidate", "weight", "symbol"], ascending=[True, False, True])
+    board = pd.DataFrame({"candidate": sorted(df["candidate"].astype(str).unique())})
+    board["holdings"] = board["candidate"].map(held.loc[held["weight"] > 1e-6, "candidate"].value_counts()) \
+        .fillna(0).astype(int)
+    board["max_weight"] = board["candidate"].map(held.groupby("candidate")["weight"].max()).fillna(0.0)
+    board["top"] = board["candidate"].map(held.drop_duplicates("candidate").set_index("candidate")["symbol"]) \
+        .fillna("").astype(str)
     first = df.drop_duplicates("candidate").set_index("candidate")
     for c in ("status", "fallback", "score", "rank", "adaptive_pick"):
         if c in first.columns:
