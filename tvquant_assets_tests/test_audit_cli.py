@@ -8,6 +8,7 @@ import pytest
 
 from tvquant_assets.cli import main
 from tvquant_assets.core.ledger import GENESIS, HMAC_ENV, Ledger, entry_hash
+from tvquant_assets.enums import STAGES
 from tvquant_assets.hashing import canonical_json
 from tvquant_assets.lake import Lake
 
@@ -147,7 +148,7 @@ def test_show_prints_the_decisions_and_their_provenance(it, capsys):
         assert c["weight_sum"] == pytest.approx(1.0) and c["decision_date"] == "2020-03-02"
         top = weights[weights["candidate"] == c["candidate"]]["weight"].max()
         assert c["top"][0]["weight"] == pytest.approx(top)
-    assert all(h["matches"] for h in rec["hashes"].values()) and len(rec["hashes"]) == 8
+    assert all(h["matches"] for h in rec["hashes"].values()) and len(rec["hashes"]) == len(STAGES) - 1
     pv = rec["provenance"]
     entry = Ledger(lake.ledger_path(name)).latest_for("date", "2020-03-16")
     assert (pv["entry_seq"], pv["entry_hash"], pv["ledger_intact"]) == (entry["seq"], entry["entry_hash"], True)

@@ -9,6 +9,7 @@ from dagster import AssetKey, DagsterInstance
 
 from tvquant_assets.defs.metadata import stage_summary
 from tvquant_assets.definitions import build_definitions
+from tvquant_assets.defs.factory import ASSETS  # every stage plus the threshold auditor
 from tvquant_assets.enums import STAGES
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import discover_manifests
@@ -31,13 +32,13 @@ def test_report_and_views_are_materialized_with_links(outputs):
     r, m, instance = outputs["report"], outputs["m"], outputs["instance"]
     assert r.as_of == "2020-03-20"
     assert r.tearsheet == f"{outputs['root']}/{m.name}/report/2020-03-20.html" and Path(r.tearsheet).is_file()
-    assert r.database == str(outputs["root"] / "tvquant.duckdb") and r.views == len(STAGES) + 1
+    assert r.database == str(outputs["root"] / "tvquant.duckdb") and r.views == len(ASSETS) + 1
     event = instance.get_latest_materialization_event(AssetKey([m.name, "report"]))
     md = event.asset_materialization.metadata
     assert md["tearsheet"].value == r.tearsheet and md["tearsheet_url"].value == "file://" + r.tearsheet
     assert "2020-03-20" in md["summary"].value
     views = instance.get_latest_materialization_event(AssetKey([m.name, "lake_views"])).asset_materialization
-    assert views.metadata["views"].value == len(STAGES) + 1 and f"{m.name}.backtest" in views.metadata["summary"].value
+    assert views.metadata["views"].value == len(ASSETS) + 1 and f"{m.name}.backtest" in views.metadata["summary"].value
 
 
 def test_a_date_that_is_not_a_partition_is_one_line(small_lake):
@@ -52,7 +53,7 @@ def test_every_asset_has_description_group_kinds_owners_tags():
     defs = build_definitions(discover_manifests(ROOT / "manifests"))
     graph = defs.resolve_asset_graph()
     keys = list(graph.get_all_asset_keys())
-    assert len(keys) >= 2 * (len(STAGES) + 2)
+    assert len(keys) >= 2 * (len(ASSETS) + 2)
     for key in keys:
         node = graph.get(key)
         spec = node.to_asset_spec() if hasattr(node, "to_asset_spec") else None
