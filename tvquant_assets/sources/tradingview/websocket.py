@@ -94,17 +94,22 @@ class _Session:
         self.client.requests_sent += 1
         self.ws.send(message(method, *params))
 
+    def budget_spent(self) -> SourceError:
+        return SourceError(f"websocket history {self.ticker}: time budget of {self.client.time_budget_s:g}s "
+                           "spent; raise source.time_budget_s or lower history_start")
+
     def wait_completed(self) -> int:
         """Read until ``series_completed``; return how many new bars arrived."""
         before = len(self.bars)
         while True:
             left = self.deadline - time.monotonic()
             if left <= 0:
-                raise SourceError(f"websocket history {self.ticker}: time budget of {self.client.time_budget_s:g}s "
-                                  "spent; raise source.time_budget_s or lower history_start")
+                raise self.budget_spent()
             try:
                 raw = self.ws.recv(timeout=min(left, self.client.timeout_s))
             except TimeoutError:
+                if time.monotonic() >= self.deadline:  # the budget ran out while waiting: not worth a retry
+                    raise self.budget_spent() from None
                 raise RetryableError(f"no message for {self.client.timeout_s:g}s") from None
             try:
                 payloads = decode(raw if isinstance(raw, str) else raw.decode())
