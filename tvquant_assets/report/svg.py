@@ -407,7 +407,7 @@ def strip(chart_id: str, bands: Sequence[Band], start: pd.Timestamp, end: pd.Tim
 
 
 def empty_chart(chart_id: str, message: str, *, caption: str = "") -> str:
-    """A placeholder figure that says why there is no chart (still a visible, non-empty SVG)."""
+    """The empty-state figure: says why a chart has no data on D (still a visible, non-empty SVG)."""
     box = Box(height=60)
     body = [f'<text class="empty" x="{box.width / 2:.0f}" y="34" text-anchor="middle">{esc(message)}</text>']
     return _figure(chart_id, body, box, caption=caption, label=chart_id).replace(
