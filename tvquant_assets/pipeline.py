@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.calendar import calendar_dates, manifest_dates, previous_dates
+from tvquant_assets.calendar import calendar_index, manifest_dates, previous_dates
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LakeError, SourceError
 from tvquant_assets.lake import Lake
@@ -167,7 +167,7 @@ def _rebalance_set(calendar: str, start: pd.Timestamp, rule, last: pd.Timestamp)
     """Rebalance dates up to ``last``, counted on the partition calendar from the manifest's start."""
     from tvquant_assets.core.tournament import rebalance_dates
 
-    return frozenset(rebalance_dates(calendar_dates(calendar, start, last), rule))
+    return frozenset(rebalance_dates(calendar_index(calendar, start, last), rule))
 
 
 def _same_date_hashes(pipe: Pipeline, stages: tuple[Stage, ...], dates) -> dict[pd.Timestamp, dict[str, str]]:

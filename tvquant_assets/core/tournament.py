@@ -68,17 +68,18 @@ def rebalance_dates(calendar_dates: Iterable[pd.Timestamp], cfg: RebalanceConfig
     -------
     list of Timestamp, ascending
     """
-    days = sorted({pd.Timestamp(d) for d in calendar_dates})
+    days = pd.DatetimeIndex(list(calendar_dates) if not isinstance(calendar_dates, pd.Index) else calendar_dates)
+    days = days.unique().sort_values()
     if cfg.rule == "every_k_days":
-        return days[:: int(cfg.every_k_days)]
-    seen: set[tuple[int, int]] = set()
-    out = []
-    for d in days:
-        key = (d.year, d.month) if cfg.rule == "monthly" else tuple(d.isocalendar())[:2]
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
+        return list(days[:: int(cfg.every_k_days)])
+    if cfg.rule == "monthly":
+        key = days.year.to_numpy() * 12 + days.month.to_numpy()
+    else:
+        iso = days.isocalendar()
+        key = iso["year"].to_numpy().astype("int64") * 53 + iso["week"].to_numpy().astype("int64")
+    first = np.ones(len(days), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    return list(days[first])
 
 
 def resolve_max_weight(
