@@ -411,11 +411,12 @@ def _print_decisions(rec: dict) -> None:
                       str(c["holdings"]), top)
         console.print(t)
     if rec["leaderboard"]:
-        board = "; ".join(f"{r.get('rank')}. {r.get('candidate')} sharpe {r.get('sharpe') or float('nan'):.2f}"
+        board = "; ".join(f"{r.get('rank')}. {r.get('candidate')} sharpe "
+                          + ("n/a" if r.get("sharpe") is None else f"{r['sharpe']:.2f}")
                           for r in rec["leaderboard"])
         console.print(f"leaderboard: {board}")
     bad = [s for s, h in rec["hashes"].items() if not h["matches"]]
-    console.print(f"hashes: {'all 8 stages match the ledger' if not bad else 'DIFFER from the ledger: ' + ', '.join(bad)}")
+    console.print(f"hashes: {f'all {len(rec["hashes"])} stages match the ledger' if not bad else 'DIFFER from the ledger: ' + ', '.join(bad)}")
     git = pv["git"]
     env = pv["environment"]
     console.print(f"ledger entry {pv['entry_seq']} {pv['entry_hash'][:16]} ({pv['entries_for_date']} for this date"

@@ -45,9 +45,9 @@ def _column_bytes(values: pd.Series) -> bytes:
 def df_hash(df: pd.DataFrame) -> str:
     """Content hash of a frame, independent of column order and of storage round trips."""
     columns: dict[str, pd.Series | np.ndarray] = {}
-    for i, c in enumerate(df.columns):
+    for c, values in df.items():  # items(): a column as a Series without iloc's indexing machinery
         if not str(c).endswith("_ms"):
-            columns[str(c)] = df.iloc[:, i]
+            columns[str(c)] = values
     index = df.index
     if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
         columns["__index__0"] = np.arange(len(df), dtype="int64")  # a default index: just row numbers
