@@ -47,3 +47,19 @@ def test_df_hash_folds_negative_zero_and_nan_payloads_and_skips_timings():
 def test_canonical_json_is_sorted_and_compact():
     assert canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
     assert obj_hash({"a": 1, "b": 2}) == obj_hash({"b": 2, "a": 1})
+
+
+def test_df_hash_canonical_form_is_pinned():
+    """Ledgers compare hashes across versions: the canonical form may not drift silently. These digests
+    were computed by the implementation documented in tvquant_assets/hashing.py; a change here needs a
+    ledger migration note."""
+    df = pd.DataFrame({
+        "symbol": ["AAPL", "MSFT", None], "weight": [0.5, -0.0, np.nan], "n": [1, 2, 3],
+        "u": np.array([1, 2, 3], dtype="uint32"), "selected": [True, False, True],
+        "date": pd.to_datetime(["2020-01-02", "2020-01-03", None]),
+        "tz": pd.to_datetime(["2020-01-02"] * 3).tz_localize("UTC"),
+        "cat": pd.Categorical(["a", "b", "a"]), "obj": pd.Series([1.5, "x", None], dtype=object),
+        "solve_ms": [1.0, 2.0, 3.0]})
+    assert df_hash(df) == "ebf560c1e9d385a6fc057e125e4f7ea99c92f089bbd9c7356a8d0a9a3a6e5ea5"
+    assert df_hash(df.set_index(["symbol", "n"])) == "e7fae5498b0a709693f2f108c45ef32f03959dbbd48d03da41ae2a15a7d1e24b"
+    assert df_hash(df.iloc[:0]) == "8c525d70208ea2c177f97e2597afd07ea292d2ffa85c62dae14561b0e9529b37"
