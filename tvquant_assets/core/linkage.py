@@ -108,12 +108,17 @@ def average_distance(windows: list[np.ndarray]) -> np.ndarray:
     return np.mean([correlation_distance(_correlation(np.asarray(w, dtype="float64"))) for w in windows], axis=0)
 
 
+def linkage_of_distance(dist: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
+    """Scipy linkage matrix of a square distance matrix (at least 2 x 2)."""
+    return linkage(squareform(dist, checks=False), method=cfg.method)
+
+
 def cluster_distance(dist: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
     """Flat labels 1..k (renumbered by first appearance) from a square distance matrix."""
     n = dist.shape[0]
     if n <= 1:
         return np.ones(n, dtype="int64")
-    return cut(linkage(squareform(dist, checks=False), method=cfg.method), cfg)
+    return cut(linkage_of_distance(dist, cfg), cfg)
 
 
 def cluster_sorted(values: np.ndarray, cfg: LinkageConfig) -> np.ndarray:

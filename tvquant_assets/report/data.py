@@ -196,7 +196,7 @@ def _clusters(data: ReportData) -> None:
     if len(symbols) < 2:
         data.missing.append("dendrogram: fewer than two symbols were clustered on D")
         return
-    window = data.manifest.selection.correlation_lookback
+    windows = data.manifest.selection.correlation_windows
     first = window_start(data.pipe, data.date)
     try:
         if first >= pd.Timestamp(data.manifest.start):  # all in the lake: one fast read
@@ -208,12 +208,15 @@ def _clusters(data: ReportData) -> None:
     except LakeError as exc:
         data.missing.append(f"dendrogram: {exc}")
         return
-    returns = panel.returns()[[s for s in symbols if s in panel.close.columns]].iloc[-window:]
+    returns = panel.returns()[[s for s in symbols if s in panel.close.columns]]
     if returns.shape[1] < 2:
         return
+    # the tree selection cut on D: correlation distance averaged over its lookback windows
+    values = returns.to_numpy(dtype="float64")
+    dist = linkage.average_distance([values[-w:] for w in windows])
     data.clustered = list(returns.columns)
-    data.linkage = linkage.linkage_matrix(returns, data.manifest.selection.linkage)
-    data.correlation = returns.corr(min_periods=2).to_numpy()
+    data.linkage = linkage.linkage_of_distance(dist, data.manifest.selection.linkage)
+    data.correlation = 1.0 - 2.0 * dist ** 2  # the correlation the averaged distance implies
 
 
 def _other_stages(data: ReportData) -> None:

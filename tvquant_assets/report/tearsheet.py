@@ -320,14 +320,17 @@ def section_clusters(data: ReportData) -> str:
         cut = _cut_height(data.linkage, cfg)
         parts.append(svg.dendrogram("dendrogram", data.linkage, data.clustered, leaf_colors=leaf_colors,
                                     cut_height=cut,
-                                    caption=f"{cfg.method} linkage on correlation distance sqrt(0.5(1-rho)) of "
-                                            f"the last {data.manifest.selection.correlation_lookback} daily "
-                                            "returns <= D; leaves coloured by selection cluster; dashed: the cut."))
+                                    caption=f"{cfg.method} linkage on correlation distance sqrt(0.5(1-rho)) "
+                                            "averaged over the last "
+                                            f"{'/'.join(map(str, data.manifest.selection.correlation_windows))} "
+                                            "daily returns <= D (the tree selection cut); leaves coloured by "
+                                            "selection cluster; dashed: the cut."))
         order = leaf_order(data.linkage)
         labels = [data.clustered[i] for i in order]
         corr = data.correlation[np.ix_(order, order)]
         parts.append(svg.heatmap("correlation", corr, labels,
-                                 caption="Correlation of daily returns, in dendrogram leaf order."))
+                                 caption="Correlation implied by the averaged distance (1 - 2d^2), "
+                                         "in dendrogram leaf order."))
     cols = [c for c in ("symbol", "sector", "direction", "cluster", "rank_in_cluster", "momentum",
                         "momentum_pct", "selected", "reason") if c in sel.columns]
     cols += [c for c in sel.columns if c not in cols]

@@ -103,6 +103,21 @@ def test_weights_are_the_decisions_of_rebalance_dates(lake_copy):
     assert data.linkage is not None and len(data.clustered) == int((data.selection["cluster"] > 0).sum())
 
 
+def test_dendrogram_is_the_tree_selection_cut(lake_copy):
+    """Cutting the report's tree like selection does gives selection's clusters of D (same windows)."""
+    from tvquant_assets.core.linkage import cut
+
+    m = lake_copy["manifest"]
+    assert len(m.selection.correlation_windows) > 1  # the averaged-distance case
+    for d in ("2020-03-10", lake_copy["end"]):
+        data = collect(Pipeline(m, Lake.open(lake_copy["lake_root"])), d)
+        ours = dict(zip(data.clustered, cut(data.linkage, m.selection.linkage), strict=True))
+        sel = data.selection.set_index("symbol")["cluster"]
+        groups = lambda labels: sorted(sorted(s for s in labels if labels[s] == c) for c in set(labels.values()))
+        assert groups(ours) == groups({s: int(sel[s]) for s in data.clustered})
+        np.testing.assert_allclose(np.diag(data.correlation), 1.0)
+
+
 def test_report_for_a_past_date_ignores_everything_after_it(lake_copy, tmp_path):
     m = lake_copy["manifest"]
     d = pd.Timestamp("2020-03-10")
