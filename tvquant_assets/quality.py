@@ -185,19 +185,34 @@ def check_fresh(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[pd
 
 # downstream stages -------------------------------------------------------------------------------
 
+def selection_caps(manifest) -> tuple[int, int]:
+    """Largest long and short books selection may publish: the manifest's caps, or a regime preset's larger
+    ``max_symbols`` (applied on the dates it is active); no short book unless it is enabled."""
+    sel = manifest.selection
+    long_cap = max([sel.max_symbols, *(p.max_symbols for p in manifest.regime_presets.values() if p.max_symbols)])
+    return long_cap, (sel.short.max_symbols if sel.short.enabled else 0)
+
+
 def check_selection_size(selections: Mapping[pd.Timestamp, pd.DataFrame], max_symbols: int,
-                         cfg: QualityConfig) -> CheckReport:
-    """At most ``max_symbols`` selected; at least ``cfg.min_selected`` when that many were ranked."""
+                         cfg: QualityConfig, max_short: int = 0) -> CheckReport:
+    """Per book: at most ``max_symbols`` long and ``max_short`` short names selected; at least
+    ``cfg.min_selected`` long names when that many were ranked."""
     report = CheckReport("selection_size", len(selections))
     for d, frame in sorted(selections.items()):
-        n = int(frame["selected"].sum())
-        ranked = int(frame["momentum_pct"].notna().sum()) if "momentum_pct" in frame.columns else n
+        short = (frame["direction"] == "short").to_numpy() if "direction" in frame.columns else \
+            np.zeros(len(frame), dtype=bool)
+        chosen = frame["selected"].to_numpy(dtype=bool)
+        n, n_short = int((chosen & ~short).sum()), int((chosen & short).sum())
+        ranked = int(frame.loc[~short, "momentum_pct"].notna().sum()) if "momentum_pct" in frame.columns else n
         if n > max_symbols:
-            report.findings.append(Finding(d, "", f"{n} symbols selected, more than selection.max_symbols "
+            report.findings.append(Finding(d, "", f"{n} long symbols selected, more than selection.max_symbols "
                                                   f"{max_symbols}"))
         elif n < min(cfg.min_selected, ranked):
-            report.findings.append(Finding(d, "", f"{n} symbols selected out of {ranked} ranked, fewer than "
-                                                  f"quality.min_selected {cfg.min_selected}"))
+            report.findings.append(Finding(d, "", f"{n} long symbols selected out of {ranked} ranked, fewer "
+                                                  f"than quality.min_selected {cfg.min_selected}"))
+        if n_short > max_short:
+            report.findings.append(Finding(d, "", f"{n_short} short symbols selected, more than "
+                                                  f"selection.short.max_symbols {max_short}"))
     return report
 
 

@@ -118,6 +118,10 @@ def test_downstream_checks_fail_on_planted_faults(clean):
     sel[d]["selected"] = False
     assert "fewer than" in quality.check_selection_size(sel, m.selection.max_symbols, cfg).findings[0].problem
 
+    long_cap, short_cap = quality.selection_caps(m)
+    assert (long_cap, short_cap) == (m.selection.max_symbols, m.selection.short.max_symbols if
+                                     m.selection.short.enabled else 0)
+
     tour = frames(lake, m, Stage.TOURNAMENT, dates)
     assert quality.check_weights(tour, cfg).passed
     for mutate, needle in [
@@ -163,3 +167,26 @@ def _check_key(manifest: str, name: str):
     from dagster import AssetCheckKey
 
     return AssetCheckKey(AssetKey([manifest, "prices"]), name)
+
+
+def test_selection_size_counts_the_long_and_short_books_separately():
+    """sp500_demo on 2020-06-03: 11 long + 2 short selected with max_symbols 12 is within both caps (the
+    check once counted 13 against the long cap and stopped the demo)."""
+    from tvquant_assets.manifest.schema import QualityConfig
+
+    d = pd.Timestamp("2020-06-03")
+    frame = pd.DataFrame({"symbol": [f"S{i:02d}" for i in range(16)],
+                          "direction": ["long"] * 12 + ["short"] * 4,
+                          "selected": [True] * 11 + [False] + [True, True, False, False],
+                          "momentum_pct": np.linspace(0, 1, 16)})
+    cfg = QualityConfig(min_selected=2)
+    assert quality.check_selection_size({d: frame}, 12, cfg, 3).passed
+    over_short = frame.assign(selected=[True] * 11 + [False] + [True] * 4)
+    assert [f.problem for f in quality.check_selection_size({d: over_short}, 12, cfg, 3).findings] == [
+        "4 short symbols selected, more than selection.short.max_symbols 3"]
+    over_long = frame.assign(selected=[True] * 12 + [False] * 4)
+    assert quality.check_selection_size({d: over_long}, 11, cfg, 3).findings[0].problem.startswith(
+        "12 long symbols selected, more than")
+    no_long = frame.assign(selected=[False] * 12 + [True, True, False, False])
+    problem = quality.check_selection_size({d: no_long}, 12, cfg, 3).findings[0].problem
+    assert "fewer than quality.min_selected 2" in problem

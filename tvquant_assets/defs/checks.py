@@ -66,7 +66,8 @@ def evaluate(manifest: Manifest, lake: Lake, name: str, dates: list[pd.Timestamp
     if name == "fresh_prices":
         return quality.check_fresh(read(Stage.PRICES, dates), history(), read(Stage.CATALOG, dates), cfg)
     if name == "selection_size":
-        return quality.check_selection_size(read(Stage.SELECTION, dates), m.selection.max_symbols, cfg)
+        long_cap, short_cap = quality.selection_caps(m)
+        return quality.check_selection_size(read(Stage.SELECTION, dates), long_cap, cfg, short_cap)
     if name == "tournament_weights":
         return quality.check_weights(read(Stage.TOURNAMENT, dates), cfg)
     if name == "backtest_equity":
