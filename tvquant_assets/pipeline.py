@@ -507,6 +507,30 @@ def _same_record(prior: dict, payload: dict) -> bool:
     return set(prior) == set(payload) and all(prior[k] == v for k, v in payload.items() if k not in _CIRCUMSTANCE)
 
 
+def book_settings(pipe: Pipeline, panel) -> dict:
+    """The manifest's simulation settings for :func:`tvquant_assets.core.backtest.books`."""
+    bt = pipe.manifest.backtest
+    return dict(execution=bt.execution, open_=panel.open, band=bt.drift_band,
+                borrow_bps_per_year=bt.borrow_bps_per_year, periods_per_year=bt.periods_per_year,
+                delist_after=bt.delist_after_days)
+
+
+def held_weights(pipe: Pipeline, candidate: str, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """The drifted book of ``candidate`` after the close of each of ``dates`` (rows), from the decisions and
+    closes in the lake: what the backtest holds between decisions, not the targets."""
+    from tvquant_assets.core.backtest import books
+
+    start, last = pd.Timestamp(pipe.manifest.backtest_start), max(dates)
+    decisions = collect_decisions(pipe, start, last)
+    if candidate not in decisions:
+        return pd.DataFrame(dtype="float64")
+    panel = pipe.panel(last, first=start)
+    held = books(panel.close, decisions[candidate], start, [d for d in dates if d >= start],
+                 backtest_cost_rates(pipe), **book_settings(pipe, panel))
+    frame = pd.DataFrame({d: w for d, (w, _, _) in held.items()}).T.sort_index()
+    return frame.loc[:, frame.abs().gt(0).any()] if len(frame) else frame
+
+
 def run_drift(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     """Drift monitor: the monitored candidate's drifted book after D's close vs its latest targets, and the
     orders (partial or full) when the drift exceeds ``backtest.drift.threshold``."""
@@ -534,9 +558,7 @@ def run_drift(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
             board = board[board["simulator"] == bt.simulators[0]] if "simulator" in board.columns else board
             chosen[d] = str(board.sort_values("rank")["candidate"].iloc[0]) if len(board) else None
     closes = panel.close.ffill()
-    settings = dict(execution=bt.execution, open_=panel.open, band=bt.drift_band,
-                    borrow_bps_per_year=bt.borrow_bps_per_year, periods_per_year=bt.periods_per_year,
-                    delist_after=bt.delist_after_days)
+    settings = book_settings(pipe, panel)
     rates = backtest_cost_rates(pipe)
     for cand in sorted({c for c in chosen.values() if c is not None}):
         ds = [d for d in live if chosen[d] == cand]

@@ -39,6 +39,7 @@ class ReportData:
     day_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # backtest frame of D
     decisions: dict[str, pd.DataFrame] = field(default_factory=dict)  # candidate -> weights by decision date
+    held: pd.DataFrame = field(default_factory=pd.DataFrame)  # featured candidate's drifted book, weekly rows
     tournament: pd.DataFrame = field(default_factory=pd.DataFrame)  # tournament frame of D
     regimes: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per date, index dates
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)  # selection frame of D
@@ -111,6 +112,7 @@ def collect(pipe: Pipeline, date=None) -> ReportData:
         if frame is not None and attr is not None:
             setattr(data, attr, frame)
     _decisions(data, start)
+    _held(data, start)
     _regimes(data, start)
     _clusters(data)
     _other_stages(data)
@@ -172,6 +174,23 @@ def _decisions(data: ReportData, start: pd.Timestamp) -> None:
         w = g.pivot_table(index="partition_date", columns="symbol", values="weight", aggfunc="sum").fillna(0.0)
         w.index.name, w.columns.name = None, None
         data.decisions[str(cand)] = w
+
+
+def _held(data: ReportData, start: pd.Timestamp) -> None:
+    """The featured candidate's drifted book at the last close of each week in [start, D], and on D."""
+    from tvquant_assets.calendar import manifest_dates
+    from tvquant_assets.pipeline import held_weights
+
+    cand = data.featured
+    if cand is None or cand not in data.decisions or data.date < start:
+        return
+    days = pd.DatetimeIndex(manifest_dates(data.manifest, start, data.date))
+    week = days.year.to_numpy() * 100 + days.isocalendar()["week"].to_numpy().astype("int64")
+    last_of_week = np.r_[week[1:] != week[:-1], True]
+    try:
+        data.held = held_weights(data.pipe, cand, list(days[last_of_week]))
+    except LakeError as exc:
+        data.missing.append(f"holdings over time: {exc}")
 
 
 def _regimes(data: ReportData, start: pd.Timestamp) -> None:

@@ -286,9 +286,16 @@ def section_weights(data: ReportData) -> str:
     grid = f'<div class="grid2">{"".join(rest)}</div>' if rest else ""
     held = [s for s in symbols if any(s in w.columns and w[s].gt(0).any() for w in data.decisions.values())]
     key = svg.legend(held, [colors[s] for s in held], toggle=False)
-    return (f'<section id="weights"><h2>Weights over time (stacked)</h2>{key}{first}{grid}'
+    drifted = ""
+    if not data.held.empty and data.featured is not None:
+        drifted = (f"<div><h3>{esc(data.featured)}: held after drift (weekly)</h3>"
+                   + svg.stacked_steps("weights:held", data.held, data.date, symbol_colors=colors,
+                                       show_legend=False, height=260)
+                   + "</div>")
+    return (f'<section id="weights"><h2>Weights over time (stacked)</h2>{key}{first}{drifted}{grid}'
             f'<p class="note">Target weights from each decision date until the next (hover a block for the '
-            f'symbol, weight and date).</p></section>')
+            f'symbol, weight and date). "Held after drift" is the featured book the backtest carries: targets '
+            f'drifting with prices between decisions, after costs, at each week\'s last close.</p></section>')
 
 
 def section_holdings(data: ReportData) -> str:

@@ -103,6 +103,33 @@ def test_weights_are_the_decisions_of_rebalance_dates(lake_copy):
     assert data.linkage is not None and len(data.clustered) == int((data.selection["cluster"] > 0).sum())
 
 
+def test_held_weights_drift_with_prices_between_decisions(built, lake_copy):
+    """The featured book shown "held after drift": each name's weight moves with its own price relative to
+    the book between decisions, and on D it is the book the drift stage monitors."""
+    m = lake_copy["manifest"]
+    lake = Lake.open(lake_copy["lake_root"])
+    data = collect(Pipeline(m, lake), lake_copy["end"])
+    held = data.held
+    assert 'data-chart="weights:held"' in built[1] and not held.empty
+    assert held.index[-1] == lake_copy["end"] and held.index.is_monotonic_increasing
+    decided = data.decisions[data.featured].index
+    close = pd.concat([lake.read(m.name, "prices", d) for d in held.index]).pivot_table(
+        index="date", columns="symbol", values="close")
+    pairs = 0
+    for a, b in zip(held.index[:-1], held.index[1:], strict=True):
+        if ((decided > a) & (decided <= b)).any():
+            continue  # a decision between the two rows: the book was traded
+        names = held.columns[(held.loc[a] > 0) & (held.loc[b] > 0)]
+        growth = (held.loc[b, names] / held.loc[a, names]) / (close.loc[b, names] / close.loc[a, names])
+        np.testing.assert_allclose(growth, growth.iloc[0], rtol=1e-9)  # one factor: the book's own growth
+        pairs += 1
+    assert pairs >= 2
+    drift = lake.read(m.name, "drift", lake_copy["end"])
+    if len(drift) and set(drift["candidate"]) == {data.featured}:
+        w = drift.set_index("symbol")["weight"]
+        np.testing.assert_allclose(held.loc[lake_copy["end"], w.index].to_numpy(), w.to_numpy(), atol=1e-12)
+
+
 def test_dendrogram_is_the_tree_selection_cut(lake_copy):
     """Cutting the report's tree like selection does gives selection's clusters of D (same windows)."""
     from tvquant_assets.core.linkage import cut
