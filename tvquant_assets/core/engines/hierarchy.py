@@ -3,16 +3,19 @@ contribution. Used by the custom engine; fast enough for N=500 (no solver, no pe
 
 The tree is skfolio's default: correlation distance ``sqrt(0.5 (1 - rho))`` of the covariance, Ward linkage
 with optimal leaf ordering, so HRP weights match skfolio's ``HierarchicalRiskParity`` on the same
-covariance (tests pin it to 1e-4 on the bundled S&P set). HERC and hierarchical equal weight cut that tree
+covariance (tests pin it to 1e-4 on the bundled S&P set). The ordering is
+:func:`tvquant_assets.core.leaf_ordering.optimal_leaf_ordering`: scipy's result, bitwise, ~15x faster at
+N=500. HERC and hierarchical equal weight cut that tree
 into the manifest's shared ``LinkageConfig`` clusters.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
+from tvquant_assets.core.leaf_ordering import optimal_leaf_ordering
 from tvquant_assets.core.linkage import correlation_distance, cut
 from tvquant_assets.manifest.schema import LinkageConfig
 
