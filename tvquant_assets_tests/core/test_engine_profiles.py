@@ -4,6 +4,8 @@ determinism."""
 
 from __future__ import annotations
 
+import itertools
+
 import cvxpy as cp
 import numpy as np
 import pandas as pd
@@ -199,6 +201,68 @@ def test_l2_gamma_spreads_weights(engines):
     spread = [np.abs(engines["custom"].fit(inp, "min_variance", 1.0, 0.0, FitSpec(l2_gamma=g)).weights - 0.2).sum()
               for g in (0.0, 0.05, 0.15, 100.0)]
     assert spread == sorted(spread, reverse=True) and spread[-1] < 1e-3
+
+
+PREV = np.array([0.3, 0.2, 0.2, 0.2, 0.1])
+
+
+@pytest.mark.parametrize("profile", ["max_sharpe", "risk_parity"])
+def test_zero_penalties_reproduce_unpenalized_weights(sp500, engines, profile):
+    for inp in sp500.values():
+        plain = engines["custom"].fit(inp, profile, 1.0, 0.0).weights
+        spec = FitSpec(previous=np.full(inp.n, 1.0 / inp.n), turnover_penalty=0.0, l2_gamma=0.0)
+        np.testing.assert_array_equal(engines["custom"].fit(inp, profile, 1.0, 0.0, spec).weights, plain)
+
+
+@pytest.mark.parametrize("profile", ["max_sharpe", "risk_parity"])
+def test_turnover_penalty_pulls_max_sharpe_and_risk_parity_toward_previous(engines, profile):
+    inp = two_blocks()
+    free = engines["custom"].fit(inp, profile, 1.0, 0.0).weights
+    turnovers = []
+    weights = []
+    for kappa in (0.0, 0.002, 0.01, 0.05, 0.1, 10.0):
+        r = engines["custom"].fit(inp, profile, 1.0, 0.0, FitSpec(previous=PREV, turnover_penalty=kappa))
+        assert r.status == "optimal", r.fallback
+        weights.append(r.weights)
+        turnovers.append(np.abs(r.weights - PREV).sum())
+    assert turnovers[0] == np.abs(free - PREV).sum() > 0.3
+    assert np.abs(weights[1] - free).max() > 1e-3  # a small penalty already moves the weights
+    assert all(b <= a + 1e-7 for a, b in itertools.pairwise(turnovers)), turnovers
+    assert turnovers[4] < turnovers[0] - 0.3 and turnovers[-1] < 1e-6
+
+
+def test_l2_gamma_moves_risk_parity_to_equal_weight_and_spreads_max_sharpe(engines):
+    inp = two_blocks()
+    gammas = (0.0, 0.05, 0.15, 1.0, 1e3)
+    rp = [engines["custom"].fit(inp, "risk_parity", 1.0, 0.0, FitSpec(l2_gamma=g)).weights for g in gammas]
+    to_equal = [np.abs(w - 0.2).sum() for w in rp]
+    assert to_equal == sorted(to_equal, reverse=True) and to_equal[-1] < 1e-3
+    # max_sharpe: ridge shrinks the Sharpe problem's covariance toward gamma I: weights spread out
+    # (Herfindahl falls) toward the identity-covariance optimum w ~ excess return.
+    ms = [engines["custom"].fit(inp, "max_sharpe", 1.0, 0.0, FitSpec(l2_gamma=g)) for g in gammas]
+    assert all(r.status == "optimal" for r in ms)
+    herfindahl = [float(r.weights @ r.weights) for r in ms]
+    assert herfindahl == sorted(herfindahl, reverse=True) and herfindahl[0] - herfindahl[-1] > 0.05
+    np.testing.assert_allclose(ms[-1].weights, inp.mu / inp.mu.sum(), atol=2e-3)
+
+
+def test_penalized_risk_parity_problem_is_the_same_erc(engines):
+    """The cvxpy log-barrier problem (used with a turnover penalty) has Newton's optimum at kappa -> 0."""
+    inp = two_blocks()
+    for gamma in (0.0, 0.1):
+        newton = engines["custom"].fit(inp, "risk_parity", 1.0, 0.0, FitSpec(l2_gamma=gamma)).weights
+        r = engines["custom"].fit(inp, "risk_parity", 1.0, 0.0,
+                                  FitSpec(previous=PREV, turnover_penalty=1e-9, l2_gamma=gamma))
+        assert "CLARABEL" in r.fallback  # the cvxpy path ran
+        np.testing.assert_allclose(r.weights, newton, atol=1e-5)
+
+
+def test_penalized_max_sharpe_keeps_cluster_caps(engines):
+    spec = FitSpec(clusters=CLUSTERS, cluster_cap=0.55, previous=PREV, turnover_penalty=0.01, l2_gamma=0.05)
+    r = engines["custom"].fit(two_blocks(), "max_sharpe", 0.4, 0.0, spec)
+    w = r.weights
+    assert r.status == "optimal" and abs(w.sum() - 1) < 1e-9 and w.min() >= -1e-9 and w.max() <= 0.4 + 1e-7
+    assert max(w[:3].sum(), w[3:].sum()) <= 0.55 + 1e-6
 
 
 # --- fallback chain ------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The fast optimal leaf ordering returns scipy's linkage bitwise (so HRP keeps skfolio's seriation), and
-its dynamic program reaches the brute-force minimum path length."""
+its dynamic program reaches the brute-force minimum path length; HRP's large-universe path (numba bisection,
+covariance used as given when positive definite) gives the same weights."""
 
 from __future__ import annotations
 
@@ -94,3 +95,33 @@ def test_hrp_tree_uses_the_fast_ordering_with_scipys_result():
     sd = np.sqrt(np.diag(cov))
     y = squareform(correlation_distance(cov / np.outer(sd, sd)), checks=False)
     assert np.array_equal(ours, scipy_olo(plain, y))
+
+
+@pytest.mark.parametrize("cap", [1.0, 0.02, None])
+def test_hrp_large_universe_bisection_matches_the_numpy_loop(monkeypatch, cap):
+    """From SCIPY_BELOW assets HRP splits in numba; the weights are the numpy loop's (to rounding)."""
+    rng = np.random.default_rng(4)
+    n = 90
+    x = rng.normal(size=(250, 3)) @ rng.normal(size=(3, n)) + rng.normal(size=(250, n))
+    cov = np.cov(x, rowvar=False)
+    cap = 1.5 / n if cap is None else cap
+    fast = hierarchy.hrp(cov, cap)
+    monkeypatch.setattr(hierarchy, "SCIPY_BELOW", 10**9)
+    loop = hierarchy.hrp(cov, cap)
+    np.testing.assert_allclose(fast, loop, rtol=0, atol=1e-15)
+    assert abs(fast.sum() - 1) < 1e-12 and fast.max() <= cap + 1e-12
+
+
+def test_closed_forms_use_a_positive_definite_covariance_as_given():
+    from tvquant_assets.core.engines.base import psd_covariance
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 6))
+    cov = np.cov(x, rowvar=False)
+    psd, factor, _, note = psd_covariance(cov)
+    assert factor is None and note == "" and np.array_equal(psd, (cov + cov.T) / 2)
+    bad = cov.copy()
+    bad[0, 1] = bad[1, 0] = 3 * np.sqrt(cov[0, 0] * cov[1, 1])  # |rho| > 1: not PSD
+    psd, factor, scale, note = psd_covariance(bad)
+    assert note.startswith("cov repaired") and np.linalg.eigvalsh(psd).min() > -1e-12
+    np.testing.assert_allclose(factor.T @ factor * scale, psd)

@@ -269,6 +269,22 @@ def psd_factor(cov: np.ndarray) -> tuple[np.ndarray, float, str]:
     return factor, scale, note
 
 
+def psd_covariance(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float, str]:
+    """The covariance the closed forms use: ``(psd, factor, scale, note)``.
+
+    A positive definite covariance (Cholesky succeeds, a few ms at N=500) is used as given (symmetrized),
+    with ``factor = None``; otherwise the :func:`psd_factor` repair (an eigendecomposition, ~10x dearer),
+    ``psd = F.T @ F * scale``.
+    """
+    sym = (np.asarray(cov, dtype="float64") + np.asarray(cov, dtype="float64").T) / 2.0
+    try:
+        np.linalg.cholesky(sym)
+    except np.linalg.LinAlgError:
+        factor, scale, note = psd_factor(sym)
+        return factor.T @ factor * scale, factor, scale, note
+    return sym, None, 1.0, ""
+
+
 class Engine(ABC):
     """Base of every engine: input checks, trivial cases, timing; subclasses implement :meth:`_fit`."""
 

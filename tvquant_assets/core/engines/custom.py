@@ -11,12 +11,25 @@ min_variance (long-only; long/short with ``sum(w) = net``, ``||w||_1 <= gross``,
     min ||F w||^2 + kappa ||w - w_prev||_1 + gamma ||w||^2  s.t.  sum(w) = 1, 0 <= w <= max_weight,
                                                                A w <= cluster_cap
 
-max_sharpe (homogenized; w = y / sum(y); no L1/L2 terms, they would break the homogenization)::
+max_sharpe (homogenized; w = y / sum(y), t = sum(y); e = (mu - rf) / max|mu - rf|)::
 
-    min ||F y||^2  s.t.  (mu - rf) @ y = 1, y >= 0, y <= max_weight * sum(y), A y <= cluster_cap * sum(y)
+    min ||F y||^2 + gamma ||y||^2 + kappa ||y - t w_prev||_1
+        s.t.  e @ y = 1, y >= 0, y <= max_weight * t, A y <= cluster_cap * t
 
+Since t = 1 / (e @ w), this is, in w: ``min (w' S w + gamma ||w||^2) / (e @ w)^2 + kappa ||w - w_prev||_1 /
+(e @ w)`` (S = cov / scale): the inverse squared Sharpe ratio of a ridge-shrunk covariance plus the turnover
+per unit of (normalized) excess return. With kappa = gamma = 0 it is the plain max-Sharpe problem.
 It has a solution only when some capped long-only portfolio beats the risk-free rate; otherwise the
 engine records the reason and serves min_variance.
+
+risk_parity (ERC): Newton on ``0.5 y' S y - sum(log y) / n`` (closed form, see hierarchy; with an L2
+penalty alone, Newton on ``S + gamma I``); with a turnover penalty, the same strictly convex problem
+through cvxpy (exponential cone: CLARABEL, SCS), w = y / sum(y)::
+
+    min 0.5 y' (S + gamma I) y - sum(log y) / n + kappa ||y - sum(y) w_prev||_1
+
+The L2 term is ERC on the ridge covariance ``S + gamma I`` (gamma -> inf: equal weight); the L1 term is
+the turnover scaled to y's size. The cap is applied afterwards as for the unpenalized ERC.
 
 market_neutral (long/short books)::
 
@@ -57,6 +70,7 @@ from tvquant_assets.core.engines.base import (
     equal_weights,
     long_short_ok,
     max_excess_under_cap,
+    psd_covariance,
     psd_factor,
     short_reason,
     weights_ok,
@@ -83,13 +97,26 @@ def _build(profile: str, n: int, caps: bool, penalties: bool, long_only: bool) -
     if caps:
         p["A"] = cp.Parameter((n, n), name="clusters")
         p["ccap"] = cp.Parameter(nonneg=True, name="cluster_cap")
-    if profile == "max_sharpe":
+    if profile in ("max_sharpe", "risk_parity"):
+        # Homogenized: w = y / sum(y). The L1 term compares y with the previous decision scaled to y's size.
         y = cp.Variable(n, name="y")
-        p["excess"] = cp.Parameter(n, name="excess")
-        cons = [p["excess"] @ y == 1, y >= 0, y <= p["cap"] * cp.sum(y)]
-        if caps:
-            cons.append(p["A"] @ y <= p["ccap"] * cp.sum(y))
-        return _Compiled(cp.Problem(cp.Minimize(cp.sum_squares(p["F"] @ y)), cons), y, p)
+        if profile == "max_sharpe":
+            p["excess"] = cp.Parameter(n, name="excess")
+            objective = cp.sum_squares(p["F"] @ y)
+            cons = [p["excess"] @ y == 1, y >= 0, y <= p["cap"] * cp.sum(y)]
+            if caps:
+                cons.append(p["A"] @ y <= p["ccap"] * cp.sum(y))
+        else:  # equal risk contribution as the strictly convex log-barrier problem (its own scale)
+            objective = 0.5 * cp.sum_squares(p["F"] @ y) - cp.sum(cp.log(y)) / n
+            cons = []
+        if penalties:
+            p["prev"] = cp.Parameter(n, name="previous")
+            p["kappa"], p["gamma"] = cp.Parameter(nonneg=True, name="kappa"), cp.Parameter(nonneg=True, name="gamma")
+            d = cp.Variable(n, name="trade")
+            cons.append(d == y - cp.sum(y) * p["prev"])
+            ridge = cp.sum_squares(y) if profile == "max_sharpe" else 0.5 * cp.sum_squares(y)
+            objective = objective + p["kappa"] * cp.norm1(d) + p["gamma"] * ridge
+        return _Compiled(cp.Problem(cp.Minimize(objective), cons), y, p)
     w = cp.Variable(n, name="w")
     objective = cp.sum_squares(p["F"] @ w)
     if profile == "market_neutral":
@@ -186,7 +213,7 @@ class CustomEngine(Engine):
                 "barbell", "market_neutral")
     cluster_cap_profiles = ("min_variance", "max_sharpe", "market_neutral")
     long_short_profiles = ("min_variance", "market_neutral")
-    penalized_profiles = ("min_variance", "market_neutral")
+    penalized_profiles = ("min_variance", "max_sharpe", "risk_parity", "market_neutral")
     returns_profiles = ("herc",)
 
     def __init__(self, solvers: tuple[str, ...] = SOLVERS, linkage: LinkageConfig | None = None) -> None:
@@ -201,9 +228,11 @@ class CustomEngine(Engine):
             cache[key] = _build(profile, n, caps, penalties, long_only)
         return cache[key]
 
-    def _solve(self, compiled: _Compiled, ok, record: list[str], normalize: bool) -> np.ndarray | None:
-        """Walk the solver chain; weights or None, failures appended to ``record``."""
-        for solver in self._cvxpy_solvers():
+    def _solve(self, compiled: _Compiled, ok, record: list[str], normalize: bool,
+               exclude: tuple[str, ...] = ()) -> np.ndarray | None:
+        """Walk the solver chain (less ``exclude``: solvers without the problem's cones); weights or None,
+        failures appended to ``record``."""
+        for solver in (x for x in self._cvxpy_solvers() if x not in exclude):
             try:
                 compiled.problem.solve(solver=solver, **SOLVER_OPTIONS.get(solver, {}))
             except _NUMERICAL_ERRORS as exc:
@@ -297,12 +326,11 @@ class CustomEngine(Engine):
             return equal_weights(n), Status.OPTIMAL, ""
         if not np.trace(cov) > 0:
             return None, Status.FALLBACK_EQUAL_WEIGHT, "zero covariance"
-        factor, scale, note = psd_factor(cov)
-        record = [note] if note else []
         status = Status.OPTIMAL
-        psd = factor.T @ factor * scale  # the repaired covariance the closed forms use
         linkage = self.linkage or LinkageConfig()
         if profile in ("hrp", "herc", "benchmark", "risk_parity", "barbell"):
+            psd, factor, scale, note = psd_covariance(cov)
+            record = [note] if note else []
             try:
                 if profile == "hrp":
                     w = hierarchy.hrp(psd, max_weight)
@@ -311,16 +339,21 @@ class CustomEngine(Engine):
                 elif profile == "benchmark":
                     w = hierarchy.herc(psd, None, linkage, "equal")
                 elif profile == "risk_parity":
-                    w = hierarchy.equal_risk_contribution(psd)
+                    w = self._risk_parity(factor, psd, scale, spec, record)
                 else:
                     w = self._barbell(inputs.mu, psd, max_weight, spec)
             except (ArithmeticError, np.linalg.LinAlgError) as exc:
                 record.append(f"{profile}: {short_reason(exc)}")
                 return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
+            if w is None:  # every solver of the penalized risk parity failed (recorded)
+                return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
             if profile != "hrp" and w.max() > max_weight + 1e-12:
                 w = cap_weights(w, max_weight)
                 record.append(f"capped at max_weight {max_weight:g}")
             return w, status, "; ".join(record)
+        factor, scale, note = psd_factor(cov)
+        record = [note] if note else []
+        psd = factor.T @ factor * scale
         if profile == "market_neutral":
             caps, penalties = self._features(spec)
             c = self._problem("market_neutral", n, caps, penalties, False)
@@ -344,12 +377,24 @@ class CustomEngine(Engine):
                 unit = excess / np.abs(excess).max()
                 w = self._direct_chain("max_sharpe", factor, max_weight, unit, record) if self._plain(spec) else None
                 if w is None:
-                    caps, _ = self._features(spec)
-                    c = self._problem("max_sharpe", n, caps, False, True)
+                    caps, penalties = self._features(spec)
+                    c = self._problem("max_sharpe", n, caps, penalties, True)
                     self._set_common(c, factor, max_weight, spec, scale)
                     c.params["excess"].value = unit
                     w = self._solve(c, lambda x: weights_ok(x, max_weight), record, True)
         return w, status, "; ".join(record)
+
+    def _risk_parity(self, factor, psd, scale, spec: FitSpec, record: list[str]) -> np.ndarray | None:
+        """ERC by Newton, on ``cov + gamma I`` for an L2 penalty alone (the same optimum); with a turnover
+        penalty, the penalized log-barrier problem through cvxpy (exponential-cone solvers only)."""
+        if not spec.turnover_penalty > 0 or spec.previous is None:
+            return hierarchy.equal_risk_contribution(psd + spec.l2_gamma * np.eye(len(psd)) if spec.l2_gamma > 0
+                                                     else psd)
+        if factor is None:
+            factor, scale, _ = psd_factor(psd)
+        c = self._problem("risk_parity", len(psd), False, True, True)
+        self._set_common(c, factor, 1.0, spec, scale)
+        return self._solve(c, lambda w: weights_ok(w, 1.0), record, True, exclude=("OSQP",))
 
     @staticmethod
     def _barbell(mu: np.ndarray, cov: np.ndarray, max_weight: float, spec: FitSpec) -> np.ndarray:

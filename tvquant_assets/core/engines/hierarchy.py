@@ -15,7 +15,7 @@ import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from tvquant_assets.core.leaf_ordering import optimal_leaf_ordering
+from tvquant_assets.core.leaf_ordering import SCIPY_BELOW, optimal_leaf_ordering
 from tvquant_assets.core.linkage import correlation_distance, cut
 from tvquant_assets.manifest.schema import LinkageConfig
 
@@ -43,29 +43,37 @@ def hrp(cov: np.ndarray, max_weight: float = 1.0) -> np.ndarray:
     var = np.diag(cov)
     if not np.all(var > 0):
         raise ArithmeticError("HRP cannot split assets with zero variance")
+    # In seriated order every cluster is a range: its covariance block is a view, no copy per split.
+    seriated = np.ascontiguousarray(cov[np.ix_(order, order)])
+    inv_var = 1.0 / var[order]
+    out = np.empty(n)
+    if n >= SCIPY_BELOW:  # numba is loaded for the leaf ordering anyway: ~500 Python-level splits -> 1 ms
+        from tvquant_assets.core.engines._hrp_numba import bisection
+
+        out[order] = bisection(seriated, inv_var, float(max_weight))
+        return out
     w = np.ones(n)
-    items = [order]
+    items = [(0, n)]
     while items:
         nxt = []
-        for ids in items:
-            if len(ids) < 2:
+        for start, stop in items:
+            if stop - start < 2:
                 continue
-            mid = len(ids) // 2
-            left, right = ids[:mid], ids[mid:]
+            mid = start + (stop - start) // 2
             risks = []
-            for part in (left, right):
-                iv = 1.0 / var[part]
-                iv /= iv.sum()
-                risks.append(float(iv @ cov[np.ix_(part, part)] @ iv))
+            for lo, hi in ((start, mid), (mid, stop)):
+                iv = inv_var[lo:hi] / inv_var[lo:hi].sum()
+                risks.append(float(iv @ seriated[lo:hi, lo:hi] @ iv))
             alpha = 1.0 - risks[0] / (risks[0] + risks[1])
             # skfolio's _apply_weight_constraints_to_split_factor with min 0 and a uniform cap.
-            alpha = min(len(left) * max_weight / w[left[0]], max(0.0, alpha))
-            alpha = 1.0 - min(len(right) * max_weight / w[right[0]], max(0.0, 1.0 - alpha))
-            w[left] *= alpha
-            w[right] *= 1.0 - alpha
-            nxt += [left, right]
+            alpha = min((mid - start) * max_weight / w[start], max(0.0, alpha))
+            alpha = 1.0 - min((stop - mid) * max_weight / w[mid], max(0.0, 1.0 - alpha))
+            w[start:mid] *= alpha
+            w[mid:stop] *= 1.0 - alpha
+            nxt += [(start, mid), (mid, stop)]
         items = nxt
-    return w
+    out[order] = w
+    return out
 
 
 def cvar(returns: np.ndarray, beta: float = CVAR_BETA):
