@@ -250,6 +250,15 @@ def test_unused_columns_change_nothing():
     assert np.array_equal(base.weights, wide.weights[:, keep])
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 13, 128, 129, 500, 1031, 5000])
+def test_kernel_sums_bit_identical_to_numpy(n):
+    from tvquant_assets.core.simulators.vectorized import _pairwise_sum
+
+    rng = np.random.default_rng(n)
+    a = rng.normal(size=n) * rng.exponential(size=n) * 1e3
+    assert _pairwise_sum(a, n, np.empty((64, 4))) == a.sum()
+
+
 def test_rejects_bad_input():
     with pytest.raises(ValueError, match="shape"):
         simulate(np.zeros((3, 2)), np.zeros((3, 3)), 0.0)

@@ -1,4 +1,4 @@
-"""Vectorized close-to-close portfolio simulator (plain numpy).
+"""Vectorized close-to-close portfolio simulator (one numba kernel, cached on disk; numpy at the boundary).
 
 Conventions (shared by every simulator, see FACTS.md "cash mode"):
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 
@@ -108,103 +109,236 @@ def simulate(
     for label, mask in (("tradable", tradable), ("liquidate", liquidate)):
         if mask is not None and np.shape(mask) != (T, N):
             raise ValueError(f"{label} mask {np.shape(mask)} must have the shape of returns {(T, N)}")
-    out_ret = np.zeros(T)
-    out_to = np.zeros(T)
-    out_c = np.zeros(T)
-    out_b = np.zeros(T)
-    has_target = ~np.isnan(tg).all(axis=1)
-    dead = None
+    tg = np.ascontiguousarray(tg)
+    has_target = _rows_with_target(tg)
+    if not has_target.any():
+        return SimResult(np.zeros(T), np.zeros((T, N)), np.zeros(T), np.zeros(T), np.zeros(T))
+    no_mask = np.zeros((0, 0), dtype=np.bool_)
+    dead = no_mask
+    trade_rows = has_target
     if liquidate is not None:
-        dead = np.asarray(liquidate, dtype=bool)
+        dead = np.ascontiguousarray(liquidate, dtype=np.bool_)
         onset = dead.copy()
         onset[1:] &= ~dead[:-1]
         trade_rows = has_target | onset.any(axis=1)
-    else:
-        trade_rows = has_target
     rebal = np.flatnonzero(trade_rows)
-    if not has_target.any():
-        return SimResult(out_ret, np.zeros((T, N)), out_to, out_c, out_b)
+    can = no_mask if tradable is None else np.ascontiguousarray(tradable, dtype=np.bool_)
+    per_name = rates.ndim == 1
+    rate_vec = np.ascontiguousarray(rates if per_name else np.zeros(N))
+    out_ret, out_to, out_c, out_b = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
+    w = np.empty((T, N))
+    n_liq = int(dead[rebal].sum()) if dead.size else 0
+    liq_rows, liq_cols, liq_weights = np.zeros(n_liq, np.int64), np.zeros(n_liq, np.int64), np.zeros(n_liq)
+    k, bad_row, bad_cost = _kernel(
+        np.ascontiguousarray(r), tg, has_target, rebal, rate_vec, per_name,
+        float(rates) if not per_name else 0.0, float(borrow_rate), float(band), can, dead,
+        out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights)
+    if bad_row >= 0:
+        raise ValueError(f"row {bad_row}: cost {bad_cost:.4g} of the portfolio value leaves nothing to invest")
+    liquidations = tuple((int(a), int(b), float(c)) for a, b, c in zip(liq_rows[:k], liq_cols[:k], liq_weights[:k]))
+    return SimResult(out_ret, w, out_to, out_c, out_b, liquidations)
 
-    # Segment k covers the rows (s_k, e_k] after rebalance s_k, up to and including the next one.
-    ends = np.append(rebal[1:], T - 1)
-    lens = ends - rebal
 
-    # Per-name growth since each segment's start close: one array reused for values, then weights.
-    # Segments are independent of the book, so all of them advance one row per step (fancy-indexed);
-    # every element is still the same sequential product as np.cumprod, so a segment cut short (a
-    # shorter backtest) holds bit-identical numbers.
-    w = np.empty((T, N))  # C order even when pandas hands over a Fortran-ordered block
-    np.add(r, 1.0, out=w)
-    gaps = np.flatnonzero(np.isnan(w.sum(axis=1)))  # a row sum is cheaper than a full NaN mask
-    if gaps.size:
-        rows = w[gaps]
-        rows[np.isnan(rows)] = 1.0
-        w[gaps] = rows
-    for j in range(1, int(lens.max(initial=0))):
-        active = np.flatnonzero(lens > j)
-        if active.size == 1:  # one long segment left (e.g. buy and hold): finish it with a cumprod
-            a, b = rebal[active[0]] + j, rebal[active[0]] + lens[active[0]] + 1
-            np.cumprod(w[a:b], axis=0, out=w[a:b])
-            break
-        rows = rebal[active] + 1 + j
-        w[rows] = w[rows - 1] * w[rows]
-    w[: rebal[0]] = 0.0
+@numba.njit(cache=True)
+def _rows_with_target(tg):  # pragma: no cover - compiled
+    """Rows that are not all NaN (stops at a row's first number; no (T, N) mask allocated)."""
+    out = np.zeros(tg.shape[0], np.bool_)
+    for t in range(tg.shape[0]):
+        for i in range(tg.shape[1]):
+            if not np.isnan(tg[t, i]):
+                out[t] = True
+                break
+    return out
 
+
+@numba.njit(cache=True)
+def _block_sum(a, lo, n):  # pragma: no cover - compiled
+    """numpy's sum of a contiguous run of at most 128 numbers: 8 accumulators, then the rest in turn."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    m = n - n % 8
+    while i < m:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True)
+def _pairwise_sum(a, n, stack):  # pragma: no cover - compiled
+    """``a[:n].sum()`` exactly as numpy sums a contiguous run (blocks of <= 128 halved pairwise, split at
+    a multiple of 8), so the kernel is bit-identical to the numpy formulation it replaced. Iterative:
+    numba cannot load a self-recursive function from its cache. ``stack`` is a (64, 4) float scratch."""
+    if n <= 128:
+        return _block_sum(a, 0, n)
+    # frames: (lo, n, left sum, 0 while the left half is pending / 1 while the right one is)
+    sp = 0
+    stack[0, 0], stack[0, 1], stack[0, 3] = 0.0, n, 0.0
+    result = 0.0
+    descend = True
+    while True:
+        lo, m = int(stack[sp, 0]), int(stack[sp, 1])
+        if descend and m > 128:
+            half = m // 2
+            half -= half % 8
+            sp += 1
+            stack[sp, 0], stack[sp, 1], stack[sp, 3] = lo, half, 0.0
+            continue
+        if descend:
+            result = _block_sum(a, lo, m)
+        sp -= 1  # hand ``result`` to the parent frame
+        if sp < 0:
+            return result
+        if stack[sp, 3] == 0.0:
+            lo, m = int(stack[sp, 0]), int(stack[sp, 1])
+            half = m // 2
+            half -= half % 8
+            stack[sp, 2], stack[sp, 3] = result, 1.0
+            sp += 1
+            stack[sp, 0], stack[sp, 1], stack[sp, 3] = lo + half, m - half, 0.0
+            descend = True
+        else:
+            result = stack[sp, 2] + result
+            descend = False
+
+
+@numba.njit(cache=True)
+def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, band, can, dead,
+            out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights):  # pragma: no cover - compiled
+    """One pass over the days: trades at the rows in ``rebal``, drift in between. Returns (liquidations
+    written, row whose cost is >= 1 or -1, that cost)."""
+    T, N = r.shape
     totals = np.ones(T)  # value relative to the latest trade's post-trade value
     drifted = np.zeros(N)  # pre-trade weights at the current rebalance close (all cash before the first)
-    liquidations: list[tuple[int, int, float]] = []
-    per_name = rates.ndim == 1
-    for s, e in zip(rebal, ends):
-        if has_target[s]:
-            target = tg[s].copy()
-            target[np.isnan(target)] = 0.0
-            if band > 0.0:
-                target = np.where(np.abs(target - drifted) <= band, drifted, target)
+    target = np.empty(N)
+    held = np.empty(N)
+    growth = np.empty(N)
+    values = np.empty(N)
+    buf = np.empty(N)
+    live = np.empty(N, np.int64)
+    shorts = np.empty(N, np.int64)
+    stack = np.empty((64, 4))
+    n_liq = 0
+    w[: rebal[0]] = 0.0
+    n_rebal = rebal.shape[0]
+    for k in range(n_rebal):
+        s = rebal[k]
+        e = rebal[k + 1] if k + 1 < n_rebal else T - 1
+        for i in range(N):
+            if has_target[s]:
+                x = tg[s, i]
+                x = 0.0 if np.isnan(x) else x
+                if band > 0.0 and abs(x - drifted[i]) <= band:
+                    x = drifted[i]
+            else:
+                x = drifted[i]  # a forced sale only
+            if can.shape[0] and not can[s, i]:
+                x = drifted[i]
+            if dead.shape[0] and dead[s, i]:
+                if drifted[i] != 0.0:
+                    liq_rows[n_liq], liq_cols[n_liq], liq_weights[n_liq] = s, i, drifted[i]
+                    n_liq += 1
+                x = 0.0
+            target[i] = x
+        # Sums run over the names involved only (pairwise sums change in the last bit when zeros are
+        # added, and a symbol that lists later must not perturb earlier results).
+        m = 0
+        for i in range(N):
+            if target[i] != 0.0 or drifted[i] != 0.0:
+                buf[m] = abs(target[i] - drifted[i])
+                live[m] = i
+                m += 1
+        turnover = _pairwise_sum(buf, m, stack)
+        if per_name:
+            for j in range(m):
+                buf[j] = rates[live[j]] * buf[j]
+            cost = _pairwise_sum(buf, m, stack)
         else:
-            target = drifted.copy()  # a forced sale only
-        if tradable is not None:
-            target = np.where(tradable[s], target, drifted)
-        if dead is not None and dead[s].any():
-            for i in np.flatnonzero(dead[s] & (drifted != 0.0)):
-                liquidations.append((int(s), int(i), float(drifted[i])))
-            target[dead[s]] = 0.0
-        # Sums run over the names involved only: numpy's pairwise sums change in the last bit when
-        # zero columns are added, and a symbol that lists later must not perturb earlier results.
-        live = np.flatnonzero((target != 0.0) | (drifted != 0.0))
-        traded = np.abs(target[live] - drifted[live])
-        turnover = traded.sum()
-        cost = (rates[live] * traded).sum() if per_name else float(rates) * turnover
+            cost = rate * turnover
         if cost >= 1.0:
-            raise ValueError(f"row {s}: cost {cost:.4g} of the portfolio value leaves nothing to invest")
+            return n_liq, s, cost
         out_to[s] = turnover
         out_c[s] = cost
-        held = target / (1.0 - cost)  # post-trade holdings per unit of post-trade value
-        w[s] = held
+        m = 0
+        n_short = 0
+        for i in range(N):
+            held[i] = target[i] / (1.0 - cost)  # post-trade holdings per unit of post-trade value
+            w[s, i] = held[i]
+            growth[i] = 1.0
+            if held[i] != 0.0:
+                buf[m] = held[i]
+                live[m] = i
+                m += 1
+                if held[i] < 0.0:
+                    shorts[n_short] = i
+                    n_short += 1
         if e == s:
             continue
-        values = w[s + 1 : e + 1]
-        values *= held
-        live = np.flatnonzero(held)
-        # take() keeps the gathered block C-ordered (values[:, live] comes back F-ordered, and numpy
-        # then sums in another order): row sums must see the same layout in every run.
-        total = (values if live.size == N else values.take(live, axis=1)).sum(axis=1)
-        total += 1.0 - held[live].sum()
-        if borrow_rate > 0.0 and (held < 0.0).any():
-            shorts = np.flatnonzero(held < 0.0)
-            short = -values.take(shorts, axis=1).sum(axis=1)  # short notional at each close of the segment
-            carried = np.concatenate(([-held[shorts].sum()], short[:-1]))  # held over each period
-            charge = borrow_rate * carried
-            total -= np.cumsum(charge)
-            out_b[s + 1 : e + 1] = charge / np.concatenate(([1.0], total[:-1]))
-        totals[s + 1 : e + 1] = total
-        values *= (1.0 / total)[:, None]
-        drifted = values[-1].copy()  # row e is overwritten by the next trade
+        cash = 1.0 - _pairwise_sum(buf, m, stack)
+        charge_borrow = borrow_rate > 0.0 and n_short > 0
+        carried = 0.0
+        charged = 0.0
+        if charge_borrow:
+            for j in range(n_short):
+                buf[j] = held[shorts[j]]
+            carried = -_pairwise_sum(buf, n_short, stack)
+        prev_total = 1.0
+        for t in range(s + 1, e + 1):
+            for i in range(N):
+                g = r[t, i] + 1.0
+                if np.isnan(g):
+                    g = 1.0
+                growth[i] *= g  # 1.0 * g is g exactly: the same products as a cumprod from s + 1
+                values[i] = growth[i] * held[i]
+            if m == N:
+                total = _pairwise_sum(values, N, stack) + cash
+            else:
+                for j in range(m):
+                    buf[j] = values[live[j]]
+                total = _pairwise_sum(buf, m, stack) + cash
+            if charge_borrow:
+                charge = borrow_rate * carried
+                charged += charge
+                total -= charged
+                out_b[t] = charge / prev_total
+                for j in range(n_short):
+                    buf[j] = values[shorts[j]]
+                carried = -_pairwise_sum(buf, n_short, stack)  # short notional held over the next period
+            totals[t] = total
+            prev_total = total
+            inv = 1.0 / total
+            for i in range(N):
+                w[t, i] = values[i] * inv
+        for i in range(N):
+            drifted[i] = w[e, i]  # row e is overwritten by the next trade
 
-    prev = np.concatenate(([1.0], totals[:-1]))
-    after = rebal + 1
-    prev[after[after < T]] = 1.0  # each segment starts from its post-trade value, 1
-    out_ret[after[0] :] = totals[after[0] :] / prev[after[0] :] - 1.0
+    fresh = np.zeros(T, np.bool_)  # rows right after a trade start from the post-trade value, 1
+    for k in range(n_rebal):
+        if rebal[k] + 1 < T:
+            fresh[rebal[k] + 1] = True
+    for t in range(rebal[0] + 1, T):
+        prev = 1.0 if fresh[t] else totals[t - 1]
+        out_ret[t] = totals[t] / prev - 1.0
     # A rebalance day's market return came from the previous segment; its cost lands on the same day.
-    paid = rebal[out_c[rebal] > 0.0]
-    out_ret[paid] = (1.0 + out_ret[paid]) * (1.0 - out_c[paid]) - 1.0
-    return SimResult(out_ret, w, out_to, out_c, out_b, tuple(liquidations))
+    for k in range(n_rebal):
+        s = rebal[k]
+        if out_c[s] > 0.0:
+            out_ret[s] = (1.0 + out_ret[s]) * (1.0 - out_c[s]) - 1.0
+    return n_liq, -1, 0.0
