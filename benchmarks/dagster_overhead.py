@@ -2,20 +2,65 @@
 without it, and Dagster's bookkeeping per asset-partition.
 
 Both runs start from an empty lake (temp dirs) and compute every stage for the range; the Dagster run is one
-single-run backfill in process (``materialize_range``), on an ephemeral instance or a temp SQLite one.
-The backtest hashes of both lakes are compared at the end (backfill equals walk-forward).
+single-run backfill in process (``materialize_range``), once per instance asked: ephemeral (``memory``), a temp
+SQLite one, or a throwaway PostgreSQL 15 server (initdb + pg_ctl on a loopback port, the tests' fixture,
+stopped at the end). The backtest hashes of each Dagster lake and the one-shot lake are compared (backfill
+equals walk-forward).
 
     uv run python -m benchmarks dagster_overhead [--manifest sp500_demo] [--start 2018-01-02] [--end 2022-12-30]
-                                                 [--instance memory|sqlite]
+                                                 [--instance memory,sqlite,postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+INSTANCES = ("memory", "sqlite", "postgres")
+_PG_YAML = """
+storage:
+  postgres:
+    postgres_db:
+      hostname: {host}
+      port: {port}
+      username: {user}
+      password:
+        env: TVQUANT_BENCH_PG_PASSWORD
+      db_name: {db}
+telemetry:
+  enabled: false
+"""
+
+
+@contextlib.contextmanager
+def _instance(kind: str, home: Path):
+    """A Dagster instance of this kind in ``home`` (a PostgreSQL server is stopped on exit)."""
+    from dagster import DagsterInstance
+
+    home.mkdir(parents=True)
+    if kind == "memory":
+        yield DagsterInstance.ephemeral()
+        return
+    if kind == "sqlite":
+        from tvquant_assets.runner import PROJECT_ROOT
+
+        (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+        with DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tvquant_assets_tests"))
+    from postgres import postgres_server  # the tests' throwaway server: initdb + pg_ctl in a temp dir
+
+    os.environ.setdefault("TVQUANT_BENCH_PG_PASSWORD", "trust")  # the server trusts loopback
+    with postgres_server() as (host, port, user, db):
+        (home / "dagster.yaml").write_text(_PG_YAML.format(host=host, port=port, user=user, db=db))
+        with DagsterInstance.from_config(str(home)) as instance:
+            yield instance
 
 
 def main(argv: list[str]) -> int:
@@ -23,10 +68,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--manifest", default="sp500_demo")
     p.add_argument("--start", default="2018-01-02")
     p.add_argument("--end", default="2022-12-30")
-    p.add_argument("--instance", choices=("memory", "sqlite"), default="memory")
+    p.add_argument("--instance", default="memory",
+                   help=f"comma-separated, one Dagster run each: {', '.join(INSTANCES)}")
     args = p.parse_args(argv)
-
-    from dagster import DagsterInstance
+    kinds = [k.strip() for k in args.instance.split(",") if k.strip()]
+    if not kinds or any(k not in INSTANCES for k in kinds):
+        p.error(f"--instance {args.instance!r}: choose from {', '.join(INSTANCES)}")
 
     from tvquant_assets import progress
     from tvquant_assets.calendar import manifest_dates
@@ -58,34 +105,30 @@ def main(argv: list[str]) -> int:
             lake.write_many([(lake.path(manifest.name, stage.value, d), f) for d, f in res.frames.items()])
             compute, writes = compute + t1 - t0, writes + time.perf_counter() - t1
 
-        if args.instance == "sqlite":
-            os.environ["DAGSTER_HOME"] = str(tmp / "dagster")
-            (tmp / "dagster").mkdir()
-            from tvquant_assets.runner import ensure_dagster_home
-
-            ensure_dagster_home()
-            instance = DagsterInstance.get()
-        else:
-            instance = DagsterInstance.ephemeral()
-        before = dict(progress.timings.seconds)
-        report = materialize_range(path, start, end, lake_root=str(tmp / "dagster_lake"), instance=instance)
-        d_compute = progress.timings.seconds.get("compute", 0.0) - before.get("compute", 0.0)
-        d_writes = progress.timings.seconds.get("lake_write", 0.0) - before.get("lake_write", 0.0)
         n_assets = len(STAGES)
-        asset_partitions = report.partitions * n_assets + (len(missing) * 2 if missing else 0)
-        bookkeeping = report.wall_seconds - d_compute - d_writes
-
-        dagster_lake = Lake(tmp / "dagster_lake")
-        same = all(lake.read_with_hash(manifest.name, "backtest", d)[1]
-                   == dagster_lake.read_with_hash(manifest.name, "backtest", d)[1] for d in dates)
-
-    print(f"dagster overhead: {manifest.name} {dates[0].date()}..{end.date()}, {len(dates)} partitions x {n_assets} "
-          f"assets (+ history), instance {args.instance}")
-    print(f"  one-shot (no Dagster): compute {compute:8.1f} s + lake writes {writes:6.1f} s = {compute + writes:8.1f} s")
-    print(f"  Dagster single run   : compute {d_compute:8.1f} s + lake writes {d_writes:6.1f} s + bookkeeping "
-          f"{bookkeeping:6.1f} s = {report.wall_seconds:8.1f} s")
-    print(f"  our compute ratio    : {d_compute / compute:.2f}x the one-shot compute (target <= 1.2x)")
-    print(f"  bookkeeping          : {bookkeeping / asset_partitions * 1e3:.1f} ms per asset-partition "
-          f"({asset_partitions} asset-partitions); wall ratio {report.wall_seconds / (compute + writes):.2f}x")
-    print(f"  backtest hashes equal on every date: {same}")
+        asset_partitions = len(dates) * n_assets + (len(missing) * 2 if missing else 0)
+        print(f"dagster overhead: {manifest.name} {dates[0].date()}..{end.date()}, {len(dates)} partitions x "
+              f"{n_assets} assets (+ history)", flush=True)
+        print(f"  one-shot (no Dagster): compute {compute:8.1f} s + lake writes {writes:6.1f} s = "
+              f"{compute + writes:8.1f} s   (load {os.getloadavg()[0]:.1f})", flush=True)
+        same = True
+        for kind in kinds:
+            root = tmp / f"lake_{kind}"
+            with _instance(kind, tmp / f"dagster_{kind}") as instance:
+                before = dict(progress.timings.seconds)
+                report = materialize_range(path, start, end, lake_root=str(root), instance=instance)
+            d_compute = progress.timings.seconds.get("compute", 0.0) - before.get("compute", 0.0)
+            d_writes = progress.timings.seconds.get("lake_write", 0.0) - before.get("lake_write", 0.0)
+            bookkeeping = report.wall_seconds - d_compute - d_writes
+            other = Lake(root)
+            equal = all(lake.read_with_hash(manifest.name, "backtest", d)[1]
+                        == other.read_with_hash(manifest.name, "backtest", d)[1] for d in dates)
+            same &= equal
+            print(f"  Dagster {kind:8s} run : compute {d_compute:8.1f} s + lake writes {d_writes:6.1f} s + "
+                  f"bookkeeping {bookkeeping:6.1f} s = {report.wall_seconds:8.1f} s   (load "
+                  f"{os.getloadavg()[0]:.1f})")
+            print(f"    our compute ratio  : {d_compute / compute:.2f}x the one-shot compute (target <= 1.2x)")
+            print(f"    bookkeeping        : {bookkeeping / asset_partitions * 1e3:.1f} ms per asset-partition "
+                  f"({asset_partitions} asset-partitions); wall ratio {report.wall_seconds / (compute + writes):.2f}x")
+            print(f"    backtest hashes equal to the one-shot lake on every date: {equal}", flush=True)
     return 0 if same else 1

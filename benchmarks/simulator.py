@@ -2,8 +2,9 @@
 
 Monthly rebalancing (every 21 days) of random long-only targets with drift in between and 10 bps on traded
 notional, 500 names x 5000 days by default. Ours is one numba kernel cached on disk (``cache=True``): its
-compile time is measured apart, in a subprocess with an empty cache, and never counted in the runs. vectorbt runs ``Portfolio.from_orders`` (target percent, one
-cash-sharing group, ``call_seq='auto'``), warmed up once so its JIT compile is not counted.
+compile time is measured apart, in a subprocess with an empty cache, and never counted in the runs. vectorbt
+runs ``Portfolio.from_orders`` (target percent, one cash-sharing group, ``call_seq="auto"``), warmed up once so
+its JIT compile is not counted.
 
     uv run python -m benchmarks simulator [--assets 500] [--days 5000] [--repeat 5]
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +37,7 @@ UPSTREAM: dict[Stage | str, tuple[Stage, ...]] = {
     Stage.ESTIMATION: (Stage.SELECTION, Stage.REGIME),
     Stage.TOURNAMENT: (Stage.ESTIMATION, Stage.REGIME),
     Stage.BACKTEST: (Stage.TOURNAMENT, Stage.PRICES),
-    Stage.DRIFT: (Stage.BACKTEST, Stage.TOURNAMENT, Stage.PRICES),
+    Stage.DRIFT: (Stage.BACKTEST, Stage.TOURNAMENT, Stage.PRICES, Stage.SELECTION),
     Stage.AUDIT: tuple(s for s in STAGES if s is not Stage.AUDIT),
     REGIME_REGRET: (Stage.REGIME, Stage.BACKTEST),
 }
@@ -372,8 +372,71 @@ def backtest_cost_rates(pipe: Pipeline) -> float | dict[str, float]:
     return {s: bt.costs_by_class.get(kinds.get(s, ""), bt.costs).rate for s in pipe._universe_symbols}
 
 
-def backtest_frames(pipe: Pipeline, dates: list[pd.Timestamp], events: list[dict] | None = None
-                    ) -> dict[pd.Timestamp, pd.DataFrame]:
+def _cost_classes(pipe: Pipeline) -> dict[str, str]:
+    """Asset class of every universe symbol for costs: the catalog's type when ``costs_by_class`` names it,
+    else ``default`` (the manifest's ``backtest.costs``)."""
+    bt = pipe.manifest.backtest
+    if not bt.costs_by_class:
+        return {s: "default" for s in pipe._universe_symbols}
+    cat = pipe.source.catalog()
+    kinds = dict(zip(cat["symbol"].astype(str), cat["type"].astype(str)))
+    return {s: kinds.get(s, "") if kinds.get(s, "") in bt.costs_by_class else "default" for s in pipe._universe_symbols}
+
+
+@dataclass
+class ExecutionFeedback:
+    """Cost rates per day and symbol calibrated by the execution-shortfall feedback, and what moved them."""
+
+    rates: pd.DataFrame
+    path: object  # core.execution_feedback.SlippagePath
+    skipped: dict[str, str]
+
+    def record(self, d: pd.Timestamp) -> tuple[dict, str]:
+        """(metadata, note) of date ``d``: per class the estimate in force on d, after d's fills, and counts."""
+        d = pd.Timestamp(d)
+        p = self.path
+        if d not in p.estimate.index:  # not a trading day: the last one before it
+            k = p.estimate.index.searchsorted(d, side="right") - 1
+            if k < 0:
+                return {}, ""
+            d = p.estimate.index[k]
+        rec = {c: {"slippage_bps_before": round(float(p.before.at[d, c]), 6),
+                   "slippage_bps_after": round(float(p.estimate.at[d, c]), 6),
+                   "fills": int(p.fills.at[d, c]), "fills_total": int(p.total.at[d, c])} for c in p.estimate.columns}
+        note = "; ".join(f"execution feedback {c}: slippage {v['slippage_bps_before']:.2f} -> "
+                         f"{v['slippage_bps_after']:.2f} bps ({v['fills']} fills, {v['fills_total']} so far)"
+                         for c, v in rec.items())
+        return {"execution_feedback": rec, "execution_feedback_skipped": sorted(self.skipped)}, note
+
+
+def execution_feedback(pipe: Pipeline, close: pd.DataFrame, open_: pd.DataFrame | None,
+                       decisions: Mapping[str, pd.DataFrame], start: pd.Timestamp, last: pd.Timestamp
+                       ) -> ExecutionFeedback:
+    """Trade every candidate's decisions through nautilus with the manifest's fill model, measure each fill's
+    shortfall, and turn it into per-day cost rates (commission + the class's slippage estimate)."""
+    from tvquant_assets.core.backtest import event_driven_fills
+    from tvquant_assets.core.execution_feedback import calibrated_rates, shortfall_table, slippage_path
+
+    bt = pipe.manifest.backtest
+    cfg = bt.execution_feedback
+    classes = _cost_classes(pipe)
+    costs = {c: bt.costs_by_class.get(c, bt.costs) for c in set(classes.values())}
+    symbols = [str(s) for s in close.columns]
+    commission = pd.Series([costs[classes.get(s, "default")].commission_bps / 1e4 if s in classes
+                            else bt.costs.commission_bps / 1e4 for s in symbols], index=close.columns, dtype=float)
+    classes = {s: classes.get(s, "default") for s in symbols}
+    fills, days, per_day, skipped = event_driven_fills(
+        close, decisions, start, last, commission.to_numpy(), tick=cfg.tick, fill_model=cfg.fill_model.model_dump(),
+        execution=bt.execution, open_=open_)
+    table = shortfall_table(fills, days, symbols, classes, per_day)
+    prior = {c: costs.get(c, bt.costs).slippage_bps for c in sorted(set(classes.values()))}
+    path = slippage_path(table, prior, days, halflife=cfg.halflife, min_fills=cfg.min_fills, min_bps=cfg.min_bps,
+                         max_bps=cfg.max_bps)
+    return ExecutionFeedback(calibrated_rates(path, commission, classes), path, skipped)
+
+
+def backtest_frames(pipe: Pipeline, dates: list[pd.Timestamp], events: list[dict] | None = None,
+                    feedback: list | None = None) -> dict[pd.Timestamp, pd.DataFrame]:
     """The leaderboard frames of ``dates``: every decision since ``backtest.start`` from the lake, prices from
     the lake, simulated with the manifest's settings by each configured simulator."""
     from tvquant_assets.core.backtest import walk_forward
@@ -393,21 +456,33 @@ def backtest_frames(pipe: Pipeline, dates: list[pd.Timestamp], events: list[dict
     if bt.execution == "next_open" and panel.open is None:
         raise SourceError(f"{m.name}: backtest.execution next_open needs open prices and source "
                           f"{m.source.kind} has close only; use execution: close")
-    return walk_forward(panel.close, decisions, start, dates, backtest_cost_rates(pipe), bt.periods_per_year,
+    rates = backtest_cost_rates(pipe)
+    if bt.execution_feedback.enabled:
+        calibrated = execution_feedback(pipe, panel.close, panel.open, decisions, start, last)
+        rates = calibrated.rates
+        if feedback is not None:
+            feedback.append(calibrated)
+    return walk_forward(panel.close, decisions, start, dates, rates, bt.periods_per_year,
                         open_=panel.open, **settings)
 
 
 def run_backtest(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     events: list[dict] = []
-    frames = backtest_frames(pipe, dates, events)
+    feedback: list = []
+    frames = backtest_frames(pipe, dates, events, feedback)
     notes: dict[pd.Timestamp, str] = {}
+    metadata: dict[pd.Timestamp, dict] = {}
+    for d in frames if feedback else []:
+        metadata[d], line = feedback[0].record(d)
+        if line:
+            notes[d] = line
     for e in events:  # forced sales, recorded on the report date of the day they happened
         d = pd.Timestamp(e["date"])
         if d in frames:
             line = (f"{e['simulator']} {e['candidate']}: {e['symbol']} had no bar for more than "
                     f"{pipe.manifest.backtest.delist_after_days} days; sold {e['weight']:.4f} at its last price")
             notes[d] = f"{notes[d]}; {line}" if d in notes else line
-    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates), notes)
+    return StageResult(frames, _same_date_hashes(pipe, UPSTREAM[Stage.BACKTEST], dates), notes, metadata)
 
 
 # Stages whose core reads the trailing price window [window_start(D), D] through ``Pipeline.panel``.
@@ -560,6 +635,22 @@ def run_drift(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
     closes = panel.close.ffill()
     settings = book_settings(pipe, panel)
     rates = backtest_cost_rates(pipe)
+    next_rate: Callable[[pd.Timestamp], float | pd.Series]
+    if bt.execution_feedback.enabled:  # the books pay the calibrated costs; orders are priced after D's fills
+        calibrated = execution_feedback(pipe, panel.close, panel.open, decisions, start, last)
+        rates = calibrated.rates
+        classes = _cost_classes(pipe)
+        commission = {c: bt.costs_by_class.get(c, bt.costs).commission_bps / 1e4 for c in set(classes.values())}
+
+        def next_rate(d: pd.Timestamp) -> pd.Series:
+            est = calibrated.path.estimate.loc[:d]
+            row = est.iloc[-1] if len(est) else pd.Series(dtype=float)
+            return pd.Series({s: commission[c] + row.get(c, bt.costs.slippage_bps) / 1e4 for s, c in classes.items()})
+    else:
+        def next_rate(d: pd.Timestamp) -> float | pd.Series:
+            return pd.Series(rates) if isinstance(rates, dict) else rates
+    selections = {d: f for d, (f, _) in pipe.lake.read_many(pipe.name, Stage.SELECTION.value, live,
+                                                              missing_ok=True).items()}
     for cand in sorted({c for c in chosen.values() if c is not None}):
         ds = [d for d in live if chosen[d] == cand]
         if cand not in decisions:
@@ -567,8 +658,13 @@ def run_drift(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
             continue
         for d, (held, target, equity) in books(panel.close, decisions[cand], start, ds, rates, **settings).items():
             prices = closes.loc[closes.index <= d].iloc[-1] if (closes.index <= d).any() else pd.Series(dtype=float)
+            sel = selections.get(d)
+            ranked = sel is not None and "execution_score" in sel.columns
             frame = drift_orders(cand, held, target, prices, cfg.notional * equity, cfg.threshold, bt.drift_band,
-                                 cfg.mode)
+                                 cfg.mode, cost_rate=next_rate(d),
+                                 clusters=sel.set_index("symbol")["cluster"] if ranked else None,
+                                 execution_score=sel.set_index("symbol")["execution_score"] if ranked else None,
+                                 max_orders=cfg.max_orders, max_traded=cfg.max_traded)
             frames[d] = frame
             n = int((frame["side"] != "none").sum())
             drift = float(frame["drift"].iloc[0]) if len(frame) else 0.0

@@ -104,8 +104,9 @@ def walk_forward(
         First day of the walk-forward; the book is all cash until its first trade.
     dates : iterable of Timestamp
         Dates to report; the simulation runs over trading days in ``[start, max(dates)]``.
-    cost_rate : float or mapping of symbol to float
-        Cost per unit of traded notional (commission + slippage), one rate or one per symbol.
+    cost_rate : float or mapping of symbol to float or DataFrame
+        Cost per unit of traded notional (commission + slippage), one rate, one per symbol, or one per
+        trading day and symbol (a DataFrame covering every simulated day; the execution feedback).
     periods_per_year : int
         For annualization.
     simulator, simulators : str, iterable of str
@@ -228,7 +229,14 @@ def _market(past: pd.DataFrame, days: pd.DatetimeIndex, open_: pd.DataFrame | No
         last = np.maximum.accumulate(np.where(seen, idx, -1), axis=0)
         stale = ((idx - last) > delist_after) & (last >= 0)
         liquidate = stale[n_hist:] if stale[n_hist:].any() else None
-    if isinstance(cost_rate, Mapping) or isinstance(cost_rate, pd.Series):
+    if isinstance(cost_rate, pd.DataFrame):  # per day and symbol (execution feedback)
+        grid = cost_rate.reindex(index=days, columns=past.columns)
+        if grid.isna().any().any():
+            raise ValueError("cost_rate per day must give a rate for every simulated day and symbol")
+        rate = grid.to_numpy(dtype=float)
+        if execution == "next_open":
+            rate = np.repeat(rate, 2, axis=0)
+    elif isinstance(cost_rate, Mapping) or isinstance(cost_rate, pd.Series):
         rates = pd.Series(cost_rate, dtype=float).reindex(past.columns)
         if rates.isna().any():
             missing = [str(s) for s in rates.index[rates.isna()]]
@@ -299,8 +307,8 @@ def _plan(name: str, frame: pd.DataFrame, symbols: pd.Index, days: pd.DatetimeIn
     return _Plan(index, pos.astype(np.int64), np.nan_to_num(w, nan=0.0))
 
 
-def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None):
-    """One candidate over the first ``n_days`` days with its decisions known at ``upto`` (None: all)."""
+def _targets(market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None) -> np.ndarray:
+    """The simulator's target rows of one candidate over the first ``n_days`` days, decisions known at ``upto``."""
     keep = len(plan.pos) if upto is None else plan.dates.searchsorted(upto, side="right")
     pos, weights = plan.pos[:keep], plan.weights[:keep]
     inside = pos < n_days
@@ -314,8 +322,17 @@ def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upt
         if per == 2:  # at the open: row 2k; a decision folded into the first day trades at its close
             at = np.where(pos[last] == 0, 1, at)
         targets[at] = weights[last]
+    return targets
+
+
+def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None):
+    """One candidate over the first ``n_days`` days with its decisions known at ``upto`` (None: all)."""
+    rows = n_days * market.per_day
+    targets = _targets(market, plan, n_days, upto)
+    rate = market.cost_rate
     return simulate(
-        market.returns[:rows], targets, market.cost_rate, borrow_rate=market.borrow_rate, band=market.band,
+        market.returns[:rows], targets, rate[:rows] if np.ndim(rate) == 2 else rate,
+        borrow_rate=market.borrow_rate, band=market.band,
         tradable=None if market.tradable is None else market.tradable[:rows],
         liquidate=None if market.liquidate is None else market.liquidate[:rows],
     )
@@ -430,3 +447,58 @@ def _frames(rows: list[tuple[str, str]], table: dict[str, np.ndarray]) -> list[p
     data["rank"] = np.tile(np.arange(1, n + 1, dtype=np.int64), n_dates)
     big = pd.DataFrame({col: data[col] for col in COLUMNS})
     return [big.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(n_dates)]
+
+
+def event_driven_fills(
+    close: pd.DataFrame,
+    decisions: Mapping[str, pd.DataFrame],
+    start: pd.Timestamp,
+    horizon: pd.Timestamp,
+    commission: float | np.ndarray,
+    *,
+    tick: float,
+    fill_model: dict,
+    execution: str = "close",
+    open_: pd.DataFrame | None = None,
+) -> tuple[list[tuple], pd.DatetimeIndex, int, dict[str, str]]:
+    """Every candidate's decisions traded by the event-driven ``nautilus`` simulator on the real prices, for
+    the execution-shortfall feedback: ``(fills, days, rows per day, skipped candidates with the reason)``.
+
+    Fills are ``(row, column, side, quantity, price, reference, commission)``; ``reference`` is the bar price
+    the vectorized model assumes (the close, or the open with ``next_open``). The fee is the commission only:
+    slippage shows in the fill prices. Causal: fills of day ``t`` depend on data and decisions <= ``t``.
+    """
+    from tvquant_assets.core.simulators import get_simulator
+    from tvquant_assets.errors import SimulatorError
+
+    simulate = get_simulator("nautilus")
+    past = close.loc[close.index <= horizon]
+    days = past.index[past.index >= pd.Timestamp(start)]
+    if not len(days):
+        return [], days, 1, {}
+    market = _market(past, days, open_, execution, 0.0, 0.0, 0.0, None)
+    filled = past.ffill()
+    grid = filled.loc[days]
+    if market.per_day == 2:
+        o = open_.reindex(index=past.index, columns=past.columns).astype(float)
+        o = o.where(o.notna(), filled.shift(1)).loc[days]
+        both = np.empty((2 * len(days), past.shape[1]))
+        both[0::2], both[1::2] = o.to_numpy(dtype=float), grid.to_numpy(dtype=float)
+        grid = pd.DataFrame(both)
+    # before a name's first bar it cannot trade; any positive price keeps the engine's book valued
+    prices = grid.bfill().fillna(1.0).to_numpy(dtype=float)
+    shift = 1 if execution == "next_open" else 0
+    fills: list[tuple] = []
+    skipped: dict[str, str] = {}
+    for name in sorted(decisions):
+        plan = _plan(name, decisions[name], past.columns, days, horizon, shift)
+        targets = _targets(market, plan, len(days), None)
+        mine: list[tuple] = []
+        try:
+            simulate(market.returns, targets, commission, tradable=market.tradable, fills=mine, prices=prices,
+                     tick=tick, fill_model=fill_model)
+        except SimulatorError as exc:  # e.g. a long/short candidate: a cash account cannot short
+            skipped[name] = str(exc)
+            continue
+        fills.extend(mine)
+    return fills, days, market.per_day, skipped

@@ -509,6 +509,36 @@ class DriftMonitorConfig(Strict):
         "partial", description="partial: trade only names off by more than backtest.drift_band; full: every name")
     candidate: str | None = Field(None, description="engine/profile to monitor (default: rank 1 of the leaderboard)")
     notional: float = Field(1_000_000.0, gt=0.0, description="portfolio value the order quantities are sized on")
+    max_orders: int | None = Field(None, ge=1, description="most orders per day: clusters are restored through "
+                                                          "their names in execution rank")
+    max_traded: float | None = Field(None, gt=0.0, description="most traded notional per day, fraction of the book")
+
+
+class FillModelConfig(Strict):
+    """nautilus_trader's FillModel of the event-driven run that measures execution shortfall."""
+
+    prob_slippage: float = Field(0.0, ge=0.0, le=1.0, description="probability a fill slips one tick against the order")
+    prob_fill_on_limit: float = Field(1.0, ge=0.0, le=1.0, description="probability a resting limit order fills")
+    random_seed: int = Field(0, ge=0, description="seed of the fill model (runs are reproducible)")
+
+
+class ExecutionFeedbackConfig(Strict):
+    """Calibrates the slippage the vectorized simulator charges to the implementation shortfall the
+    event-driven (nautilus) run realizes, per asset class, point in time."""
+
+    enabled: bool = Field(False, description="measure shortfall with nautilus and update the slippage estimate")
+    halflife: float = Field(5.0, gt=0.0, description="fill days after which a day's shortfall weighs half as much")
+    min_fills: int = Field(20, ge=1, description="fills of a class needed before its estimate moves")
+    min_bps: float = Field(0.0, description="lower bound of the slippage estimate (bps)")
+    max_bps: float = Field(50.0, description="upper bound of the slippage estimate (bps)")
+    tick: float = Field(0.01, gt=0.0, description="instrument price increment of the event-driven run")
+    fill_model: FillModelConfig = FillModelConfig()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ExecutionFeedbackConfig:
+        if not self.min_bps <= self.max_bps:
+            raise ValueError(f"execution_feedback.min_bps {self.min_bps} must be <= max_bps {self.max_bps}")
+        return self
 
 
 class BacktestConfig(Strict):
@@ -531,6 +561,7 @@ class BacktestConfig(Strict):
     pbo_blocks: int = Field(8, ge=2, le=16, description="blocks of the PBO cross-validation (even)")
     periods_per_year: int = Field(252, ge=1, description="Annualization factor of returns, volatility and Sharpe.")
     drift: DriftMonitorConfig = DriftMonitorConfig()
+    execution_feedback: ExecutionFeedbackConfig = ExecutionFeedbackConfig()
 
     @field_validator("simulators")
     @classmethod
@@ -543,6 +574,14 @@ class BacktestConfig(Strict):
         if len(set(v)) != len(v):
             raise ValueError("simulators are listed twice")
         return v
+
+    @model_validator(mode="after")
+    def _feedback_needs_vectorized(self) -> BacktestConfig:
+        others = [s for s in self.simulators if s != "vectorized"]
+        if self.execution_feedback.enabled and others:
+            raise ValueError(f"backtest.execution_feedback calibrates the vectorized simulator's costs over time; "
+                             f"{', '.join(others)} cannot charge them: use simulators: [vectorized]")
+        return self
 
     @field_validator("pbo_blocks")
     @classmethod

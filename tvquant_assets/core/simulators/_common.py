@@ -8,9 +8,11 @@ from tvquant_assets.errors import SimulatorError
 
 
 def check_supported(name: str, *, borrow_rate: float = 0.0, band: float = 0.0, liquidate=None,
-                    allow_borrow: bool = False) -> None:
+                    allow_borrow: bool = False, cost_rate=0.0) -> None:
     """One clear line when a reference simulator is asked for a feature only ``vectorized`` models."""
     asked = []
+    if np.ndim(cost_rate) == 2:
+        asked.append("cost rates that change over time (backtest.execution_feedback)")
     if band:
         asked.append("backtest.drift_band")
     if borrow_rate and not allow_borrow:

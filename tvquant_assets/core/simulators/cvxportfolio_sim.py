@@ -21,7 +21,8 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
     """Same contract as :func:`tvquant_assets.core.simulators.vectorized.simulate`."""
     import cvxportfolio as cvx
 
-    check_supported("cvxportfolio", borrow_rate=borrow_rate, band=band, liquidate=liquidate, allow_borrow=True)
+    check_supported("cvxportfolio", borrow_rate=borrow_rate, band=band, liquidate=liquidate, allow_borrow=True,
+                    cost_rate=cost_rate)
     r = np.nan_to_num(np.asarray(returns, dtype=float), nan=0.0)
     T, N = r.shape
     out = SimResult(np.zeros(T), np.zeros((T, N)), np.zeros(T), np.zeros(T), np.zeros(T))

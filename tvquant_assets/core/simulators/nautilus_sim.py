@@ -10,6 +10,10 @@ drive it negative (FACTS.md: a cash account stops with ``AccountBalanceNegative`
 those of the book, accounted from nautilus's fills (quantity, price, commission). Differences to
 ``vectorized``: whole shares (a weight is off by up to ``price / (weight * BOOK)``) and prices rounded to
 ``PRICE_PRECISION`` decimals. Long-only (a cash account cannot short).
+
+For the execution-shortfall feedback (``core/execution_feedback.py``) the run can take real ``prices``
+(instead of a path rebuilt from the returns), an instrument ``tick`` and a nautilus ``FillModel``
+(``prob_slippage``: a fill slips one tick against the order; ``prob_fill_on_limit``; ``random_seed``).
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ _T0_NS = 946_857_600 * 10**9  # 2000-01-03 00:00 UTC
 
 def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate: float = 0.0, band: float = 0.0,
              tradable: np.ndarray | None = None, liquidate: np.ndarray | None = None,
-             fills: list | None = None) -> SimResult:
+             fills: list | None = None, prices: np.ndarray | None = None, tick: float | None = None,
+             fill_model: dict | None = None) -> SimResult:
     """Same contract as :func:`tvquant_assets.core.simulators.vectorized.simulate`.
 
     ``fills``, when given, receives one ``(row, column, side, quantity, price, reference_close, commission)``
-    per fill (the execution-shortfall feedback reads them).
+    per fill (the execution-shortfall feedback reads them). ``prices`` (T, N): the bar prices to trade at
+    (default: a path with these returns from 100); ``tick``: the instruments' price increment (default
+    ``10**-PRICE_PRECISION``); ``fill_model``: keyword arguments of nautilus's ``FillModel``.
     """
-    check_supported("nautilus", borrow_rate=borrow_rate, band=band, liquidate=liquidate)
+    check_supported("nautilus", borrow_rate=borrow_rate, band=band, liquidate=liquidate, cost_rate=cost_rate)
     tg = filled_targets(targets, tradable)
     if (np.nan_to_num(tg) < 0).any():
         raise SimulatorError("simulator nautilus runs a cash account and cannot short; use vectorized or "
@@ -48,9 +55,13 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
     rows = trade_rows(np.asarray(targets, dtype=float))
     if rows.size == 0:
         return out
-    prices = np.round(synthetic_prices(r), PRICE_PRECISION)
+    if prices is None:
+        prices = synthetic_prices(r)
+    elif np.shape(prices) != (T, N) or not np.isfinite(prices).all() or (np.asarray(prices) <= 0).any():
+        raise SimulatorError(f"nautilus prices must be positive finite numbers of shape {(T, N)} (forward-filled)")
+    prices = np.round(np.asarray(prices, dtype=float), PRICE_PRECISION)
     rates = np.broadcast_to(np.asarray(cost_rate, dtype=float), (N,))
-    book = _run_engine(prices, tg, set(int(t) for t in rows), rates)
+    book = _run_engine(prices, tg, set(int(t) for t in rows), rates, tick, fill_model)
     pre, fees, traded = book["pre"], book["fees"], book["traded"]
     post = pre - fees
     start = int(rows[0])
@@ -64,8 +75,10 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
     return out
 
 
-def _run_engine(prices: np.ndarray, targets: np.ndarray, trade_days: set[int], rates: np.ndarray) -> dict:
+def _run_engine(prices: np.ndarray, targets: np.ndarray, trade_days: set[int], rates: np.ndarray,
+                tick: float | None = None, fill_model: dict | None = None) -> dict:
     from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
+    from nautilus_trader.backtest.models import FillModel
     from nautilus_trader.config import LoggingConfig
     from nautilus_trader.model.currencies import USD
     from nautilus_trader.model.data import Bar, BarType
@@ -81,13 +94,15 @@ def _run_engine(prices: np.ndarray, targets: np.ndarray, trade_days: set[int], r
                                                  logging=LoggingConfig(bypass_logging=True)))
     try:
         engine.add_venue(venue=venue, oms_type=OmsType.NETTING, account_type=AccountType.CASH, base_currency=USD,
-                         starting_balances=[Money(BOOK + BUFFER, USD)])
+                         starting_balances=[Money(BOOK + BUFFER, USD)],
+                         fill_model=FillModel(**fill_model) if fill_model else None)
+        increment = Price(tick if tick else 10.0**-PRICE_PRECISION, PRICE_PRECISION)
         instruments, bar_types = [], []
         for i in range(N):
             iid = InstrumentId(Symbol(f"A{i}"), venue)
             instruments.append(Equity(
                 instrument_id=iid, raw_symbol=Symbol(f"A{i}"), currency=USD, price_precision=PRICE_PRECISION,
-                price_increment=Price(10.0**-PRICE_PRECISION, PRICE_PRECISION), lot_size=Quantity.from_int(1),
+                price_increment=increment, lot_size=Quantity.from_int(1),
                 ts_event=0, ts_init=0, maker_fee=Decimal(repr(float(rates[i]))), taker_fee=Decimal(repr(float(rates[i]))),
             ))
             engine.add_instrument(instruments[-1])

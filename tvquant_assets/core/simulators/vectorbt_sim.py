@@ -19,7 +19,7 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
     """Same contract as :func:`tvquant_assets.core.simulators.vectorized.simulate`."""
     import vectorbt as vbt
 
-    check_supported("vectorbt", borrow_rate=borrow_rate, band=band, liquidate=liquidate)
+    check_supported("vectorbt", borrow_rate=borrow_rate, band=band, liquidate=liquidate, cost_rate=cost_rate)
     r = np.asarray(returns, dtype=float)
     T, N = r.shape
     prices = synthetic_prices(r)

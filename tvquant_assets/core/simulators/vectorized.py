@@ -78,8 +78,9 @@ def simulate(
     targets : ndarray (T, N)
         Target weights traded at that day's close (negative = short). An all-NaN row means no trade;
         in any other row NaN means 0.
-    cost_rate : float or ndarray (N,)
-        Cost per unit of traded notional (e.g. 6 bps = 0.0006), one rate or one per name.
+    cost_rate : float or ndarray (N,) or (T, N)
+        Cost per unit of traded notional (e.g. 6 bps = 0.0006): one rate, one per name, or one per row and
+        name (a rate that changes over time, e.g. calibrated by the execution feedback).
     borrow_rate : float
         Cost per period per unit of short notional.
     band : float
@@ -99,9 +100,10 @@ def simulate(
         raise ValueError(f"returns {r.shape} and targets {tg.shape} must be 2-D arrays of one shape")
     T, N = r.shape
     rates = np.asarray(cost_rate, dtype=float)
-    if rates.ndim not in (0, 1) or (rates.ndim == 1 and rates.shape != (N,)) \
+    if rates.ndim > 2 or (rates.ndim >= 1 and rates.shape != (T, N)[2 - rates.ndim:]) \
             or not (np.isfinite(rates).all() and (rates >= 0.0).all()):
-        raise ValueError(f"cost_rate must be a finite number >= 0 or one per name ({N}), got {cost_rate!r}")
+        raise ValueError(f"cost_rate must be finite numbers >= 0: one, one per name ({N}) or one per row and name "
+                         f"({T}, {N}), got shape {rates.shape}")
     if not (np.isfinite(borrow_rate) and borrow_rate >= 0.0):
         raise ValueError(f"borrow_rate {borrow_rate!r} must be a finite number >= 0")
     if not (np.isfinite(band) and band >= 0.0):
@@ -123,14 +125,14 @@ def simulate(
         trade_rows = has_target | onset.any(axis=1)
     rebal = np.flatnonzero(trade_rows)
     can = no_mask if tradable is None else np.ascontiguousarray(tradable, dtype=np.bool_)
-    per_name = rates.ndim == 1
-    rate_vec = np.ascontiguousarray(rates if per_name else np.zeros(N))
+    per_name = rates.ndim >= 1
+    rate_grid = np.ascontiguousarray(rates.reshape(-1, N) if per_name else np.zeros((1, N)))
     out_ret, out_to, out_c, out_b = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
     w = np.empty((T, N))
     n_liq = int(dead[rebal].sum()) if dead.size else 0
     liq_rows, liq_cols, liq_weights = np.zeros(n_liq, np.int64), np.zeros(n_liq, np.int64), np.zeros(n_liq)
     k, bad_row, bad_cost = _kernel(
-        np.ascontiguousarray(r), tg, has_target, rebal, rate_vec, per_name,
+        np.ascontiguousarray(r), tg, has_target, rebal, rate_grid, per_name,
         float(rates) if not per_name else 0.0, float(borrow_rate), float(band), can, dead,
         out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights)
     if bad_row >= 0:
@@ -267,8 +269,9 @@ def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, band, 
                 m += 1
         turnover = _pairwise_sum(buf, m, stack)
         if per_name:
+            row = s if rates.shape[0] > 1 else 0
             for j in range(m):
-                buf[j] = rates[live[j]] * buf[j]
+                buf[j] = rates[row, live[j]] * buf[j]
             cost = _pairwise_sum(buf, m, stack)
         else:
             cost = rate * turnover
