@@ -35,7 +35,23 @@ def _min_plus_row(T, a_row, D, m0, m1, k0, k1):
 
 
 @numba.njit(cache=True, nogil=True)
-def _best_end_pairs(M, M64, D, u0, u1, m0, m1, k0, k1, w0, w1):
+def _sorted_ends(M64, k0, k1, w0, w1):
+    """Each right end w's k list (offsets from k0) sorted by M[k, w], and those costs: built once per
+    (w, k) split and shared by both orientations of the left child (scipy re-sorts it for every u)."""
+    nk = k1 - k0
+    nw = w1 - w0
+    k_sorted = np.empty((nw, nk), dtype=np.int64)
+    k_cost = np.empty((nw, nk), dtype=np.float64)
+    for wi in range(nw):
+        order = np.argsort(M64[w0 + wi, k0:k1])
+        for j in range(nk):
+            k_sorted[wi, j] = order[j]
+            k_cost[wi, j] = M64[w0 + wi, k0 + order[j]]
+    return k_sorted, k_cost
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_end_pairs(M, M64, D, k_sorted, k_cost, u0, u1, m0, m1, k0, k1, w0, w1):
     """Fill ``M[u, w]`` (u in [u0, u1), w in [w0, w1)): the cheapest path through the left child from u to
     some m in [m0, m1), a step m -> k, and through the right child from some k in [k0, k1) to w.
 
@@ -48,14 +64,6 @@ def _best_end_pairs(M, M64, D, u0, u1, m0, m1, k0, k1, w0, w1):
     """
     nk = k1 - k0
     nw = w1 - w0
-    # Each right end w's k list sorted by M[k, w], once per call (scipy re-sorts it for every u).
-    k_sorted = np.empty((nw, nk), dtype=np.int64)
-    k_cost = np.empty((nw, nk), dtype=np.float64)
-    for wi in range(nw):
-        order = np.argsort(M64[w0 + wi, k0:k1])
-        for j in range(nk):
-            k_sorted[wi, j] = order[j]
-            k_cost[wi, j] = M64[w0 + wi, k0 + order[j]]
     T = np.empty(nk, dtype=np.float64)
     m_best = np.empty(nk, dtype=np.int64)  # per u: argmin m of T[u, k] (-1: not yet looked at)
     m_second = np.empty(nk, dtype=np.float64)  # ... and the runner-up value
@@ -68,16 +76,20 @@ def _best_end_pairs(M, M64, D, u0, u1, m0, m1, k0, k1, w0, w1):
             m_best[ki] = -1
         for wi in range(nw):
             w = w0 + wi
+            costs = k_cost[wi]
+            ks = k_sorted[wi]
             real = _HUGE
+            bound = _HUGE  # stop once M[k, w] > bound: no later k can come within _SLACK of real
             scanned = nk
             for j in range(nk):
-                b = k_cost[wi, j]
-                if b + t_min > real + _SLACK * real:
+                b = costs[j]
+                if b > bound:
                     scanned = j
                     break
-                c = T[k_sorted[wi, j]] + b
+                c = T[ks[j]] + b
                 if c < real:
                     real = c
+                    bound = real + _SLACK * real - t_min
             limit = real + _SLACK * real
             best = _BIG
             for j in range(scanned):
@@ -154,22 +166,24 @@ def identify_swaps(children, D):
             n_right = 1
         else:
             n_right = 2
-        for swap_l in range(n_left):
-            if vl < n:
-                u_node = vl
-                m_node = vl
+        for swap_r in range(n_right):
+            if vr < n:
+                w_node = vr
+                k_node = vr
             else:
-                u_node = children[vl - n, swap_l]
-                m_node = children[vl - n, 1 - swap_l]
-            for swap_r in range(n_right):
-                if vr < n:
-                    w_node = vr
-                    k_node = vr
+                w_node = children[vr - n, 1 - swap_r]
+                k_node = children[vr - n, swap_r]
+            k0, k1, w0, w1 = start[k_node], stop[k_node], start[w_node], stop[w_node]
+            k_sorted, k_cost = _sorted_ends(M64, k0, k1, w0, w1)
+            for swap_l in range(n_left):
+                if vl < n:
+                    u_node = vl
+                    m_node = vl
                 else:
-                    w_node = children[vr - n, 1 - swap_r]
-                    k_node = children[vr - n, swap_r]
-                _best_end_pairs(M, M64, D, start[u_node], stop[u_node], start[m_node], stop[m_node],
-                                start[k_node], stop[k_node], start[w_node], stop[w_node])
+                    u_node = children[vl - n, swap_l]
+                    m_node = children[vl - n, 1 - swap_l]
+                _best_end_pairs(M, M64, D, k_sorted, k_cost, start[u_node], stop[u_node], start[m_node],
+                                stop[m_node], k0, k1, w0, w1)
         # scipy's read-out: the first (row-major) cheapest (u, w) orients the two children.
         best = _BIG
         best_u = start[vl]
