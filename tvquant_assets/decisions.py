@@ -34,7 +34,7 @@ def _plain(v):
 
 def _read(lake: Lake, manifest: str, stage: Stage, d: pd.Timestamp) -> tuple[pd.DataFrame | None, str | None]:
     try:
-        return lake.read_with_hash(manifest, stage.value, d)
+        return lake.read_with_hash(manifest, stage.value, d, verify=True)  # provenance: from the content
     except TvquantError:
         return None, None
 

@@ -33,6 +33,8 @@ def _column_bytes(values: pd.Series) -> bytes:
         return values.to_numpy(dtype="<u8").tobytes()
     if kind == "b":
         return values.to_numpy(dtype="bool").tobytes()
+    if kind == "M" and isinstance(values.dtype, np.dtype):  # tz-naive: skip the slow .dt accessor
+        return values.to_numpy().astype("datetime64[ns]").view("<i8").tobytes()
     if kind == "M":
         ns = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
         return ns.astype("datetime64[ns]").to_numpy().view("<i8").tobytes()
@@ -44,24 +46,39 @@ def _column_bytes(values: pd.Series) -> bytes:
 
 def df_hash(df: pd.DataFrame) -> str:
     """Content hash of a frame, independent of column order and of storage round trips."""
-    columns: dict[str, pd.Series | np.ndarray] = {}
-    for c, values in df.items():  # items(): a column as a Series without iloc's indexing machinery
+    positions: dict[str, int] = {}
+    for i, c in enumerate(df.columns):
         if not str(c).endswith("_ms"):
-            columns[str(c)] = values
+            positions[str(c)] = i  # a repeated name: the last column counts
     index = df.index
-    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
-        columns["__index__0"] = np.arange(len(df), dtype="int64")  # a default index: just row numbers
-    else:
-        for level in range(index.nlevels):
-            columns[f"__index__{level}"] = pd.Series(index.get_level_values(level), copy=False)
+    default_index = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    index_names = ["__index__0"] if default_index else [f"__index__{level}" for level in range(index.nlevels)]
+    # Plain numpy int/float columns are converted to float64 in one call (the per-column pandas overhead,
+    # not the hashing, dominated the small frames of a daily partition); bytes are the same as one by one.
+    dtypes = list(df.dtypes)
+    numeric = [i for i in positions.values() if isinstance(dtypes[i], np.dtype) and dtypes[i].kind in "fi"]
+    block: dict[int, np.ndarray] = {}
+    if numeric:
+        values = np.array(df.iloc[:, numeric].to_numpy(dtype="float64"), dtype="<f8", order="F", copy=True)
+        values[values == 0.0] = 0.0  # fold -0.0
+        values[np.isnan(values)] = np.nan  # one NaN bit pattern
+        block = {i: values[:, j] for j, i in enumerate(numeric)}
+    unique = df.columns.is_unique and all(isinstance(c, str) for c in df.columns)
     h = hashlib.sha256()
     h.update(f"rows={len(df)};".encode())
-    for name in sorted(columns):
-        values = columns[name]
-        if isinstance(values, np.ndarray):
+    for name in sorted([*positions, *index_names]):
+        if name in positions and positions[name] in block:
             h.update(f"{name}:num;".encode())
-            h.update(values.astype("<f8").tobytes())
+            h.update(block[positions[name]].tobytes())
             continue
+        if name in positions:
+            values = df[name] if unique else df.iloc[:, positions[name]]
+        elif default_index:
+            h.update(f"{name}:num;".encode())
+            h.update(np.arange(len(df), dtype="<f8").tobytes())  # a default index: just row numbers
+            continue
+        else:
+            values = pd.Series(index.get_level_values(int(name.rsplit("__", 1)[1])), copy=False)
         h.update(f"{name}:{_dtype_family(values)};".encode())
         h.update(_column_bytes(values))
     return h.hexdigest()

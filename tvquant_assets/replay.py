@@ -120,7 +120,7 @@ def replay(manifest: Manifest, lake_root, date) -> ReplayReport:
 
 def _lake_hash(lake: Lake, manifest: str, stage: Stage, d: pd.Timestamp) -> str | None:
     try:
-        return lake.read_with_hash(manifest, stage.value, d)[1]
+        return lake.read_with_hash(manifest, stage.value, d, verify=True)[1]  # from the content
     except TvquantError:
         return None
 

@@ -63,3 +63,36 @@ def test_df_hash_canonical_form_is_pinned():
     assert df_hash(df) == "ebf560c1e9d385a6fc057e125e4f7ea99c92f089bbd9c7356a8d0a9a3a6e5ea5"
     assert df_hash(df.set_index(["symbol", "n"])) == "e7fae5498b0a709693f2f108c45ef32f03959dbbd48d03da41ae2a15a7d1e24b"
     assert df_hash(df.iloc[:0]) == "8c525d70208ea2c177f97e2597afd07ea292d2ffa85c62dae14561b0e9529b37"
+
+
+def test_df_hash_is_the_documented_canonical_form():
+    """Spelled out by hand from the module docstring, so a faster implementation cannot drift from it."""
+    import hashlib
+
+    df = pd.DataFrame({
+        "w": [0.5, -0.0], "n": np.array([3, 4], dtype="int32"), "s": pd.array(["KO", None], dtype="str"),
+        "b": [True, False], "d": pd.to_datetime(["2020-01-02", "2020-01-03"]), "u": np.array([7, 8], dtype="uint16"),
+        "c": pd.Categorical(["x", "y"]), "t": pd.to_datetime(["2020-01-02", "2020-01-03"]).tz_localize("UTC"),
+        "o": [1.5, "a"], "lag_ms": [1.0, 2.0],
+    })
+
+    def f8(values):
+        return np.asarray(values, dtype="<f8").tobytes()
+
+    def text(values):
+        encoded = [v.encode() for v in values]
+        return np.array([len(e) for e in encoded], dtype="<i8").tobytes() + b"".join(encoded)
+
+    ns = np.array(["2020-01-02", "2020-01-03"], dtype="datetime64[ns]").view("<i8").tobytes()
+    parts = {
+        "__index__0": ("num", f8([0, 1])), "b": ("bool", b"\x01\x00"), "c": ("str", text(["x", "y"])),
+        "d": ("datetime", ns), "n": ("num", f8([3, 4])), "o": ("str", text(["1.5", "a"])),
+        "s": ("str", text(["KO", "\x00NA"])), "t": ("datetime", ns), "u": ("uint", np.array([7, 8], "<u8").tobytes()),
+        "w": ("num", f8([0.5, 0.0])),
+    }
+    h = hashlib.sha256(b"rows=2;")
+    for name in sorted(parts):
+        h.update(f"{name}:{parts[name][0]};".encode())
+        h.update(parts[name][1])
+    assert df_hash(df) == h.hexdigest()
+    assert df_hash(df.set_index("s")) != df_hash(df)  # a real index is content too

@@ -62,3 +62,31 @@ def test_missing_and_unsafe_paths_are_clear_errors(tmp_path):
         lake.read("m", "prices", "2020-01-07")
     got = lake.read_many("m", "prices", ["2020-01-06"], missing_ok=True)
     assert got == {}
+
+
+def test_read_uses_the_hash_stored_at_write_and_verify_recomputes_it(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tvquant_assets.hashing import df_hash
+    from tvquant_assets.lake import store
+
+    df = pd.DataFrame({"symbol": ["AAPL", "KO"], "close": [1.5, 2.5]})
+    Lake(tmp_path).write("demo", "prices", "2020-01-02", df)
+    path = tmp_path / "demo" / "prices" / "2020-01-02.parquet"
+    table = pq.read_table(path)
+    assert table.schema.metadata[store.HASH_KEY].decode() == df_hash(df)
+
+    calls = []
+    monkeypatch.setattr(store, "df_hash", lambda frame: calls.append(1) or df_hash(frame))
+    assert Lake(tmp_path).read_with_hash("demo", "prices", "2020-01-02")[1] == df_hash(df)
+    assert calls == []  # a fresh process does not hash the partition again
+
+    # someone rewrites the values but keeps the stored label: only a content check can tell
+    forged = pa.table({"symbol": ["AAPL", "KO"], "close": [1.5, 9.9]}).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(forged, path)
+    assert Lake(tmp_path).read_with_hash("demo", "prices", "2020-01-02")[1] == df_hash(df)
+    assert Lake(tmp_path).read_with_hash("demo", "prices", "2020-01-02", verify=True)[1] == \
+        df_hash(forged.to_pandas()) != df_hash(df)
+    pq.write_table(forged.replace_schema_metadata(None), path)  # files written by other tools: hashed on read
+    assert Lake(tmp_path).read_with_hash("demo", "prices", "2020-01-02")[1] == df_hash(forged.to_pandas())

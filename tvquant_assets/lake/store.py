@@ -44,9 +44,16 @@ def _safe(part: str, what: str) -> str:
     return part
 
 
-def to_parquet_bytes(df: pd.DataFrame) -> bytes:
+HASH_KEY = b"tvquant_df_hash"
+"""Parquet key-value metadata holding the frame's df_hash, computed once when the lake writes it."""
+
+
+def to_parquet_bytes(df: pd.DataFrame, digest: str | None = None) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf, compression="snappy")
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if digest is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), HASH_KEY: digest.encode("ascii")})
+    pq.write_table(table, buf, compression="snappy")
     return buf.getvalue()
 
 
@@ -181,7 +188,7 @@ class Lake:
         if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0:
             df = df.reset_index(drop=True)
             digest = df_hash(df)
-        atomic_write_bytes(path, to_parquet_bytes(df))
+        atomic_write_bytes(path, to_parquet_bytes(df, digest))
         self._remember(path, df, digest)
         return digest
 
@@ -198,8 +205,11 @@ class Lake:
     def read_path(self, path: UPath) -> pd.DataFrame:
         return self.read_path_with_hash(path)[0]
 
-    def read_path_with_hash(self, path) -> tuple[pd.DataFrame, str]:
-        hit = self._cached(path)
+    def read_path_with_hash(self, path, verify: bool = False) -> tuple[pd.DataFrame, str]:
+        """The frame and its df_hash: the one stored in the file when the lake wrote it (hashing every
+        partition of a trailing window on each read cost more than reading it), recomputed from the
+        content when the file has none or ``verify`` (audit verify/replay: content, not labels)."""
+        hit = None if verify else self._cached(path)
         if hit is not None:
             return hit
         try:
@@ -213,7 +223,8 @@ class Lake:
         except (pa.ArrowInvalid, OSError) as exc:
             raise LakeError(f"lake: unreadable partition {path} ({exc}); re-materialize it") from None
         df = table.to_pandas()
-        digest = df_hash(df)
+        stored = None if verify else (table.schema.metadata or {}).get(HASH_KEY)
+        digest = stored.decode("ascii") if stored else df_hash(df)
         self._remember(path, df, digest)
         return df, digest
 
@@ -224,8 +235,8 @@ class Lake:
     def read(self, manifest: str, asset: str, date) -> pd.DataFrame:
         return self.read_path(self.path(manifest, asset, date))
 
-    def read_with_hash(self, manifest: str, asset: str, date) -> tuple[pd.DataFrame, str]:
-        return self.read_path_with_hash(self.path(manifest, asset, date))
+    def read_with_hash(self, manifest: str, asset: str, date, verify: bool = False) -> tuple[pd.DataFrame, str]:
+        return self.read_path_with_hash(self.path(manifest, asset, date), verify=verify)
 
     def read_many(self, manifest: str, asset: str, dates: Iterable, *, missing_ok: bool = False
                   ) -> dict[pd.Timestamp, tuple[pd.DataFrame, str]]:

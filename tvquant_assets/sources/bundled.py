@@ -41,12 +41,28 @@ SP500_METADATA: dict[str, tuple[str, str, str]] = {
 
 @functools.lru_cache(maxsize=1)
 def _sp500_close() -> pd.DataFrame:
-    from skfolio.datasets import load_sp500_dataset
-
-    close = load_sp500_dataset()
+    close = _read_sp500_csv()
     close.index = pd.DatetimeIndex(close.index).as_unit("ns")
     close.index.name = "date"
     return close.sort_index()[sorted(close.columns)].astype("float64")
+
+
+def _read_sp500_csv() -> pd.DataFrame:
+    """skfolio's ``load_sp500_dataset`` without importing skfolio (its package import costs ~1.5 s, every
+    run): the same file read the same way."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("skfolio")
+    if spec is None or spec.origin is None:
+        raise SourceError("source bundled: the skfolio package (which ships the S&P 500 data) is not installed; "
+                          "run `uv sync`")
+    path = Path(spec.origin).parent / "datasets" / "data" / "sp500_dataset.csv.gz"
+    with gzip.open(path, mode="rt", encoding="utf-8") as fh:
+        close = pd.read_csv(fh, sep=",", index_col=0)
+    close.index = pd.to_datetime(close.index, format="%Y-%m-%d")
+    return close
 
 
 class BundledSource(Source):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import lfilter
 
 FIELD_COLUMNS = ["Perf.W", "Perf.1M", "Perf.3M", "Volatility.D", "ATR", "ADX", "Value.Traded",
                  "Recommend.MA", "Recommend.Other", "Recommend.All"]
@@ -44,6 +43,8 @@ def rma(x: pd.Series, n: int) -> pd.Series:
         out[seed] = np.mean(v[start:seed + 1])
         rest = v[seed + 1:]
         if not np.isnan(rest).any():  # y[i] = v[i]/n + (1 - 1/n) y[i-1], as one linear filter
+            from scipy.signal import lfilter  # here: importing scipy.signal costs ~1.5 s of every run's start
+
             a = 1.0 - 1.0 / n
             out[seed + 1:] = lfilter([1.0 / n], [1.0, -a], rest, zi=[a * out[seed]])[0]
         else:
