@@ -9,6 +9,7 @@ partitions) is read from the source itself; everything from the first partition 
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import math
@@ -162,12 +163,21 @@ class Pipeline:
         return self._environment
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=4096)
 def _rebalance_set(calendar: str, start: pd.Timestamp, rule, last: pd.Timestamp) -> frozenset[pd.Timestamp]:
     """Rebalance dates up to ``last``, counted on the partition calendar from the manifest's start."""
+    dates = _rebalance_dates_to(calendar, start, rule, pd.Timestamp(year=last.year + 1, month=1, day=1))
+    return frozenset(dates[: bisect.bisect_right(dates, last)])
+
+
+@functools.lru_cache(maxsize=64)
+def _rebalance_dates_to(calendar: str, start: pd.Timestamp, rule, horizon: pd.Timestamp) -> list[pd.Timestamp]:
+    """Every rule (first date of a month or week, every k-th date from the start) only looks back, so the
+    dates up to ``last`` are those up to a later horizon cut at ``last``: one calendar per year, not one per
+    date (a backfill asks for every date)."""
     from tvquant_assets.core.tournament import rebalance_dates
 
-    return frozenset(rebalance_dates(calendar_index(calendar, start, last), rule))
+    return rebalance_dates(calendar_index(calendar, start, horizon), rule)
 
 
 def _same_date_hashes(pipe: Pipeline, stages: tuple[Stage, ...], dates) -> dict[pd.Timestamp, dict[str, str]]:
@@ -825,10 +835,13 @@ def run_one_shot(pipe: Pipeline, dates, stages=STAGES, run_id: str = "one-shot")
         for stage in (Stage.CATALOG, Stage.PRICES):
             frames = run_stage(pipe, stage, history).frames
             pipe.lake.write_many([(pipe.lake.path(pipe.name, stage.value, d), f) for d, f in frames.items()])
+    from tvquant_assets import progress
+
     results = {}
     for stage in stages:
-        res = run_stage(pipe, stage, dates, **({"run_id": run_id} if stage is Stage.AUDIT else {}))
-        pipe.lake.write_many([(pipe.lake.path(pipe.name, stage.value, d), f) for d, f in res.frames.items()])
+        with progress.stage(f"{pipe.name}/{stage}", len(dates)):
+            res = run_stage(pipe, stage, dates, **({"run_id": run_id} if stage is Stage.AUDIT else {}))
+            pipe.lake.write_many([(pipe.lake.path(pipe.name, stage.value, d), f) for d, f in res.frames.items()])
         results[stage] = res
     return results
 

@@ -42,13 +42,17 @@ def listening(callback: Callable[[str, str, int], None]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def stage(name: str, n: int, bucket: str = "compute") -> Iterator[None]:
+    """Time a stage body: into ``bucket`` and ``stage:<name>`` (wall) and ``cpu:<name>`` (this thread's CPU)."""
     if _listener:
         _listener("start", name, n)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
-        timings.add(bucket, time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        timings.add(bucket, wall)
+        timings.add(f"stage:{name}", wall)
+        timings.add(f"cpu:{name}", time.thread_time() - c0)
         if _listener:
             _listener("done", name, n)
 

@@ -39,6 +39,8 @@ class RangeReport:
     compute_seconds: float
     lake_write_seconds: float
     notes: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall inside each asset body
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU of the same (less load-sensitive)
 
     @property
     def dagster_seconds(self) -> float:
@@ -121,7 +123,13 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         compute_seconds=after.get("compute", 0.0) - before.get("compute", 0.0),
         lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
         notes=notes,
+        stage_seconds=_per_stage(before, after, "stage:"), stage_cpu_seconds=_per_stage(before, after, "cpu:"),
     )
+
+
+def _per_stage(before: dict, after: dict, prefix: str) -> dict[str, float]:
+    return {k[len(prefix):].split("/", 1)[-1]: v - before.get(k, 0.0) for k, v in after.items()
+            if k.startswith(prefix) and v - before.get(k, 0.0) > 0}
 
 
 def _materialize(assets, instance, resources, tags, first: str, last: str):
