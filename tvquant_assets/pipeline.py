@@ -550,10 +550,11 @@ def partitions_digest(labelled: list[str]) -> str:
     return hashlib.sha256("\n".join(labelled).encode("ascii")).hexdigest()
 
 
-def input_hashes(pipe: Pipeline, dates, stages=tuple(s for s in STAGES if s is not Stage.AUDIT)
-                 ) -> dict[pd.Timestamp, dict[str, dict[str, dict]]]:
+def input_hashes(pipe: Pipeline, dates, stages=tuple(s for s in STAGES if s is not Stage.AUDIT),
+                 verify: bool = False) -> dict[pd.Timestamp, dict[str, dict[str, dict]]]:
     """For every date and stage, per input asset: ``{"dates": "first..last", "n", "hash"}`` over the
-    df_hashes of the partitions ``input_partitions`` names (missing partitions are left out)."""
+    df_hashes of the partitions ``input_partitions`` names (missing partitions are left out; ``verify``:
+    hashed from the files' content rather than the hash stored at write)."""
     dates = [pd.Timestamp(d) for d in dates]
     wanted = {d: {s: input_partitions(pipe, s, d) for s in stages} for d in dates}
     union: dict[str, set[pd.Timestamp]] = {}
@@ -562,7 +563,7 @@ def input_hashes(pipe: Pipeline, dates, stages=tuple(s for s in STAGES if s is n
             for asset, ds in parts.items():
                 union.setdefault(asset, set()).update(ds)
     labels = {asset: {d: f"{d:%Y-%m-%d}:{h}" for d, (_, h) in
-                      pipe.lake.read_many(pipe.name, asset, sorted(ds), missing_ok=True).items()}
+                      pipe.lake.read_many(pipe.name, asset, sorted(ds), missing_ok=True, verify=verify).items()}
               for asset, ds in union.items()}
     memo: dict[tuple, dict] = {}
     out: dict[pd.Timestamp, dict[str, dict[str, dict]]] = {}

@@ -92,7 +92,7 @@ def replay(manifest: Manifest, lake_root, date) -> ReplayReport:
     payload = entry["payload"]
     recorded = output_hashes(payload)
     pipe = Pipeline(manifest, lake)
-    inputs_now = input_hashes(pipe, [d], COMPUTED)[d]
+    inputs_now = input_hashes(pipe, [d], COMPUTED, verify=True)[d]  # from the files' content
     rows = []
     for stage in COMPUTED:
         row = StageReplay(stage.value, recorded.get(stage.value), _lake_hash(lake, manifest.name, stage, d), None)

@@ -102,6 +102,25 @@ def _flip_last_bit(lake_root: str, manifest: str, stage: str, date: str, symbol:
     lake.write(manifest, stage, date, frame)
 
 
+def test_replay_hashes_content_not_the_label_stored_in_the_file(it, tmp_path, capsys):
+    """A price edited with another tool that keeps the lake's stored df_hash label is still named."""
+    import pyarrow.parquet as pq
+
+    root = str(tmp_path / "lake")
+    shutil.copytree(it["lake_root"], root)
+    name = it["manifest"].name
+    path = Path(root) / name / "prices" / "2020-03-13.parquet"
+    table = pq.read_table(path)
+    close = table.column("close").to_numpy().copy()
+    close[0] *= 1.01
+    pq.write_table(table.set_column(table.schema.get_field_index("close"), "close", [close]), path)
+    assert pq.read_table(path).schema.metadata == table.schema.metadata  # the stale label survived
+    args = ["audit", "replay", "--manifest", str(it["manifest_path"]), "--lake", root, "--date", "2020-03-16"]
+    assert main(args) == 1
+    assert "FAILED at stage scan: replay != lake; inputs changed since the ledger entry: prices" \
+        in capsys.readouterr().err
+
+
 def test_replay_fails_naming_the_stage_when_one_input_byte_changes(it, tmp_path, capsys):
     import numpy as np
 

@@ -238,16 +238,16 @@ class Lake:
     def read_with_hash(self, manifest: str, asset: str, date, verify: bool = False) -> tuple[pd.DataFrame, str]:
         return self.read_path_with_hash(self.path(manifest, asset, date), verify=verify)
 
-    def read_many(self, manifest: str, asset: str, dates: Iterable, *, missing_ok: bool = False
-                  ) -> dict[pd.Timestamp, tuple[pd.DataFrame, str]]:
+    def read_many(self, manifest: str, asset: str, dates: Iterable, *, missing_ok: bool = False,
+                  verify: bool = False) -> dict[pd.Timestamp, tuple[pd.DataFrame, str]]:
         """Frames and hashes for many dates (threaded for cache misses). Missing partitions raise unless
-        ``missing_ok``, in which case they are left out."""
+        ``missing_ok``, in which case they are left out. ``verify``: hashes from the content."""
         dates = [pd.Timestamp(d) for d in dates]
 
         def one(d):
             path = self.path(manifest, asset, d)
             try:
-                return d, self.read_path_with_hash(path)
+                return d, self.read_path_with_hash(path, verify=verify)
             except LakeError:
                 if missing_ok and self._stamp(path) is None:
                     return d, None
@@ -256,7 +256,7 @@ class Lake:
         found: dict[pd.Timestamp, tuple[pd.DataFrame, str] | None] = {}
         misses = []
         for d in dates:
-            hit = self._cached(self.path(manifest, asset, d))
+            hit = None if verify else self._cached(self.path(manifest, asset, d))
             if hit is None:
                 misses.append(d)
             else:
