@@ -265,29 +265,7 @@ def run_scan(pipe: Pipeline, dates: list[pd.Timestamp]) -> StageResult:
 def window_start(pipe: Pipeline, first_date: pd.Timestamp) -> pd.Timestamp:
     """First calendar date whose bars the trailing windows of ``first_date`` may read."""
     n = int(math.ceil(pipe.lookback_rows() * 1.12)) + 10
-    return _nth_previous(pipe.manifest.calendar, pd.Timestamp(first_date), n)
-
-
-@functools.lru_cache(maxsize=8192)
-def _nth_previous(calendar: str, date: pd.Timestamp, n: int) -> pd.Timestamp:
-    """``previous_dates(...)[0]``, remembered: the stages and the audit ask for it for every date."""
-    return previous_dates(_Calendar(calendar), date, n)[0]
-
-
-@dataclass(frozen=True)
-class _Calendar:  # what previous_dates reads of a manifest
-    calendar: str
-
-
-def _span(manifest: Manifest, first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.Timestamp, ...]:
-    """``manifest_dates`` as a tuple, remembered: the audit asks for the same windows for every stage."""
-    return _calendar_span(manifest.calendar, max(pd.Timestamp(first), pd.Timestamp(manifest.start)),
-                          pd.Timestamp(last))
-
-
-@functools.lru_cache(maxsize=8192)
-def _calendar_span(calendar: str, first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.Timestamp, ...]:
-    return tuple(calendar_dates(calendar, first, last))
+    return previous_dates(pipe.manifest, first_date, n)[0]
 
 
 def _sectors(catalogs) -> dict[str, str]:
@@ -528,7 +506,7 @@ def input_partitions(pipe: Pipeline, stage: Stage, d: pd.Timestamp) -> dict[str,
     m, d = pipe.manifest, pd.Timestamp(d)
     parts = {u.value: [d] for u in UPSTREAM[stage]}
     if stage in WINDOW_STAGES:
-        parts[Stage.PRICES.value] = list(_span(m, window_start(pipe, d), d))
+        parts[Stage.PRICES.value] = manifest_dates(m, window_start(pipe, d), d)
     if stage is Stage.TOURNAMENT and d not in pipe.rebalance_set(d):
         prev = previous_dates(m, d, 1)[0]
         if prev >= pd.Timestamp(m.start):
@@ -537,7 +515,7 @@ def input_partitions(pipe: Pipeline, stage: Stage, d: pd.Timestamp) -> dict[str,
         start = pd.Timestamp(m.backtest_start)
         decided = {start, d, *(r for r in pipe.rebalance_set(d) if start < r <= d)}
         parts[Stage.TOURNAMENT.value] = sorted(decided)
-        parts[Stage.PRICES.value] = list(_span(m, start, d))
+        parts[Stage.PRICES.value] = manifest_dates(m, start, d)
     return parts
 
 
