@@ -134,8 +134,9 @@ def _best_end_pairs(M, M64, D, k_sorted, k_cost, u0, u1, m0, m1, k0, k1, w0, w1)
 
 @numba.njit(cache=True, nogil=True)
 def identify_swaps(children, D):
-    """Per internal node: 1 when the parent's best end pair needs this node's children swapped; and the
-    DP's minimal path cost over the whole tree (float32, as scipy's table).
+    """Per internal node: 1 when its two children end up swapped (scipy's read-out: each node's best end
+    pair orients its children, a swap mirrors the subtree); and the DP's minimal path cost over the whole
+    tree (float32, as scipy's table).
 
     ``children`` (n - 1, 2): linkage children with leaves relabelled to positions; ``D`` the distances
     between positions.
@@ -200,4 +201,12 @@ def identify_swaps(children, D):
         if vr >= n:
             # swapped when w lies in the right child's first child
             must_swap[vr - n] = 1 if best_w < stop[children[vr - n, 0]] else 0
-    return must_swap, best
+    # A swap at a node mirrors its whole subtree: a node's children end up swapped when an odd number of
+    # the node and its ancestors must swap. Parents come after their children in a linkage.
+    flip = must_swap.copy()
+    for i in range(n - 2, -1, -1):
+        for side in range(2):
+            c = children[i, side]
+            if c >= n:
+                flip[c - n] ^= flip[i]
+    return flip, best

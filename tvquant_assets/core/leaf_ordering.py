@@ -51,14 +51,7 @@ def optimal_leaf_ordering(z: np.ndarray, condensed: np.ndarray, scipy_below: int
         return z.copy()
     if n < scipy_below:
         return scipy_optimal_leaf_ordering(z, condensed)
-    must_swap, _ = _kernels().identify_swaps(*_by_position(z, condensed))
-    # A swap at a node mirrors its whole subtree: a node's children end up swapped when an odd number of
-    # the node and its ancestors must swap. Parents come after their children in a linkage.
-    flip = must_swap.copy()
-    for i in range(n - 2, -1, -1):
-        for c in z[i, :2].astype(np.int64):
-            if c >= n:
-                flip[c - n] ^= flip[i]
+    flip, _ = _kernels().identify_swaps(*_by_position(z, condensed))
     out = z.copy()
     rows = flip.astype(bool)
     out[rows, 0], out[rows, 1] = z[rows, 1], z[rows, 0]
