@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
@@ -12,7 +13,7 @@ _TYPES = {"f": "float", "i": "int", "u": "int", "b": "bool", "M": "datetime"}
 
 
 def column_schema(df: pd.DataFrame) -> TableSchema:
-    key = tuple((str(c), df.dtypes.iloc[i].kind) for i, c in enumerate(df.columns))
+    key = tuple(zip(map(str, df.columns), (t.kind for t in df.dtypes), strict=True))
     if key not in _SCHEMAS:
         _SCHEMAS[key] = _column_schema(df)
     return _SCHEMAS[key]
@@ -40,10 +41,9 @@ def _cell(v) -> str:
 
 def preview_markdown(df: pd.DataFrame) -> str:
     cols = [c for c in df.columns if not str(c).startswith("cov:")][:PREVIEW_COLUMNS]
-    head = df.iloc[:PREVIEW_ROWS]
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    columns = [head[c].to_numpy(dtype=object) for c in cols]
-    for r in range(len(head)):
+    columns = [list(df[c].array[:PREVIEW_ROWS]) for c in cols]  # the head of each column, no frame copies
+    for r in range(min(len(df), PREVIEW_ROWS)):
         lines.append("| " + " | ".join(_cell(col[r]) for col in columns) + " |")
     if len(df) > PREVIEW_ROWS:
         lines.append(f"\n{len(df) - PREVIEW_ROWS} more rows")
@@ -83,12 +83,13 @@ def _md_table(df: pd.DataFrame, cols: list[str], fmt: dict[str, str] | None = No
         return "_(empty)_"
     fmt = fmt or {}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    values = [df[c].to_numpy(dtype=object) for c in cols]
+    values = [list(df[c].array[:SUMMARY_ROWS]) for c in cols]
     for r in range(min(len(df), SUMMARY_ROWS)):
         cells = []
         for c, col in zip(cols, values, strict=True):
             v = col[r]
-            cells.append(format(v, fmt[c]) if c in fmt and isinstance(v, (int, float)) and v == v else _cell(v))
+            numeric = isinstance(v, (int, float, np.number)) and v == v
+            cells.append(format(v, fmt[c]) if c in fmt and numeric else _cell(v))
         lines.append("| " + " | ".join(cells) + " |")
     if len(df) > SUMMARY_ROWS:
         lines.append(f"\n{len(df) - SUMMARY_ROWS} more rows")
@@ -167,24 +168,32 @@ def _estimation(df: pd.DataFrame) -> dict:
 def _tournament(df: pd.DataFrame) -> dict:
     if df.empty or "candidate" not in df.columns:
         return {}
-    live = df[df["symbol"].astype(str) != ""] if "symbol" in df.columns else df
+    # Plain arrays: a few dozen rows per partition, summarized for every partition of a range run.
+    cand = df["candidate"].astype(str).to_numpy()
+    sym = df["symbol"].astype(str).to_numpy() if "symbol" in df.columns else np.full(len(df), "?")
+    weight = df["weight"].to_numpy(dtype="float64")
+    extra = [c for c in ("status", "fallback", "score", "rank", "adaptive_pick") if c in df.columns]
+    firsts = {c: df[c].to_numpy(dtype=object) for c in extra}
+    rows = []
     # Early dates hold only the empty-universe row per candidate: every candidate is listed, with no holdings.
-    held = live.sort_values(["candidate", "weight", "symbol"], ascending=[True, False, True])
-    board = pd.DataFrame({"candidate": sorted(df["candidate"].astype(str).unique())})
-    board["holdings"] = board["candidate"].map(held.loc[held["weight"] > 1e-6, "candidate"].value_counts()) \
-        .fillna(0).astype(int)
-    board["max_weight"] = board["candidate"].map(held.groupby("candidate")["weight"].max()).fillna(0.0)
-    board["top"] = board["candidate"].map(held.drop_duplicates("candidate").set_index("candidate")["symbol"]) \
-        .fillna("").astype(str)
-    first = df.drop_duplicates("candidate").set_index("candidate")
-    for c in ("status", "fallback", "score", "rank", "adaptive_pick"):
-        if c in first.columns:
-            board[c] = board["candidate"].map(first[c])
+    for name in sorted(set(cand)):
+        at = np.flatnonzero(cand == name)
+        live = at[sym[at] != ""]
+        w = weight[live]
+        top = ""
+        if live.size:  # largest weight, ties to the first symbol by name
+            order = np.lexsort((sym[live], -w))
+            top = str(sym[live][order[0]])
+        row = {"candidate": name, "holdings": int(np.count_nonzero(w > 1e-6)),
+               "max_weight": float(w.max()) if live.size else 0.0, "top": top}
+        row.update({c: firsts[c][at[0]] for c in extra})
+        rows.append(row)
+    board = pd.DataFrame(rows)
     if "rank" in board.columns:
         board = board.sort_values("rank")
     cols = ["candidate", "status", "holdings", "max_weight", "top", "fallback", "score", "rank", "adaptive_pick"]
     return {"summary": MetadataValue.md(_md_table(board, cols, {"max_weight": ".1%"})),
-            "candidates": int(df["candidate"].nunique())}
+            "candidates": len(rows)}
 
 
 def _backtest(df: pd.DataFrame) -> dict:
