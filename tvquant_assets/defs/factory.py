@@ -104,13 +104,16 @@ def build_stage_asset(manifest: Manifest, stage: Stage | str, manifest_path: Pat
             repair.plan_and_record(pipe, [pd.Timestamp(k) for k in keys])
         with progress.stage(f"{name}/{stage}", len(keys)):
             result = pipeline.run_stage(pipe, stage, [pd.Timestamp(k) for k in keys], **extra)
-            outputs, hashes = {}, {}
+        outputs, hashes = {}, {}
+        with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)
             for key in keys:
                 frame = result.frames[pd.Timestamp(key)].reset_index(drop=True)
                 outputs[key], hashes[key] = frame, df_hash(frame)
                 stamp_hash(frame, hashes[key])  # the IO manager writes it without hashing again
-                md = partition_metadata(frame, hashes[key], result.upstream.get(pd.Timestamp(key), {}), mhash,
-                                        result.notes.get(pd.Timestamp(key), ""), str(stage))
+        with progress.timed("metadata"):  # UI metadata: work only a Dagster run does
+            for key in keys:
+                md = partition_metadata(outputs[key], hashes[key], result.upstream.get(pd.Timestamp(key), {}),
+                                        mhash, result.notes.get(pd.Timestamp(key), ""), str(stage))
                 md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
                 context.add_asset_metadata(md, partition_key=key)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one
