@@ -53,19 +53,24 @@ def _demo_copy(directory: Path, name: str) -> Path:
 
 
 def _synthetic(directory: Path, symbols: int, years: int) -> tuple[Path, str, str]:
+    import pandas as pd
+
     end_year = 2020
     first_year = end_year - years + 1
+    # the first and last weekdays: range ends must be partitions (1 January 2011 is a Saturday)
+    start = pd.bdate_range(f"{first_year}-01-01", periods=1)[0].strftime("%Y-%m-%d")
+    end = pd.bdate_range(end=f"{end_year}-12-31", periods=1)[0].strftime("%Y-%m-%d")
     text = f"""name: synthetic_scale
 source: {{kind: synthetic, n_symbols: {symbols}, start: {first_year - 1}-01-01, end: {end_year}-12-31, seed: 7}}
 calendar: weekdays
-start: {first_year}-01-01
+start: {start}
 universe: {{min_history_days: 252, min_value_traded: 1000000.0}}
 selection: {{top_n_per_cluster: 2, max_symbols: 20}}
 rebalance: {{rule: monthly}}
 """
     path = directory / "synthetic_scale.yaml"
     path.write_text(text)
-    return path, f"{first_year}-01-01", f"{end_year}-12-31"
+    return path, start, end
 
 
 # phases (child processes) --------------------------------------------------------------------------
