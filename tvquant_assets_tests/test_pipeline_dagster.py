@@ -168,9 +168,26 @@ def test_missing_window_history_is_read_from_the_source(tmp_path):
     assert scan["eligible"].sum() > 10
 
 
-def test_console_script_backfill_extends_a_range_and_reports_json(run):
+@pytest.fixture(scope="module")
+def extended(run, tmp_path_factory):
+    """A private copy of the shared lake and instance for the tests that extend the range past END: the
+    shared ones stay read-only for other modules (the tearsheet reads its latest date)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("extended")
+    shutil.copytree(run["lake_root"], root / "lake")
+    shutil.copytree(run["home"], root / "home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DAGSTER_HOME", str(root / "home"))
+    yield {**run, "lake_root": str(root / "lake"), "home": root / "home"}
+    mp.undo()
+
+
+def test_console_script_backfill_extends_a_range_and_reports_json(extended):
     import os
     import subprocess
+
+    run = extended
 
     env = {**os.environ, "DAGSTER_HOME": str(run["home"])}
     out = subprocess.run(
@@ -188,7 +205,8 @@ def test_console_script_backfill_extends_a_range_and_reports_json(run):
     assert Ledger(str(Lake(run["lake_root"]).ledger_path("sp500_it"))).verify().ok
 
 
-def test_single_partition_run_sets_the_data_version_to_the_content_hash(run):
+def test_single_partition_run_sets_the_data_version_to_the_content_hash(extended):
+    run = extended
     m = run["manifest"]
     report = materialize_range(run["manifest_path"], "2020-04-06", "2020-04-06", lake_root=run["lake_root"])
     assert report.partitions == 1
