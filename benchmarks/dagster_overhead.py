@@ -22,19 +22,6 @@ import time
 from pathlib import Path
 
 INSTANCES = ("memory", "sqlite", "postgres")
-_PG_YAML = """
-storage:
-  postgres:
-    postgres_db:
-      hostname: {host}
-      port: {port}
-      username: {user}
-      password:
-        env: TVQUANT_BENCH_PG_PASSWORD
-      db_name: {db}
-telemetry:
-  enabled: false
-"""
 
 
 @contextlib.contextmanager
@@ -62,11 +49,11 @@ def _instance(kind: str, home: Path):
                 os.environ["DAGSTER_HOME"] = before
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tvquant_assets_tests"))
-    from postgres import postgres_server  # the tests' throwaway server: initdb + pg_ctl in a temp dir
+    from postgres import instance_yaml, postgres_server  # the tests' throwaway server (initdb + pg_ctl)
 
     os.environ.setdefault("TVQUANT_BENCH_PG_PASSWORD", "trust")  # the server trusts loopback
     with postgres_server() as (host, port, user, db):
-        (home / "dagster.yaml").write_text(_PG_YAML.format(host=host, port=port, user=user, db=db))
+        (home / "dagster.yaml").write_text(instance_yaml(host, port, user, db, "TVQUANT_BENCH_PG_PASSWORD"))
         with DagsterInstance.from_config(str(home)) as instance:
             yield instance
 

@@ -16,6 +16,26 @@ from pathlib import Path
 PG_BIN = Path(os.environ.get("TVQUANT_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
+INSTANCE_STORAGE_YAML = """
+storage:
+  postgres:
+    postgres_db:
+      hostname: {host}
+      port: {port}
+      username: {user}
+      password:
+        env: {password_env}
+      db_name: {db}
+telemetry:
+  enabled: false
+"""
+
+
+def instance_yaml(host: str, port: int, user: str, db: str, password_env: str, extra: str = "") -> str:
+    """A dagster.yaml with PostgreSQL storage (password from ``password_env``) plus ``extra`` YAML."""
+    return INSTANCE_STORAGE_YAML.format(host=host, port=port, user=user, db=db, password_env=password_env) + extra
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

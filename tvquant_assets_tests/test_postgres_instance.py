@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from dagster._core.instance.config import dagster_instance_config
 
-from postgres import postgres_server
+from postgres import instance_yaml, postgres_server
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.core.ledger import Ledger
 from tvquant_assets.enums import STAGES
@@ -23,23 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END, RUNS = "2020-03-02", "2020-03-27", 4
 PASSWORD_ENV = "TVQUANT_TEST_PG_PASSWORD"
 
-INSTANCE_YAML = """
-storage:
-  postgres:
-    postgres_db:
-      hostname: {host}
-      port: {port}
-      username: {user}
-      password:
-        env: {password_env}
-      db_name: {db}
-run_coordinator:
+QUEUE_YAML = """run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 4
-telemetry:
-  enabled: false
 """
 
 
@@ -59,8 +47,7 @@ def write_manifest(directory: Path) -> Path:
 def pg_home(tmp_path_factory):
     with postgres_server() as (host, port, user, db):
         home = tmp_path_factory.mktemp("pg_home")
-        (home / "dagster.yaml").write_text(INSTANCE_YAML.format(host=host, port=port, user=user, db=db,
-                                                                password_env=PASSWORD_ENV))
+        (home / "dagster.yaml").write_text(instance_yaml(host, port, user, db, PASSWORD_ENV, QUEUE_YAML))
         yield home
 
 

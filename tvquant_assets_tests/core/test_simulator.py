@@ -106,13 +106,19 @@ def test_cash_before_first_target_and_nan_handling():
     assert not none.returns.any() and not none.weights.any() and not none.costs.any()
 
 
+def _random_case(seed: int, T: int, N: int, mean: float, nan_share: float, first: int, decisions: int):
+    """Daily returns with NaN gaps and an all-NaN target array with its decision rows chosen (the caller fills
+    them): the rng is returned to draw the targets from."""
+    rng = np.random.default_rng(seed)
+    r = rng.normal(mean, 0.02, (T, N))
+    r[rng.random((T, N)) < nan_share] = np.nan
+    rows = np.sort(rng.choice(np.arange(first, T), decisions, replace=False))
+    return rng, r, np.full((T, N), np.nan), rows
+
+
 def test_matches_per_day_loop_with_costs_and_gaps():
-    rng = np.random.default_rng(3)
     T, N = 300, 7
-    r = rng.normal(0.0005, 0.02, (T, N))
-    r[rng.random((T, N)) < 0.03] = np.nan
-    tg = np.full((T, N), np.nan)
-    rows = np.sort(rng.choice(np.arange(5, T), 25, replace=False))
+    rng, r, tg, rows = _random_case(3, T, N, 0.0005, 0.03, 5, 25)
     tg[rows] = rng.dirichlet(np.ones(N), len(rows)) * rng.uniform(0.7, 1.0, (len(rows), 1))
     tg[rows[3], 2] = np.nan
     res = simulate(r, tg, 0.0025)
@@ -197,12 +203,8 @@ def test_liquidation_and_untradable_by_hand():
 
 
 def test_all_features_match_per_day_loop():
-    rng = np.random.default_rng(13)
     T, N = 250, 6
-    r = rng.normal(0.0003, 0.02, (T, N))
-    r[rng.random((T, N)) < 0.02] = np.nan
-    tg = np.full((T, N), np.nan)
-    rows = np.sort(rng.choice(np.arange(3, T), 20, replace=False))
+    rng, r, tg, rows = _random_case(13, T, N, 0.0003, 0.02, 3, 20)
     tg[rows] = rng.normal(0.15, 0.25, (len(rows), N))  # longs and shorts
     liquidate = np.zeros((T, N), dtype=bool)
     liquidate[180:, 4] = True

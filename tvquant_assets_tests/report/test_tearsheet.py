@@ -125,9 +125,9 @@ def test_held_weights_drift_with_prices_between_decisions(built, lake_copy):
         pairs += 1
     assert pairs >= 2
     drift = lake.read(m.name, "drift", lake_copy["end"])
-    if len(drift) and set(drift["candidate"]) == {data.featured}:
-        w = drift.set_index("symbol")["weight"]
-        np.testing.assert_allclose(held.loc[lake_copy["end"], w.index].to_numpy(), w.to_numpy(), atol=1e-12)
+    assert set(drift["candidate"]) == {data.featured}  # the drift stage monitors the leader too
+    w = drift.set_index("symbol")["weight"]
+    np.testing.assert_allclose(held.loc[lake_copy["end"], w.index].to_numpy(), w.to_numpy(), atol=1e-12)
 
 
 def test_dendrogram_is_the_tree_selection_cut(lake_copy):
