@@ -58,26 +58,27 @@ def _instance(kind: str, home: Path):
             yield instance
 
 
-def _one_shot(manifest, lake, dates) -> tuple[float, float, list]:
-    """Every stage over ``dates`` without Dagster (history first): (compute s, lake write s, history dates)."""
+def _one_shot(manifest, lake, start, end) -> tuple[float, float, list, list]:
+    """Every asset over the plan of [start, end] without Dagster (history first), as ``materialize_range``
+    plans it: (compute s, lake write s, history dates, range dates)."""
     from tvquant_assets.calendar import manifest_dates
-    from tvquant_assets.enums import STAGES, Stage
-    from tvquant_assets.pipeline import Pipeline, missing_history, run_stage
+    from tvquant_assets.stages import ASSETS
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, run_stage, write
 
-    pipe = Pipeline(manifest, lake)
+    ctx = RunContext(manifest, lake, run_id="bench")
+    plan = plan_range(manifest, lake, start, end)
+    dates = manifest_dates(manifest, plan.start, plan.end)
+    history = manifest_dates(manifest, *plan.history) if plan.history else []
+    jobs = [(s, history) for s in HISTORY_STAGES if history] + [(s, dates) for s in ASSETS]
     compute = writes = 0.0
-    missing = missing_history(pipe, dates[0])
-    jobs = []
-    if missing:
-        jobs += [(s, manifest_dates(manifest, missing[0], missing[-1])) for s in (Stage.CATALOG, Stage.PRICES)]
-    jobs += [(s, dates) for s in STAGES]
     for stage, ds in jobs:
         t0 = time.perf_counter()
-        res = run_stage(pipe, stage, ds, **({"run_id": "bench"} if stage is Stage.AUDIT else {}))
+        res = run_stage(ctx, stage, ds)
         t1 = time.perf_counter()
-        lake.write_many([(lake.path(manifest.name, stage.value, d), f) for d, f in res.frames.items()])
+        write(ctx, stage, res)
         compute, writes = compute + t1 - t0, writes + time.perf_counter() - t1
-    return compute, writes, missing
+    return compute, writes, history, dates
 
 
 def main(argv: list[str]) -> int:
@@ -94,11 +95,11 @@ def main(argv: list[str]) -> int:
 
     from tvquant_assets import progress
     from tvquant_assets.calendar import manifest_dates
-    from tvquant_assets.enums import STAGES
     from tvquant_assets.lake import Lake
     from tvquant_assets.manifest import resolve_manifest
-    from tvquant_assets.pipeline import plan_start
     from tvquant_assets.runner import check_range, materialize_range
+    from tvquant_assets.stages import ASSETS
+    from tvquant_assets.stages.plan import plan_start
 
     path, manifest = resolve_manifest(args.manifest)
     start, end = check_range(manifest, args.start, args.end)
@@ -109,14 +110,12 @@ def main(argv: list[str]) -> int:
         # would not pay.
         warm_first, _ = plan_start(manifest, Lake(tmp / "warmup"), start)
         warm = manifest_dates(manifest, warm_first, end)[:5]
-        _one_shot(manifest, Lake(tmp / "warmup"), warm)
+        _one_shot(manifest, Lake(tmp / "warmup"), warm[0], warm[-1])
         # one-shot: the same work materialize_range plans (history first, then every stage over the range)
         lake = Lake(tmp / "oneshot")
-        first, _ = plan_start(manifest, lake, start)
-        dates = manifest_dates(manifest, first, end)
-        compute, writes, missing = _one_shot(manifest, lake, dates)
+        compute, writes, missing, dates = _one_shot(manifest, lake, start, end)
 
-        n_assets = len(STAGES)
+        n_assets = len(ASSETS)
         asset_partitions = len(dates) * n_assets + (len(missing) * 2 if missing else 0)
         print(f"dagster overhead: {manifest.name} {dates[0].date()}..{end.date()}, {len(dates)} partitions x "
               f"{n_assets} assets (+ history)", flush=True)

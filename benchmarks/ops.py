@@ -81,19 +81,18 @@ def _phase_prepare(manifest: str, lake: str, start: str, end: str, next_day: str
     import pandas as pd
 
     from tvquant_assets.calendar import manifest_dates
-    from tvquant_assets.enums import Stage
     from tvquant_assets.lake import Lake
     from tvquant_assets.manifest import load_manifest
-    from tvquant_assets.pipeline import Pipeline, missing_history, run_one_shot, run_stage
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import HISTORY_STAGES, missing_history, run_one_shot, run_stage, write
 
     m = load_manifest(manifest)
-    pipe = Pipeline(m, Lake(lake))
+    ctx = RunContext(m, Lake(lake))
     t0 = time.perf_counter()
-    run_one_shot(pipe, manifest_dates(m, pd.Timestamp(start), pd.Timestamp(end)))
-    history = missing_history(pipe, pd.Timestamp(next_day)) if next_day else []
-    for stage in (Stage.CATALOG, Stage.PRICES) if history else ():
-        frames = run_stage(pipe, stage, history).frames
-        pipe.lake.write_many([(pipe.lake.path(m.name, stage.value, d), f) for d, f in frames.items()])
+    run_one_shot(ctx, manifest_dates(m, pd.Timestamp(start), pd.Timestamp(end)))
+    history = missing_history(ctx, pd.Timestamp(next_day)) if next_day else []
+    for stage in HISTORY_STAGES if history else ():
+        write(ctx, stage, run_stage(ctx, stage, history))
     return {"seconds": time.perf_counter() - t0}
 
 
@@ -109,11 +108,12 @@ def _phase_one_shot(manifest: str, lake: str, start: str, end: str) -> dict:
     from tvquant_assets.calendar import manifest_dates
     from tvquant_assets.lake import Lake
     from tvquant_assets.manifest import load_manifest
-    from tvquant_assets.pipeline import Pipeline, run_one_shot
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import run_one_shot
 
     m = load_manifest(manifest)
     t0, c0 = time.perf_counter(), time.process_time()
-    run_one_shot(Pipeline(m, Lake(lake)), manifest_dates(m, pd.Timestamp(start), pd.Timestamp(end)))
+    run_one_shot(RunContext(m, Lake(lake)), manifest_dates(m, pd.Timestamp(start), pd.Timestamp(end)))
     after = progress.timings.seconds
     return {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
             "stages": _stage_times({}, after, "stage:"), "stages_cpu": _stage_times({}, after, "cpu:")}

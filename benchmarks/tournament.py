@@ -276,7 +276,8 @@ def hierarchical_scale(n: int, t: int, repeats: int) -> dict:
 def whole_tournament(close: pd.DataFrame, first_year: int, all_engines: bool) -> dict:
     from tvquant_assets.core.estimation import estimate
     from tvquant_assets.core.panel import PricePanel
-    from tvquant_assets.core.tournament import rebalance_dates, run_tournament
+    from tvquant_assets.calendar import rebalance_dates
+    from tvquant_assets.core.tournament import run_tournament
     from tvquant_assets.manifest import load_manifest
     from tvquant_assets.manifest.schema import Candidate, RebalanceConfig
 

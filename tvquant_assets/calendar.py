@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
+from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from tvquant_assets.errors import ManifestError
-from tvquant_assets.manifest.schema import Manifest
+from tvquant_assets.manifest.schema import Manifest, RebalanceConfig
 
 CRON = {"weekdays": "0 0 * * 1-5", "daily": "0 0 * * *"}
 
@@ -61,3 +64,53 @@ def _previous_tuple(calendar: str, d: pd.Timestamp, count: int) -> tuple[pd.Time
     else:
         idx = pd.date_range(end=d - pd.Timedelta(days=1), periods=count, freq="D")
     return tuple(idx.as_unit("ns"))
+
+
+def rebalance_dates(calendar_dates: Iterable[pd.Timestamp], cfg: RebalanceConfig) -> list[pd.Timestamp]:
+    """Rebalance dates among ``calendar_dates``.
+
+    Parameters
+    ----------
+    calendar_dates : iterable of Timestamp
+        The partition calendar. For ``every_k_days`` it must start at the partition start (the first
+        partition date of the manifest), not at a backfill's first date: counting starts at the first
+        date of the list, so a list cut elsewhere would move every rebalance date.
+    cfg : RebalanceConfig
+        ``monthly``: first date of each month in the list; ``weekly``: first date of each ISO week;
+        ``every_k_days``: every k-th date of the list, starting with the first.
+
+    Returns
+    -------
+    list of Timestamp, ascending
+    """
+    days = pd.DatetimeIndex(list(calendar_dates) if not isinstance(calendar_dates, pd.Index) else calendar_dates)
+    days = days.unique().sort_values()
+    if cfg.rule == "every_k_days":
+        return list(days[:: int(cfg.every_k_days)])
+    if cfg.rule == "monthly":
+        key = days.year.to_numpy() * 12 + days.month.to_numpy()
+    else:
+        iso = days.isocalendar()
+        key = iso["year"].to_numpy().astype("int64") * 53 + iso["week"].to_numpy().astype("int64")
+    first = np.ones(len(days), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    return list(days[first])
+
+
+def rebalance_set(manifest: Manifest, last) -> frozenset[pd.Timestamp]:
+    """Rebalance dates of ``manifest`` up to ``last``, counted on the partition calendar from its start."""
+    return _rebalance_set(manifest.calendar, pd.Timestamp(manifest.start), manifest.rebalance, pd.Timestamp(last))
+
+
+@functools.lru_cache(maxsize=4096)
+def _rebalance_set(calendar: str, start: pd.Timestamp, rule, last: pd.Timestamp) -> frozenset[pd.Timestamp]:
+    dates = _rebalance_dates_to(calendar, start, rule, pd.Timestamp(year=last.year + 1, month=1, day=1))
+    return frozenset(dates[: bisect.bisect_right(dates, last)])
+
+
+@functools.lru_cache(maxsize=64)
+def _rebalance_dates_to(calendar: str, start: pd.Timestamp, rule, horizon: pd.Timestamp) -> list[pd.Timestamp]:
+    """Every rule (first date of a month or week, every k-th date from the start) only looks back, so the
+    dates up to ``last`` are those up to a later horizon cut at ``last``: one calendar per year, not one per
+    date (a backfill asks for every date)."""
+    return rebalance_dates(calendar_index(calendar, start, horizon), rule)

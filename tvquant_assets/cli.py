@@ -26,8 +26,8 @@ def _print_leaderboard(manifest: str, date, lake_root: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tvquant_assets.enums import Stage
     from tvquant_assets.runner import stage_frame
+    from tvquant_assets.stages import Stage
 
     board = stage_frame(manifest, Stage.BACKTEST, date, lake_root).sort_values("rank")
     table = Table(title=f"{manifest} leaderboard as of {str(date)[:10]}")
@@ -49,19 +49,19 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tvquant_assets import progress
-    from tvquant_assets.enums import STAGES
     from tvquant_assets.lake import default_lake_root
     from tvquant_assets.runner import ensure_dagster_home, materialize_range
+    from tvquant_assets.stages import ASSETS
     home = ensure_dagster_home()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                    TimeElapsedColumn(), disable=as_json, transient=False)
-    task = bar.add_task(f"{manifest} {start}..{end}", total=len(STAGES))
+    task = bar.add_task(f"{manifest} {start}..{end}", total=len(ASSETS))
     started = [0]
 
     def on_event(event: str, stage: str, n: int) -> None:
         if event == "start":
             started[0] += 1
-            bar.update(task, description=f"{stage} ({n} partitions)", total=max(len(STAGES), started[0]))
+            bar.update(task, description=f"{stage} ({n} partitions)", total=max(len(ASSETS), started[0]))
         else:
             bar.advance(task)
 
@@ -89,7 +89,7 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
         print(f"note: {note}")
     _print_leaderboard(report.manifest, report.end, lake_root)
     s = summary["seconds"]
-    print(f"{report.partitions} partitions x {len(STAGES)} assets: runs {s['run_wall']:.1f} s = our compute "
+    print(f"{report.partitions} partitions x {len(ASSETS)} assets: runs {s['run_wall']:.1f} s = our compute "
           f"{s['our_compute']:.1f} s + lake writes {s['lake_writes']:.1f} s + Dagster bookkeeping "
           f"{s['dagster_bookkeeping']:.1f} s; whole command {s['command_total']:.1f} s (imports and setup included)")
     print(f"lake:    {summary['lake']}")
@@ -130,10 +130,11 @@ def cmd_backfill(args) -> int:
 def cmd_run(args) -> int:
     from tvquant_assets.lake import Lake, default_lake_root
     from tvquant_assets.manifest import resolve_manifest
-    from tvquant_assets.pipeline import Pipeline, latest_partition
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import latest_partition
 
     _, manifest = resolve_manifest(args.manifest)
-    date = args.date or latest_partition(Pipeline(manifest, Lake.open(args.lake or default_lake_root())))
+    date = args.date or latest_partition(RunContext(manifest, Lake.open(args.lake or default_lake_root())))
     date = str(date)[:10]
     return _run_range(args.manifest, date, date, args.lake, args.json, not args.no_report)
 
@@ -208,8 +209,9 @@ def cmd_backtest(args) -> int:
     from tvquant_assets.hashing import df_hash
     from tvquant_assets.lake import Lake, default_lake_root
     from tvquant_assets.manifest import resolve_manifest
-    from tvquant_assets.pipeline import Pipeline, run_backtest_range
     from tvquant_assets.runner import check_range
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import run_backtest_range
 
     _, manifest = resolve_manifest(args.manifest)
     write = True
@@ -228,7 +230,7 @@ def cmd_backtest(args) -> int:
     root = args.lake or default_lake_root()
     dates = manifest_dates(manifest, start, end)
     t0 = time.perf_counter()
-    result, notes = run_backtest_range(Pipeline(manifest, Lake.open(root)), dates, write=write)
+    result, notes = run_backtest_range(RunContext(manifest, Lake.open(root)), dates, write_lake=write)
     seconds = time.perf_counter() - t0
     hashes = {str(d.date()): df_hash(f) for d, f in result.frames.items()}
     if args.json:

@@ -12,11 +12,11 @@ import math
 import pandas as pd
 
 from tvquant_assets.core.ledger import Ledger
-from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LedgerError, TvquantError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.pipeline import output_hashes
+from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.stages.lineage import output_hashes
 
 TOP_WEIGHTS = 5
 

@@ -1,22 +1,6 @@
-"""Closed vocabularies used across floors."""
+"""Closed vocabularies used across floors (stage names live with the stages: ``tvquant_assets.stages.Stage``)."""
 
 from enum import StrEnum
-
-
-class Stage(StrEnum):
-    CATALOG = "catalog"
-    PRICES = "prices"
-    SCAN = "scan"
-    REGIME = "regime"  # before selection: selection applies the regime's preset of D
-    SELECTION = "selection"
-    ESTIMATION = "estimation"
-    TOURNAMENT = "tournament"
-    BACKTEST = "backtest"
-    DRIFT = "drift"
-    AUDIT = "audit"
-
-
-STAGES: tuple[Stage, ...] = tuple(Stage)
 
 
 class Profile(StrEnum):

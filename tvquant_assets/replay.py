@@ -1,6 +1,6 @@
 """Replay a date: recompute every stage for D from the inputs in the lake and compare bit for bit.
 
-Each stage is recomputed by its pipeline runner from the lake's own upstream partitions (so a
+Each stage is recomputed by its stage module from the lake's own upstream partitions (so a
 difference is pinned on the stage whose output or inputs moved), in memory: nothing is written to
 the lake or the ledger. For every stage three ``df_hash``es are compared: the one the ledger's latest
 entry for D records, the one of the lake's partition now, and the recomputed one; the inputs the
@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from tvquant_assets.core.ledger import Ledger
-from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LedgerError, TvquantError
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.pipeline import Pipeline, input_hashes, output_hashes, run_stage
+from tvquant_assets.stages import SPECS, STAGES, Stage
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.lineage import input_hashes, output_hashes
+from tvquant_assets.stages.plan import run_stage
 
 COMPUTED = tuple(s for s in STAGES if s is not Stage.AUDIT)
 
@@ -91,13 +93,13 @@ def replay(manifest: Manifest, lake_root, date) -> ReplayReport:
     entry = latest_entry(Ledger(lake.ledger_path(manifest.name)), d)
     payload = entry["payload"]
     recorded = output_hashes(payload)
-    pipe = Pipeline(manifest, lake)
-    inputs_now = input_hashes(pipe, [d], COMPUTED, verify=True)[d]  # from the files' content
+    ctx = RunContext(manifest, lake)
+    inputs_now = input_hashes(ctx, [d], [SPECS[s] for s in COMPUTED], verify=True)[d]  # from the files' content
     rows = []
     for stage in COMPUTED:
         row = StageReplay(stage.value, recorded.get(stage.value), _lake_hash(lake, manifest.name, stage, d), None)
         try:
-            frame = run_stage(pipe, stage, [d]).frames[d].reset_index(drop=True)
+            frame = run_stage(ctx, stage, [d]).frames[d].reset_index(drop=True)
             row.replayed = df_hash(frame)
         except TvquantError as exc:
             row.problems.append(f"cannot recompute: {str(exc).splitlines()[0]}")

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from tvquant_assets import progress
-from tvquant_assets.calendar import is_partition, manifest_dates, previous_dates
-from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.errors import ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
-from tvquant_assets.pipeline import Pipeline, missing_history, plan_start
+from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,8 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
 
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
                       extend_start: bool = True) -> RangeReport:
-    """Run all ten stages of a manifest for [start, end] as one in-process Dagster run."""
+    """Run every stage of a manifest for [start, end] as one in-process Dagster run (after the history its
+    plan needs, as a run of its own)."""
     # One "planned" event per range instead of per partition; materializations stored in batches.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
@@ -90,10 +91,8 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     path, manifest = resolve_manifest(manifest_ref)
     s, e = check_range(manifest, start, end)
     root = lake_root or default_lake_root()
-    lake = Lake.open(root)
-    notes: list[str] = []
-    if extend_start:
-        s, notes = plan_start(manifest, lake, s)
+    plan = plan_range(manifest, Lake.open(root), s, e, extend_start=extend_start)
+    s = plan.start
     if instance is None:
         ensure_dagster_home()
         instance = DagsterInstance.get()
@@ -104,11 +103,9 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     resources = {IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))}
     before = dict(progress.timings.seconds)
     t0 = time.perf_counter()
-    missing = missing_history(Pipeline(manifest, lake), s)
-    if missing:  # trailing windows of the first dates read bars the lake does not have yet
-        first, last = missing[0].strftime("%Y-%m-%d"), previous_dates(manifest, s, 1)[0].strftime("%Y-%m-%d")
-        notes.append(f"materialized catalog and prices {first}..{last} first: history for trailing windows")
-        history_assets = [a for a in assets if a.key.path[-1] in (Stage.CATALOG.value, Stage.PRICES.value)]
+    if plan.history:  # trailing windows of the first dates read bars the lake does not have yet
+        first, last = (d.strftime("%Y-%m-%d") for d in plan.history)
+        history_assets = [a for a in assets if a.key.path[-1] in HISTORY_STAGES]
         history = _materialize(history_assets, instance, resources, tags, first, last)
         if not history.success:
             raise RunFailed(_first_failure(history, manifest.name))
@@ -122,7 +119,7 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         run_id=result.run_id, wall_seconds=wall,
         compute_seconds=after.get("compute", 0.0) - before.get("compute", 0.0),
         lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
-        notes=notes,
+        notes=plan.notes,
         stage_seconds=_per_stage(before, after, "stage:"), stage_cpu_seconds=_per_stage(before, after, "cpu:"),
     )
 
@@ -156,9 +153,9 @@ def _first_failure(result, manifest_name: str) -> str:
     return f"{manifest_name}: run {result.run_id} failed"
 
 
-def stage_frame(manifest_name: str, stage: Stage, date, lake_root: str | None = None) -> pd.DataFrame:
+def stage_frame(manifest_name: str, stage: str, date, lake_root: str | None = None) -> pd.DataFrame:
     """One stage's output for one date, from the lake."""
-    return Lake.open(lake_root or default_lake_root()).read(manifest_name, stage.value, date)
+    return Lake.open(lake_root or default_lake_root()).read(manifest_name, str(stage), date)
 
 
 @dataclass

@@ -42,8 +42,8 @@ class FaultySource(Source):
 
 
 def install(monkeypatch, faults: dict[tuple[str, str], float | str]) -> None:
-    """Every Pipeline built from now on reads its source through FaultySource(faults)."""
-    import tvquant_assets.pipeline as pipeline
+    """Every RunContext built from now on reads its source through FaultySource(faults)."""
+    import tvquant_assets.stages.context as context
 
-    real = pipeline.build_source
-    monkeypatch.setattr(pipeline, "build_source", lambda cfg: FaultySource(real(cfg), faults))
+    real = context.build_source
+    monkeypatch.setattr(context, "build_source", lambda cfg: FaultySource(real(cfg), faults))

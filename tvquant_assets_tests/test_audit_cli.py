@@ -8,7 +8,7 @@ import pytest
 
 from tvquant_assets.cli import main
 from tvquant_assets.core.ledger import GENESIS, HMAC_ENV, Ledger, entry_hash
-from tvquant_assets.enums import STAGES
+from tvquant_assets.stages import STAGES
 from tvquant_assets.hashing import canonical_json
 from tvquant_assets.lake import Lake
 

@@ -11,10 +11,11 @@ from dagster import AssetKey, DagsterInstance
 from tvquant_assets import quality
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.defs.checks import CHECKS, evaluate
-from tvquant_assets.enums import Stage
+from tvquant_assets.stages import Stage
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
-from tvquant_assets.pipeline import Pipeline, run_one_shot
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_one_shot
 from tvquant_assets.runner import RunFailed, materialize_range
 import faults
 
@@ -35,7 +36,7 @@ def clean(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("checks")
     manifest = load_manifest(write_manifest(tmp, "sp500_checks"))
     lake = Lake(tmp / "lake")
-    run_one_shot(Pipeline(manifest, lake), manifest_dates(manifest, START, END))
+    run_one_shot(RunContext(manifest, lake), manifest_dates(manifest, START, END))
     return manifest, lake, manifest_dates(manifest, START, END)
 
 

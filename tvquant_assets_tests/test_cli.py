@@ -60,10 +60,11 @@ def test_manifests_list_json(capsys):
 def test_run_defaults_to_the_last_date_the_source_has():
     from tvquant_assets.lake import Lake
     from tvquant_assets.manifest import resolve_manifest
-    from tvquant_assets.pipeline import Pipeline, latest_partition
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import latest_partition
 
     _, m = resolve_manifest("sp500_demo")
-    pipe = Pipeline(m, Lake("unused-lake"))
+    pipe = RunContext(m, Lake("unused-lake"))
     last_bar = pipe.source.history(list(pipe.source.catalog()["symbol"]), pd.Timestamp("2022-01-01"),
                                    pd.Timestamp("2026-01-01"))["date"].max()
     assert last_bar == pd.Timestamp("2022-12-28")  # skfolio's set ends on a Wednesday

@@ -10,7 +10,7 @@ from dagster._core.definitions.backfill_policy import BackfillPolicyType
 
 from tvquant_assets.defs.factory import build_manifest_assets, partitions_for
 from tvquant_assets.definitions import build_definitions
-from tvquant_assets.enums import STAGES
+from tvquant_assets.stages import STAGES
 from tvquant_assets.manifest import discover_manifests, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,12 +10,12 @@ import pandas as pd
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.core.ledger import HMAC_ENV, Ledger
-from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.lake import Lake
-from tvquant_assets.pipeline import output_hashes
+from tvquant_assets.stages.lineage import output_hashes
 
 FIRST, SPLIT, LAST = "2020-02-24", "2020-03-02", "2020-03-06"  # SPLIT is a rebalance date
-PRELOAD = ["tvquant_assets.pipeline", "tvquant_assets.core.scan", "tvquant_assets.core.selection",
+PRELOAD = ["tvquant_assets.stages.plan", "tvquant_assets.core.scan", "tvquant_assets.core.selection",
            "tvquant_assets.core.regime", "tvquant_assets.core.estimation", "tvquant_assets.core.tournament",
            "tvquant_assets.core.backtest", "tvquant_assets.core.engines.custom",
            "tvquant_assets.core.engines.skfolio_engine"]
@@ -28,14 +28,15 @@ def _compute(manifest_path: str, lake_root: str, stage: str, dates: list[str]) -
     """In a worker: compute and write one stage for some dates; return their hashes and BLAS threads."""
     from tvquant_assets.determinism import blas_threads
     from tvquant_assets.manifest import load_manifest
-    from tvquant_assets.pipeline import Pipeline, run_stage
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import run_stage
 
     key = (manifest_path, lake_root)
     if key not in _PIPES:  # one pipeline per worker: its source and lake cache serve every stage
-        _PIPES[key] = Pipeline(load_manifest(manifest_path), Lake(lake_root))
+        _PIPES[key] = RunContext(load_manifest(manifest_path), Lake(lake_root))
     pipe = _PIPES[key]
-    kwargs = {"run_id": f"worker-{dates[0]}"} if stage == Stage.AUDIT.value else {}
-    frames = run_stage(pipe, Stage(stage), [pd.Timestamp(d) for d in dates], **kwargs).frames
+    pipe.run_id = f"worker-{dates[0]}"
+    frames = run_stage(pipe, Stage(stage), [pd.Timestamp(d) for d in dates]).frames
     hashes = {f"{d:%Y-%m-%d}": pipe.lake.write(pipe.name, stage, d, f.reset_index(drop=True))
               for d, f in frames.items()}
     return hashes, blas_threads()

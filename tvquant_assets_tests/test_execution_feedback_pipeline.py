@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.enums import Stage
+from tvquant_assets.stages import Stage
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
-from tvquant_assets.pipeline import Pipeline, run_stage
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_stage
 
 
 def _with_feedback(manifest, **feedback):
@@ -27,7 +28,7 @@ def fed(small_lake, tmp_path_factory):
     m = _with_feedback(small_lake["manifest"], enabled=True, min_fills=1, halflife=1.0,
                        fill_model={"prob_slippage": 1.0, "random_seed": 7})
     dates = manifest_dates(m, small_lake["start"], small_lake["end"])
-    pipe = Pipeline(m, Lake(lake_root))
+    pipe = RunContext(m, Lake(lake_root))
     return {"pipe": pipe, "dates": dates, "range": run_stage(pipe, Stage.BACKTEST, dates), "lake": small_lake}
 
 
@@ -58,7 +59,7 @@ def test_record_and_frame_of_d_are_point_in_time(fed):
 def test_disabled_changes_nothing(small_lake):
     m = _with_feedback(small_lake["manifest"], enabled=False, fill_model={"prob_slippage": 1.0})
     d = pd.Timestamp(small_lake["end"])
-    res = run_stage(Pipeline(m, Lake(small_lake["lake_root"])), Stage.BACKTEST, [d])
+    res = run_stage(RunContext(m, Lake(small_lake["lake_root"])), Stage.BACKTEST, [d])
     assert res.metadata == {} and df_hash(res.frames[d]) == Lake(small_lake["lake_root"]).read_with_hash(
         m.name, "backtest", d)[1]
 

@@ -14,11 +14,12 @@ from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.core.ledger import Ledger
-from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.errors import LakeError, ManifestError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest, parse_manifest
-from tvquant_assets.pipeline import Pipeline, run_one_shot
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_one_shot
 from tvquant_assets.runner import materialize_range
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,7 @@ def test_sigkill_mid_write_leaves_no_partial_partition_and_the_rerun_is_identica
 
     materialize_range(killed_run["path"], START, END, lake_root=str(lake_root))
     reference = Lake(tmp_path / "reference")
-    run_one_shot(Pipeline(m, reference), dates)
+    run_one_shot(RunContext(m, reference), dates)
     for stage in STAGES:
         if stage is Stage.AUDIT:
             continue

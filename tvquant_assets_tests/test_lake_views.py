@@ -9,7 +9,7 @@ import pytest
 
 from tvquant_assets.cli import main
 from tvquant_assets.core.ledger import Ledger
-from tvquant_assets.enums import STAGES
+from tvquant_assets.stages import STAGES
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake import Lake, duckdb_views
 

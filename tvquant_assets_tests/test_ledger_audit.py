@@ -8,16 +8,23 @@ import pytest
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.core.ledger import HMAC_ENV, Ledger
-from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest, manifest_hash
-from tvquant_assets.pipeline import Pipeline, input_partitions, output_hashes, run_audit, window_start
+from tvquant_assets.stages import SPECS, STAGES, Stage
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.lineage import input_partitions, output_hashes
+from tvquant_assets.stages.plan import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 DATES = [pd.Timestamp("2020-03-02"), pd.Timestamp("2020-03-03")]
 ENV = {"uv_lock_hash": "a" * 64, "git_sha": "b" * 40, "git_dirty": False, "python": "3.12.9",
        "packages": {"numpy": "2.5.5"}, "blas_threads": 1}
+
+
+def run_audit(ctx: RunContext, dates, run_id: str = "one-shot"):
+    ctx.run_id = run_id
+    return run_stage(ctx, Stage.AUDIT, dates)
 
 
 @pytest.fixture
@@ -26,7 +33,7 @@ def lake(tmp_path, monkeypatch):
     monkeypatch.delenv(HMAC_ENV, raising=False)
     m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
     lake = Lake(tmp_path / "lake")
-    pipe = Pipeline(m, lake, environment=ENV)
+    pipe = RunContext(m, lake, environment=ENV)
     for d in manifest_dates(m, "2020-01-27", DATES[-1]):
         lake.write(m.name, "prices", d, pd.DataFrame({"symbol": ["AAPL"], "close": [100.0 + d.day_of_year]}))
     for stage in STAGES:
@@ -38,7 +45,7 @@ def lake(tmp_path, monkeypatch):
 
 def test_entry_holds_every_stage_inputs_outputs_and_provenance(lake):
     m, lk = lake
-    pipe = Pipeline(m, lk, environment=ENV)
+    pipe = RunContext(m, lk, environment=ENV)
     result = run_audit(pipe, DATES, run_id="run-1")
     entries = Ledger(lk.ledger_path(m.name)).entries()
     assert [e["payload"]["date"] for e in entries] == ["2020-03-02", "2020-03-03"]
@@ -58,7 +65,7 @@ def test_entry_holds_every_stage_inputs_outputs_and_provenance(lake):
     # inputs: same-date upstreams by their df_hash, windows by one hash over "date:df_hash" lines
     est = p["stages"]["estimation"]["inputs"]
     assert est["selection"] == {"dates": "2020-03-03", "n": 1, "hash": outputs["selection"]}
-    window = manifest_dates(m, window_start(pipe, d), d)
+    window = manifest_dates(m, pipe.window_start(d), d)
     assert est["prices"]["dates"] == f"{window[0]:%Y-%m-%d}..2020-03-03"
     assert est["prices"]["n"] == 27  # the partitions of the window that exist
     import hashlib
@@ -69,7 +76,7 @@ def test_entry_holds_every_stage_inputs_outputs_and_provenance(lake):
     assert p["stages"]["catalog"]["inputs"] == {}
     assert p["stages"]["tournament"]["inputs"]["tournament"]["dates"] == "2020-03-02"  # carried decision
     assert "tournament" not in entries[0]["payload"]["stages"]["tournament"]["inputs"]  # 03-02 rebalances
-    assert set(input_partitions(pipe, Stage.BACKTEST, d)) == {"tournament", "prices"}
+    assert set(input_partitions(pipe, SPECS[Stage.BACKTEST], d)) == {"tournament", "prices"}
     # the audit frame points at the entry; metadata carries the chain head
     frame = result.frames[d].iloc[0]
     assert (frame["seq"], frame["entry_hash"], frame["appended"]) == (1, entries[1]["entry_hash"], True)
@@ -80,7 +87,7 @@ def test_entry_holds_every_stage_inputs_outputs_and_provenance(lake):
 
 def test_rematerializing_appends_a_superseding_entry_never_rewrites(lake):
     m, lk = lake
-    pipe = Pipeline(m, lk, environment=ENV)
+    pipe = RunContext(m, lk, environment=ENV)
     run_audit(pipe, DATES, run_id="run-1")
     ledger = Ledger(lk.ledger_path(m.name))
     before = ledger.path.read_bytes()
@@ -98,12 +105,12 @@ def test_rematerializing_appends_a_superseding_entry_never_rewrites(lake):
     assert output_hashes(entries[2]["payload"])["tournament"] == lk.read_with_hash(m.name, "tournament", DATES[1])[1]
     assert third.frames[DATES[0]]["seq"].iloc[0] == 0 and third.frames[DATES[1]]["seq"].iloc[0] == 2
     # new code (another git sha) re-proves the same outputs: a superseding entry says so
-    run_audit(Pipeline(m, lk, environment={**ENV, "git_sha": "c" * 40}), DATES[:1], run_id="run-4")
+    run_audit(RunContext(m, lk, environment={**ENV, "git_sha": "c" * 40}), DATES[:1], run_id="run-4")
     last = ledger.entries()[-1]
     assert last["payload"]["git"]["sha"] == "c" * 40 and last["payload"]["supersedes"] == entries[0]["entry_hash"]
     # an input window changed (a price in the trailing window rewritten)
     lk.write(m.name, "prices", pd.Timestamp("2020-02-28"), pd.DataFrame({"symbol": ["AAPL"], "close": [1.0]}))
-    run_audit(Pipeline(m, lk, environment={**ENV, "git_sha": "c" * 40}), DATES[:1], run_id="run-5")
+    run_audit(RunContext(m, lk, environment={**ENV, "git_sha": "c" * 40}), DATES[:1], run_id="run-5")
     last2 = ledger.entries()[-1]
     assert last2["payload"]["supersedes"] == last["entry_hash"]
     assert last2["payload"]["stages"]["scan"]["inputs"]["prices"]["hash"] != \
@@ -116,7 +123,7 @@ def test_hmac_key_signs_audit_entries_and_is_never_stored(lake, monkeypatch):
     m, lk = lake
     secret = "do-not-leak-7f3a"
     monkeypatch.setenv(HMAC_ENV, secret)
-    result = run_audit(Pipeline(m, lk, environment=ENV), DATES, run_id="r")
+    result = run_audit(RunContext(m, lk, environment=ENV), DATES, run_id="r")
     text = Path(str(lk.ledger_path(m.name))).read_text()
     assert secret not in text and all("hmac" in json.loads(line) for line in text.splitlines())
     assert secret not in json.dumps({str(k): v for k, v in result.metadata.items()}, default=str)
@@ -128,7 +135,7 @@ def test_hmac_key_signs_audit_entries_and_is_never_stored(lake, monkeypatch):
 
 def test_audit_frame_hashes_match_the_lake(lake):
     m, lk = lake
-    frames = run_audit(Pipeline(m, lk, environment=ENV), DATES).frames
+    frames = run_audit(RunContext(m, lk, environment=ENV), DATES).frames
     row = frames[DATES[0]].iloc[0]
     for stage in STAGES:
         if stage is not Stage.AUDIT:

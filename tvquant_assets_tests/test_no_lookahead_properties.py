@@ -24,7 +24,7 @@ from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
 from tvquant_assets.manifest.schema import Candidate
-from tvquant_assets.pipeline import Pipeline
+from tvquant_assets.stages.context import RunContext
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 EXAMPLE = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -46,7 +46,7 @@ def _inputs(close: pd.DataFrame, d: pd.Timestamp) -> dict:
     m = _manifest()
     panel = PricePanel(close=close)
     listed = {d: [s for s in close.columns if close.loc[:d, s].notna().any()]}
-    rows = Pipeline(m, Lake("/nonexistent-lake")).lookback_rows()
+    rows = RunContext(m, Lake("/nonexistent-lake")).lookback_rows()
     scan = compute_scan(panel, [d], m.universe, listed, history_rows=rows)
     regime = detect(panel, scan, [d], m.regime, _presets(m))
     selection = select(panel, scan, [d], m.selection, None, preset_overrides(regime))

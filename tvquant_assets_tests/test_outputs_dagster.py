@@ -10,7 +10,7 @@ from dagster import AssetKey, DagsterInstance
 from tvquant_assets.defs.metadata import stage_summary
 from tvquant_assets.definitions import build_definitions
 from tvquant_assets.defs.factory import ASSETS  # every stage plus the threshold auditor
-from tvquant_assets.enums import STAGES
+from tvquant_assets.stages import STAGES
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import discover_manifests
 from tvquant_assets.runner import materialize_outputs

@@ -11,11 +11,12 @@ from dagster import AssetKey, DagsterInstance
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.cli import main
 from tvquant_assets.core.ledger import Ledger
-from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.errors import ManifestError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
-from tvquant_assets.pipeline import Pipeline, run_one_shot
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_one_shot
 from tvquant_assets.runner import check_range, materialize_range
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def test_decisions_are_sane_and_crisis_preset_applies(run):
 def test_dagster_run_equals_one_shot_pipeline(run, tmp_path):
     m = run["manifest"]
     other = Lake(tmp_path / "lake")
-    run_one_shot(Pipeline(m, other), manifest_dates(m, START, END))
+    run_one_shot(RunContext(m, other), manifest_dates(m, START, END))
     dagster_lake = Lake(run["lake_root"])
     for stage in STAGES:
         if stage is Stage.AUDIT:
@@ -151,11 +152,11 @@ def test_bad_ranges_are_one_line_errors(run, capsys):
 def test_missing_window_history_is_read_from_the_source(tmp_path):
     """A UI backfill of a late range: the trailing windows' history is not in the lake, so it comes
     from the source, and the scan equals the one computed on a lake that holds that history."""
-    from tvquant_assets.pipeline import missing_history, run_stage
+    from tvquant_assets.stages.plan import missing_history, run_stage
 
     m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
     d = pd.Timestamp("2020-02-03")
-    sparse, full = Pipeline(m, Lake(tmp_path / "sparse")), Pipeline(m, Lake(tmp_path / "full"))
+    sparse, full = RunContext(m, Lake(tmp_path / "sparse")), RunContext(m, Lake(tmp_path / "full"))
     history = missing_history(full, d)
     assert len(history) > 250
     for pipe, dates in ((sparse, [d]), (full, [*history, d])):

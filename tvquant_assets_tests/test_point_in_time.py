@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import parse_manifest
-from tvquant_assets.pipeline import Pipeline, run_one_shot
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_one_shot
 from tvquant_assets.sources.bundled import BundledSource
 
 D = pd.Timestamp("2020-03-11")
@@ -40,7 +41,7 @@ def manifest():
 
 
 def _run(manifest, root, source=None):
-    pipe = Pipeline(manifest, Lake(root))
+    pipe = RunContext(manifest, Lake(root))
     if source is not None:
         pipe.source = source
     run_one_shot(pipe, manifest_dates(manifest, START, END))

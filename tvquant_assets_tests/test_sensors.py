@@ -27,10 +27,11 @@ from tvquant_assets import alerts, repair
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.core.ledger import Ledger
 from tvquant_assets.definitions import build_definitions
-from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
-from tvquant_assets.pipeline import Pipeline, run_stage
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_stage
 from tvquant_assets.runner import RunFailed, materialize_range
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +128,7 @@ def test_failed_check_to_one_repair_run_that_fills_and_is_idempotent(env, monkey
 def test_long_gap_excludes_the_symbol_with_its_reason_in_the_catalog(tmp_path):
     m = load_manifest(write_manifest(tmp_path, "sp500_gap"))
     lake = Lake(tmp_path / "lake")
-    pipe = Pipeline(m, lake)
+    pipe = RunContext(m, lake)
     bad_days = manifest_dates(m, "2020-03-02", "2020-03-06")
     pipe.__dict__["source"] = faults.FaultySource(pipe.source, {("KO", d.strftime("%Y-%m-%d")): faults.DROP
                                                                  for d in bad_days})

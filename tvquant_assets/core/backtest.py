@@ -14,6 +14,7 @@ import pandas as pd
 
 from tvquant_assets.core.metrics import deflated_sharpe, expanding_metrics, pbo_cscv, tail_risk
 from tvquant_assets.core.simulators import get_simulator
+from tvquant_assets.errors import SimulatorError
 
 # Output schema of every leaderboard frame (rows sorted by rank).
 COLUMNS: dict[str, str] = {
@@ -401,7 +402,8 @@ def books(
     market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
                      delist_after)
     plan = _plan("book", decisions, past.columns, days, horizon, shift)
-    simulate = get_simulator("vectorized")
+    from tvquant_assets.core.simulators.vectorized import simulate  # numba: loaded on first use
+
     full = _simulate(simulate, market, plan, len(days), None)
     per = market.per_day
     for d in dates:
@@ -468,10 +470,7 @@ def event_driven_fills(
     the vectorized model assumes (the close, or the open with ``next_open``). The fee is the commission only:
     slippage shows in the fill prices. Causal: fills of day ``t`` depend on data and decisions <= ``t``.
     """
-    from tvquant_assets.core.simulators import get_simulator
-    from tvquant_assets.errors import SimulatorError
-
-    simulate = get_simulator("nautilus")
+    from tvquant_assets.core.simulators.nautilus_sim import simulate  # nautilus_trader: loaded on first use
     past = close.loc[close.index <= horizon]
     days = past.index[past.index >= pd.Timestamp(start)]
     if not len(days):

@@ -33,7 +33,6 @@ from tvquant_assets.errors import EngineError
 from tvquant_assets.manifest.schema import (
     EstimationConfig,
     LinkageConfig,
-    RebalanceConfig,
     RegimePreset,
     TournamentConfig,
 )
@@ -49,37 +48,6 @@ _DTYPES = {
     "status": "str", "solve_ms": "float64", "fallback": "str", "max_weight": "float64",
     "decision_date": "datetime64[ns]", "rebalanced": "bool", "picked": "str",
 }
-
-
-def rebalance_dates(calendar_dates: Iterable[pd.Timestamp], cfg: RebalanceConfig) -> list[pd.Timestamp]:
-    """Rebalance dates among ``calendar_dates``.
-
-    Parameters
-    ----------
-    calendar_dates : iterable of Timestamp
-        The partition calendar. For ``every_k_days`` it must start at the partition start (the first
-        partition date of the manifest), not at a backfill's first date: counting starts at the first
-        date of the list, so a list cut elsewhere would move every rebalance date.
-    cfg : RebalanceConfig
-        ``monthly``: first date of each month in the list; ``weekly``: first date of each ISO week;
-        ``every_k_days``: every k-th date of the list, starting with the first.
-
-    Returns
-    -------
-    list of Timestamp, ascending
-    """
-    days = pd.DatetimeIndex(list(calendar_dates) if not isinstance(calendar_dates, pd.Index) else calendar_dates)
-    days = days.unique().sort_values()
-    if cfg.rule == "every_k_days":
-        return list(days[:: int(cfg.every_k_days)])
-    if cfg.rule == "monthly":
-        key = days.year.to_numpy() * 12 + days.month.to_numpy()
-    else:
-        iso = days.isocalendar()
-        key = iso["year"].to_numpy().astype("int64") * 53 + iso["week"].to_numpy().astype("int64")
-    first = np.ones(len(days), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    return list(days[first])
 
 
 def resolve_max_weight(

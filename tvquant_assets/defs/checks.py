@@ -14,9 +14,9 @@ from tvquant_assets import quality
 from tvquant_assets.calendar import previous_dates
 from tvquant_assets.defs.factory import partitions_for
 from tvquant_assets.defs.resources import LakeResource
-from tvquant_assets.enums import Stage
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
+from tvquant_assets.stages import Stage
 
 # check name -> (stage, blocking, severity)
 CHECKS: dict[str, tuple[Stage, bool, AssetCheckSeverity]] = {

@@ -3,10 +3,11 @@
 from dagster import AssetKey, define_asset_job, in_process_executor
 
 from tvquant_assets import repair
-from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.manifest import Manifest
+from tvquant_assets.stages import ASSETS, Stage, downstream_of
 
-REVIEW_STAGES = (Stage.TOURNAMENT, Stage.BACKTEST, Stage.AUDIT)
+REVIEW_STAGES = downstream_of(Stage.TOURNAMENT)
+"""The monthly review re-runs the tournament and every stage that depends on it."""
 
 
 def pipeline_job_name(manifest: Manifest) -> str:
@@ -22,11 +23,11 @@ def review_job_name(manifest: Manifest) -> str:
 
 
 def build_repair_job(manifest: Manifest):
-    """All nine stages over [first bad partition, newest]: the catalog step re-fetches and plans the repair
+    """Every stage over [first bad partition, newest]: the catalog step re-fetches and plans the repair
     (fill or exclude), then every stage and check re-runs on the repaired prices."""
     return define_asset_job(
         repair_job_name(manifest),
-        selection=[AssetKey([manifest.name, s.value]) for s in STAGES],
+        selection=[AssetKey([manifest.name, s]) for s in ASSETS],
         executor_def=in_process_executor,
         tags={repair.RUN_TAG: "true", "tvquant/manifest": manifest.name},
         description=f"Repair bad price partitions of {manifest.name} from the source, then re-materialize "
@@ -37,8 +38,8 @@ def build_repair_job(manifest: Manifest):
 def build_review_job(manifest: Manifest):
     return define_asset_job(
         review_job_name(manifest),
-        selection=[AssetKey([manifest.name, s.value]) for s in REVIEW_STAGES],
+        selection=[AssetKey([manifest.name, s]) for s in REVIEW_STAGES],
         executor_def=in_process_executor,
         tags={"tvquant/manifest": manifest.name},
-        description=f"Monthly review of {manifest.name}: re-runs tournament, backtest and audit over last month.",
+        description=f"Monthly review of {manifest.name}: re-runs {', '.join(REVIEW_STAGES)} over last month.",
     )

@@ -30,10 +30,10 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from tvquant_assets import alerts, repair
 from tvquant_assets.defs.checks import REPAIRABLE
 from tvquant_assets.defs.jobs import pipeline_job_name, repair_job_name
-from tvquant_assets.enums import Stage
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.pipeline import plan_start
+from tvquant_assets.stages import Stage
+from tvquant_assets.stages.plan import plan_start
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ATTEMPT_TAG = "tvquant/attempt"

@@ -3,10 +3,10 @@
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, AssetKey, MetadataValue, asset_check
 
-from tvquant_assets import pipeline
 from tvquant_assets.defs.policies import SOURCE_RETRY, TRADINGVIEW_POOL
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.manifest import Manifest
+from tvquant_assets.stages.context import RunContext
 
 
 def parity_result(report: pd.DataFrame, severity: str) -> AssetCheckResult:
@@ -33,7 +33,7 @@ def build_tradingview_checks(manifest: Manifest) -> list[AssetChecksDefinition]:
                  description="Stored catalog (exchange, type, currency, tick size, sector) vs a live screener "
                              "snapshot; severity from source.parity.severity.")
     def _metadata_parity(lake: LakeResource) -> AssetCheckResult:
-        pipe = pipeline.Pipeline(manifest, lake.open())
-        return parity_result(pipe.source.live_parity(), manifest.source.parity.severity)
+        ctx = RunContext(manifest, lake.open())
+        return parity_result(ctx.source.live_parity(), manifest.source.parity.severity)
 
     return [_metadata_parity]

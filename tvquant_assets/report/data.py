@@ -14,9 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.enums import STAGES, Stage
+from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.core import linkage
+from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import LakeError
-from tvquant_assets.pipeline import Pipeline
+from tvquant_assets.lake.duckdb_views import read_range
+from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.stages.books import held_weights
+from tvquant_assets.stages.context import RunContext
 
 ROLLING_SHARPE_DAYS = 63
 """Window of the rolling Sharpe ratio (about a quarter of trading days)."""
@@ -33,7 +38,7 @@ PRIMARY_SIMULATOR = "vectorized"
 
 @dataclass
 class ReportData:
-    pipe: Pipeline
+    ctx: RunContext
     date: pd.Timestamp
     equity: pd.DataFrame = field(default_factory=pd.DataFrame)  # index dates, columns candidates
     day_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -54,7 +59,7 @@ class ReportData:
 
     @property
     def manifest(self):
-        return self.pipe.manifest
+        return self.ctx.manifest
 
     @property
     def featured(self) -> str | None:
@@ -74,25 +79,23 @@ class ReportData:
         return None
 
 
-def latest_date(pipe: Pipeline) -> pd.Timestamp:
+def latest_date(ctx: RunContext) -> pd.Timestamp:
     """The last date with a backtest partition in the lake (what "latest" means for a report)."""
-    dates = pipe.lake.partitions(pipe.name, Stage.BACKTEST.value)
+    dates = ctx.lake.partitions(ctx.name, Stage.BACKTEST.value)
     if not dates:
-        raise LakeError(f"{pipe.name}: no backtest partitions in the lake at {pipe.lake.root}; "
-                        f"run 'tvquant backfill --manifest {pipe.name} --start ... --end ...' first")
+        raise LakeError(f"{ctx.name}: no backtest partitions in the lake at {ctx.lake.root}; "
+                        f"run 'tvquant backfill --manifest {ctx.name} --start ... --end ...' first")
     return dates[-1]
 
 
-def _range(pipe: Pipeline, stage: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def _range(ctx: RunContext, stage: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Every partition of ``stage`` in [start, end] as one long frame with ``partition_date``."""
-    from tvquant_assets.lake.duckdb_views import read_range
-
-    return read_range(pipe.lake, pipe.name, stage, start, end)
+    return read_range(ctx.lake, ctx.name, stage, start, end)
 
 
 def _one(data: ReportData, stage: str) -> pd.DataFrame | None:
     try:
-        frame, digest = data.pipe.lake.read_with_hash(data.pipe.name, stage, data.date)
+        frame, digest = data.ctx.lake.read_with_hash(data.ctx.name, stage, data.date)
     except LakeError:
         data.missing.append(f"{stage}: no partition for {data.date.date()}")
         return None
@@ -100,11 +103,11 @@ def _one(data: ReportData, stage: str) -> pd.DataFrame | None:
     return frame
 
 
-def collect(pipe: Pipeline, date=None) -> ReportData:
+def collect(ctx: RunContext, date=None) -> ReportData:
     """Read everything the tearsheet of ``date`` (default: the latest backtest partition) shows."""
-    date = latest_date(pipe) if date is None else pd.Timestamp(date)
-    data = ReportData(pipe, date)
-    start = pd.Timestamp(pipe.manifest.backtest_start)
+    date = latest_date(ctx) if date is None else pd.Timestamp(date)
+    data = ReportData(ctx, date)
+    start = pd.Timestamp(ctx.manifest.backtest_start)
     _performance(data, start)
     for stage, attr in ((Stage.TOURNAMENT, "tournament"), (Stage.SELECTION, "selection"),
                         (Stage.AUDIT, "audit"), (Stage.REGIME, None), (Stage.ESTIMATION, None)):
@@ -124,7 +127,7 @@ def _performance(data: ReportData, start: pd.Timestamp) -> None:
     if board is None:
         return
     data.leaderboard = board.sort_values("rank").reset_index(drop=True) if "rank" in board.columns else board
-    long = _range(data.pipe, Stage.BACKTEST.value, start, data.date)
+    long = _range(data.ctx, Stage.BACKTEST.value, start, data.date)
     if long.empty or "candidate" not in long.columns:
         data.missing.append("backtest: no candidate rows between the backtest start and D")
         return
@@ -161,7 +164,7 @@ def rolling_sharpe(day_returns: pd.DataFrame, window: int, periods_per_year: int
 def _decisions(data: ReportData, start: pd.Timestamp) -> None:
     """Target weights of every candidate at each decision date in [start, D]: the first date's (maybe
     carried) decision, then each date that decided anew (what the backtest trades)."""
-    long = _range(data.pipe, Stage.TOURNAMENT.value, start, data.date)
+    long = _range(data.ctx, Stage.TOURNAMENT.value, start, data.date)
     if long.empty or not {"candidate", "symbol", "weight"} <= set(long.columns):
         data.missing.append("weights over time: no tournament partitions between the backtest start and D")
         return
@@ -178,9 +181,6 @@ def _decisions(data: ReportData, start: pd.Timestamp) -> None:
 
 def _held(data: ReportData, start: pd.Timestamp) -> None:
     """The featured candidate's drifted book at the last close of each week in [start, D], and on D."""
-    from tvquant_assets.calendar import manifest_dates
-    from tvquant_assets.pipeline import held_weights
-
     cand = data.featured
     if cand is None or cand not in data.decisions or data.date < start:
         return
@@ -188,13 +188,13 @@ def _held(data: ReportData, start: pd.Timestamp) -> None:
     week = days.year.to_numpy() * 100 + days.isocalendar()["week"].to_numpy().astype("int64")
     last_of_week = np.r_[week[1:] != week[:-1], True]
     try:
-        data.held = held_weights(data.pipe, cand, list(days[last_of_week]))
+        data.held = held_weights(data.ctx, cand, list(days[last_of_week]))
     except LakeError as exc:
         data.missing.append(f"holdings over time: {exc}")
 
 
 def _regimes(data: ReportData, start: pd.Timestamp) -> None:
-    long = _range(data.pipe, Stage.REGIME.value, start, data.date)
+    long = _range(data.ctx, Stage.REGIME.value, start, data.date)
     if long.empty:
         data.missing.append("regime: no partitions between the backtest start and D")
         return
@@ -204,10 +204,6 @@ def _regimes(data: ReportData, start: pd.Timestamp) -> None:
 
 def _clusters(data: ReportData) -> None:
     """The dendrogram and correlation of the symbols selection clustered on D, from prices <= D."""
-    from tvquant_assets.core import linkage
-    from tvquant_assets.core.panel import PricePanel
-    from tvquant_assets.pipeline import window_start
-
     sel = data.selection
     if sel.empty or "cluster" not in sel.columns:
         return
@@ -216,14 +212,14 @@ def _clusters(data: ReportData) -> None:
         data.missing.append("dendrogram: fewer than two symbols were clustered on D")
         return
     windows = data.manifest.selection.correlation_windows
-    first = window_start(data.pipe, data.date)
+    first = data.ctx.window_start(data.date)
     try:
         if first >= pd.Timestamp(data.manifest.start):  # all in the lake: one fast read
-            bars = _range(data.pipe, Stage.PRICES.value, first, data.date)
+            bars = _range(data.ctx, Stage.PRICES.value, first, data.date)
             close = bars.pivot_table(index="date", columns="symbol", values="close", aggfunc="last").sort_index()
             panel = PricePanel(close=close[close.index <= data.date])
         else:  # warm-up history comes from the source
-            panel = data.pipe.panel(data.date, first=first).upto(data.date)
+            panel = data.ctx.panel(data.date, first=first).upto(data.date)
     except LakeError as exc:
         data.missing.append(f"dendrogram: {exc}")
         return
@@ -240,14 +236,14 @@ def _clusters(data: ReportData) -> None:
 
 def _other_stages(data: ReportData) -> None:
     """Order lists and any stage this module does not know, for D."""
-    root = data.pipe.lake.manifest_dir(data.pipe.name)
+    root = data.ctx.lake.manifest_dir(data.ctx.name)
     if not root.exists():
         return
     known = ({s.value for s in STAGES} | {REPORT_ASSET}) - set(ORDER_STAGES)
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known and not p.name.startswith("."))
     names.sort(key=lambda n: (n not in ORDER_STAGES, ORDER_STAGES.index(n) if n in ORDER_STAGES else 0, n))
     for name in names:
-        if not data.pipe.lake.exists(data.pipe.name, name, data.date):
+        if not data.ctx.lake.exists(data.ctx.name, name, data.date):
             continue
         frame = _one(data, name)
         if frame is None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tvquant_assets.lake import Lake, atomic_write_bytes, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
-from tvquant_assets.pipeline import Pipeline
+from tvquant_assets.stages.context import RunContext
 from tvquant_assets.report import svg
 from tvquant_assets.report.data import (
     REPORT_ASSET,
@@ -65,7 +65,7 @@ def build_report(manifest: str | Path | Manifest, date=None, *, lake: Lake | Non
     """Build the tearsheet of ``manifest`` as of ``date`` (default: the latest backtest partition)."""
     m = manifest if isinstance(manifest, Manifest) else resolve_manifest(manifest)[1]
     lake = lake or Lake.open(lake_root or default_lake_root())
-    data = collect(Pipeline(m, lake), date)
+    data = collect(RunContext(m, lake), date)
     page = render(data)
     path = str(out) if out is not None else report_path(lake, m.name, data.date)
     payload = page.encode("utf-8")
@@ -168,7 +168,7 @@ def _header(data: ReportData) -> str:
             f'<div class="sub">{esc(m.description or "")}</div>'
             f'<div class="sub">source <code>{esc(m.source.kind)}</code> · calendar <code>{esc(m.calendar)}</code>'
             f' · backtest from <code>{m.backtest_start}</code> · rebalance <code>{esc(m.rebalance.rule)}</code>'
-            f' · manifest hash <code>{esc(data.pipe.manifest_hash[:16])}</code></div></header>')
+            f' · manifest hash <code>{esc(data.ctx.manifest_hash[:16])}</code></div></header>')
 
 
 def section_summary(data: ReportData) -> str:
@@ -404,7 +404,7 @@ def section_provenance(data: ReportData) -> str:
         bits = [f"<li>{esc(c)}: <code class=\"hash\">{esc(a[c])}</code></li>" for c in
                 ("seq", "entry_hash", "prev_hash", "manifest_hash") if c in a.index]
         audit = f"<h3>Ledger entry for {data.date.date()}</h3><ul>{''.join(bits)}</ul>" \
-                f'<p class="note">Check the chain: <code>tvquant audit verify --manifest {esc(data.pipe.name)}</code></p>'
+                f'<p class="note">Check the chain: <code>tvquant audit verify --manifest {esc(data.ctx.name)}</code></p>'
     missing = ""
     if data.missing:
         missing = "<h3>Not shown</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in data.missing) + "</ul>"
@@ -446,10 +446,10 @@ def render(data: ReportData) -> str:
         # Nothing on this page may come from the network.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
         "script-src 'unsafe-inline'; img-src data:\">"
-        f"<title>{esc(data.pipe.name)} tearsheet {data.date.date()}</title>"
+        f"<title>{esc(data.ctx.name)} tearsheet {data.date.date()}</title>"
         f"<style>{_static('tearsheet.css')}</style></head><body>"
         f"{_header(data)}<nav class=\"toc\">{toc}</nav><main>{''.join(body)}</main>"
-        f"<footer>tvquant tearsheet · {esc(data.pipe.name)} as of {data.date.date()} · generated {generated} · "
+        f"<footer>tvquant tearsheet · {esc(data.ctx.name)} as of {data.date.date()} · generated {generated} · "
         "self-contained: no network needed</footer>"
         f"<script>{_static('tearsheet.js')}</script></body></html>\n"
     )

@@ -262,7 +262,7 @@ def test_plan_start_reaches_the_decision_the_backtest_start_carries(tmp_path):
 
     from tvquant_assets.lake import Lake
     from tvquant_assets.manifest import load_manifest
-    from tvquant_assets.pipeline import plan_start
+    from tvquant_assets.stages.plan import plan_start
 
     m = load_manifest(Path(__file__).resolve().parents[2] / "manifests" / "sp500_demo.yaml")
     start, notes = plan_start(m, Lake(tmp_path), pd.Timestamp("2022-10-03"))

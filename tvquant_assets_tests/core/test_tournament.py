@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tvquant_assets.calendar import rebalance_dates
 from tvquant_assets.core.estimation import estimate, pack
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.core.tournament import (
     COLUMNS,
     DECISION_COLUMNS,
-    rebalance_dates,
     resolve_max_weight,
     run_tournament,
 )

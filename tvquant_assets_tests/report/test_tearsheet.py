@@ -13,7 +13,7 @@ import pytest
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake import Lake
-from tvquant_assets.pipeline import Pipeline
+from tvquant_assets.stages.context import RunContext
 from tvquant_assets.report import build_report
 from tvquant_assets.report.data import collect, drawdowns, rolling_sharpe
 
@@ -92,7 +92,7 @@ def test_curves_match_the_backtest_partitions(built, lake_copy):
 
 def test_weights_are_the_decisions_of_rebalance_dates(lake_copy):
     m = lake_copy["manifest"]
-    data = collect(Pipeline(m, Lake.open(lake_copy["lake_root"])), lake_copy["end"])
+    data = collect(RunContext(m, Lake.open(lake_copy["lake_root"])), lake_copy["end"])
     lake = Lake.open(lake_copy["lake_root"])
     for cand, w in data.decisions.items():
         assert list(w.index) == [pd.Timestamp("2020-02-03"), pd.Timestamp("2020-03-02")]  # monthly
@@ -108,7 +108,7 @@ def test_held_weights_drift_with_prices_between_decisions(built, lake_copy):
     the book between decisions, and on D it is the book the drift stage monitors."""
     m = lake_copy["manifest"]
     lake = Lake.open(lake_copy["lake_root"])
-    data = collect(Pipeline(m, lake), lake_copy["end"])
+    data = collect(RunContext(m, lake), lake_copy["end"])
     held = data.held
     assert 'data-chart="weights:held"' in built[1] and not held.empty
     assert held.index[-1] == lake_copy["end"] and held.index.is_monotonic_increasing
@@ -137,7 +137,7 @@ def test_dendrogram_is_the_tree_selection_cut(lake_copy):
     m = lake_copy["manifest"]
     assert len(m.selection.correlation_windows) > 1  # the averaged-distance case
     for d in ("2020-03-10", lake_copy["end"]):
-        data = collect(Pipeline(m, Lake.open(lake_copy["lake_root"])), d)
+        data = collect(RunContext(m, Lake.open(lake_copy["lake_root"])), d)
         ours = dict(zip(data.clustered, cut(data.linkage, m.selection.linkage), strict=True))
         sel = data.selection.set_index("symbol")["cluster"]
         groups = lambda labels: sorted(sorted(s for s in labels if labels[s] == c) for c in set(labels.values()))

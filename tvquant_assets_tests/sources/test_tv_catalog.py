@@ -7,7 +7,7 @@ from dagster import AssetCheckSeverity
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 from tvquant_assets.lake import Lake
-from tvquant_assets.pipeline import Pipeline
+from tvquant_assets.stages.context import RunContext
 from tvquant_assets.sources.tradingview import calendars
 from tvquant_assets.sources.tradingview.catalog import ATTRIBUTES, as_of, scd2_update
 
@@ -49,7 +49,7 @@ def test_exchange_calendars():
 def test_catalog_snapshots_become_scd2_versions_and_parity_reports_planted_mismatches(fake_tv, tv_env, monkeypatch):
     m = shipped_manifest("us_equities", fake_tv, **{"source.parity": {"severity": "error"}})
     lake = Lake(str(tv_env / "lake"))
-    src = Pipeline(m, lake).source
+    src = RunContext(m, lake).source
     cat = src.catalog()
     # S&P members only, value traded >= $10M, ADX >= 20, above SMA200 (long): XOM, KO, TINY, NOTSP out
     assert list(cat["symbol"]) == ["NASDAQ:AAPL", "NASDAQ:MSFT", "NYSE:JPM"]
@@ -66,11 +66,11 @@ def test_catalog_snapshots_become_scd2_versions_and_parity_reports_planted_misma
     assert not result.passed and result.severity == AssetCheckSeverity.ERROR
     assert result.metadata["fields"].value == "sector, tick_size"
     assert result.metadata["symbols"].value == "NASDAQ:AAPL, NASDAQ:MSFT"
-    report = Pipeline(m, lake).source.live_parity()
+    report = RunContext(m, lake).source.live_parity()
     assert report.values.tolist() == [["NASDAQ:AAPL", "sector", "Electronic Technology", "Technology Services"],
                                       ["NASDAQ:MSFT", "tick_size", "0.01", "0.0001"]]
     # taking today's snapshot versions the catalog: as_of before and after the change
-    src2 = Pipeline(m, lake).source
+    src2 = RunContext(m, lake).source
     src2.snapshot()
     hist = src2.catalog_history()
     aapl = hist[hist["symbol"] == "NASDAQ:AAPL"]
@@ -83,15 +83,15 @@ def test_catalog_snapshots_become_scd2_versions_and_parity_reports_planted_misma
 
 
 def test_catalog_stage_reads_attributes_as_of_each_date(fake_tv, tv_env, monkeypatch):
-    from tvquant_assets.enums import Stage
-    from tvquant_assets.pipeline import run_stage
+    from tvquant_assets.stages import Stage
+    from tvquant_assets.stages.plan import run_stage
 
     m = shipped_manifest("us_equities", fake_tv, **{"source.history_start": "2024-01-02"})
     lake = Lake(str(tv_env / "lake"))
-    Pipeline(m, lake).source.snapshot()  # 2024-06-30: AAPL in Electronic Technology
+    RunContext(m, lake).source.snapshot()  # 2024-06-30: AAPL in Electronic Technology
     monkeypatch.setenv("TVQUANT_TODAY", "2024-07-02")
     next(r for r in fake_tv.tables["america"] if r["ticker"] == "NASDAQ:AAPL")["sector"] = "Technology Services"
-    pipe = Pipeline(m, lake)
+    pipe = RunContext(m, lake)
     pipe.source.snapshot()  # 2024-07-02: the new sector
     dates = [pd.Timestamp("2024-06-03"), pd.Timestamp("2024-07-01"), pd.Timestamp("2024-07-02")]
     frames = run_stage(pipe, Stage.CATALOG, dates).frames

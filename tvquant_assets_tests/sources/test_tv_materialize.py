@@ -7,7 +7,7 @@ from conftest import shipped_manifest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.enums import STAGES
+from tvquant_assets.stages import STAGES
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
 from tvquant_assets.runner import materialize_range
@@ -79,8 +79,8 @@ def test_binance_spot_materializes_with_live_fields_beside_reconstructed(fake_tv
     assert lake.read(m.name, "prices", "2024-06-29").empty  # today: its bar is still forming
     assert "BINANCE:SOLUSDT" in set(lake.read(m.name, "prices", "2024-06-28")["symbol"])
     # implementation alternatives recorded for the spot universe
-    from tvquant_assets.pipeline import Pipeline
+    from tvquant_assets.stages.context import RunContext
 
-    alts = Pipeline(m, lake).source.alternatives().set_index("ticker")["alt_ticker"].to_dict()
+    alts = RunContext(m, lake).source.alternatives().set_index("ticker")["alt_ticker"].to_dict()
     assert alts == {"BINANCE:BTCUSDT": "BINANCE:BTCUSDT.P", "BINANCE:ETHUSDT": "BINANCE:ETHUSDT.P",
                     "BINANCE:SOLUSDT": "BINANCE:SOLUSDT.P"}

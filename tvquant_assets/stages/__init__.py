@@ -1,0 +1,82 @@
+"""The stage registry: one module per stage, one line each, in execution order.
+
+A stage module (``stages/<name>.py``, named as the core module it calls) declares its identity once, at
+its top, as ``SPEC`` (:class:`~tvquant_assets.stages.spec.StageSpec`: name, upstreams, the partitions it
+reads, kinds; its docstring is the asset's description), and defines ``run(ctx, dates) -> StageResult``
+and ``summary(frame) -> dict`` (the UI's markdown summary and plotted values). Every table the Dagster
+layer needs (assets, deps, descriptions, kinds, code versions, summaries) is derived from these modules.
+Adding a stage: one new file and one line in :data:`STAGE_MODULES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from enum import StrEnum
+from types import ModuleType
+
+from tvquant_assets.stages.spec import StageResult, StageSpec
+
+STAGE_MODULES: tuple[str, ...] = (
+    "catalog",
+    "prices",
+    "scan",
+    "regime",  # before selection: selection applies the regime's preset of D
+    "selection",
+    "estimation",
+    "tournament",
+    "backtest",
+    "drift",
+    "audit",
+    "regime_regret",
+)
+
+Stage = StrEnum("Stage", {name.upper(): name for name in STAGE_MODULES})
+"""Every stage's name (``Stage.SELECTION == "selection"``)."""
+
+
+def _load() -> tuple[dict[str, ModuleType], dict[str, StageSpec]]:
+    modules = {name: importlib.import_module(f"{__name__}.{name}") for name in STAGE_MODULES}
+    specs: dict[str, StageSpec] = {}
+    for name, module in modules.items():
+        spec = module.SPEC
+        if spec.name != name:
+            raise ImportError(f"stages/{name}.py declares SPEC.name {spec.name!r}; it must be {name!r}")
+        for attr in ("run", "summary"):
+            if not callable(getattr(module, attr, None)):
+                raise ImportError(f"stages/{name}.py must define {attr}()")
+        unknown = [u for u in spec.upstream if u not in specs]
+        if unknown:  # upstreams come earlier in STAGE_MODULES: the order is an execution order
+            raise ImportError(f"stages/{name}.py: upstream {', '.join(unknown)} is not a stage listed before it")
+        if spec.seals:
+            spec = dataclasses.replace(spec, upstream=tuple(n for n, s in specs.items() if s.sealed))
+        specs[name] = spec
+    return modules, specs
+
+
+MODULES, SPECS = _load()
+"""``{name: module}`` and ``{name: StageSpec}`` of every stage, in execution order."""
+
+STAGES: tuple[Stage, ...] = tuple(Stage(n) for n, s in SPECS.items() if s.sealed or s.seals)
+"""The stages of the decision chain: sealed in the ledger (and the audit stage that seals them)."""
+
+ASSETS: tuple[Stage, ...] = tuple(Stage(n) for n in SPECS)
+"""Every daily asset of a manifest: the decision chain plus advisory stages (the threshold auditor)."""
+
+
+def sealed_specs() -> list[StageSpec]:
+    """The specs of the stages the audit stage seals, in execution order."""
+    return [s for s in SPECS.values() if s.sealed and not s.seals]
+
+
+def downstream_of(name: str) -> tuple[Stage, ...]:
+    """``name`` and every stage that depends on it, directly or not, in execution order."""
+    reached = {str(name)}
+    for n, s in SPECS.items():
+        if reached & set(s.upstream):
+            reached.add(n)
+    return tuple(Stage(n) for n in SPECS if n in reached)
+
+
+__all__ = ["ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage", "StageResult", "StageSpec",
+           "downstream_of", "sealed_specs"]

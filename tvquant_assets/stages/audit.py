@@ -1,0 +1,74 @@
+"""Hash-chained ledger entry for D proving every stage's output, manifest and environment.
+
+The entry's payload holds, for every sealed stage, its output ``df_hash`` and the hashes of the lake
+partitions it read for D (``lineage.input_partitions``), the manifest hash, the environment (uv.lock hash,
+Python, package versions, BLAS threads), the git sha, the run id and the entry it supersedes. A date whose
+record is unchanged appends nothing, so re-running is idempotent; the chain head after the append goes into
+the partition's metadata.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+import tvquant_assets.stages as registry
+from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.lineage import audit_payload, input_hashes, same_record
+from tvquant_assets.stages.spec import StageResult, StageSpec
+
+SPEC = StageSpec(name="audit", description=__doc__, kinds=("json",), sealed=False, seals=True)
+
+
+def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
+    """Seal every stage's output for each date in the ledger. A date whose record (hashes, inputs,
+    manifest, environment, code) is unchanged appends nothing; anything else appends an entry that
+    supersedes the last one for that date. The chain head after the append goes into the metadata."""
+    ledger = Ledger(str(ctx.lake.ledger_path(ctx.name)))
+    sealed = registry.sealed_specs()
+    hashes = ctx.same_date_hashes([s.name for s in sealed], dates)
+    inputs = input_hashes(ctx, dates, sealed)
+    payloads = {d: audit_payload(ctx, d, hashes[d], inputs[d]) for d in dates}
+    kept: dict[pd.Timestamp, dict] = {}  # dates whose last entry already says all of it
+    seen = {"head": None}
+
+    def plan(entries: list[dict]) -> list[dict]:  # runs under the ledger's lock
+        seen["head"] = entries[-1] if entries else None
+        latest = {e["payload"].get("date"): e for e in entries}  # later entries supersede earlier
+        new = []
+        for d, payload in payloads.items():
+            prior = latest.get(payload["date"])
+            if prior is not None and same_record(prior["payload"], payload):
+                kept[d] = prior
+            else:
+                payload["supersedes"] = prior["entry_hash"] if prior else None
+                new.append(payload)
+        return new
+
+    new_entries = ledger.append_planned(plan)
+    head = new_entries[-1] if new_entries else seen["head"]
+    appended = iter(new_entries)
+    frames, metadata, entries_by_date = {}, {}, {}
+    for d in dates:
+        entries_by_date[d] = (kept[d], False) if d in kept else (next(appended), True)
+    for d in dates:
+        entry, was_appended = entries_by_date[d]
+        stages = hashes[d]
+        row = {"date": d, "seq": int(entry["seq"]), "entry_hash": entry["entry_hash"],
+               "prev_hash": entry["prev_hash"], "manifest_hash": ctx.manifest_hash, "appended": was_appended}
+        row.update({f"hash_{s}": h for s, h in sorted(stages.items())})
+        frames[d] = pd.DataFrame([row])
+        frames[d]["appended"] = frames[d]["appended"].astype(bool)
+        metadata[d] = {"ledger_seq": int(entry["seq"]), "ledger_entry_hash": entry["entry_hash"],
+                       "ledger_head_seq": int(head["seq"]) if head else -1,
+                       "ledger_head_hash": head["entry_hash"] if head else "", "ledger": str(ledger.path)}
+    return StageResult(frames, hashes, metadata=metadata)
+
+
+def summary(frame: pd.DataFrame) -> dict:
+    if frame.empty or "entry_hash" not in frame.columns:
+        return {}
+    row = frame.iloc[0]
+    md = (f"chain position **#{int(row['seq'])}**, entry `{row['entry_hash']}`, previous `{row['prev_hash']}`"
+          + ("" if bool(row.get("appended", True)) else " (unchanged: no new entry appended)"))
+    return {"summary": md}  # the typed chain head values come from the run's metadata

@@ -1,0 +1,146 @@
+"""Code versions that follow the code: a stage's version hashes the manifest hash, its module and every
+package module it imports, transitively, so any change to code a stage runs marks its partitions stale
+in Dagster, and a change anywhere else does not.
+
+The import graph is read from the source text (``ast``), not by importing:
+
+- every ``import`` statement counts, at module level or inside a function;
+- ``from package import name`` follows ``name`` to the module that defines it: a package's ``__init__.py``
+  that only re-exports a name is not a dependency of its users (``from tvquant_assets.lake import Lake``
+  depends on ``lake/store.py``, not on every module ``lake/__init__.py`` imports);
+- a registry loads its entries by name at run time, so where a stage imports a registry's loader
+  (``build_source``, ``get_engine``, ``get_simulator``) the modules the manifest selects are added: the
+  source of ``source.kind``, the engines of the tournament candidates, the simulators of
+  ``backtest.simulators`` (a registry's name tables, imported to validate manifests, add nothing);
+- every stage also runs under the package's thread pinning (``tvquant_assets/__init__.py``,
+  ``determinism.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from tvquant_assets.manifest import Manifest, manifest_hash
+
+PACKAGE = "tvquant_assets"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+ALWAYS = (PACKAGE, f"{PACKAGE}.determinism")
+
+
+def _plugins(manifest: Manifest) -> dict[tuple[str, str], list[str]]:
+    """(registry module, loader) -> the modules of the entries ``manifest`` selects through it."""
+    from tvquant_assets.core.engines import ENGINES
+    from tvquant_assets.core.simulators import SIMULATORS
+    from tvquant_assets.sources import SOURCES
+
+    return {
+        (f"{PACKAGE}.sources", "build_source"): [SOURCES[manifest.source.kind].__module__],
+        (f"{PACKAGE}.core.engines", "get_engine"): sorted({ENGINES[c.engine][0] for c in manifest.tournament.candidates}),
+        (f"{PACKAGE}.core.simulators", "get_simulator"): sorted({SIMULATORS[s][0] for s in manifest.backtest.simulators}),
+    }
+
+
+class ImportGraph:
+    """Modules of the package under ``root`` (the folder holding ``tvquant_assets/``) and what each imports."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def file(self, module: str) -> Path | None:
+        base = self.root.joinpath(*module.split("."))
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return path
+        return None
+
+    @functools.cache  # noqa: B019 - one graph per root, kept for the process
+    def _tree(self, module: str) -> ast.Module:
+        return ast.parse(self.file(module).read_text(encoding="utf-8"))
+
+    def source(self, module: str) -> str:
+        return self.file(module).read_text(encoding="utf-8")
+
+    def _is_package(self, module: str) -> bool:
+        path = self.file(module)
+        return path is not None and path.name == "__init__.py"
+
+    def _reexports(self, package: str) -> dict[str, str]:
+        """Names a package's ``__init__.py`` imports from elsewhere (name -> module it comes from)."""
+        out = {}
+        for node in self._tree(package).body:
+            if isinstance(node, ast.ImportFrom):
+                base = self._absolute(package, node, is_package=True)
+                for alias in node.names:
+                    out[alias.asname or alias.name] = self._resolve_from(base, alias.name)
+        return out
+
+    def _absolute(self, module: str, node: ast.ImportFrom, is_package: bool) -> str:
+        if not node.level:
+            return node.module or ""
+        parts = module.split(".")
+        parts = parts if is_package else parts[:-1]
+        parts = parts[: len(parts) - node.level + 1]
+        return ".".join([*parts, *([node.module] if node.module else [])])
+
+    def _resolve_from(self, base: str, name: str) -> str:
+        """The module that ``from base import name`` depends on."""
+        if self.file(f"{base}.{name}") is not None:  # a submodule
+            return f"{base}.{name}"
+        if self._is_package(base):
+            target = self._reexports(base).get(name)
+            if target is not None and target != base:
+                return target
+        return base
+
+    @functools.cache  # noqa: B019
+    def imports(self, module: str) -> frozenset[tuple[str, str]]:
+        """``(package module, name)`` pairs ``module`` imports, anywhere in its text (name "" for a whole
+        module)."""
+        out: set[tuple[str, str]] = set()
+        is_package = self._is_package(module)
+        for node in ast.walk(self._tree(module)):
+            if isinstance(node, ast.Import):
+                out.update((a.name, "") for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = self._absolute(module, node, is_package)
+                out.update((self._resolve_from(base, a.name), a.name) for a in node.names)
+        return frozenset(p for p in out if p[0].split(".")[0] == PACKAGE and self.file(p[0]) is not None)
+
+    def closure(self, modules: Iterable[str], plugins: dict[tuple[str, str], list[str]] | None = None) -> list[str]:
+        """``modules`` and everything they import, transitively (with the modules ``plugins`` names wherever
+        one of its loaders is imported), sorted."""
+        plugins = plugins or {}
+        seen: set[str] = set()
+        todo = list(modules)
+        while todo:
+            m = todo.pop()
+            if m in seen or self.file(m) is None:
+                continue
+            seen.add(m)
+            for pair in sorted(self.imports(m)):
+                todo += [pair[0], *plugins.get(pair, [])]
+        return sorted(seen)
+
+
+def stage_modules(stage: str, manifest: Manifest, root: Path = PACKAGE_ROOT.parent) -> list[str]:
+    """Every package module the code of ``stage`` runs for ``manifest``."""
+    return _graph(Path(root)).closure([f"{PACKAGE}.stages.{stage}", *ALWAYS], _plugins(manifest))
+
+
+def code_version(stage: str, manifest: Manifest, root: Path = PACKAGE_ROOT.parent) -> str:
+    """16 hex digits over the manifest hash and the source of every module :func:`stage_modules` lists."""
+    graph = _graph(Path(root))
+    digest = hashlib.sha256(manifest_hash(manifest).encode())
+    for module in stage_modules(stage, manifest, root):
+        digest.update(f"\0{module}\0".encode())
+        digest.update(graph.source(module).encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _graph(root: Path) -> ImportGraph:
+    return ImportGraph(root)

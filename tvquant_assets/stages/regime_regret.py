@@ -1,0 +1,65 @@
+"""Threshold auditor: regret of adaptive profile switches vs the best fixed candidate per turbulent threshold,
+and the threshold it suggests (advisory, never applied).
+
+For each threshold of ``regime.regret.turbulent_grid`` the published stress scores in
+[backtest.start, D] are relabelled, mapped to profiles and candidates, and switched on rebalance dates
+at a switch cost, against the backtest's daily candidate returns (``core/regime_regret.py``). It decides
+nothing, so it stays outside the ledger.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.core.regime_regret import regime_regret
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.markdown import md_table
+from tvquant_assets.stages.spec import StageResult, StageSpec
+
+SPEC = StageSpec(name="regime_regret", description=__doc__, upstream=("regime", "backtest"), kinds=("numpy",),
+                 sealed=False)
+
+
+def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
+    """Regret of adaptive profile switches per turbulent threshold, from the backtest's daily candidate
+    returns and the regime's scores in [backtest.start, D]."""
+    m = ctx.manifest
+    start, last = pd.Timestamp(m.backtest_start), max(dates)
+    days = manifest_dates(m, start, last) if last >= start else []
+    backtests = ctx.read("backtest", days) if days else {}
+    returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, (f, _) in backtests.items()}).T
+    returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
+        index=pd.DatetimeIndex([]), dtype="float64")
+    regimes = ctx.read("regime", days) if days else {}
+    scores = pd.Series({d: float(f["stress_score"].iloc[0]) if len(f) else np.nan
+                        for d, (f, _) in regimes.items()}, dtype="float64")
+    presets = {str(getattr(k, "value", k)): v for k, v in m.regime_presets.items()}
+    profile_of = {label.value: (presets[label.value].profile if label.value in presets
+                                and presets[label.value].profile is not None else p).value
+                  for label, p in m.regime.regret.profiles.items()}
+    candidate_of: dict[str, str] = {}
+    for c in m.tournament.candidates:
+        candidate_of.setdefault(c.profile.value, c.name)
+    cost = m.regime.regret.switch_cost if m.regime.regret.switch_cost is not None else 2 * m.backtest.costs.rate
+    frames = regime_regret(scores, returns, ctx.rebalance_set(last), dates, m.regime, profile_of, candidate_of,
+                           cost)
+    notes = {}
+    for d, f in frames.items():
+        pick = f.loc[f["suggested"], "turbulent_threshold"]
+        notes[d] = (f"advisory, not applied: regret is smallest at turbulent {pick.iloc[0]:g} "
+                    f"(manifest: {m.regime.thresholds.turbulent:g})") if len(pick) else "advisory: no returns yet"
+    return StageResult(frames, ctx.same_date_hashes(SPEC.upstream, dates), notes)
+
+
+def summary(frame: pd.DataFrame) -> dict:
+    if frame.empty or "turbulent_threshold" not in frame.columns:
+        return {}
+    md = md_table(frame, ["turbulent_threshold", "n_switches", "adaptive_return", "best_fixed", "regret",
+                          "current", "suggested"], {"adaptive_return": ".4f", "regret": ".4f"})
+    out: dict = {"summary": md}
+    pick = frame.loc[frame["suggested"].astype(bool), "turbulent_threshold"]
+    if len(pick):
+        out["suggested_turbulent"] = float(pick.iloc[0])
+    return out

@@ -1,0 +1,133 @@
+"""Code versions follow the code: editing a module changes the code version of exactly the stages that
+run it (their import closure, read from the source), and Dagster then marks exactly those partitions
+stale by its own rules."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tvquant_assets.manifest import load_manifest
+from tvquant_assets.stages import ASSETS, SPECS
+from tvquant_assets.stages.code_versions import code_version, stage_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
+LIVE = load_manifest(ROOT / "manifests" / "binance_spot.yaml")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """A copy of the package to edit."""
+    root = tmp_path_factory.mktemp("tree")
+    shutil.copytree(ROOT / "tvquant_assets", root / "tvquant_assets",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return root
+
+
+def versions(root: Path, manifest) -> dict[str, str]:
+    return {str(s): code_version(s, manifest, root) for s in ASSETS}
+
+
+def edited(tree: Path, relative: str, manifest=DEMO) -> set[str]:
+    """The stages whose code version changes when ``relative`` (a path in the package) changes."""
+    path = tree / "tvquant_assets" / relative
+    before = versions(tree, manifest)
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# an edit\n")
+        from tvquant_assets.stages.code_versions import _graph
+
+        _graph.cache_clear()  # the edited text must be read again
+        after = versions(tree, manifest)
+    finally:
+        path.write_text(original)
+        _graph.cache_clear()
+    return {s for s in before if before[s] != after[s]}
+
+
+def test_versions_are_stable_and_distinct():
+    a, b = versions(ROOT, DEMO), versions(ROOT, DEMO)
+    assert a == b and len(set(a.values())) == len(ASSETS)
+    assert all(len(v) == 16 for v in a.values())
+
+
+@pytest.mark.parametrize("module,stages", [
+    ("core/selection.py", {"selection"}),
+    ("core/scan.py", {"scan", "regime", "selection", "regime_regret"}),  # frames_by_date and the scan fields
+    ("core/regime_regret.py", {"regime_regret"}),
+    ("core/drift.py", {"drift"}),
+    ("core/tournament.py", {"tournament"}),
+    ("core/estimation.py", {"estimation", "tournament"}),  # the tournament reads the return window with it
+    ("core/engines/skfolio_engine.py", {"tournament"}),  # the demo has a skfolio candidate
+    ("core/engines/riskfolio_engine.py", set()),  # ... and no riskfolio one
+    ("core/simulators/vectorized.py", {"backtest", "drift"}),
+    ("core/ledger.py", {"audit"}),
+    ("stages/selection.py", {"selection"}),
+    ("stages/books.py", {"backtest", "drift"}),
+    ("stages/context.py", {str(s) for s in ASSETS}),
+    ("determinism.py", {str(s) for s in ASSETS}),
+    ("report/tearsheet.py", set()),
+    ("defs/factory.py", set()),
+    ("cli.py", set()),
+    ("sources/tradingview/websocket.py", set()),  # not the demo's source
+])
+def test_an_edit_changes_exactly_the_stages_that_run_it(tree, module, stages):
+    assert edited(tree, module) == stages
+    dotted = "tvquant_assets." + module.removesuffix(".py").replace("/", ".")
+    assert {str(s) for s in ASSETS if dotted in stage_modules(s, DEMO, tree)} == stages
+
+
+def test_a_live_manifest_runs_its_source_in_every_stage(tree):
+    assert edited(tree, "sources/tradingview/websocket.py", LIVE) == {str(s) for s in ASSETS}
+    assert edited(tree, "sources/bundled.py", LIVE) == set()
+
+
+def test_the_manifest_is_part_of_every_version():
+    other = DEMO.model_copy(update={"description": "another"})
+    assert all(code_version(s, other) != v for s, v in versions(ROOT, DEMO).items())
+
+
+def test_dagster_marks_exactly_the_edited_stage_stale(sp500_it_run, tmp_path, monkeypatch):
+    """With selection's code version changed, Dagster reports selection stale ("has a new code version") and
+    nothing else; its dependents become stale by Dagster's own rule once selection is re-materialized
+    (a new dependency data version), its upstreams never."""
+    from dagster import AssetKey, DagsterInstance, materialize
+    from dagster._core.definitions.data_version import StaleCauseCategory, StaleStatus
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    from tvquant_assets.defs import factory
+    from tvquant_assets.defs.io_manager import LakeIOManagerFactory
+    from tvquant_assets.defs.resources import LakeResource
+
+    home, lake_root = tmp_path / "home", tmp_path / "lake"
+    shutil.copytree(sp500_it_run["home"], home)
+    shutil.copytree(sp500_it_run["lake_root"], lake_root)
+    m, path, day = sp500_it_run["manifest"], sp500_it_run["manifest_path"], "2020-03-16"
+    real = factory.code_version
+    monkeypatch.setattr(factory, "code_version",
+                        lambda stage, manifest: real(stage, manifest) + ("-edited" if stage == "selection" else ""))
+    assets = factory.build_manifest_assets(m, path)
+    with DagsterInstance.from_config(str(home)) as instance:
+        def resolver():
+            return get_stale_status_resolver(instance, assets)
+
+        def status():
+            r = resolver()
+            return {s: r.get_status(AssetKey([m.name, s]), day) for s in SPECS}
+
+        before = status()
+        assert {s for s, v in before.items() if v != StaleStatus.FRESH} == {"selection"}
+        causes = resolver().get_stale_causes(AssetKey([m.name, "selection"]), day)
+        assert [(c.category, c.reason) for c in causes] == [(StaleCauseCategory.CODE, "has a new code version")]
+        selection = next(a for a in assets if a.key.path[-1] == "selection")
+        result = materialize([selection], instance=instance, partition_key=day, raise_on_error=False,
+                             resources={factory.IO_MANAGER_KEY: LakeIOManagerFactory(root=str(lake_root)),
+                                        "lake": LakeResource(root=str(lake_root))})
+        assert result.success
+        after = status()
+        assert after["selection"] == StaleStatus.FRESH
+        assert all(after[s] == StaleStatus.FRESH for s in ("catalog", "prices", "scan", "regime"))
+        assert after["estimation"] == StaleStatus.STALE
+        dep = resolver().get_stale_causes(AssetKey([m.name, "estimation"]), day)
+        assert {(c.category, c.dependency.asset_key.path[-1]) for c in dep} == {(StaleCauseCategory.DATA, "selection")}
