@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LedgerError, TvquantError
 from tvquant_assets.lake import Lake

@@ -687,7 +687,7 @@ def run_audit(pipe: Pipeline, dates: list[pd.Timestamp], run_id: str = "") -> St
     """Seal every stage's output for each date in the ledger. A date whose record (hashes, inputs,
     manifest, environment, code) is unchanged appends nothing; anything else appends an entry that
     supersedes the last one for that date. The chain head after the append goes into the metadata."""
-    from tvquant_assets.core.ledger import Ledger
+    from tvquant_assets.lake.ledger import Ledger
 
     ledger = Ledger(str(pipe.lake.ledger_path(pipe.name)))
     hashes = _same_date_hashes(pipe, UPSTREAM[Stage.AUDIT], dates)

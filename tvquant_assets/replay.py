@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LedgerError, TvquantError
 from tvquant_assets.hashing import df_hash

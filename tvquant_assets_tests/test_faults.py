@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LakeError, ManifestError
 from tvquant_assets.lake import Lake

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.ledger import HMAC_ENV, Ledger
+from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake

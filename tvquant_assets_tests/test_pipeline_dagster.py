@@ -10,7 +10,7 @@ from dagster import AssetKey, DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.cli import main
-from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import ManifestError
 from tvquant_assets.lake import Lake

@@ -1,4 +1,4 @@
-"""Audit ledger: chain integrity, tamper detection with the right message and index, concurrent appenders."""
+"""Audit ledger file: chain integrity, tamper detection with the right message and index, concurrent appenders."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tvquant_assets.core.ledger import GENESIS, HMAC_ENV, Head, Ledger, entry_hash, entry_hmac
+from tvquant_assets.core.ledger import GENESIS, Head, entry_hash, entry_hmac
 from tvquant_assets.errors import LedgerError
 from tvquant_assets.hashing import canonical_json
+from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 
 
 @pytest.fixture(autouse=True)
@@ -281,7 +282,7 @@ def test_concurrent_appenders_serialize(tmp_path):
     # forkserver: children fork from one clean server that imported the ledger once (plain fork from a
     # threaded pytest process may deadlock; spawn would re-import pandas eight times)
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["tvquant_assets.core.ledger"])
+    ctx.set_forkserver_preload(["tvquant_assets.lake.ledger"])
     barrier = ctx.Barrier(8)
     procs = [ctx.Process(target=_appender, args=(path, w, 25, barrier)) for w in range(8)]
     for p in procs:
