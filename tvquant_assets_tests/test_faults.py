@@ -13,10 +13,10 @@ import pytest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.errors import LakeError, ManifestError
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest, parse_manifest
 from tvquant_assets.pipeline import Pipeline, run_one_shot
 from tvquant_assets.runner import materialize_range

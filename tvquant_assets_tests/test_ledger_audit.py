@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 from tvquant_assets.enums import STAGES, Stage
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 from tvquant_assets.manifest import load_manifest, manifest_hash
 from tvquant_assets.pipeline import Pipeline, input_partitions, output_hashes, run_audit, window_start
 
