@@ -292,7 +292,7 @@ def cmd_manifests_docs(args) -> int:
 
 
 def _ledger_for(args):
-    from tvquant_assets.core.ledger import Ledger
+    from tvquant_assets.lake.ledger import Ledger
     from tvquant_assets.lake import Lake, default_lake_root
     from tvquant_assets.manifest import resolve_manifest
 

@@ -27,3 +27,7 @@ class LedgerError(TvquantError):
 
 class SimulatorError(TvquantError):
     """A backtest simulator cannot run what the manifest asks."""
+
+
+class RegistryError(TvquantError, ValueError):
+    """A registry (sources, engines, simulators) has no entry of that name, or it takes no such parameter."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.ledger import HMAC_ENV, Ledger
 from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 from tvquant_assets.lake import Lake
 from tvquant_assets.stages.lineage import output_hashes
 

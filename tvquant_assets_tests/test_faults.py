@@ -13,10 +13,10 @@ import pytest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.ledger import Ledger
 from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.errors import LakeError, ManifestError
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest, parse_manifest
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
@@ -48,7 +48,6 @@ def stalling_write(path, data, fsync=None):
     return real(path, data, fsync)
 
 store.atomic_write_bytes = stalling_write
-from tvquant_assets.runner import materialize_range
 materialize_range(manifest, sys.argv[4], sys.argv[5], lake_root=lake)
 """
 

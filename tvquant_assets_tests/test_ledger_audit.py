@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.ledger import HMAC_ENV, Ledger
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 from tvquant_assets.manifest import load_manifest, manifest_hash
 from tvquant_assets.stages import SPECS, STAGES, Stage
 from tvquant_assets.stages.context import RunContext

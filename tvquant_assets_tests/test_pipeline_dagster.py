@@ -10,10 +10,10 @@ from dagster import AssetKey, DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.cli import main
-from tvquant_assets.core.ledger import Ledger
 from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.errors import ManifestError
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot

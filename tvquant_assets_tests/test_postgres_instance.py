@@ -14,8 +14,8 @@ from dagster._core.instance.config import dagster_instance_config
 
 from postgres import instance_yaml, postgres_server
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.ledger import Ledger
 from tvquant_assets.stages import STAGES
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
 

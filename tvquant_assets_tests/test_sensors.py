@@ -25,7 +25,7 @@ from dagster import (
 import faults
 from tvquant_assets import alerts, repair
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.definitions import build_definitions
 from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.lake import Lake

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tvquant_assets.errors import SourceError
+from tvquant_assets.errors import RegistryError, SourceError
 from tvquant_assets.manifest.schema import BundledSourceConfig, SyntheticSourceConfig
-from tvquant_assets.sources import build_source
+from tvquant_assets.sources import SOURCES, build_source
 
 
 def test_bundled_is_real_close_only_sp500_with_sectors():
@@ -42,3 +42,10 @@ def test_synthetic_is_seeded_consistent_and_ohlc_coherent():
     for sym, d in late.items():
         assert full.loc[full.symbol == sym, "date"].min() == d
     assert set(a.regimes().unique()) <= {0, 1}
+
+
+def test_registry_builds_each_kind_from_its_config():
+    assert SOURCES.names == ("bundled", "synthetic", "tradingview")
+    assert type(build_source(BundledSourceConfig())) is SOURCES.load("bundled")
+    with pytest.raises(RegistryError, match=r"^source 'synthetic' takes no parameter 'colour' \(accepted: "):
+        SOURCES.create("synthetic", colour="red")

@@ -76,23 +76,23 @@ def parse_manifest(text: str, path: Path | str = "<string>") -> Manifest:
 
 
 def _check_engines(manifest: Manifest, path: Path | str) -> None:
-    from tvquant_assets.core.engines import ENGINE_PROFILES, LONG_SHORT_PROFILES
+    from tvquant_assets.core.engines import ENGINES, LONG_SHORT_PROFILES  # declared profiles: no engine is imported
 
     problems = []
     long_only = manifest.tournament.constraints.long_only
     for i, cand in enumerate(manifest.tournament.candidates):
-        if cand.engine not in ENGINE_PROFILES:
+        if cand.engine not in ENGINES:
             problems.append(
                 f"{path}: tournament.candidates[{i}].engine: unknown engine {cand.engine!r} "
-                f"(allowed: {', '.join(sorted(ENGINE_PROFILES))})"
+                f"(allowed: {', '.join(sorted(ENGINES))})"
             )
-        elif cand.profile.value not in ENGINE_PROFILES[cand.engine]:
+        elif cand.profile.value not in ENGINES.info(cand.engine).profiles:
             problems.append(
                 f"{path}: tournament.candidates[{i}].profile: engine {cand.engine!r} does not support "
-                f"{cand.profile.value!r} (allowed: {', '.join(ENGINE_PROFILES[cand.engine])})"
+                f"{cand.profile.value!r} (allowed: {', '.join(ENGINES.info(cand.engine).profiles)})"
             )
         elif not long_only and cand.engine != "adaptive" \
-                and cand.profile.value not in LONG_SHORT_PROFILES.get(cand.engine, ()):
+                and cand.profile.value not in ENGINES.info(cand.engine).long_short:
             problems.append(
                 f"{path}: tournament.candidates[{i}]: {cand.name} is long-only but tournament.constraints."
                 f"long_only is false; remove it or use one of "

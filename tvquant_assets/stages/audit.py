@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 import tvquant_assets.stages as registry
-from tvquant_assets.core.ledger import Ledger
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.lineage import audit_payload, input_hashes, same_record
 from tvquant_assets.stages.spec import StageResult, StageSpec

@@ -38,9 +38,11 @@ def _plugins(manifest: Manifest) -> dict[tuple[str, str], list[str]]:
     from tvquant_assets.sources import SOURCES
 
     return {
-        (f"{PACKAGE}.sources", "build_source"): [SOURCES[manifest.source.kind].__module__],
-        (f"{PACKAGE}.core.engines", "get_engine"): sorted({ENGINES[c.engine][0] for c in manifest.tournament.candidates}),
-        (f"{PACKAGE}.core.simulators", "get_simulator"): sorted({SIMULATORS[s][0] for s in manifest.backtest.simulators}),
+        (f"{PACKAGE}.sources", "build_source"): [SOURCES.module(manifest.source.kind)],
+        (f"{PACKAGE}.core.engines", "get_engine"):
+            sorted({ENGINES.module(c.engine) for c in manifest.tournament.candidates}),
+        (f"{PACKAGE}.core.simulators", "get_simulator"):
+            sorted({SIMULATORS.module(s) for s in manifest.backtest.simulators}),
     }
 
 

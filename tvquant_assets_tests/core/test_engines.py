@@ -9,13 +9,13 @@ import pytest
 from skfolio.measures import RiskMeasure
 from skfolio.optimization import MeanRisk, ObjectiveFunction
 
-from tvquant_assets.core.engines import ENGINE_PROFILES, ENGINES, get_engine
+from tvquant_assets.core.engines import ENGINE_PROFILES, ENGINES, LONG_SHORT_PROFILES, get_engine
 from tvquant_assets.core.engines.base import EngineInputs, max_excess_under_cap
 from tvquant_assets.core.engines.custom import CustomEngine
 from tvquant_assets.core.engines.skfolio_engine import SkfolioEngine, fixed_prior
 from tvquant_assets.core.estimation import estimate, returns_window, unpack
-from tvquant_assets.errors import EngineError
-from tvquant_assets.manifest.schema import EstimationConfig
+from tvquant_assets.errors import EngineError, RegistryError
+from tvquant_assets.manifest.schema import EstimationConfig, LinkageConfig
 
 TOL = 1e-6
 
@@ -46,6 +46,17 @@ def test_registry_profiles_match_engines():
         engine = get_engine(name)
         assert engine.name == name
         assert tuple(engine.profiles) == ENGINE_PROFILES[name]
+        assert tuple(engine.long_short_profiles) == LONG_SHORT_PROFILES.get(name, ())
+
+
+def test_every_engine_takes_the_linkage_and_nothing_unknown():
+    linkage = LinkageConfig(max_clusters=3)
+    for name in ENGINES:  # the tournament passes the manifest's linkage to every engine
+        assert get_engine(name, linkage=linkage).linkage is linkage
+    with pytest.raises(RegistryError, match=r"^engine 'cvxportfolio' takes no parameter 'foo' \(accepted: linkage\)$"):
+        get_engine("cvxportfolio", foo=1)
+    with pytest.raises(RegistryError, match=r"^unknown engine 'nope'; registered: adaptive, custom, cvxportfolio, "):
+        get_engine("nope")
 
 
 # --- hand-checked small cases -----------------------------------------------------------------------------

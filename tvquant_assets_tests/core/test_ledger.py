@@ -1,297 +1,131 @@
-"""Audit ledger: chain integrity, tamper detection with the right message and index, concurrent appenders."""
+"""Audit ledger chain, pure: building entries, every kind of tampering on a list of lines, HMACs, lookups.
+
+The file (locks, appends, the key from the environment) is tested in ``lake/test_lake_ledger.py``.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
-import multiprocessing as mp
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tvquant_assets.core.ledger import GENESIS, HMAC_ENV, Head, Ledger, entry_hash, entry_hmac
-from tvquant_assets.errors import LedgerError
+import tvquant_assets.core.ledger as core_ledger
+from tvquant_assets.core.ledger import GENESIS, Head, entry_hash, entry_hmac, latest_for, next_lines, verify_lines
 from tvquant_assets.hashing import canonical_json
 
-
-@pytest.fixture(autouse=True)
-def no_key_from_env(monkeypatch):
-    monkeypatch.delenv(HMAC_ENV, raising=False)
+PAYLOADS = [{"partition": f"2024-01-0{i + 1}", "i": i, "note": "é\u2028x"} for i in range(6)]
 
 
-def filled(tmp_path: Path, n: int = 5) -> Ledger:
-    ledger = Ledger(tmp_path / "demo.jsonl")
-    for i in range(n):
-        ledger.append({"partition": f"2024-01-0{i + 1}", "i": i, "note": "é\u2028x"})
-    return ledger
+def chain(key: bytes | None = None) -> list[str]:
+    return next_lines(None, PAYLOADS, key)
 
 
-def rewrite(ledger: Ledger, lines: list[str]) -> None:
-    ledger.path.write_text("".join(lines), encoding="utf-8")
+def test_next_lines_build_a_chain_that_extends_from_its_head():
+    lines = chain()
+    entries = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in entries] == list(range(6)) and entries[0]["prev_hash"] == GENESIS
+    assert all(b["prev_hash"] == a["entry_hash"] for a, b in zip(entries, entries[1:]))
+    assert all(e["entry_hash"] == entry_hash(e) and canonical_json(e) == line for e, line in zip(entries, lines))
+    assert next_lines(entries[2], PAYLOADS[3:]) == lines[3:]  # appending later gives the same bytes
+    assert next_lines(entries[-1], []) == []
+    report = verify_lines(lines)
+    assert (report.ok, report.n_entries, report.first_bad, report.reason, report.notes) == (True, 6, None, "ok", ())
+    with pytest.raises(ValueError):
+        next_lines(None, [{"x": float("nan")}])
 
 
-def lines_of(ledger: Ledger) -> list[str]:
-    return ledger.path.read_text(encoding="utf-8").split("\n")[:-1]
+def _forged(seq: int, prev: str) -> str:
+    entry = {"seq": seq, "prev_hash": prev, "payload": {"i": 42}}
+    return canonical_json({**entry, "entry_hash": entry_hash(entry)})
 
 
-def test_intact_chain(tmp_path):
-    ledger = Ledger(tmp_path / "demo.jsonl")
-    assert ledger.head() is None and ledger.entries() == [] and ledger.verify().ok
-    first = ledger.append({"partition": "2024-01-01", "v": 1})
-    assert first["seq"] == 0 and first["prev_hash"] == GENESIS and first["entry_hash"] == entry_hash(first)
-    second = ledger.append({"partition": "2024-01-02", "v": 2})
-    ledger.append({"partition": "2024-01-01", "v": 3})
-    assert ledger.head()["seq"] == 2
-    assert second["prev_hash"] == first["entry_hash"]
-    assert ledger.latest_for("partition", "2024-01-01")["payload"]["v"] == 3
-    assert ledger.latest_for("partition", "1999-01-01") is None
-    ledger.append({"partition": pd.Timestamp("2024-01-05"), "v": 4})  # stored as its ISO string
-    assert ledger.latest_for("partition", pd.Timestamp("2024-01-05"))["payload"]["v"] == 4
-    report = ledger.verify()
-    assert report.ok and report.n_entries == 4 and report.first_bad is None
-    # one canonical JSON object per line
-    for line, entry in zip(lines_of(ledger), ledger.entries()):
-        assert line == canonical_json(entry)
+def _edit(lines):
+    e = json.loads(lines[2])
+    e["payload"]["i"] = 99
+    return [*lines[:2], canonical_json(e), *lines[3:]]
 
 
-def test_edit_is_detected(tmp_path):
-    ledger = filled(tmp_path)
-    lines = lines_of(ledger)
-    entry = json.loads(lines[2])
-    entry["payload"]["i"] = 99
-    lines[2] = canonical_json(entry)
-    rewrite(ledger, [ln + "\n" for ln in lines])
-    report = ledger.verify()
-    assert (report.ok, report.first_bad, report.reason) == (False, 2, "entry 2: hash mismatch (edited)")
+def _hash(lines, i):
+    return json.loads(lines[i])["entry_hash"]
 
 
-def test_edited_head_blocks_appends(tmp_path):
-    ledger = filled(tmp_path, 2)
-    lines = lines_of(ledger)
-    lines[-1] = lines[-1].replace('"i":1', '"i":7')
-    rewrite(ledger, [ln + "\n" for ln in lines])
-    with pytest.raises(LedgerError, match="fails its hash"):
-        ledger.append({"x": 1})
+TAMPERS = {
+    "edit": (_edit, 2, "entry 2: hash mismatch (edited)"),
+    "delete": (lambda ls: [ls[0], *ls[2:]], 1,
+               "entry 1: 1 entry missing before it (deleted): it is seq 2 and follows an entry not in the file"),
+    "delete two": (lambda ls: [ls[0], *ls[3:]], 1,
+                   "entry 1: 2 entries missing before it (deleted): it is seq 3 and follows an entry not in the file"),
+    "reorder": (lambda ls: [*ls[:2], ls[3], ls[2], *ls[4:]], 2,
+                "entry 2: reordered (it follows line 3, which comes after it)"),
+    "insert one": (lambda ls: [*ls[:2], _forged(2, _hash(ls, 1)), *ls[2:]], 3,
+                   "entry 3: follows line 1, so line 2 was inserted"),
+    "insert two": (lambda ls: [*ls[:2], *next_lines(json.loads(ls[1]), [{"i": 42}, {"i": 43}]), *ls[2:]], 4,
+                   "entry 4: follows line 1, so lines 2..3 were inserted"),
+    "forged link": (lambda ls: [*ls[:3], _forged(3, "f" * 64), *ls[4:]], 3,
+                    "entry 3: broken link: it follows an entry not in the file (forged, or the one before it "
+                    "deleted)"),
+    "insert genesis": (lambda ls: [*ls[:2], _forged(0, GENESIS), *ls[2:]], 2,
+                       "entry 2: inserted (it claims to start the chain)"),
+    "wrong seq": (lambda ls: [*ls, _forged(9, _hash(ls, 5))], 6, "entry 6: seq 9, expected 6 (edited)"),
+    "garbled": (lambda ls: [*ls[:1], "{not json", *ls[2:]], 1, "line 1 is not valid JSON: corrupted or edited"),
+    "truncated": (lambda ls: [*ls[:-1], ls[-1][:-20]], 5,
+                  "line 5 is not valid JSON: the file ends mid-entry (truncated)"),
+}
 
 
-def test_delete_is_detected(tmp_path):
-    ledger = filled(tmp_path)
-    lines = lines_of(ledger)
-    del lines[1]
-    rewrite(ledger, [ln + "\n" for ln in lines])
-    report = ledger.verify()
-    assert (report.ok, report.n_entries, report.first_bad) == (False, 4, 1)
-    assert report.reason == ("entry 1: 1 entry missing before it (deleted): it is seq 2 and follows an entry "
-                             "not in the file")
+@pytest.mark.parametrize("name", TAMPERS)
+def test_every_tampering_names_the_first_bad_entry_and_why(name):
+    tamper, first_bad, reason = TAMPERS[name]
+    report = verify_lines(tamper(chain()))
+    assert (report.ok, report.first_bad, report.reason) == (False, first_bad, reason)
 
 
-def test_delete_first_is_detected(tmp_path):
-    ledger = filled(tmp_path)
-    rewrite(ledger, [ln + "\n" for ln in lines_of(ledger)[1:]])
-    report = ledger.verify()
-    assert report.first_bad == 0 and report.reason.startswith("entry 0: 1 entry missing before it (deleted)")
-
-
-def test_reorder_is_detected(tmp_path):
-    ledger = filled(tmp_path)
-    lines = lines_of(ledger)
-    lines[2], lines[3] = lines[3], lines[2]
-    rewrite(ledger, [ln + "\n" for ln in lines])
-    report = ledger.verify()
-    assert (report.ok, report.first_bad) == (False, 2)
-    assert report.reason == "entry 2: reordered (it follows line 3, which comes after it)"
-
-
-def test_truncated_last_line_is_detected(tmp_path):
-    ledger = filled(tmp_path)
-    data = ledger.path.read_bytes()
-    ledger.path.write_bytes(data[:-25])
-    report = ledger.verify()
-    assert (report.ok, report.n_entries, report.first_bad) == (False, 5, 4)
-    assert report.reason == "line 4 is not valid JSON: the file ends mid-entry (truncated)"
-    with pytest.raises(LedgerError, match="truncated"):
-        ledger.append({"x": 1})
-    with pytest.raises(LedgerError, match="line 4"):
-        ledger.entries()
-
-
-def test_wrong_seq_is_detected(tmp_path):
-    ledger = filled(tmp_path, 2)
-    head = ledger.head()
-    bad = {"seq": 5, "prev_hash": head["entry_hash"], "payload": {"i": 2}}
-    bad["entry_hash"] = entry_hash(bad)
-    with open(ledger.path, "a", encoding="utf-8") as f:
-        f.write(canonical_json(bad) + "\n")
-    report = ledger.verify()
-    assert (report.first_bad, report.reason) == (2, "entry 2: seq 5, expected 2 (edited)")
-
-
-def test_unserializable_payload_is_refused(tmp_path):
-    ledger = filled(tmp_path, 1)
-    with pytest.raises(LedgerError, match="serializable"):
-        ledger.append({"x": float("nan")})
-    assert ledger.verify().n_entries == 1
-
-
-def test_missing_final_newline_is_completed(tmp_path):
-    ledger = filled(tmp_path, 2)
-    ledger.path.write_bytes(ledger.path.read_bytes()[:-1])
-    assert ledger.verify().ok
-    ledger.append({"i": 2})
-    report = ledger.verify()
-    assert report.ok and report.n_entries == 3
-
-
-def forge_chain(entries: list[dict], key: bytes | None = None) -> list[str]:
-    """Re-link and re-hash ``entries`` from the start: a consistent rewrite (optionally with a key)."""
-    out, prev = [], GENESIS
-    for seq, e in enumerate(entries):
-        e = {"seq": seq, "prev_hash": prev, "payload": e["payload"]}
-        e["entry_hash"] = entry_hash(e)
-        if key:
-            e["hmac"] = entry_hmac(key, e["entry_hash"])
-        out.append(canonical_json(e) + "\n")
-        prev = e["entry_hash"]
-    return out
-
-
-def test_forged_entry_with_recomputed_chain_fails_the_recorded_head(tmp_path):
-    ledger = filled(tmp_path)
-    recorded = Head(4, ledger.head()["entry_hash"], "Dagster run abcd1234")
-    entries = ledger.entries()
-    forged = {"payload": {"partition": "2024-01-02", "i": 1, "note": "better numbers"}}
-    rewrite(ledger, forge_chain(entries[:2] + [forged] + entries[2:4]))  # same length, chain recomputed
-    assert ledger.verify().ok  # on its own the file is consistent...
-    report = ledger.verify([recorded])  # ...but not with the head Dagster recorded
-    assert (report.ok, report.first_bad) == (False, 4)
-    assert report.reason.startswith("head mismatch vs Dagster: Dagster run abcd1234 recorded entry 4 as "
-                                    f"{recorded.entry_hash[:16]}, the file has ")
-    assert report.reason.endswith("(rewritten at or before entry 4)")
-
-
-def test_whole_file_rewritten_consistently_fails_the_recorded_head(tmp_path):
-    ledger = filled(tmp_path)
-    heads = [Head(2, ledger.entries()[2]["entry_hash"], "Dagster run r1"),
-             Head(4, ledger.head()["entry_hash"], "Dagster run r2")]
-    assert ledger.verify(heads).ok
-    entries = ledger.entries()
-    for e in entries:
-        e["payload"]["i"] += 100
-    rewrite(ledger, forge_chain(entries))
-    report = ledger.verify(heads)
-    assert not report.ok and "head mismatch vs Dagster: Dagster run r2 recorded entry 4" in report.reason
-
-
-def test_truncated_whole_entries_fail_the_recorded_head(tmp_path):
-    ledger = filled(tmp_path)
-    head = Head(4, ledger.head()["entry_hash"], "Dagster run r9")
-    rewrite(ledger, [ln + "\n" for ln in lines_of(ledger)[:3]])
-    assert ledger.verify().ok  # three whole entries: a valid, shorter chain
-    report = ledger.verify([head])
-    assert (report.ok, report.first_bad) == (False, 3)
-    assert report.reason == ("truncated: Dagster run r9 recorded the chain head at entry 4, but the file ends at "
-                             "entry 2 (2 entries missing)")
-
-
-def test_inserted_entry_is_detected(tmp_path):
-    ledger = filled(tmp_path)
-    lines = lines_of(ledger)
-    first = json.loads(lines[1])
-    extra = {"seq": 2, "prev_hash": first["entry_hash"], "payload": {"i": 42}}
-    extra["entry_hash"] = entry_hash(extra)
-    lines.insert(2, canonical_json(extra))
-    rewrite(ledger, [ln + "\n" for ln in lines])
-    report = ledger.verify()
-    assert (report.first_bad, report.reason) == (3, "entry 3: follows line 1, so line 2 was inserted")
-
-
-def test_hmac_signs_entries_and_catches_a_forged_chain(tmp_path, monkeypatch):
-    key = b"s3cret-ledger-key"
-    ledger = Ledger(tmp_path / "signed.jsonl", hmac_key=key)
-    for i in range(4):
-        ledger.append({"i": i})
-    assert key.decode() not in ledger.path.read_text() and "s3cret" not in repr(ledger)
-    assert all(e["hmac"] == entry_hmac(key, e["entry_hash"]) for e in ledger.entries())
-    report = ledger.verify()
-    assert report.ok and report.notes == ("HMAC checked on all 4 entries",)
-    # the key comes from the environment by default
-    monkeypatch.setenv(HMAC_ENV, key.decode())
-    assert Ledger(ledger.path).verify().ok
-    monkeypatch.delenv(HMAC_ENV)
-    assert Ledger(ledger.path).verify().notes == (f"4 entries carry an HMAC; set {HMAC_ENV} to check them",)
-    # a forger without the key: recomputed chain, stripped or guessed HMACs
-    entries = ledger.entries()
-    entries[1]["payload"]["i"] = 7
-    rewrite(ledger, forge_chain(entries))
-    report = ledger.verify()
-    assert (report.first_bad, report.reason) == (
-        0, f"entry 0: no HMAC although {HMAC_ENV} is set (forged, or written without the key)")
-    rewrite(ledger, forge_chain(entries, key=b"guessed"))
-    report = ledger.verify()
+def test_hmacs_and_where_the_key_comes_from():
+    key = b"k3y"
+    signed = chain(key)
+    assert all(json.loads(line)["hmac"] == entry_hmac(key, json.loads(line)["entry_hash"]) for line in signed)
+    assert verify_lines(signed, key=key).notes == ("HMAC checked on all 6 entries",)
+    assert verify_lines(signed, key_name="$K").notes == ("6 entries carry an HMAC; set $K to check them",)
+    assert verify_lines(signed, check_hmac=False).notes == ()
+    report = verify_lines(chain(), key=key, key_name="$K")
+    assert (report.first_bad, report.reason) == (0, "entry 0: no HMAC although $K is set (forged, or written "
+                                                    "without the key)")
+    assert verify_lines(chain(), key=key, check_hmac=False).ok  # appends check the chain, not the signatures
+    report = verify_lines(chain(b"guessed"), key=key)
     assert (report.first_bad, report.reason) == (0, "entry 0: HMAC mismatch (forged, or written with another key)")
-    # an entry inserted with a recomputed chain, the rest re-signed with the real key except the forgery
-    good = forge_chain(entries[:2], key=key)
-    forged = json.loads(forge_chain(entries[:3], key=b"guessed")[2])
-    rewrite(ledger, good + [canonical_json(forged) + "\n"])
-    report = ledger.verify()
-    assert (report.first_bad, report.reason) == (2, "entry 2: HMAC mismatch (forged, or written with another key)")
 
 
-def test_append_planned_decides_under_the_lock_and_refuses_a_broken_chain(tmp_path):
-    ledger = filled(tmp_path, 3)
-    seen = []
-
-    def plan(entries):
-        seen.append(len(entries))
-        return [{"after": entries[-1]["seq"]}]
-
-    new = ledger.append_planned(plan)
-    assert seen == [3] and new[0]["seq"] == 3 and new[0]["payload"] == {"after": 2}
-    assert ledger.append_planned(lambda entries: []) == [] and ledger.verify().n_entries == 4
-    lines = lines_of(ledger)
-    lines[1], lines[2] = lines[2], lines[1]
-    rewrite(ledger, [ln + "\n" for ln in lines])
-    with pytest.raises(LedgerError, match=r"ledger broken at entry 1: entry 1: reordered"):
-        ledger.append_planned(plan)
+def test_recorded_heads_catch_a_consistent_rewrite_and_a_cut():
+    lines = chain()
+    heads = [Head(1, _hash(lines, 1), "run a"), Head(5, _hash(lines, 5), "run b")]
+    assert verify_lines(lines, heads).notes == ("2 chain head(s) recorded in Dagster match (latest: entry 5, run b)",)
+    rewritten = next_lines(None, [{**p, "i": 7} for p in PAYLOADS])
+    report = verify_lines(rewritten, heads)
+    assert (report.ok, report.first_bad) == (False, 5) and report.reason.startswith(
+        f"head mismatch vs Dagster: run b recorded entry 5 as {_hash(lines, 5)[:16]}, the file has ")
+    report = verify_lines(lines[:4], heads)
+    assert (report.first_bad, report.reason) == (4, "truncated: run b recorded the chain head at entry 5, but the "
+                                                    "file ends at entry 3 (2 entries missing)")
 
 
-def test_append_many_is_one_chained_batch(tmp_path):
-    ledger = filled(tmp_path, 1)
-    batch = ledger.append_many([{"b": i} for i in range(3)])
-    assert [e["seq"] for e in batch] == [1, 2, 3]
-    assert [e["prev_hash"] for e in batch[1:]] == [e["entry_hash"] for e in batch[:-1]]
-    assert ledger.verify().ok and ledger.entries()[1:] == batch
+def test_latest_for_compares_stored_values():
+    day = pd.Timestamp("2024-01-05")
+    entries = [json.loads(line) for line in next_lines(None, [
+        {"date": day, "v": 1}, {"date": "2024-01-06", "v": 2}, {"date": day, "v": 3}, {"date": None, "v": 4}])]
+    assert latest_for(entries, "date", day)["payload"]["v"] == 3  # a Timestamp matches its stored ISO string
+    assert latest_for(entries, "date", entries[0]["payload"]["date"])["seq"] == 2
+    assert latest_for(entries, "date", "2024-01-06")["seq"] == 1
+    assert latest_for(entries, "date", "1999-01-01") is None and latest_for([], "date", "x") is None
 
 
-def _appender(path: str, worker: int, n: int, barrier) -> None:
-    barrier.wait()  # start together so appends really interleave
-    ledger = Ledger(path)
-    for i in range(n):
-        if worker % 2:
-            ledger.append({"worker": worker, "i": i})
-        else:  # read-decide-append, as the audit stage does: only when not already there
-            ledger.append_planned(lambda entries, i=i: [] if any(
-                e["payload"] == {"worker": worker, "i": i} for e in entries) else [{"worker": worker, "i": i}])
-            ledger.append_planned(lambda entries, i=i: [] if any(
-                e["payload"] == {"worker": worker, "i": i} for e in entries) else [{"worker": worker, "i": i}])
-
-
-def test_concurrent_appenders_serialize(tmp_path):
-    path = str(tmp_path / "concurrent.jsonl")
-    # forkserver: children fork from one clean server that imported the ledger once (plain fork from a
-    # threaded pytest process may deadlock; spawn would re-import pandas eight times)
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["tvquant_assets.core.ledger"])
-    barrier = ctx.Barrier(8)
-    procs = [ctx.Process(target=_appender, args=(path, w, 25, barrier)) for w in range(8)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    ledger = Ledger(path)
-    report = ledger.verify()
-    assert report.ok, report.reason
-    assert report.n_entries == 200
-    got = sorted((e["payload"]["worker"], e["payload"]["i"]) for e in ledger.entries())
-    assert got == [(w, i) for w in range(8) for i in range(25)]
+def test_the_core_ledger_does_no_io():
+    tree = ast.parse(Path(core_ledger.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"os", "fcntl", "pathlib", "io", "shutil", "tempfile"}
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert not names & {"open", "environ", "getenv"}

@@ -8,6 +8,7 @@ import pytest
 
 from tvquant_assets.core.simulators import SIMULATORS, get_simulator
 from tvquant_assets.core.simulators.vectorized import simulate
+from tvquant_assets.errors import RegistryError
 
 
 def reference_loop(returns: np.ndarray, targets: np.ndarray, cost_rate, borrow_rate: float = 0.0,
@@ -54,8 +55,9 @@ def reference_loop(returns: np.ndarray, targets: np.ndarray, cost_rate, borrow_r
 def test_registry_lists_vectorized():
     assert "vectorized" in SIMULATORS
     assert get_simulator("vectorized") is simulate
-    with pytest.raises(ValueError, match="unknown simulator"):
+    with pytest.raises(RegistryError) as err:
         get_simulator("nope")
+    assert str(err.value) == "unknown simulator 'nope'; registered: cvxportfolio, nautilus, vectorbt, vectorized"
 
 
 def test_drift_by_hand():

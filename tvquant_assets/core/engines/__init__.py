@@ -1,45 +1,46 @@
-"""Engine registry: one line per engine. Names and profiles are listed here without importing the
-libraries, so manifests validate fast; ``get_engine`` imports the engine on first use.
+"""Engine registry: one line per engine, with the profiles it offers, so manifests validate without
+importing any optimization library; ``get_engine`` imports the engine on first use.
 
-The engine x profile matrix (``ENGINE_PROFILES``) is what manifest validation enforces; docs/engines.md
-shows it. ``LONG_SHORT_PROFILES`` lists the profiles that may run with ``constraints.long_only: false``.
+``profiles`` is the engine x profile matrix manifest validation enforces (docs/engines.md shows it; a test
+checks it against each engine's ``profiles``); ``long_short`` lists the profiles that may run with
+``constraints.long_only: false`` (market_neutral is long/short by definition).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
+from dataclasses import dataclass
 
-# engine name -> (module path, class name)
-ENGINES: dict[str, tuple[str, str]] = {
-    "custom": ("tvquant_assets.core.engines.custom", "CustomEngine"),
-    "skfolio": ("tvquant_assets.core.engines.skfolio_engine", "SkfolioEngine"),
-    "riskfolio": ("tvquant_assets.core.engines.riskfolio_engine", "RiskfolioEngine"),
-    "cvxportfolio": ("tvquant_assets.core.engines.cvxportfolio_engine", "CvxportfolioEngine"),
-    "adaptive": ("tvquant_assets.core.engines.adaptive", "AdaptiveEngine"),
-}
+from tvquant_assets.registry import Entry, Registry
 
-# engine name -> profiles it supports (kept in sync with each engine's ``profiles``; a test checks it)
-ENGINE_PROFILES: dict[str, tuple[str, ...]] = {
-    "custom": ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "equal_weight",
-               "barbell", "market_neutral"),
-    "skfolio": ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight"),
-    "riskfolio": ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc"),
-    "cvxportfolio": ("min_variance", "market_neutral"),
-    "adaptive": ("adaptive",),
-}
 
-# engine name -> profiles that honour long_only: false (market_neutral is long/short by definition)
+@dataclass(frozen=True)
+class EngineEntry(Entry):
+    """An engine's class and its declared profiles."""
+
+    profiles: tuple[str, ...] = ()
+    long_short: tuple[str, ...] = ()
+
+
+ENGINES = Registry("engine", {
+    "custom": EngineEntry("tvquant_assets.core.engines.custom:CustomEngine", profiles=(
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "equal_weight", "barbell",
+        "market_neutral"), long_short=("min_variance", "market_neutral")),
+    "skfolio": EngineEntry("tvquant_assets.core.engines.skfolio_engine:SkfolioEngine", profiles=(
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight")),
+    "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc")),
+    "cvxportfolio": EngineEntry("tvquant_assets.core.engines.cvxportfolio_engine:CvxportfolioEngine",
+                                profiles=("min_variance", "market_neutral"), long_short=("market_neutral",)),
+    "adaptive": EngineEntry("tvquant_assets.core.engines.adaptive:AdaptiveEngine", profiles=("adaptive",)),
+})
+
+# Tables derived from the registry: engine -> profiles; engine -> long/short profiles (engines with any)
+ENGINE_PROFILES: dict[str, tuple[str, ...]] = {n: ENGINES.info(n).profiles for n in ENGINES}
 LONG_SHORT_PROFILES: dict[str, tuple[str, ...]] = {
-    "custom": ("min_variance", "market_neutral"),
-    "cvxportfolio": ("market_neutral",),
-}
+    n: ENGINES.info(n).long_short for n in ENGINES if ENGINES.info(n).long_short}
 
 
 def get_engine(name: str, **params):
-    """A fresh engine object; ``params`` go to its constructor (e.g. ``linkage``)."""
-    module, cls = ENGINES[name]
-    klass = getattr(importlib.import_module(module), cls)
-    accepted = inspect.signature(klass).parameters
-    params = {k: v for k, v in params.items() if k in accepted}
-    return klass(**params)
+    """A fresh engine object; ``params`` go to its constructor (e.g. ``linkage``); an unknown name or
+    parameter is a :class:`~tvquant_assets.errors.RegistryError`."""
+    return ENGINES.create(name, **params)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from tvquant_assets.core.engines.base import Engine, EngineInputs, FitSpec
 from tvquant_assets.core.engines.custom import CustomEngine
-from tvquant_assets.manifest.schema import LinkageConfig
 
 
 def pick_profile(spec: FitSpec) -> tuple[str, str]:
@@ -35,9 +34,6 @@ class AdaptiveEngine(Engine):
     returns_profiles = ("adaptive",)
     # The inner engine applies cluster caps (natively or by projection) and walks its own fallback chain.
     cluster_cap_profiles = ("adaptive",)
-
-    def __init__(self, linkage: LinkageConfig | None = None) -> None:
-        self.linkage = linkage
 
     def _inner(self) -> CustomEngine:
         return self.__dict__.setdefault("engine_", CustomEngine(linkage=self.linkage))

@@ -28,12 +28,15 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from tvquant_assets.errors import EngineError
+
+if TYPE_CHECKING:
+    from tvquant_assets.manifest.schema import LinkageConfig
 
 # Tolerances when checking an engine's weights: solvers stop at ~1e-8, so anything looser than that is
 # a real violation, not rounding.
@@ -299,6 +302,10 @@ class Engine(ABC):
     penalized_profiles: ClassVar[tuple[str, ...]] = ()
     # Profiles that read EngineInputs.returns even when ``needs_returns`` is False.
     returns_profiles: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, linkage: LinkageConfig | None = None) -> None:
+        # Every engine takes the manifest's ``selection.linkage`` (the tournament passes it to all).
+        self.linkage = linkage
 
     def fit(
         self, inputs: EngineInputs, profile: str, max_weight: float = 1.0, risk_free_rate: float = 0.0,

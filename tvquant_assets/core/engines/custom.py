@@ -217,8 +217,8 @@ class CustomEngine(Engine):
     returns_profiles = ("herc",)
 
     def __init__(self, solvers: tuple[str, ...] = SOLVERS, linkage: LinkageConfig | None = None) -> None:
+        super().__init__(linkage)
         self.solvers = solvers
-        self.linkage = linkage
 
     def _problem(self, profile: str, n: int, caps: bool, penalties: bool, long_only: bool) -> _Compiled:
         # Cache of compiled problems, created on first use so __init__ only stores parameters.

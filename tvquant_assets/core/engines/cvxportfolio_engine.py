@@ -34,6 +34,7 @@ class CvxportfolioEngine(Engine):
     name = "cvxportfolio"
     profiles = ("min_variance", "market_neutral")
     long_short_profiles = ("market_neutral",)
+    # ``linkage`` (base class) is only stored: no cvxportfolio profile is hierarchical.
 
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         syms = list(inputs.symbols)

@@ -46,9 +46,6 @@ class RiskfolioEngine(Engine):
     profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc")
     needs_returns = True
 
-    def __init__(self, linkage: LinkageConfig | None = None) -> None:
-        self.linkage = linkage
-
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         syms = list(inputs.symbols)
         cov = pd.DataFrame(np.asarray(inputs.cov, dtype="float64"), index=syms, columns=syms)

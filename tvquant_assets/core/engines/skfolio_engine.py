@@ -121,8 +121,8 @@ class SkfolioEngine(Engine):
     needs_returns = True
 
     def __init__(self, solver: str = "CLARABEL", linkage: LinkageConfig | None = None) -> None:
+        super().__init__(linkage)
         self.solver = solver
-        self.linkage = linkage
 
     def _estimator(self, profile: str, prior: EmpiricalPrior, max_weight: float, risk_free_rate: float):
         if profile == "equal_weight":

@@ -8,21 +8,18 @@ Modules are imported on first use so heavy backends cost nothing until chosen.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
-# simulator name -> (module path, function name)
-SIMULATORS: dict[str, tuple[str, str]] = {
-    "vectorized": ("tvquant_assets.core.simulators.vectorized", "simulate"),
-    "vectorbt": ("tvquant_assets.core.simulators.vectorbt_sim", "simulate"),
-    "cvxportfolio": ("tvquant_assets.core.simulators.cvxportfolio_sim", "simulate"),
-    "nautilus": ("tvquant_assets.core.simulators.nautilus_sim", "simulate"),
-}
+from tvquant_assets.registry import Registry
+
+SIMULATORS = Registry("simulator", {
+    "vectorized": "tvquant_assets.core.simulators.vectorized:simulate",
+    "vectorbt": "tvquant_assets.core.simulators.vectorbt_sim:simulate",
+    "cvxportfolio": "tvquant_assets.core.simulators.cvxportfolio_sim:simulate",
+    "nautilus": "tvquant_assets.core.simulators.nautilus_sim:simulate",
+})
 
 
 def get_simulator(name: str) -> Callable:
-    """The ``simulate`` function registered under ``name``."""
-    if name not in SIMULATORS:
-        raise ValueError(f"unknown simulator {name!r}; registered: {', '.join(sorted(SIMULATORS))}")
-    module, func = SIMULATORS[name]
-    return getattr(importlib.import_module(module), func)
+    """The ``simulate`` function registered under ``name`` (an unknown name is a ``RegistryError``)."""
+    return SIMULATORS.load(name)
