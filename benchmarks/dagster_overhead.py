@@ -48,8 +48,8 @@ def _instance(kind: str, home: Path):
             else:
                 os.environ["DAGSTER_HOME"] = before
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tvquant_assets_tests"))
-    from postgres import instance_yaml, postgres_server  # the tests' throwaway server (initdb + pg_ctl)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tvquant_assets_tests.postgres import instance_yaml, postgres_server  # the tests' throwaway server
 
     os.environ.setdefault("TVQUANT_BENCH_PG_PASSWORD", "trust")  # the server trusts loopback
     with postgres_server() as (host, port, user, db):
@@ -140,7 +140,8 @@ def main(argv: list[str]) -> int:
                   f"   (load {os.getloadavg()[0]:.1f})")
             print(f"    our compute ratio  : {d_compute / compute:.2f}x the one-shot compute (target <= 1.2x); "
                   f"with the UI metadata {(d_compute + d_meta) / compute:.2f}x")
-            print(f"    bookkeeping        : {bookkeeping / asset_partitions * 1e3:.1f} ms per asset-partition (Dagster "
+            per_partition = bookkeeping / asset_partitions * 1e3
+            print(f"    bookkeeping        : {per_partition:.1f} ms per asset-partition (Dagster "
                   f"+ asset checks) "
                   f"({asset_partitions} asset-partitions); wall ratio {report.wall_seconds / (compute + writes):.2f}x")
             print(f"    backtest hashes equal to the one-shot lake on every date: {equal}", flush=True)

@@ -97,6 +97,7 @@ def walk_forward(close: pd.DataFrame, n_folds: int | None, run_skfolio: bool) ->
     if run_skfolio:
         from skfolio.measures import RiskMeasure
         from skfolio.model_selection import WalkForward, cross_val_predict
+        from skfolio.moments import LedoitWolf as SkLW
         from skfolio.optimization import (
             EqualWeighted,
             HierarchicalEqualRiskContribution,
@@ -106,7 +107,6 @@ def walk_forward(close: pd.DataFrame, n_folds: int | None, run_skfolio: bool) ->
             RiskBudgeting,
         )
         from skfolio.prior import EmpiricalPrior
-        from skfolio.moments import LedoitWolf as SkLW
 
         prior = EmpiricalPrior(covariance_estimator=SkLW())
         models = {
@@ -137,10 +137,10 @@ def wrapper_overhead(close: pd.DataFrame, n: int) -> dict:
     calls each, then the median over ``n`` folds."""
     import cvxportfolio as cvx
     import riskfolio as rp
-    from sklearn.covariance import LedoitWolf
     from skfolio.distance import CovarianceDistance
     from skfolio.measures import RiskMeasure
     from skfolio.optimization import HierarchicalRiskParity, MeanRisk, ObjectiveFunction
+    from sklearn.covariance import LedoitWolf
 
     from tvquant_assets.core.engines import get_engine
     from tvquant_assets.core.engines.base import EngineInputs
@@ -218,14 +218,13 @@ def wrapper_overhead(close: pd.DataFrame, n: int) -> dict:
 
 
 def hierarchical_scale(n: int, t: int, repeats: int) -> dict:
-    import riskfolio as rp
-    from skfolio.measures import RiskMeasure
-    from skfolio.optimization import HierarchicalEqualRiskContribution, HierarchicalRiskParity
-    from skfolio.cluster import HierarchicalClustering
-
     from unittest import mock
 
+    import riskfolio as rp
     from scipy.cluster.hierarchy import optimal_leaf_ordering as scipy_optimal_leaf_ordering
+    from skfolio.cluster import HierarchicalClustering
+    from skfolio.measures import RiskMeasure
+    from skfolio.optimization import HierarchicalEqualRiskContribution, HierarchicalRiskParity
 
     from tvquant_assets.core import leaf_ordering
     from tvquant_assets.core.engines import get_engine, hierarchy
@@ -274,9 +273,9 @@ def hierarchical_scale(n: int, t: int, repeats: int) -> dict:
 
 
 def whole_tournament(close: pd.DataFrame, first_year: int, all_engines: bool) -> dict:
+    from tvquant_assets.calendar import rebalance_dates
     from tvquant_assets.core.estimation import estimate
     from tvquant_assets.core.panel import PricePanel
-    from tvquant_assets.calendar import rebalance_dates
     from tvquant_assets.core.tournament import run_tournament
     from tvquant_assets.manifest import load_manifest
     from tvquant_assets.manifest.schema import Candidate, RebalanceConfig

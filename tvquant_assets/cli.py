@@ -292,8 +292,8 @@ def cmd_manifests_docs(args) -> int:
 
 
 def _ledger_for(args):
-    from tvquant_assets.lake.ledger import Ledger
     from tvquant_assets.lake import Lake, default_lake_root
+    from tvquant_assets.lake.ledger import Ledger
     from tvquant_assets.manifest import resolve_manifest
 
     _, manifest = resolve_manifest(args.manifest)
@@ -418,7 +418,9 @@ def _print_decisions(rec: dict) -> None:
                           for r in rec["leaderboard"])
         console.print(f"leaderboard: {board}")
     bad = [s for s, h in rec["hashes"].items() if not h["matches"]]
-    console.print(f"hashes: {f'all {len(rec["hashes"])} stages match the ledger' if not bad else 'DIFFER from the ledger: ' + ', '.join(bad)}")
+    n = len(rec["hashes"])
+    verdict = "DIFFER from the ledger: " + ", ".join(bad) if bad else f"all {n} stages match the ledger"
+    console.print(f"hashes: {verdict}")
     git = pv["git"]
     env = pv["environment"]
     console.print(f"ledger entry {pv['entry_seq']} {pv['entry_hash'][:16]} ({pv['entries_for_date']} for this date"
@@ -426,7 +428,8 @@ def _print_decisions(rec: dict) -> None:
                   f"{'signed' if pv['signed'] else 'unsigned'}; chain "
                   f"{'intact' if pv['ledger_intact'] else 'BROKEN: ' + pv['ledger_problem']})")
     console.print(f"written {pv['timestamp']} by run {pv['run_id']}; manifest {str(pv['manifest_hash'])[:16]}; "
-                  f"git {str(git.get('sha'))[:12]}{' (dirty)' if git.get('dirty') else ''}; python {env.get('python')}; "
+                  f"git {str(git.get('sha'))[:12]}{' (dirty)' if git.get('dirty') else ''}; "
+                  f"python {env.get('python')}; "
                   f"uv.lock {str(env.get('uv_lock_hash'))[:12]}")
 
 

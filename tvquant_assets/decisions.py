@@ -12,8 +12,8 @@ import math
 import pandas as pd
 
 from tvquant_assets.errors import LedgerError, TvquantError
-from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import Manifest
 from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.lineage import output_hashes

@@ -7,9 +7,9 @@ import os
 from dagster import Definitions, in_process_executor
 
 from tvquant_assets.defs.checks import build_manifest_checks
-from tvquant_assets.defs.jobs import build_repair_job, build_review_job
 from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
+from tvquant_assets.defs.jobs import build_repair_job, build_review_job
 from tvquant_assets.defs.outputs import build_output_assets, build_output_job
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.schedules import build_daily_schedule, build_review_schedule

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+
 def _column_bytes(values: pd.Series) -> bytes:
     kind = values.dtype.kind
     if kind in "fi" and not isinstance(values.dtype, pd.CategoricalDtype):

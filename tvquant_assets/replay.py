@@ -15,8 +15,8 @@ import pandas as pd
 
 from tvquant_assets.errors import LedgerError, TvquantError
 from tvquant_assets.hashing import df_hash
-from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import Manifest
 from tvquant_assets.stages import SPECS, STAGES, Stage
 from tvquant_assets.stages.context import RunContext

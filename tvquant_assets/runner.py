@@ -14,7 +14,7 @@ from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.errors import ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
-from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.stages import STAGES
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"

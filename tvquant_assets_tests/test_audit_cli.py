@@ -8,10 +8,10 @@ import pytest
 
 from tvquant_assets.cli import main
 from tvquant_assets.core.ledger import GENESIS, entry_hash
-from tvquant_assets.stages import STAGES
 from tvquant_assets.hashing import canonical_json
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
+from tvquant_assets.stages import STAGES
 
 
 @pytest.fixture

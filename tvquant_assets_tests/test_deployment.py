@@ -6,7 +6,6 @@ from pathlib import Path
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -13,14 +13,14 @@ import pytest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.errors import LakeError, ManifestError
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest, parse_manifest
+from tvquant_assets.runner import materialize_range
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
-from tvquant_assets.runner import materialize_range
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "2020-03-02", "2020-03-06"

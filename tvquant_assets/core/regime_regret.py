@@ -83,7 +83,8 @@ def regime_regret(
     per_theta = []
     for theta in grid:
         scaled = cfg.model_copy(update={"thresholds": th.model_copy(
-            update={"turbulent": theta, "crisis": theta * th.crisis / th.turbulent, "quiet": min(th.quiet, theta * 0.999)})})
+            update={"turbulent": theta, "crisis": theta * th.crisis / th.turbulent,
+                    "quiet": min(th.quiet, theta * 0.999)})})
         labels = [label_of(s, scaled).value for s in score]
         stressed = np.isin(labels, [RegimeLabel.TURBULENT.value, RegimeLabel.CRISIS.value])
         if missing or not names:
@@ -129,7 +130,8 @@ def regime_regret(
         regret = np.asarray(rows["regret"], dtype="float64")
         suggested = np.zeros(len(grid), dtype=bool)
         if np.isfinite(regret).any():
-            key = [(r if np.isfinite(r) else np.inf, abs(g - th.turbulent), g) for r, g in zip(regret, grid, strict=True)]
+            key = [(r if np.isfinite(r) else np.inf, abs(g - th.turbulent), g)
+                   for r, g in zip(regret, grid, strict=True)]
             suggested[min(range(len(grid)), key=key.__getitem__)] = True
         rows["suggested"] = list(suggested)
         keys.append(date)

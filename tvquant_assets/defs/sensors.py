@@ -24,7 +24,6 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from tvquant_assets import alerts, repair

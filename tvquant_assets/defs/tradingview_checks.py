@@ -1,7 +1,7 @@
 """Asset checks of manifests whose source is TradingView: catalog metadata parity with the live screener."""
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, AssetKey, MetadataValue, asset_check
+from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
 from tvquant_assets.defs.policies import SOURCE_RETRY, TRADINGVIEW_POOL
 from tvquant_assets.defs.resources import LakeResource

@@ -142,17 +142,19 @@ def _y_range(values: Sequence[np.ndarray], include_zero: bool) -> tuple[float, f
 
 def _axes(box: Box, sx: _Scale, sy: _Scale, x: pd.DatetimeIndex, y_ticks: list[float],
           y_fmt: Callable[[float], str]) -> list[str]:
-    out = [f'<g class="axis">']
+    out = ['<g class="axis">']
     for v in y_ticks:
         y = float(sy(v))
         if box.y0 - 0.5 <= y <= box.y1 + 0.5:
             out.append(f'<line class="grid" x1="{box.x0:.1f}" x2="{box.x1:.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
-            out.append(f'<text class="ylab" x="{box.x0 - 6:.1f}" y="{y + 4:.1f}" text-anchor="end">{esc(y_fmt(v))}</text>')
+            out.append(f'<text class="ylab" x="{box.x0 - 6:.1f}" y="{y + 4:.1f}" '
+                       f'text-anchor="end">{esc(y_fmt(v))}</text>')
     if len(x):
         for t, label in time_ticks(x[0], x[-1]):
             xx = float(sx(t.value))
             out.append(f'<line class="tick" x1="{xx:.1f}" x2="{xx:.1f}" y1="{box.y1:.1f}" y2="{box.y1 + 4:.1f}"/>')
-            out.append(f'<text class="xlab" x="{xx:.1f}" y="{box.y1 + 17:.1f}" text-anchor="middle">{esc(label)}</text>')
+            out.append(f'<text class="xlab" x="{xx:.1f}" y="{box.y1 + 17:.1f}" '
+                       f'text-anchor="middle">{esc(label)}</text>')
     out.append(f'<rect class="frame" x="{box.x0:.1f}" y="{box.y0:.1f}" width="{box.x1 - box.x0:.1f}" '
                f'height="{box.y1 - box.y0:.1f}"/>')
     out.append("</g>")

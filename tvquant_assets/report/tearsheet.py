@@ -20,7 +20,6 @@ import pandas as pd
 
 from tvquant_assets.lake import Lake, atomic_write_bytes, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
-from tvquant_assets.stages.context import RunContext
 from tvquant_assets.report import svg
 from tvquant_assets.report.data import (
     REPORT_ASSET,
@@ -30,6 +29,7 @@ from tvquant_assets.report.data import (
     drawdowns,
     rolling_sharpe,
 )
+from tvquant_assets.stages.context import RunContext
 
 REGIME_COLORS = {"QUIET": "#cfe8cf", "NORMAL": "#ffffff", "TURBULENT": "#fbd9a8", "CRISIS": "#f4a7a3"}
 QUADRANT_COLORS = {"EXPANSION": "#8cc084", "INFLATIONARY_TREND": "#edc948", "STAGNATION": "#9fb3c8",
@@ -151,7 +151,8 @@ def _numeric(s: pd.Series) -> bool:
 
 
 def _kpi(label: str, value: str, small: bool = False) -> str:
-    return f'<div class="kpi"><div class="k">{esc(label)}</div><div class="v{" small" if small else ""}">{value}</div></div>'
+    size = " small" if small else ""
+    return f'<div class="kpi"><div class="k">{esc(label)}</div><div class="v{size}">{value}</div></div>'
 
 
 def _regime_badge(label: str) -> str:
@@ -199,8 +200,8 @@ def section_summary(data: ReportData) -> str:
         kpis.append(_kpi("selected on D", f"{int(sel['selected'].sum())} of {len(sel)} · {n_clusters} clusters"))
     if not data.audit.empty and "entry_hash" in data.audit.columns:
         a = data.audit.iloc[0]
-        kpis.append(_kpi(f"ledger entry #{int(a['seq'])}", f'<code class="hash">{esc(str(a["entry_hash"])[:16])}…</code>',
-                         small=True))
+        entry = f'<code class="hash">{esc(str(a["entry_hash"])[:16])}…</code>'
+        kpis.append(_kpi(f"ledger entry #{int(a['seq'])}", entry, small=True))
     why = ("the adaptive pick" if featured and data.tournament is not None and not data.tournament.empty
            and featured not in _leader(board) else "the leaderboard's rank 1")
     note = f'<p class="note">Featured: {esc(why)}. Figures are as of the close of {data.date.date()}, ' \
@@ -301,7 +302,8 @@ def section_weights(data: ReportData) -> str:
 def section_holdings(data: ReportData) -> str:
     t = data.tournament
     if t.empty or not {"candidate", "symbol", "weight"} <= set(t.columns):
-        return '<section id="holdings"><h2>Target weights on D</h2><p class="note">no tournament for this date</p></section>'
+        return ('<section id="holdings"><h2>Target weights on D</h2>'
+                '<p class="note">no tournament for this date</p></section>')
     live = t[t["symbol"].astype(str) != ""]
     wide = live.pivot_table(index="symbol", columns="candidate", values="weight", aggfunc="sum").fillna(0.0)
     wide = wide.reset_index()
@@ -341,9 +343,11 @@ def section_clusters(data: ReportData) -> str:
     cols = [c for c in ("symbol", "sector", "direction", "cluster", "rank_in_cluster", "momentum",
                         "momentum_pct", "selected", "reason") if c in sel.columns]
     cols += [c for c in sel.columns if c not in cols]
-    shown = sel.sort_values(["selected", "cluster"], ascending=[False, True]) if {"selected", "cluster"} <= set(sel.columns) else sel
+    sortable = {"selected", "cluster"} <= set(sel.columns)
+    shown = sel.sort_values(["selected", "cluster"], ascending=[False, True]) if sortable else sel
     return (f'<section id="clusters"><h2>Selection and clusters on {data.date.date()}</h2>'
-            f'<div class="grid2">{"".join(parts)}</div>{table(shown, columns=cols, key="symbol", scroll=True)}</section>')
+            f'<div class="grid2">{"".join(parts)}</div>'
+            f'{table(shown, columns=cols, key="symbol", scroll=True)}</section>')
 
 
 def leaf_order(z: np.ndarray) -> list[int]:
@@ -404,11 +408,13 @@ def section_provenance(data: ReportData) -> str:
         bits = [f"<li>{esc(c)}: <code class=\"hash\">{esc(a[c])}</code></li>" for c in
                 ("seq", "entry_hash", "prev_hash", "manifest_hash") if c in a.index]
         audit = f"<h3>Ledger entry for {data.date.date()}</h3><ul>{''.join(bits)}</ul>" \
-                f'<p class="note">Check the chain: <code>tvquant audit verify --manifest {esc(data.ctx.name)}</code></p>'
+                f'<p class="note">Check the chain: ' \
+                f'<code>tvquant audit verify --manifest {esc(data.ctx.name)}</code></p>'
     missing = ""
     if data.missing:
         missing = "<h3>Not shown</h3><ul>" + "".join(f"<li>{esc(x)}</li>" for x in data.missing) + "</ul>"
-    return (f'<section id="provenance"><h2>Provenance</h2>{audit}<h3>Content hashes (df_hash) of the partitions of D shown here</h3>'
+    return (f'<section id="provenance"><h2>Provenance</h2>{audit}'
+            '<h3>Content hashes (df_hash) of the partitions of D shown here</h3>'
             f'{table(pd.DataFrame(rows), key="stage")}{missing}</section>')
 
 

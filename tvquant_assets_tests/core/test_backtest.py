@@ -227,7 +227,8 @@ def test_several_simulators_and_cross_candidate_scores(close):
     d = pd.Timestamp("2019-12-31")
     f = walk_forward(close, dec, START, [d], COST, 252, simulators=["vectorized", "vectorbt"])[d]
     assert sorted(zip(f["candidate"], f["simulator"])) == [
-        ("custom/ew", "vectorbt"), ("custom/ew", "vectorized"), ("custom/rnd", "vectorbt"), ("custom/rnd", "vectorized")]
+        ("custom/ew", "vectorbt"), ("custom/ew", "vectorized"),
+        ("custom/rnd", "vectorbt"), ("custom/rnd", "vectorized")]
     assert f["rank"].tolist() == [1, 2, 3, 4]
     assert f["dsr"].between(0, 1).all() and f["pbo"].between(0, 1).all()
     assert (f["var_95"] > 0).all() and (f["cvar_95"] >= f["var_95"]).all()

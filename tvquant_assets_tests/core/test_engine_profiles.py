@@ -288,7 +288,8 @@ def test_forced_solver_error_falls_back_to_previous_weights(monkeypatch):
     assert r.status == "fallback:equal_weight" and "previous weights not usable; equal_weight" in r.fallback
 
 
-@pytest.mark.parametrize("engine,profile", [("riskfolio", "hrp"), ("skfolio", "herc"), ("cvxportfolio", "min_variance")])
+@pytest.mark.parametrize("engine,profile",
+                         [("riskfolio", "hrp"), ("skfolio", "herc"), ("cvxportfolio", "min_variance")])
 def test_a_library_raising_is_a_recorded_fallback(monkeypatch, engine, profile):
     import riskfolio
     import skfolio.optimization

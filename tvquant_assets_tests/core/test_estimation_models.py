@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.covariance import OAS, LedoitWolf
 from skfolio.moments import EWMu, ShrunkMu, ShrunkMuMethods
 from skfolio.prior import BlackLitterman
+from sklearn.covariance import OAS, LedoitWolf
 
 from tvquant_assets.core.engines.skfolio_engine import fixed_prior
 from tvquant_assets.core.estimation import estimate, nearest_psd, returns_window, unpack

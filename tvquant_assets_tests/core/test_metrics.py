@@ -82,7 +82,7 @@ def test_extra_metrics_by_hand_and_direct():
     assert e["calmar"][-1] == pytest.approx(m["ann_return"] / -m["max_drawdown"], rel=1e-12)
     var, cvar = tail_risk(np.arange(1, 101) / 100.0 - 0.5)  # -0.49 .. 0.50
     assert var == pytest.approx(-np.quantile(np.arange(1, 101) / 100.0 - 0.5, 0.05))
-    assert cvar == pytest.approx(-np.mean((np.arange(1, 6) / 100.0 - 0.5)))  # the five worst are <= q
+    assert cvar == pytest.approx(-np.mean(np.arange(1, 6) / 100.0 - 0.5))  # the five worst are <= q
     # stability: std of the rolling Sharpe, computed directly on a prefix
     x = np.random.default_rng(4).normal(0.0005, 0.01, 300)
     ex = expanding_metrics(x, np.zeros_like(x), 252)

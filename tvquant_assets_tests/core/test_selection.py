@@ -210,7 +210,8 @@ def test_select_vetoes_read_raw_liquidity_and_execution_ranking():
     scan = {date: scan_frame(dict.fromkeys(panel.symbols, True))}
     cfg = SelectionConfig(momentum_lookback=20, momentum_skip=0, correlation_lookback=40, top_n_per_cluster=1,
                           dynamic_top_n=False, windows=SMALL_WINDOWS, execution_weight=0.0,
-                          score_weights={"momentum": 1.0}, linkage=LinkageConfig(max_clusters=2), vetoes=SelectionVetoes(min_liquidity=5e5))
+                          score_weights={"momentum": 1.0}, linkage=LinkageConfig(max_clusters=2),
+                          vetoes=SelectionVetoes(min_liquidity=5e5))
     frame = select(panel, scan, [date], cfg)[date].set_index("symbol")
     # value traded ~1e6 (A1, B1) and ~1e7 (A2): nobody is below 5e5, nobody vetoed
     assert frame["liquidity"].gt(5e5).all()

@@ -83,7 +83,7 @@ def test_decision_frame(base_run):
     assert f[["candidate", "symbol"]].equals(f.sort_values(["candidate", "symbol"])[["candidate", "symbol"]]
                                              .reset_index(drop=True))
     assert set(f["candidate"]) == {c.name for c in CFG.candidates}
-    assert f.dtypes["decision_date"] == "datetime64[ns]" and f.dtypes["rebalanced"] == bool
+    assert f.dtypes["decision_date"] == "datetime64[ns]" and f.dtypes["rebalanced"] == "bool"
     for _, g in f.groupby("candidate"):
         assert sorted(g["symbol"]) == sorted(SYMS)
         assert abs(g["weight"].sum() - 1) < 1e-9 and g["weight"].max() <= 0.35 + 1e-6

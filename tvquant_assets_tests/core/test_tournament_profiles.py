@@ -8,9 +8,8 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.core.estimation import estimate
+from tvquant_assets.core.estimation import estimate, unpack
 from tvquant_assets.core.tournament import fit_spec, run_tournament
-from tvquant_assets.core.estimation import unpack
 from tvquant_assets.manifest.schema import EstimationConfig, TournamentConfig
 
 EST = EstimationConfig()
@@ -41,7 +40,7 @@ def run(panel, regimes, cfg=CFG, previous=None):
 
 def test_every_engine_decides_with_caps_and_adaptive_pick(sp500_panel):
     out = run(sp500_panel, {REBAL[0]: regime("NORMAL", "EXPANSION"), REBAL[1]: regime("CRISIS", "CRISIS")})
-    for d, frame in out.items():
+    for frame in out.values():
         assert sorted(frame["candidate"].unique()) == sorted(c.name for c in CFG.candidates)
         for cand, g in frame.groupby("candidate"):
             w = g.set_index("symbol")["weight"]

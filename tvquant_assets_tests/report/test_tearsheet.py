@@ -13,9 +13,9 @@ import pytest
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake import Lake
-from tvquant_assets.stages.context import RunContext
 from tvquant_assets.report import build_report
 from tvquant_assets.report.data import collect, drawdowns, rolling_sharpe
+from tvquant_assets.stages.context import RunContext
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 GENERATED = re.compile(r"generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC")
@@ -140,7 +140,10 @@ def test_dendrogram_is_the_tree_selection_cut(lake_copy):
         data = collect(RunContext(m, Lake.open(lake_copy["lake_root"])), d)
         ours = dict(zip(data.clustered, cut(data.linkage, m.selection.linkage), strict=True))
         sel = data.selection.set_index("symbol")["cluster"]
-        groups = lambda labels: sorted(sorted(s for s in labels if labels[s] == c) for c in set(labels.values()))
+
+        def groups(labels):
+            return sorted(sorted(s for s in labels if labels[s] == c) for c in set(labels.values()))
+
         assert groups(ours) == groups({s: int(sel[s]) for s in data.clustered})
         np.testing.assert_allclose(np.diag(data.correlation), 1.0)
 

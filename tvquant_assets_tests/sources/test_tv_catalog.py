@@ -1,15 +1,15 @@
 """Point-in-time catalog (SCD-2, as_of), exchange calendars and the metadata-parity check."""
 
 import pandas as pd
-from conftest import TODAY, shipped_manifest
 from dagster import AssetCheckSeverity
 
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 from tvquant_assets.lake import Lake
-from tvquant_assets.stages.context import RunContext
 from tvquant_assets.sources.tradingview import calendars
 from tvquant_assets.sources.tradingview.catalog import ATTRIBUTES, as_of, scd2_update
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets_tests.sources.tv_fixtures import TODAY, shipped_manifest
 
 
 def snap(rows):

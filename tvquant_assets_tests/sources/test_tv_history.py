@@ -5,12 +5,12 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TODAY
 
 from tvquant_assets.errors import SourceError
 from tvquant_assets.sources.tradingview import TradingViewSource
 from tvquant_assets.sources.tradingview.screener import RetryPolicy
 from tvquant_assets.sources.tradingview.websocket import ChartClient, decode, encode, message
+from tvquant_assets_tests.sources.tv_fixtures import TODAY
 
 
 def source(fake, **over):
@@ -103,7 +103,8 @@ def test_toxic_bars_mark_the_symbol_with_a_reason_and_keep_the_data(fake_tv, tv_
     assert sol[["date", "flag"]].values.tolist() == [[pd.Timestamp("2024-03-01"), "return"]]
     assert "> 500%" in sol["detail"].iloc[0]
     xrp = flags[flags["symbol"] == "BINANCE:XRPUSDT"]
-    assert xrp[["date", "flag"]].values.tolist() == [[pd.Timestamp("2024-04-13"), "frozen"]]  # 04-09..04-13: 5th equal close
+    # 04-09..04-13: the 5th equal close
+    assert xrp[["date", "flag"]].values.tolist() == [[pd.Timestamp("2024-04-13"), "frozen"]]
     assert "BINANCE:ETHUSDT" not in set(flags["symbol"])
     # the data is still there, jump included
     sol_bars = bars[bars["symbol"] == "BINANCE:SOLUSDT"].set_index("date")["close"]

@@ -1,16 +1,15 @@
 """Full materializations of the shipped live manifests against the fake TradingView (no network)."""
 
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import shipped_manifest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.stages import STAGES
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
 from tvquant_assets.runner import materialize_range
+from tvquant_assets.stages import STAGES
+from tvquant_assets_tests.sources.tv_fixtures import shipped_manifest
 
 SMALL = {  # short windows so a few weeks of history suffice
     "universe": {"min_history_days": 40},

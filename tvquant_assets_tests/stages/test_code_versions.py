@@ -103,6 +103,7 @@ def test_dagster_marks_exactly_the_edited_stage_stale(sp500_it_run, tmp_path, mo
     home, lake_root = tmp_path / "home", tmp_path / "lake"
     shutil.copytree(sp500_it_run["home"], home)
     shutil.copytree(sp500_it_run["lake_root"], lake_root)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     m, path, day = sp500_it_run["manifest"], sp500_it_run["manifest_path"], "2020-03-16"
     real = factory.code_version
     monkeypatch.setattr(factory, "code_version",

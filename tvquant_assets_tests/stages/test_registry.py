@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from dagster import AssetKey
 
+from tvquant_assets.definitions import build_definitions
 from tvquant_assets.defs.factory import build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.jobs import REVIEW_STAGES, build_repair_job
-from tvquant_assets.definitions import build_definitions
 from tvquant_assets.manifest import discover_manifests, load_manifest
 from tvquant_assets.stages import ASSETS, MODULES, SPECS, STAGE_MODULES, STAGES, Stage, downstream_of
 from tvquant_assets.stages.code_versions import code_version
@@ -131,7 +131,8 @@ def test_adding_a_stage_is_one_file_and_one_line(tmp_path, small_lake):
                           "gross": sorted(frame["gross"].round(6).tolist())}}))
     """)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)  # the copy, not the checkout, is imported
     assert out.returncode == 0, out.stderr[-2000:]
     import json
 

@@ -1,6 +1,7 @@
 """adaptive engine: picks the profile from the date's regime: the active regime preset's ``profile``
 when it sets one, else the manifest's mapping (``tournament.adaptive.mapping``; the regime label is looked
-up first, then the quadrant, then ``default``) and fits it with the custom engine. The pick is in ``EngineResult.picked`` and the record.
+up first, then the quadrant, then ``default``) and fits it with the custom engine. The pick is in
+``EngineResult.picked`` and the record.
 """
 
 from __future__ import annotations
@@ -45,4 +46,5 @@ class AdaptiveEngine(Engine):
         chosen, why = pick_profile(spec)
         result = self._inner().fit(inputs, chosen, max_weight, risk_free_rate, spec)
         self.picked_ = chosen
-        return result.weights, result.status, "; ".join(x for x in (f"adaptive: {why} -> {chosen}", result.fallback) if x)
+        note = "; ".join(x for x in (f"adaptive: {why} -> {chosen}", result.fallback) if x)
+        return result.weights, result.status, note

@@ -21,10 +21,10 @@ import warnings
 
 import numpy as np
 import sklearn.utils.validation as skv
+from skfolio.cluster import HierarchicalClustering
 from skfolio.distance import CovarianceDistance, PearsonDistance
 from skfolio.measures import RiskMeasure
 from skfolio.moments import BaseCovariance, BaseMu
-from skfolio.cluster import HierarchicalClustering
 from skfolio.optimization import (
     EqualWeighted,
     HierarchicalEqualRiskContribution,

@@ -103,7 +103,8 @@ def _run_engine(prices: np.ndarray, targets: np.ndarray, trade_days: set[int], r
             instruments.append(Equity(
                 instrument_id=iid, raw_symbol=Symbol(f"A{i}"), currency=USD, price_precision=PRICE_PRECISION,
                 price_increment=increment, lot_size=Quantity.from_int(1),
-                ts_event=0, ts_init=0, maker_fee=Decimal(repr(float(rates[i]))), taker_fee=Decimal(repr(float(rates[i]))),
+                ts_event=0, ts_init=0, maker_fee=Decimal(repr(float(rates[i]))),
+                taker_fee=Decimal(repr(float(rates[i]))),
             ))
             engine.add_instrument(instruments[-1])
             bar_types.append(BarType.from_str(f"{iid}-1-DAY-LAST-EXTERNAL"))

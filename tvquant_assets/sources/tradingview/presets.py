@@ -147,14 +147,16 @@ def _check_rule(where: str, rule: Any) -> None:
     if not isinstance(rule, dict) or set(rule) - {"left", "operation", "right"} or "left" not in rule:
         raise ValueError(f"{where}: a rule is {{left, operation, right}}, got {rule!r}")
     if rule.get("operation") not in OPERATIONS:
-        raise ValueError(f"{where}: unknown operation {rule.get('operation')!r} (allowed: {', '.join(sorted(OPERATIONS))})")
+        raise ValueError(f"{where}: unknown operation {rule.get('operation')!r} "
+                         f"(allowed: {', '.join(sorted(OPERATIONS))})")
 
 
 def validate_preset(name: str, preset: dict) -> None:
     """Raise ValueError naming the preset and field for an invalid or direction-incorrect preset."""
     unknown = sorted(set(preset) - PRESET_KEYS - {"name"})
     if unknown:
-        raise ValueError(f"preset {name!r}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(PRESET_KEYS))})")
+        raise ValueError(f"preset {name!r}: unknown key(s) {', '.join(unknown)} "
+                         f"(allowed: {', '.join(sorted(PRESET_KEYS))})")
     if preset.get("market") not in MARKETS:
         raise ValueError(f"preset {name!r}: market {preset.get('market')!r} (allowed: {', '.join(MARKETS)})")
     for rule_name, rule in preset.get("filter", {}).items():

@@ -234,7 +234,8 @@ class TradingViewSource(Source):
             if bars is not None and len(bars):
                 parts.append(bars.assign(symbol=sym))
         if symbols and len(self.failures) >= len(set(symbols)):
-            raise SourceError(f"tradingview: no history for any symbol; first error: {next(iter(self.failures.values()))}")
+            first = next(iter(self.failures.values()))
+            raise SourceError(f"tradingview: no history for any symbol; first error: {first}")
         if not parts:
             return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "symbol": pd.Series(dtype=str),
                                  **{f: pd.Series(dtype="float64") for f in FIELDS}})

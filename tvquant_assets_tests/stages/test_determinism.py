@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.stages import STAGES, Stage
-from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.lineage import output_hashes
 
 FIRST, SPLIT, LAST = "2020-02-24", "2020-03-02", "2020-03-06"  # SPLIT is a rebalance date

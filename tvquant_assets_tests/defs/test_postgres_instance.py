@@ -12,14 +12,14 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from dagster._core.instance.config import dagster_instance_config
 
-from postgres import instance_yaml, postgres_server
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.stages import STAGES
-from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
+from tvquant_assets.stages import STAGES
+from tvquant_assets_tests.postgres import instance_yaml, postgres_server
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START, END, RUNS = "2020-03-02", "2020-03-27", 4
 PASSWORD_ENV = "TVQUANT_TEST_PG_PASSWORD"
 

@@ -8,7 +8,7 @@ from tvquant_assets.cli import main
 from tvquant_assets.errors import ManifestError
 from tvquant_assets.manifest import discover_manifests, load_manifest, manifest_hash, parse_manifest, validate_files
 
-MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 
 
 def test_shipped_manifests_are_valid():

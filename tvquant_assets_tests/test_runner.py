@@ -10,14 +10,14 @@ from dagster import AssetKey, DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.cli import main
-from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.errors import ManifestError
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
+from tvquant_assets.runner import check_range, materialize_range
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
-from tvquant_assets.runner import check_range, materialize_range
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "2020-02-03", "2020-03-31"  # the range of the shared sp500_it_run fixture (conftest)
@@ -236,7 +236,8 @@ def test_one_shot_backtest_command_equals_the_dagster_asset(run, tmp_path, capsy
         assert got["hashes"] == {d: h for d, h in want.items() if start <= d <= end}
         assert got["notes"] == [] and got["written"]
     assert Lake(lake_root).read_with_hash(m.name, "backtest", END)[1] == want[END]
-    pd.testing.assert_frame_equal(Lake(lake_root).read(m.name, "backtest", END), dagster_lake.read(m.name, "backtest", END))
+    pd.testing.assert_frame_equal(Lake(lake_root).read(m.name, "backtest", END),
+                                  dagster_lake.read(m.name, "backtest", END))
     assert main(["backtest", "--manifest", str(run["manifest_path"]), "--start", END, "--end", END,
                  "--lake", str(lake_root), "--simulators", "zipline"]) == 2
     assert "unknown simulator 'zipline'" in capsys.readouterr().err

@@ -11,15 +11,15 @@ from dagster import AssetKey, DagsterInstance
 from tvquant_assets import quality
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.defs.checks import CHECKS, evaluate
-from tvquant_assets.stages import Stage
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
+from tvquant_assets.runner import RunFailed, materialize_range
+from tvquant_assets.stages import Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
-from tvquant_assets.runner import RunFailed, materialize_range
-import faults
+from tvquant_assets_tests import faults
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START, END = "2020-03-02", "2020-03-06"
 
 

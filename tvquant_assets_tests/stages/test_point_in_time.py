@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import parse_manifest
+from tvquant_assets.sources.bundled import BundledSource
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
-from tvquant_assets.sources.bundled import BundledSource
 
 D = pd.Timestamp("2020-03-11")
 START, END = "2020-02-24", "2020-03-27"

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.stages import Stage
 from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
+from tvquant_assets.stages import Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_stage
 

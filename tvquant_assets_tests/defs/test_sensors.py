@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from dagster import (
     AssetCheckKey,
-    PartitionKeyRange,
     AssetKey,
     DagsterInstance,
+    PartitionKeyRange,
     RunRequest,
     SkipReason,
     build_run_status_sensor_context,
@@ -22,19 +22,19 @@ from dagster import (
     validate_run_config,
 )
 
-import faults
 from tvquant_assets import alerts, repair
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.definitions import build_definitions
-from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
+from tvquant_assets.runner import RunFailed, materialize_range
+from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_stage
-from tvquant_assets.runner import RunFailed, materialize_range
+from tvquant_assets_tests import faults
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START, END, BAD = "2020-03-02", "2020-03-06", "2020-03-04"
 
 

@@ -16,7 +16,7 @@ from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.lineage import input_partitions, output_hashes
 from tvquant_assets.stages.plan import run_stage
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATES = [pd.Timestamp("2020-03-02"), pd.Timestamp("2020-03-03")]
 ENV = {"uv_lock_hash": "a" * 64, "git_sha": "b" * 40, "git_dirty": False, "python": "3.12.9",
        "packages": {"numpy": "2.5.5"}, "blas_threads": 1}
@@ -33,7 +33,6 @@ def lake(tmp_path, monkeypatch):
     monkeypatch.delenv(HMAC_ENV, raising=False)
     m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
     lake = Lake(tmp_path / "lake")
-    pipe = RunContext(m, lake, environment=ENV)
     for d in manifest_dates(m, "2020-01-27", DATES[-1]):
         lake.write(m.name, "prices", d, pd.DataFrame({"symbol": ["AAPL"], "close": [100.0 + d.day_of_year]}))
     for stage in STAGES:

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tvquant_assets.cli import main
-from tvquant_assets.stages import STAGES
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake import Lake, duckdb_views
 from tvquant_assets.lake.ledger import Ledger
+from tvquant_assets.stages import STAGES
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import pytest
 from dagster import Definitions
 from dagster._core.definitions.backfill_policy import BackfillPolicyType
 
-from tvquant_assets.defs.factory import build_manifest_assets, partitions_for
 from tvquant_assets.definitions import build_definitions
-from tvquant_assets.stages import STAGES
+from tvquant_assets.defs.factory import build_manifest_assets, partitions_for
 from tvquant_assets.manifest import discover_manifests, load_manifest
+from tvquant_assets.stages import STAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = Path(__file__).with_name("snapshots") / "asset_graph.json"
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from tvquant_assets.manifest.docs import DOC_PATH, REGENERATE, missing_descriptions, render, type_name
 from tvquant_assets.manifest.schema import Manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_manifest_reference_is_up_to_date():
@@ -20,7 +20,7 @@ def test_every_field_has_a_description():
 
 def test_reference_lists_every_field_with_type_and_default():
     page = render()
-    for name, info in Manifest.model_fields.items():
+    for name in Manifest.model_fields:
         assert f"| `{name}` |" in page
     assert "| `max_weight` | number (> 0.0, <= 1.0) | `0.35` |" in page
     assert "| `start` | date (YYYY-MM-DD) | **required** |" in page

@@ -26,7 +26,7 @@ from tvquant_assets.manifest import load_manifest
 from tvquant_assets.manifest.schema import Candidate
 from tvquant_assets.stages.context import RunContext
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 EXAMPLE = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 DAYS = dict(pick=st.integers(0, 10**6), kind=st.sampled_from(["scale", "blank", "cut", "crash"]),
             seed=st.integers(0, 2**31 - 1))
