@@ -31,6 +31,7 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 import tvquant_assets.lake.store as store
+from tvquant_assets.runner import materialize_range
 
 manifest, lake, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 real, seen = store.atomic_write_bytes, []

@@ -24,7 +24,10 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from tvquant_assets.core.engines import ENGINES
+from tvquant_assets.core.simulators import SIMULATORS
 from tvquant_assets.manifest import Manifest, manifest_hash
+from tvquant_assets.sources import SOURCES
 
 PACKAGE = "tvquant_assets"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +36,6 @@ ALWAYS = (PACKAGE, f"{PACKAGE}.determinism")
 
 def _plugins(manifest: Manifest) -> dict[tuple[str, str], list[str]]:
     """(registry module, loader) -> the modules of the entries ``manifest`` selects through it."""
-    from tvquant_assets.core.engines import ENGINES
-    from tvquant_assets.core.simulators import SIMULATORS
-    from tvquant_assets.sources import SOURCES
-
     return {
         (f"{PACKAGE}.sources", "build_source"): [SOURCES.module(manifest.source.kind)],
         (f"{PACKAGE}.core.engines", "get_engine"):
