@@ -116,14 +116,14 @@ class ImportGraph:
         one of its loaders is imported), sorted."""
         plugins = plugins or {}
         seen: set[str] = set()
-        todo = list(modules)
-        while todo:
-            m = todo.pop()
+        pending = list(modules)
+        while pending:
+            m = pending.pop()
             if m in seen or self.file(m) is None:
                 continue
             seen.add(m)
             for pair in sorted(self.imports(m)):
-                todo += [pair[0], *plugins.get(pair, [])]
+                pending += [pair[0], *plugins.get(pair, [])]
         return sorted(seen)
 
 

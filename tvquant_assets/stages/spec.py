@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -27,11 +26,6 @@ class StageSpec:
     calls_source: bool = False  # reads the manifest's source (retried and pooled by the Dagster layer)
     sealed: bool = True  # the audit stage seals its output in the ledger (advisory stages: False)
     seals: bool = False  # the audit stage itself: its upstreams are every sealed stage
-
-    @property
-    def summary_line(self) -> str:
-        """The description's first paragraph."""
-        return inspect.cleandoc(self.description).split("\n\n", 1)[0].replace("\n", " ")
 
 
 @dataclass

@@ -28,7 +28,7 @@ def test_one_module_per_asset_in_execution_order():
     seen: set[str] = set()
     for name, spec in SPECS.items():
         assert set(spec.upstream) <= seen, name  # upstreams run first
-        assert spec.description == MODULES[name].__doc__ and spec.summary_line
+        assert spec.description == MODULES[name].__doc__ and spec.description.strip()
         seen.add(name)
     assert STAGES[-1] is Stage.AUDIT and Stage.REGIME_REGRET not in STAGES
     assert SPECS["audit"].upstream == tuple(str(s) for s in STAGES if s is not Stage.AUDIT)
@@ -43,8 +43,8 @@ def test_every_asset_is_derived_from_its_stage_module(path):
     for name, spec in SPECS.items():
         a, key = assets[name], AssetKey([m.name, name])
         assert {d.path[-1] for d in a.asset_deps[key]} == set(spec.upstream)
-        assert a.descriptions_by_key[key].startswith(spec.summary_line.split(" ")[0])
-        assert spec.summary_line.split(".")[0] in a.descriptions_by_key[key].replace("\n", " ")
+        assert a.descriptions_by_key[key] == f"{spec.description.strip()}\n\nManifest `{m.name}`: " \
+                                              f"{m.description or m.source.kind}"
         assert set(spec.kinds) | {"python", "parquet"} == set(a.specs_by_key[key].kinds)
         assert a.code_versions_by_key[key] == code_version(name, m)
         assert (a.op.retry_policy is not None) == spec.calls_source
