@@ -14,6 +14,7 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context
 from tvquant_assets.definitions import build_definitions
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
+from tvquant_assets.report.tearsheet import build_report
 from tvquant_assets.runner import materialize_range
 from tvquant_assets.stages.verdict import pairs_of
 
@@ -64,3 +65,5 @@ def test_review_job_writes_the_month_verdict(tmp_path, monkeypatch):
     md = event.asset_materialization.metadata
     assert md["verdict_12m skfolio/hrp"].value == frame.loc["12m", "verdict"]
     assert "Engines vs custom" in md["summary"].value
+    page = Path(build_report(path, END, lake=lake).path).read_text()
+    assert 'id="verdict"' in page and frame.loc["12m", "verdict"] in page
