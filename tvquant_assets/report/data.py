@@ -52,6 +52,7 @@ class ReportData:
     linkage: np.ndarray | None = None
     correlation: np.ndarray | None = None
     audit: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict: pd.DataFrame = field(default_factory=pd.DataFrame)  # engines vs custom on D
     orders: tuple[str, pd.DataFrame] | None = None
     extras: dict[str, pd.DataFrame] = field(default_factory=dict)  # other stages found for D
     hashes: dict[str, str] = field(default_factory=dict)  # df_hash of every stage frame of D read
@@ -109,8 +110,8 @@ def collect(ctx: RunContext, date=None) -> ReportData:
     data = ReportData(ctx, date)
     start = pd.Timestamp(ctx.manifest.backtest_start)
     _performance(data, start)
-    for stage, attr in ((Stage.TOURNAMENT, "tournament"), (Stage.SELECTION, "selection"),
-                        (Stage.AUDIT, "audit"), (Stage.REGIME, None), (Stage.ESTIMATION, None)):
+    for stage, attr in ((Stage.TOURNAMENT, "tournament"), (Stage.SELECTION, "selection"), (Stage.AUDIT, "audit"),
+                        (Stage.VERDICT, "verdict"), (Stage.REGIME, None), (Stage.ESTIMATION, None)):
         frame = _one(data, stage.value)
         if frame is not None and attr is not None:
             setattr(data, attr, frame)
@@ -239,7 +240,7 @@ def _other_stages(data: ReportData) -> None:
     root = data.ctx.lake.manifest_dir(data.ctx.name)
     if not root.exists():
         return
-    known = ({s.value for s in STAGES} | {REPORT_ASSET}) - set(ORDER_STAGES)
+    known = ({s.value for s in STAGES} | {REPORT_ASSET, Stage.VERDICT.value}) - set(ORDER_STAGES)
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known and not p.name.startswith("."))
     names.sort(key=lambda n: (n not in ORDER_STAGES, ORDER_STAGES.index(n) if n in ORDER_STAGES else 0, n))
     for name in names:

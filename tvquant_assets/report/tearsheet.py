@@ -383,6 +383,19 @@ def section_regime(data: ReportData) -> str:
     return f'<section id="regime"><h2>Regime on {data.date.date()}</h2>{table(row)}{chart}</section>'
 
 
+def section_verdict(data: ReportData) -> str:
+    frame = data.verdict
+    if frame.empty or "verdict" not in frame.columns:
+        return ""
+    cols = ["window", "candidate", "counterpart", "window_start", "n_days", "sharpe", "counterpart_sharpe",
+            "sharpe_diff", "p_value", "stability", "deflated_sharpe", "verdict"]
+    return (f'<section id="verdict"><h2>Engines vs custom on {data.date.date()}</h2>'
+            f'{table(frame, columns=[c for c in cols if c in frame.columns])}<p class="note">Each third-party '
+            'candidate against the custom candidate of its profile (else custom equal weight) over the month to '
+            'D and the twelve months to D: a paired Ledoit–Wolf test of the Sharpe difference (HAC), better / '
+            'worse at the 5% level, otherwise no difference.</p></section>')
+
+
 def section_orders(data: ReportData) -> str:
     if data.orders is None:
         return ('<section id="orders"><h2>Drift orders</h2><p class="note">No order list in the lake for this '
@@ -424,6 +437,7 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("drawdown", section_drawdown),
     ("rolling", section_rolling_sharpe),
     ("leaderboard", section_leaderboard),
+    ("verdict", section_verdict),
     ("weights", section_weights),
     ("holdings", section_holdings),
     ("clusters", section_clusters),
@@ -433,7 +447,8 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("provenance", section_provenance),
 )
 TITLES = {"summary": "Summary", "equity": "Equity", "drawdown": "Drawdowns", "rolling": "Rolling Sharpe",
-          "leaderboard": "Leaderboard", "weights": "Weights", "holdings": "Holdings", "clusters": "Clusters",
+          "leaderboard": "Leaderboard", "verdict": "Verdict", "weights": "Weights", "holdings": "Holdings",
+          "clusters": "Clusters",
           "regime": "Regime", "orders": "Orders", "other": "Other", "provenance": "Provenance"}
 
 

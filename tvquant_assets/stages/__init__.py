@@ -29,6 +29,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "drift",
     "audit",
     "regime_regret",
+    "verdict",
 )
 
 Stage = StrEnum("Stage", {name.upper(): name for name in STAGE_MODULES})

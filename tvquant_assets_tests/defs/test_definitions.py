@@ -48,9 +48,9 @@ def test_graph_matches_snapshot():
 def test_nine_stages_per_manifest_single_run_backfills():
     m = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
     assets = build_manifest_assets(m)
-    # the nine stages, then the advisory threshold auditor
-    assert [a.key.path for a in assets] == [["sp500_demo", s.value] for s in STAGES] + [["sp500_demo",
-                                                                                          "regime_regret"]]
+    # the stages of the decision chain, then the advisory threshold auditor and the engines' verdict
+    assert [a.key.path for a in assets] == [["sp500_demo", s.value] for s in STAGES] + [
+        ["sp500_demo", "regime_regret"], ["sp500_demo", "verdict"]]
     for a in assets:
         assert a.backfill_policy.policy_type == BackfillPolicyType.SINGLE_RUN
         assert a.group_names_by_key[a.key] == "sp500_demo"

@@ -26,7 +26,8 @@ def views(small_lake, tmp_path_factory):
 def test_one_view_per_stage_and_the_ledger_each_matching_the_files(views):
     lake, db, m = views["lake"], views["db"], views["m"]
     names = {v.qualified for v in views["views"]}
-    assert names == {f"{m.name}.{s.value}" for s in STAGES} | {f"{m.name}.ledger", f"{m.name}.regime_regret"}
+    assert names == {f"{m.name}.{s.value}" for s in STAGES} | {f"{m.name}.ledger", f"{m.name}.regime_regret",
+                                                                     f"{m.name}.verdict"}
     counts = duckdb_views.row_counts(db, views["views"])
     for stage in STAGES:
         sizes = {d: pq.ParquetFile(lake.path(m.name, stage.value, d)).metadata.num_rows

@@ -56,7 +56,8 @@ def test_every_asset_is_derived_from_its_stage_module(path):
 
 
 def test_the_review_reruns_the_tournament_and_everything_after_it():
-    assert [str(s) for s in REVIEW_STAGES] == ["tournament", "backtest", "drift", "audit", "regime_regret"]
+    assert [str(s) for s in REVIEW_STAGES] == ["tournament", "backtest", "drift", "audit", "regime_regret",
+                                                 "verdict"]
     assert downstream_of(Stage.CATALOG) == ASSETS
 
 
