@@ -100,7 +100,7 @@ def verdict(returns: pd.DataFrame, pairs: dict[str, str], engines: dict[str, str
     engines : dict
         ``{candidate: engine}``.
     """
-    past = returns.loc[returns.index <= d]
+    past = returns.loc[pd.DatetimeIndex(returns.index) <= d]
     root = math.sqrt(periods_per_year)
     rows = []
     for window in WINDOWS:

@@ -51,7 +51,9 @@ def daily_returns(ctx: RunContext, first: pd.Timestamp, last: pd.Timestamp) -> p
             frame = frame.loc[frame["simulator"].astype(str) == str(primary)]
         columns[d] = frame.set_index("candidate")["day_return"]
     returns = pd.DataFrame(columns).T
-    return returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(dtype="float64")
+    if not len(returns):  # before backtest.start: no returns yet
+        return pd.DataFrame(index=pd.DatetimeIndex([]), dtype="float64")
+    return returns.sort_index().astype("float64")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

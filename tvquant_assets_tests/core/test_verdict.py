@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tvquant_assets.core.verdict import hac_lags, sharpe_difference_test, verdict
+from tvquant_assets.core.verdict import VERDICT_COLUMNS, hac_lags, sharpe_difference_test, verdict
 
 
 def test_iid_standard_error_matches_the_closed_form():
@@ -86,3 +86,10 @@ def test_verdict_of_d_ignores_later_returns():
     later = r.copy()
     later.iloc[201:] = later.iloc[201:] * -5.0
     pd.testing.assert_frame_equal(before, verdict(later, pairs, {}, d, 252))
+
+
+def test_no_returns_yet_gives_an_empty_verdict():
+    empty = pd.DataFrame(index=pd.DatetimeIndex([]), dtype="float64")
+    frame = verdict(empty, {"skfolio/hrp": "custom/hrp"}, {}, pd.Timestamp("2020-01-02"), 252)
+    assert frame.empty and list(frame.columns) == list(VERDICT_COLUMNS)
+    assert verdict(pd.DataFrame(dtype="float64"), {}, {}, pd.Timestamp("2020-01-02"), 252).empty
