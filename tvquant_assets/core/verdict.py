@@ -100,7 +100,9 @@ def verdict(returns: pd.DataFrame, pairs: dict[str, str], engines: dict[str, str
     engines : dict
         ``{candidate: engine}``.
     """
-    past = returns.loc[pd.DatetimeIndex(returns.index) <= d]
+    if not isinstance(returns.index, pd.DatetimeIndex):  # an empty frame: no returns yet
+        returns = returns.set_axis(pd.DatetimeIndex(returns.index), axis=0)
+    past = returns.loc[returns.index <= d]
     root = math.sqrt(periods_per_year)
     rows = []
     for window in WINDOWS:
