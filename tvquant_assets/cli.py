@@ -203,6 +203,22 @@ def cmd_lake_sql(args) -> int:
     return 0
 
 
+def cmd_lake_export(args) -> int:
+    from tvquant_assets.lake import Lake, default_lake_root
+    from tvquant_assets.lake.export import export_prices
+    from tvquant_assets.manifest import resolve_manifest
+
+    _, manifest = resolve_manifest(args.manifest)
+    out = export_prices(Lake.open(args.lake or default_lake_root()), manifest.name,
+                        args.out or f"{manifest.name}_prices.{args.fmt}", args.fmt)
+    summary = {"prices": str(out.prices), "catalog": str(out.catalog) if out.catalog else None, "rows": out.rows,
+               "symbols": out.symbols, "first": str(out.first.date()), "last": str(out.last.date())}
+    print(json.dumps(summary, indent=2) if args.json else
+          f"{out.rows:,} bars of {out.symbols} symbols ({summary['first']}..{summary['last']}) -> {out.prices}"
+          + (f" (+ {out.catalog})" if out.catalog else ""))
+    return 0
+
+
 def cmd_backtest(args) -> int:
     """One-shot walk-forward backtest over a range (no Dagster); same frames and hashes as the asset."""
     from tvquant_assets.calendar import manifest_dates
@@ -509,6 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
     lq.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     add_common(lq)
     lq.set_defaults(func=cmd_lake_sql)
+    le = lsub.add_parser("export", help="write a manifest's prices as a long CSV or parquet file (+ catalog.csv) "
+                                        "that a files source reads back")
+    le.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    le.add_argument("--stage", choices=["prices"], default="prices", help="what to export (prices)")
+    le.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="fmt")
+    le.add_argument("--out", default=None, help="output file (default: ./<manifest>_prices.<format>)")
+    add_common(le)
+    le.set_defaults(func=cmd_lake_export)
 
     bt = parser("backtest", "one-shot walk-forward backtest over a range (no Dagster), same hashes as the asset")
     bt.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")

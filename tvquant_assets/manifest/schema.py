@@ -90,7 +90,49 @@ class TradingViewSourceConfig(Strict):
         return self
 
 
-SourceConfig = BundledSourceConfig | SyntheticSourceConfig | TradingViewSourceConfig
+class FilesSourceConfig(Strict):
+    """The user's own CSV or parquet files, long or wide (formats: docs/files.md)."""
+
+    kind: Literal["files"] = Field("files", description="Source selector.")
+    prices: str = Field(..., min_length=1, description="Price file or glob (`data/*.csv`); a relative path is "
+                                                       "relative to the manifest's folder.")
+    layout: Literal["long", "wide"] = Field("long", description="`long`: rows of date, symbol, fields; `wide`: "
+                                                                "one file per field (`close.csv`), dates x symbols.")
+    catalog: str | None = Field(None, description="Optional catalog file: symbol, exchange, type, sector, industry, "
+                                                  "currency (without it those columns are empty).")
+    columns: dict[str, str] = Field(default_factory=dict, description="Our field -> the file's column name, e.g. "
+                                    "`{date: Date, close: Last}` (default: the field names and common aliases).")
+    adjust: Literal["auto", "none", "adjusted_close", "total_return"] = Field(
+        "auto", description="How adj_close, dividend and split are used (auto: total_return with dividends or "
+                            "splits, adjusted_close with adj_close, else none).")
+    timezone: str = Field("UTC", description="IANA zone: stamps with a zone are converted to it, stamps without "
+                                             "one are local to it.")
+    next_day_from: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                                      description="Local HH:MM: a bar stamped at or after it belongs to the next "
+                                                  "date (sessions that open the evening before).")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
+        allowed = ("date", "symbol", "open", "high", "low", "close", "volume", "adj_close", "dividend", "split")
+        unknown = sorted(set(v) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {v!r} (e.g. America/New_York, UTC)") from None
+        return v
+
+
+SourceConfig = BundledSourceConfig | SyntheticSourceConfig | TradingViewSourceConfig | FilesSourceConfig
 
 
 class UniverseConfig(Strict):
