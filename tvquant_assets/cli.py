@@ -131,12 +131,17 @@ def cmd_run(args) -> int:
     from tvquant_assets.lake import Lake, default_lake_root
     from tvquant_assets.manifest import resolve_manifest
     from tvquant_assets.stages.context import RunContext
-    from tvquant_assets.stages.plan import latest_partition
+    from tvquant_assets.stages.plan import latest_partition, pending_dates
 
     _, manifest = resolve_manifest(args.manifest)
-    date = args.date or latest_partition(RunContext(manifest, Lake.open(args.lake or default_lake_root())))
-    date = str(date)[:10]
-    return _run_range(args.manifest, date, date, args.lake, args.json, not args.no_report)
+    if args.date:
+        start = end = str(args.date)[:10]
+    else:  # the newest date with bars, and every date appended since the last run
+        ctx = RunContext(manifest, Lake.open(args.lake or default_lake_root()))
+        last = latest_partition(ctx)
+        start = str((pending_dates(ctx, last) or [last])[0])[:10]
+        end = str(last)[:10]
+    return _run_range(args.manifest, start, end, args.lake, args.json, not args.no_report)
 
 
 def cmd_report(args) -> int:

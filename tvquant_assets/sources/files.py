@@ -129,8 +129,8 @@ def _find_column(names: list[str], field: str, explicit: dict[str, str], path: s
 
 
 # dates -------------------------------------------------------------------------------------------------
-def _dates(column, path: str, where: _Where, file: int, cfg: FilesConfig) -> np.ndarray:
-    """Partition dates (datetime64[ns], midnight) of a date column: zone, evening rule applied."""
+def _dates(column, path: str, where: _Where, file: int, cfg: FilesConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Partition dates (datetime64[ns], midnight; zone and evening rule applied) and the local stamps."""
     import pyarrow as pa
 
     tz = cfg.timezone
@@ -257,7 +257,7 @@ def _long(paths: list[str], cfg: FilesConfig) -> tuple[pd.DataFrame, _Where]:
                  "file": np.full(len(days), k, dtype=np.int32), "row": np.arange(len(days), dtype=np.int64)}
         for f, c in cols.items():
             if c is not None:
-                frame[f] = _numbers(table[c], f, where, k, allow_missing=f != "close")
+                frame[f] = _numbers(table[c], f, where, k, allow_missing=f in ("dividend", "split"))
         parts.append(pd.DataFrame(frame))
     fields = [f for f in ALL_FIELDS if all(f in p.columns for p in parts)]
     partial = sorted({f for p in parts for f in p.columns if f in ALL_FIELDS} - set(fields))
@@ -311,6 +311,11 @@ def _wide(paths: list[str], cfg: FilesConfig) -> tuple[pd.DataFrame, _Where]:
         if field == "close":
             continue
         out = out.merge(f[["date", "symbol", field]], on=["date", "symbol"], how="left")
+        if field not in ("dividend", "split") and out[field].isna().any():
+            i = int(np.flatnonzero(out[field].isna().to_numpy())[0])
+            r = out.iloc[i]
+            raise _fail(f"{where.at(int(r['file']), int(r['row']), str(r['symbol']))}: a close on "
+                        f"{str(r['date'])[:10]} but no {field} in {paths[by_field[field]]}")
     return out, where
 
 
