@@ -692,6 +692,37 @@ class ScheduleConfig(Strict):
         return v
 
 
+class BenchmarkConfig(Strict):
+    """What the backtest is measured against: one of a universe symbol, a file or a bundled series."""
+
+    symbol: str | None = Field(None, description="A symbol of the source (its closes from the price lake).")
+    file: str | None = Field(None, description="CSV or parquet with date and close columns (relative to the "
+                                               "manifest's folder).")
+    bundled: Literal["sp500_index"] | None = Field(None, description="`sp500_index`: skfolio's S&P 500 index "
+                                                                     "closes, 1990-2022, offline.")
+    name: str | None = Field(None, description="Label in the tearsheet (default: the symbol, file or series).")
+
+    @model_validator(mode="after")
+    def _one(self) -> BenchmarkConfig:
+        given = [k for k in ("symbol", "file", "bundled") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of symbol, file, bundled" + (f" (got {', '.join(given)})" if given
+                                                                             else ""))
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.symbol:
+            return self.symbol
+        if self.bundled:
+            return {"sp500_index": "S&P 500"}[self.bundled]
+        import os
+
+        return os.path.basename(str(self.file)).split(".")[0]
+
+
 class Manifest(Strict):
     """One pipeline instance: a universe, a strategy and where its data comes from."""
 
@@ -714,6 +745,8 @@ class Manifest(Strict):
                                           "`CRISIS: {max_weight: 0.2}`.")
     quality: QualityConfig = QualityConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    benchmark: BenchmarkConfig | None = Field(None, description="Backtest metrics against it (excess return, "
+                                              "alpha, beta, tracking error, information ratio, up/down capture).")
 
     @field_validator("universe")
     @classmethod
@@ -735,6 +768,13 @@ class Manifest(Strict):
         names = [c.name for c in self.tournament.candidates]
         if wanted is not None and wanted not in names:
             raise ValueError(f"backtest.drift.candidate {wanted!r} is not a tournament candidate ({', '.join(names)})")
+        return self
+
+    @model_validator(mode="after")
+    def _benchmark_symbol(self) -> Manifest:
+        b, symbols = self.benchmark, self.universe.symbols
+        if b is not None and b.symbol is not None and symbols and b.symbol not in symbols:
+            raise ValueError(f"benchmark.symbol {b.symbol!r} is not in universe.symbols")
         return self
 
     @property
