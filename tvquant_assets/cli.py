@@ -42,6 +42,10 @@ def _print_leaderboard(manifest: str, date, lake_root: str | None) -> None:
         cells += [f"{r[c]:.2f}" for c in extra[1:]]
         table.add_row(*cells)
     Console(width=max(110, Console().width)).print(table)
+    if "excess_return" in board.columns and len(board):  # the leader against the manifest's benchmark
+        r = board.iloc[0]
+        print(f"vs benchmark: {r['candidate']} excess {r['excess_return']:+.2%}, beta {r['beta']:.2f}, "
+              f"information ratio {r['information_ratio']:.2f}")
 
 
 def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool,
