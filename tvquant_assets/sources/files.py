@@ -135,13 +135,12 @@ def _dates(column, path: str, where: _Where, file: int, cfg: FilesConfig) -> tup
 
     tz = cfg.timezone
     typ = column.type
-    if pa.types.is_timestamp(typ):
-        ts = pd.Series(column.to_pandas(types_mapper=None))
+    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+        ns = column.cast(pa.timestamp("ns", tz=getattr(typ, "tz", None)))
+        values = pd.DatetimeIndex(ns.to_numpy().astype("datetime64[ns]") if not getattr(typ, "tz", None)
+                                  else ns.cast(pa.int64()).to_numpy().astype("datetime64[ns]"))
         if getattr(typ, "tz", None):
-            ts = ts.dt.tz_convert(tz).dt.tz_localize(None)
-        values = pd.DatetimeIndex(ts)
-    elif pa.types.is_date(typ):
-        values = pd.DatetimeIndex(pd.Series(column.to_pandas()).astype("datetime64[ns]"))
+            values = values.tz_localize("UTC").tz_convert(tz).tz_localize(None)
     else:
         text = pd.Series(column.cast(pa.string()).to_pandas(), dtype="object")
         blank = text.isna() | (text.astype(str).str.strip() == "")
@@ -233,9 +232,44 @@ class Parsed:
     files: tuple[str, ...]
 
 
-def _long(paths: list[str], cfg: FilesConfig) -> tuple[pd.DataFrame, _Where]:
+class _Symbols:
+    """Symbol names -> integer codes shared by every file (rows carry codes, not strings)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def encode(self, column, where: _Where, file: int, name: str) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = pc.utf8_trim_whitespace(column.cast(pa.string()))
+        blank = pc.or_kleene(pc.is_null(text), pc.equal(text, "")).fill_null(True)
+        if pc.any(blank).as_py():
+            raise _fail(f"{where.at(file, int(np.flatnonzero(blank.to_numpy(zero_copy_only=False))[0]), name)}: "
+                        "empty symbol")
+        enc = pc.dictionary_encode(text).combine_chunks()
+        local = np.array([self.codes.setdefault(str(v), len(self.codes)) for v in enc.dictionary.to_pylist()],
+                         dtype=np.int64)
+        return local[enc.indices.to_numpy(zero_copy_only=False)] if len(local) else np.zeros(0, dtype=np.int64)
+
+    def sorted(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Codes renumbered in name order, and the names by new code."""
+        names = np.array(sorted(self.codes), dtype=object)
+        rank = np.empty(len(self.codes), dtype=np.int64)
+        rank[[self.codes[n] for n in names]] = np.arange(len(names))
+        return rank[codes], names
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _long(paths: list[str], cfg: FilesConfig) -> tuple[dict[str, np.ndarray], np.ndarray, _Where]:
     where = _Where(tuple(paths))
     explicit = dict(cfg.columns)
+    symbols = _Symbols()
     parts = []
     for k, path in enumerate(paths):
         table = _read_table(path)
@@ -249,24 +283,22 @@ def _long(paths: list[str], cfg: FilesConfig) -> tuple[pd.DataFrame, _Where]:
         if cols["close"] is None:
             raise _fail(f"{path}: no close column (columns: {', '.join(names)}); name it in source.columns.close")
         days, stamps = _dates(table[date_col], path, where, k, cfg)
-        symbols = pd.Series(table[sym_col].cast("string").to_pandas(), dtype="object")
-        blank = symbols.isna().to_numpy() | (symbols.astype(str).str.strip() == "").to_numpy()
-        if blank.any():
-            raise _fail(f"{where.at(k, int(np.flatnonzero(blank)[0]), sym_col)}: empty symbol")
-        frame = {"date": days, "stamp": stamps, "symbol": symbols.astype(str).str.strip().to_numpy(dtype=object),
+        frame = {"date": days, "stamp": stamps, "code": symbols.encode(table[sym_col], where, k, sym_col),
                  "file": np.full(len(days), k, dtype=np.int32), "row": np.arange(len(days), dtype=np.int64)}
         for f, c in cols.items():
             if c is not None:
                 frame[f] = _numbers(table[c], f, where, k, allow_missing=f in ("dividend", "split"))
-        parts.append(pd.DataFrame(frame))
-    fields = [f for f in ALL_FIELDS if all(f in p.columns for p in parts)]
-    partial = sorted({f for p in parts for f in p.columns if f in ALL_FIELDS} - set(fields))
+        parts.append(frame)
+    fields = [f for f in ALL_FIELDS if all(f in p for p in parts)]
+    partial = sorted({f for p in parts for f in p if f in ALL_FIELDS} - set(fields))
     if partial:
         raise _fail(f"fields {', '.join(partial)} are in some files only; every file needs the same fields")
-    return pd.concat(parts, ignore_index=True), where
+    rows = _concat(parts)
+    rows["code"], names = symbols.sorted(rows["code"])
+    return rows, names, where
 
 
-def _wide(paths: list[str], cfg: FilesConfig) -> tuple[pd.DataFrame, _Where]:
+def _wide(paths: list[str], cfg: FilesConfig) -> tuple[dict[str, np.ndarray], np.ndarray, _Where]:
     where = _Where(tuple(paths))
     by_field: dict[str, int] = {}
     for k, path in enumerate(paths):
@@ -279,8 +311,7 @@ def _wide(paths: list[str], cfg: FilesConfig) -> tuple[pd.DataFrame, _Where]:
         by_field[field] = k
     if "close" not in by_field:
         raise _fail(f"prices: no close file among {', '.join(paths)} (wide layout: close.csv or close.parquet)")
-    frames = {}
-    key = None
+    grids = {}
     for field, k in by_field.items():
         path = paths[k]
         table = _read_table(path)
@@ -293,102 +324,93 @@ def _wide(paths: list[str], cfg: FilesConfig) -> tuple[pd.DataFrame, _Where]:
             i, j = int(order[dup[0]]), int(order[dup[0] + 1])
             raise _fail(f"{where.at(k, j, date_col)}: duplicate date {str(days[j])[:10]} "
                         f"(first at {where.at(k, i).split(' ', 1)[1]})")
-        symbols = [n for n in names if n != date_col]
-        n = len(days)
-        values = np.empty((n, len(symbols)))
-        for j, s in enumerate(symbols):
-            values[:, j] = _numbers(table[s], field, where, k)
-        present = ~np.isnan(values)
-        rr, cc = np.nonzero(present)
-        frames[field] = pd.DataFrame({"date": days[rr], "stamp": stamps[rr],
-                                      "symbol": np.array([str(s).strip() for s in symbols], dtype=object)[cc],
-                                      "file": np.full(len(rr), k, dtype=np.int32), "row": rr.astype(np.int64),
-                                      field: values[rr, cc]})
-        if field == "close":
-            key = frames[field]
-    out = key
-    for field, f in frames.items():
+        symbols = [str(n).strip() for n in names if n != date_col]
+        values = np.column_stack([_numbers(table[n], field, where, k) for n in names if n != date_col]) \
+            if symbols else np.empty((len(days), 0))
+        grids[field] = (pd.DataFrame(values, index=pd.DatetimeIndex(days), columns=symbols), stamps, k)
+    close, stamps, k = grids["close"]
+    names = np.array(sorted(close.columns), dtype=object)
+    close = close[list(names)]
+    rr, cc = np.nonzero(~np.isnan(close.to_numpy()))
+    rows = {"date": close.index.to_numpy(dtype="datetime64[ns]")[rr], "stamp": stamps[rr], "code": cc.astype(np.int64),
+            "file": np.full(len(rr), k, dtype=np.int32), "row": rr.astype(np.int64),
+            "close": close.to_numpy()[rr, cc]}
+    for field, (grid, _, fk) in grids.items():
         if field == "close":
             continue
-        out = out.merge(f[["date", "symbol", field]], on=["date", "symbol"], how="left")
-        if field not in ("dividend", "split") and out[field].isna().any():
-            i = int(np.flatnonzero(out[field].isna().to_numpy())[0])
-            r = out.iloc[i]
-            raise _fail(f"{where.at(int(r['file']), int(r['row']), str(r['symbol']))}: a close on "
-                        f"{str(r['date'])[:10]} but no {field} in {paths[by_field[field]]}")
-    return out, where
+        aligned = grid.reindex(index=close.index, columns=list(names)).to_numpy()[rr, cc]
+        if field not in ("dividend", "split") and np.isnan(aligned).any():
+            i = int(np.flatnonzero(np.isnan(aligned))[0])
+            raise _fail(f"{where.at(k, int(rr[i]), str(names[cc[i]]))}: a close on {str(rows['date'][i])[:10]} "
+                        f"but no {field} in {paths[fk]}")
+        rows[field] = aligned
+    return rows, names, where
 
 
-def _check_rows(long: pd.DataFrame, where: _Where) -> pd.DataFrame:
-    long = long.sort_values(["symbol", "date", "file", "row"], kind="stable").reset_index(drop=True)
-    sym = long["symbol"].to_numpy(dtype=object)
-    day = long["date"].to_numpy(dtype="datetime64[ns]")
-    same = (sym[1:] == sym[:-1]) & (day[1:] == day[:-1])
+def _check_rows(rows: dict[str, np.ndarray], names: np.ndarray, where: _Where) -> dict[str, np.ndarray]:
+    """Rows sorted by symbol then date; refuses duplicates, intraday and non-daily series."""
+    order = np.lexsort((rows["row"], rows["file"], rows["date"], rows["code"]))
+    rows = {k: v[order] for k, v in rows.items()}
+    code, day = rows["code"], rows["date"]
+    same = (code[1:] == code[:-1]) & (day[1:] == day[:-1])
     if same.any():
         i = int(np.flatnonzero(same)[0])
-        a, b = long.iloc[i], long.iloc[i + 1]
-        first = where.at(int(a["file"]), int(a["row"]))
-        if a["stamp"] != b["stamp"]:
-            raise _fail(f"{where.at(int(b['file']), int(b['row']), 'date')}: {b['symbol']} has two bars on "
-                        f"{str(b['date'])[:10]} ({first} too): intraday bars or mixed frequencies; tvquant needs "
-                        "one bar per symbol per day")
-        raise _fail(f"{where.at(int(b['file']), int(b['row']), 'date')}: duplicate ({str(b['date'])[:10]}, "
-                    f"{b['symbol']}), first at {first}")
+        first = where.at(int(rows["file"][i]), int(rows["row"][i]))
+        at = where.at(int(rows["file"][i + 1]), int(rows["row"][i + 1]), "date")
+        sym, when = names[code[i]], str(day[i])[:10]
+        if rows["stamp"][i] != rows["stamp"][i + 1]:
+            raise _fail(f"{at}: {sym} has two bars on {when} ({first} too): intraday bars or mixed frequencies; "
+                        "tvquant needs one bar per symbol per day")
+        raise _fail(f"{at}: duplicate ({when}, {sym}), first at {first}")
     # frequency: the median gap between a symbol's consecutive bars
-    new = np.r_[True, sym[1:] != sym[:-1]]
-    gaps = np.diff(day).astype("timedelta64[h]").astype("float64") / 24.0
-    gaps = np.r_[np.nan, gaps]
+    new = np.r_[True, code[1:] != code[:-1]] if len(code) else np.zeros(0, dtype=bool)
+    gaps = np.r_[np.nan, np.diff(day.astype("int64")) / 86_400e9] if len(code) else np.zeros(0)
     gaps[new] = np.nan
-    med = pd.Series(gaps).groupby(sym).median()
+    med = pd.Series(gaps).groupby(code).median()
     slow = med[med > MAX_DAILY_GAP_DAYS]
     if len(slow):
-        s = str(slow.index[0])
-        first = long.loc[long["symbol"] == s].iloc[0]
+        c = int(slow.index[0])
+        i = int(np.flatnonzero(code == c)[0])
         daily = int((med <= MAX_DAILY_GAP_DAYS).sum())
         mixed = f"mixed frequencies ({daily} symbols daily)" if daily else "not daily"
-        raise _fail(f"{where.at(int(first['file']), int(first['row']), 'date')}: {s} has a bar every "
+        raise _fail(f"{where.at(int(rows['file'][i]), int(rows['row'][i]), 'date')}: {names[c]} has a bar every "
                     f"{slow.iloc[0]:.0f} days (median): {mixed}; tvquant needs daily bars")
-    return long
+    return rows
 
 
-def _adjust(long: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, str]:
-    have = set(long.columns)
+def _adjust(rows: dict[str, np.ndarray], mode: str) -> str:
+    """Apply ``adjust`` in place on rows sorted by symbol then date; returns the mode used."""
+    have = set(rows)
     if mode == "auto":
         mode = "total_return" if have & {"dividend", "split"} else "adjusted_close" if "adj_close" in have else "none"
+    if mode == "none":
+        return mode
+    close = rows["close"]
     if mode == "adjusted_close":
         if "adj_close" not in have:
             raise _fail("adjust: adjusted_close needs an adj_close column")
-        ratio = long["adj_close"].to_numpy() / long["close"].to_numpy()
-        for f in ("open", "high", "low"):
-            if f in have:
-                long[f] = long[f].to_numpy() * ratio
-        if "volume" in have:
-            long["volume"] = long["volume"].to_numpy() / ratio
-        long["close"] = long["adj_close"].to_numpy()
+        adjusted = rows["adj_close"]
     elif mode == "total_return":
         if not have & {"dividend", "split"}:
             raise _fail("adjust: total_return needs a dividend or split column")
-        close = long["close"].to_numpy()
-        div = np.nan_to_num(long["dividend"].to_numpy()) if "dividend" in have else np.zeros(len(long))
-        split = long["split"].to_numpy() if "split" in have else np.ones(len(long))
-        split = np.where(np.isnan(split), 1.0, split)
-        sym = long["symbol"].to_numpy(dtype=object)  # sorted by symbol then date
-        new = np.r_[True, sym[1:] != sym[:-1]]
+        div = np.nan_to_num(rows["dividend"]) if "dividend" in have else np.zeros(len(close))
+        split = np.where(np.isnan(rows["split"]), 1.0, rows["split"]) if "split" in have else np.ones(len(close))
+        code = rows["code"]
+        new = np.r_[True, code[1:] != code[:-1]] if len(code) else np.zeros(0, dtype=bool)
         prev = np.r_[np.nan, close[:-1]]
         growth = np.where(new, 1.0, (close * split + div) / prev)
         first_close = pd.Series(np.where(new, close, np.nan)).ffill().to_numpy()
-        log = pd.Series(np.log(growth)).groupby(np.cumsum(new)).cumsum().to_numpy()
-        tr = first_close * np.exp(log)
-        ratio = tr / close
-        for f in ("open", "high", "low"):
-            if f in have:
-                long[f] = long[f].to_numpy() * ratio
-        if "volume" in have:
-            long["volume"] = long["volume"].to_numpy() / ratio
-        long["close"] = tr
-    elif mode != "none":
+        adjusted = first_close * np.exp(pd.Series(np.log(growth)).groupby(np.cumsum(new)).cumsum().to_numpy())
+    else:
         raise _fail(f"adjust: unknown mode {mode!r}")
-    return long, mode
+    ratio = adjusted / close
+    for f in ("open", "high", "low"):
+        if f in have:
+            rows[f] = rows[f] * ratio
+    if "volume" in have:
+        rows["volume"] = rows["volume"] / ratio  # value traded is kept
+    rows["close"] = adjusted
+    return mode
 
 
 def _catalog(path: str | None, symbols: list[str], prices: str) -> pd.DataFrame:
@@ -430,15 +452,15 @@ _LOCK = threading.Lock()
 def _parse(cfg: FilesConfig, stamp: tuple, catalog_stamp: tuple) -> Parsed:
     """The parsed set, keyed by every file's path, size and mtime (``catalog_stamp`` only keys the cache)."""
     paths = [p for p, _, _ in stamp]
-    long, where = (_long if cfg.layout == "long" else _wide)(paths, cfg)
-    long = _check_rows(long, where)
-    long, mode = _adjust(long, cfg.adjust)
-    fields = tuple(f for f in BAR_FIELDS if f in long.columns)
-    bars = long.sort_values(["date", "symbol"], kind="stable")[["date", "symbol", *fields]].reset_index(drop=True)
-    bars["date"] = bars["date"].astype("datetime64[ns]")
-    bars["symbol"] = bars["symbol"].astype(object)
-    symbols = sorted(pd.unique(bars["symbol"]))
-    catalog = _catalog(cfg.catalog, symbols, cfg.prices)
+    rows, names, where = (_long if cfg.layout == "long" else _wide)(paths, cfg)
+    rows = _check_rows(rows, names, where)
+    mode = _adjust(rows, cfg.adjust)
+    fields = tuple(f for f in BAR_FIELDS if f in rows)
+    order = np.lexsort((rows["code"], rows["date"]))  # date, then symbol (codes are in name order)
+    bars = pd.DataFrame({"date": rows["date"][order].astype("datetime64[ns]"),
+                         "symbol": names[rows["code"][order]],
+                         **{f: rows[f][order].astype("float64") for f in fields}})
+    catalog = _catalog(cfg.catalog, list(names[np.unique(rows["code"])]), cfg.prices)
     return Parsed(bars, fields, mode, catalog, tuple(paths))
 
 
