@@ -43,7 +43,6 @@ def _peak_mib() -> float:
 def write_csv(directory: Path, symbols: int, years: int) -> tuple[Path, Path, str]:
     """The synthetic market written as a user's long CSV (date, symbol, OHLCV) and a catalog CSV."""
     import pandas as pd
-
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
