@@ -110,7 +110,9 @@ def load_manifest(path: Path | str) -> Manifest:
     manifest = parse_manifest(p.read_text(encoding="utf-8"), p)
     if manifest.name != p.stem:
         raise ManifestError(f"{p}: name: {manifest.name!r} must equal the file name without .yaml ({p.stem!r})")
-    return _relative_to(manifest, p.resolve().parent)
+    manifest = _relative_to(manifest, p.resolve().parent)
+    _check_catalog_columns(manifest, p)
+    return manifest
 
 
 def _relative_to(manifest: Manifest, folder: Path) -> Manifest:
@@ -128,6 +130,22 @@ def _relative_to(manifest: Manifest, folder: Path) -> Manifest:
     if bench is not None and getattr(bench, "file", None):
         update["benchmark"] = bench.model_copy(update={"file": absolute(bench.file)})
     return manifest.model_copy(update=update) if update else manifest
+
+
+def _check_catalog_columns(manifest: Manifest, path: Path) -> None:
+    """A files source's catalog must have the columns the manifest's features read (when the file exists)."""
+    import os
+
+    src = manifest.source
+    if src.kind != "files" or src.catalog is None or not os.path.isfile(src.catalog):
+        return
+    from tvquant_assets.sources.files import catalog_columns
+
+    have = catalog_columns(src.catalog)
+    missing = {f: c for f, c in manifest.catalog_needs().items() if c not in have}
+    if missing:
+        raise ManifestError(f"{path}: {', '.join(missing)}: read the catalog's {', '.join(sorted(set(missing.values())))}, "
+                            f"which {src.catalog} does not have (columns: {', '.join(sorted(have))})")
 
 
 def resolve_manifest(name_or_path: str | Path) -> tuple[Path, Manifest]:

@@ -777,6 +777,25 @@ class Manifest(Strict):
             raise ValueError(f"benchmark.symbol {b.symbol!r} is not in universe.symbols")
         return self
 
+    def catalog_needs(self) -> dict[str, str]:
+        """Manifest fields that read a catalog column: {field: column}."""
+        out = {}
+        if self.selection.max_per_sector is not None:
+            out["selection.max_per_sector"] = "sector"
+        if self.selection.sector_tilt:
+            out["selection.sector_tilt"] = "sector"
+        if self.backtest.costs_by_class:
+            out["backtest.costs_by_class"] = "type"
+        return out
+
+    @model_validator(mode="after")
+    def _files_catalog(self) -> Manifest:
+        needs = self.catalog_needs()
+        if self.source.kind == "files" and self.source.catalog is None and needs:
+            raise ValueError(f"{', '.join(needs)} read the catalog's {', '.join(sorted(set(needs.values())))}; "
+                             "a files source without source.catalog has none: add a catalog file or drop them")
+        return self
+
     @property
     def backtest_start(self) -> dt.date:
         return self.backtest.start or self.start

@@ -445,6 +445,17 @@ def _catalog(path: str | None, symbols: list[str], prices: str) -> pd.DataFrame:
     return out.sort_values("symbol").reset_index(drop=True)[CATALOG_COLUMNS].astype(object)
 
 
+def catalog_columns(path: str) -> set[str]:
+    """Lower-cased column names of a catalog file (its header or parquet schema only)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if _kind(path) == "parquet":
+        return {n.strip().lower() for n in pq.read_schema(path).names}
+    with pacsv.open_csv(path) as reader:
+        return {n.strip().lower() for n in reader.schema.names}
+
+
 _LOCK = threading.Lock()
 
 

@@ -135,3 +135,42 @@ def test_export_writes_what_the_files_source_reads_back(tmp_path, bars):
         assert df_hash(src.history(SYMBOLS, LO, HI)) == df_hash(bars)
         assert src.catalog()["sector"].tolist()[0] == "Information Technology"
     assert bars_bytes(bars.head(1), "csv").decode().splitlines()[1].startswith("2020-02-03,AAPL,")
+
+
+def test_features_that_need_catalog_columns_say_so(tmp_path, bars):
+    from tvquant_assets.errors import ManifestError
+    from tvquant_assets.manifest import load_manifest
+    from tvquant_assets.manifest.load import parse_manifest
+
+    with pytest.raises(ManifestError, match=r"selection.max_per_sector read the catalog's sector; a files source "
+                                            r"without source.catalog has none"):
+        parse_manifest("name: m\nstart: 2020-03-02\nsource: {kind: files, prices: p.csv}\n"
+                       "selection: {max_per_sector: 2}\n")
+    _write(tmp_path / "p.csv", bars)
+    (tmp_path / "catalog.csv").write_text("symbol,exchange\nAAPL,NASDAQ\n")
+    (tmp_path / "m.yaml").write_text("name: m\nstart: 2020-03-02\nsource: {kind: files, prices: p.csv, catalog: "
+                                     "catalog.csv}\nbacktest: {costs_by_class: {stock: {commission_bps: 1}}}\n")
+    with pytest.raises(ManifestError, match=r"m.yaml: backtest.costs_by_class: read the catalog's type, which "
+                                            r".*catalog.csv does not have \(columns: exchange, symbol\)"):
+        load_manifest(tmp_path / "m.yaml")
+    (tmp_path / "m.yaml").write_text("name: m\nstart: 2020-03-02\nsource: {kind: files, prices: p.csv, catalog: "
+                                     "catalog.csv}\nbenchmark: {file: index.csv}\n")
+    m = load_manifest(tmp_path / "m.yaml")  # relative paths are the manifest folder's
+    assert m.source.prices == str(tmp_path / "p.csv") and m.benchmark.file == str(tmp_path / "index.csv")
+
+
+def test_benchmark_from_a_file_or_a_symbol(tmp_path):
+    from tvquant_assets.manifest.schema import BenchmarkConfig
+    from tvquant_assets.sources.benchmark import benchmark_closes, sp500_index
+
+    index = sp500_index().loc["2020"]
+    index.rename("Close").rename_axis("Date").reset_index().to_csv(tmp_path / "spx.csv", index=False)
+    got = benchmark_closes(BenchmarkConfig(file=str(tmp_path / "spx.csv")), pd.DataFrame())
+    pd.testing.assert_series_equal(got, index, check_names=False, check_freq=False)
+    assert BenchmarkConfig(file=str(tmp_path / "spx.csv")).label == "spx"
+    panel = pd.DataFrame({"KO": [1.0, 2.0]}, index=pd.DatetimeIndex(["2020-01-02", "2020-01-03"]))
+    assert benchmark_closes(BenchmarkConfig(symbol="KO"), panel).tolist() == [1.0, 2.0]
+    bad = pd.DataFrame({"date": ["2020-01-02", "2020-01-02"], "close": [1.0, 2.0]})
+    bad.to_csv(tmp_path / "dup.csv", index=False)
+    with pytest.raises(SourceError, match=r"dup.csv line 3, column date: duplicate date 2020-01-02"):
+        benchmark_closes(BenchmarkConfig(file=str(tmp_path / "dup.csv")), pd.DataFrame())
