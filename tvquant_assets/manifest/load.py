@@ -144,7 +144,8 @@ def _check_catalog_columns(manifest: Manifest, path: Path) -> None:
     have = catalog_columns(src.catalog)
     missing = {f: c for f, c in manifest.catalog_needs().items() if c not in have}
     if missing:
-        raise ManifestError(f"{path}: {', '.join(missing)}: read the catalog's {', '.join(sorted(set(missing.values())))}, "
+        columns = ", ".join(sorted(set(missing.values())))
+        raise ManifestError(f"{path}: {', '.join(missing)}: read the catalog's {columns}, "
                             f"which {src.catalog} does not have (columns: {', '.join(sorted(have))})")
 
 
