@@ -10,14 +10,19 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, RunRequest, SkipReason, build_schedule_context
 
 from tvquant_assets import cli
 from tvquant_assets.defs.schedules import build_daily_schedule
+from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import load_manifest
+from tvquant_assets.sources.benchmark import sp500_index
+from tvquant_assets.sources.files import FilesSource
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "files"
+SYMBOLS = ["AAPL", "BAC", "CVX", "HD", "JNJ", "JPM", "KO", "MSFT", "PFE", "PG", "WMT", "XOM"]
 
 
 def _example_copy(tmp_path: Path, until: str) -> tuple[Path, pd.DataFrame]:
@@ -73,3 +78,18 @@ def test_appended_dates_run_and_an_edited_row_fails_the_check(tmp_path, monkeypa
     assert evaluation.metadata["failed_partitions"].value == ["2019-01-03"]
     assert "MSFT" in evaluation.metadata["findings"].value[0]
     assert isinstance(schedule(build_schedule_context(scheduled_execution_time=tick)), SkipReason)  # up to date
+
+    # measured against skfolio's S&P 500 index, point in time
+    board = lake.read("files_e2e", "backtest", "2019-01-07")
+    index = sp500_index()
+    assert board["bench_equity"].iloc[0] == pytest.approx(index["2019-01-07"] / index["2019-01-02"], rel=1e-12)
+    assert board[["excess_return", "beta", "information_ratio"]].notna().all().all()
+
+    # the lake exported as a file a files source reads back to the same bars
+    out = tmp_path / "export" / "prices.parquet"
+    assert cli.main(["lake", "export", "--manifest", str(path), "--lake", str(tmp_path / "lake"), "--stage", "prices",
+                     "--format", "parquet", "--out", str(out)]) == 0
+    back = FilesSource(str(out), catalog=str(out.parent / "catalog.csv"))
+    d = pd.Timestamp("2019-01-04")
+    assert df_hash(back.history(SYMBOLS, d, d)) == df_hash(lake.read("files_e2e", "prices", d))
+    assert back.catalog().set_index("symbol").loc["MSFT", "sector"] == "Information Technology"
