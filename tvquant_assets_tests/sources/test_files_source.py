@@ -174,3 +174,27 @@ def test_benchmark_from_a_file_or_a_symbol(tmp_path):
     bad.to_csv(tmp_path / "dup.csv", index=False)
     with pytest.raises(SourceError, match=r"dup.csv line 3, column date: duplicate date 2020-01-02"):
         benchmark_closes(BenchmarkConfig(file=str(tmp_path / "dup.csv")), pd.DataFrame())
+
+
+def test_wide_files_one_per_field(tmp_path):
+    src = BundledSource()
+    bars = src.history(["KO", "PG"], LO, LO + pd.Timedelta(days=9))
+    close = bars.pivot(index="date", columns="symbol", values="close")
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    close.reset_index().to_csv(folder / "close.csv", index=False)
+    (close * 0.99).reset_index().to_csv(folder / "Open.csv", index=False)
+    volume = pd.DataFrame(1000.0, index=close.index, columns=close.columns)
+    volume.reset_index().to_csv(folder / "volume.csv", index=False)
+    got = FilesSource(str(folder / "*.csv"), layout="wide")
+    assert got.fields == ("open", "close", "volume")
+    frame = got.history(["KO", "PG"], LO, HI)
+    assert frame["open"].to_numpy() == pytest.approx(frame["close"].to_numpy() * 0.99)
+    assert (frame["volume"] == 1000.0).all() and len(frame) == len(bars)
+    volume.iloc[2, 1] = float("nan")
+    volume.reset_index().to_csv(folder / "volume.csv", index=False)
+    with pytest.raises(SourceError, match=r"close.csv line 4, column PG: a close on 2020-02-05 but no volume in "):
+        FilesSource(str(folder / "*.csv"), layout="wide").catalog()
+    (folder / "prices.csv").write_text("date,KO\n2020-02-03,1\n")
+    with pytest.raises(SourceError, match=r"prices.csv: a wide file is named after its field"):
+        FilesSource(str(folder / "*.csv"), layout="wide").catalog()
