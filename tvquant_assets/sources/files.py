@@ -77,11 +77,11 @@ def _fail(msg: str) -> SourceError:
     return SourceError(f"source files: {msg}")
 
 
-def _expand(pattern: str) -> list[str]:
+def _expand(pattern: str, what: str = "prices") -> list[str]:
     paths = sorted(globlib.glob(os.path.expanduser(pattern), recursive=True))
     paths = [p for p in paths if os.path.isfile(p) and _kind(p) is not None]
     if not paths:
-        raise _fail(f"prices: no CSV or parquet file matches {pattern!r}")
+        raise _fail(f"{what}: no CSV or parquet file matches {pattern!r}")
     return paths
 
 
@@ -177,9 +177,11 @@ def _dates(column, path: str, where: _Where, file: int, cfg: FilesConfig) -> tup
 
 # numbers -----------------------------------------------------------------------------------------------
 def _numbers(column, field: str, where: _Where, file: int, rows: np.ndarray | None = None,
-             allow_missing: bool = True) -> np.ndarray:
+             allow_missing: bool = True, label: str | None = None) -> np.ndarray:
+    """A numeric column as float64; ``field`` decides the checks, ``label`` (the file's column) the message."""
     import pyarrow as pa
 
+    name = label or field
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
         values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
         values = np.where(pd.isna(values), np.nan, values).astype("float64")
@@ -191,23 +193,23 @@ def _numbers(column, field: str, where: _Where, file: int, rows: np.ndarray | No
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             r = int(rows[i]) if rows is not None else i
-            raise _fail(f"{where.at(file, r, field)}: {text.iloc[i]!r} is not a number")
+            raise _fail(f"{where.at(file, r, name)}: {text.iloc[i]!r} is not a number")
     if not allow_missing:
         miss = np.isnan(values)
         if miss.any():
             i = int(np.flatnonzero(miss)[0])
             r = int(rows[i]) if rows is not None else i
-            raise _fail(f"{where.at(file, r, field)}: missing {field}")
+            raise _fail(f"{where.at(file, r, name)}: missing {field}")
     if np.isinf(values).any():
         i = int(np.flatnonzero(np.isinf(values))[0])
-        raise _fail(f"{where.at(file, int(rows[i]) if rows is not None else i, field)}: {values[i]} is not finite")
+        raise _fail(f"{where.at(file, int(rows[i]) if rows is not None else i, name)}: {values[i]} is not finite")
     bad = (values <= 0) if field in POSITIVE else (values < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         r = int(rows[i]) if rows is not None else i
         kind = "positive" if field in POSITIVE else "negative"
-        raise _fail(f"{where.at(file, r, field)}: {values[i]:g} is not {kind}" if kind == "positive"
-                    else f"{where.at(file, r, field)}: {values[i]:g} is negative")
+        raise _fail(f"{where.at(file, r, name)}: {values[i]:g} is not {kind}" if kind == "positive"
+                    else f"{where.at(file, r, name)}: {values[i]:g} is negative")
     return values
 
 
@@ -287,7 +289,7 @@ def _long(paths: list[str], cfg: FilesConfig) -> tuple[dict[str, np.ndarray], np
                  "file": np.full(len(days), k, dtype=np.int32), "row": np.arange(len(days), dtype=np.int64)}
         for f, c in cols.items():
             if c is not None:
-                frame[f] = _numbers(table[c], f, where, k, allow_missing=f in ("dividend", "split"))
+                frame[f] = _numbers(table[c], f, where, k, allow_missing=f in ("dividend", "split"), label=c)
         parts.append(frame)
     fields = [f for f in ALL_FIELDS if all(f in p for p in parts)]
     partial = sorted({f for p in parts for f in p if f in ALL_FIELDS} - set(fields))
@@ -325,7 +327,7 @@ def _wide(paths: list[str], cfg: FilesConfig) -> tuple[dict[str, np.ndarray], np
             raise _fail(f"{where.at(k, j, date_col)}: duplicate date {str(days[j])[:10]} "
                         f"(first at {where.at(k, i).split(' ', 1)[1]})")
         symbols = [str(n).strip() for n in names if n != date_col]
-        values = np.column_stack([_numbers(table[n], field, where, k) for n in names if n != date_col]) \
+        values = np.column_stack([_numbers(table[n], field, where, k, label=n) for n in names if n != date_col]) \
             if symbols else np.empty((len(days), 0))
         grids[field] = (pd.DataFrame(values, index=pd.DatetimeIndex(days), columns=symbols), stamps, k)
     close, stamps, k = grids["close"]
@@ -416,7 +418,7 @@ def _adjust(rows: dict[str, np.ndarray], mode: str) -> str:
 def _catalog(path: str | None, symbols: list[str], prices: str) -> pd.DataFrame:
     if path is None:
         return pd.DataFrame({"symbol": symbols, **{c: "" for c in CATALOG_COLUMNS[1:]}})[CATALOG_COLUMNS]
-    files = _expand(path)
+    files = _expand(path, "catalog")
     if len(files) != 1:
         raise _fail(f"catalog: {path!r} matches {len(files)} files; name one file")
     table = _read_table(files[0])
@@ -489,7 +491,7 @@ class FilesSource(Source):
     def parsed(self) -> Parsed:
         """The files as of now (read again when any file changed, was added or removed)."""
         prices = _stamp(_expand(self.cfg.prices))
-        catalog = _stamp(_expand(self.cfg.catalog)) if self.cfg.catalog is not None else ()
+        catalog = _stamp(_expand(self.cfg.catalog, "catalog")) if self.cfg.catalog is not None else ()
         with _LOCK:
             return _parse(self.cfg, prices, catalog)
 
