@@ -237,7 +237,7 @@ def test_tearsheet_renders_in_headless_chromium(built, tmp_path):
 
     assert CHROMIUM, "Debian chromium is not installed: apt-get install -y chromium (.ci/run does it)"
     result, page_html = built
-    expected = {"equity", "quadrant", "drawdown", "rolling_sharpe", "dendrogram", "correlation",
+    expected = {"equity", "quadrant", "drawdown", "relative", "rolling_sharpe", "dendrogram", "correlation",
                 "regime_metrics"} | {f"weights:{c}" for c in re.findall(r'data-chart="weights:([^"]+)"', page_html)}
     assert len(expected) >= 7 + 4
     shot = tmp_path / "tearsheet.png"
