@@ -461,7 +461,7 @@ def catalog_columns(path: str) -> set[str]:
 _LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)  # the files now and one earlier version
 def _parse(cfg: FilesConfig, stamp: tuple, catalog_stamp: tuple) -> Parsed:
     """The parsed set, keyed by every file's path, size and mtime (``catalog_stamp`` only keys the cache)."""
     paths = [p for p, _, _ in stamp]
