@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.errors import SourceError
+from tvquant_assets.errors import BadDataError, SourceError
 from tvquant_assets.sources.base import BAR_FIELDS, CATALOG_COLUMNS, Source
 
 EXTRA_FIELDS = ("adj_close", "dividend", "split")
@@ -74,7 +74,7 @@ class _Where:
 
 
 def _fail(msg: str) -> SourceError:
-    return SourceError(f"source files: {msg}")
+    return BadDataError(f"source files: {msg}")
 
 
 def _expand(pattern: str, what: str = "prices") -> list[str]:

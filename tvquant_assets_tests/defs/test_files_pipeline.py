@@ -93,3 +93,18 @@ def test_appended_dates_run_and_an_edited_row_fails_the_check(tmp_path, monkeypa
     d = pd.Timestamp("2019-01-04")
     assert df_hash(back.history(SYMBOLS, d, d)) == df_hash(lake.read("files_e2e", "prices", d))
     assert back.catalog().set_index("symbol").loc["MSFT", "sector"] == "Information Technology"
+
+
+def test_a_bad_file_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    path, full = _example_copy(tmp_path, "2019-01-04")
+    bad = full[full["date"] <= "2019-01-04"].copy()
+    bad.loc[bad.index[40], "close"] = 0.0
+    bad.to_csv(path.parent / "prices.csv", index=False, lineterminator="\n")
+    code = cli.main(["backfill", "--manifest", str(path), "--lake", str(tmp_path / "lake"), "--start", "2019-01-02",
+                     "--end", "2019-01-04", "--no-report", "--json"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tvquant: error")]
+    assert code == 2 and len(errors) == 1  # (Dagster's own log lines aside)
+    assert errors[0].endswith(f"{path.parent / 'prices.csv'} line 42, column close: 0 is not positive")
+    lake = Lake(tmp_path / "lake")
+    assert all(not lake.partitions("files_e2e", s) for s in ("catalog", "prices", "audit"))
