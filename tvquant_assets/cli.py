@@ -42,6 +42,10 @@ def _print_leaderboard(manifest: str, date, lake_root: str | None) -> None:
         cells += [f"{r[c]:.2f}" for c in extra[1:]]
         table.add_row(*cells)
     Console(width=max(110, Console().width)).print(table)
+    if "excess_return" in board.columns and len(board):  # the leader against the manifest's benchmark
+        r = board.iloc[0]
+        print(f"vs benchmark: {r['candidate']} excess {r['excess_return']:+.2%}, beta {r['beta']:.2f}, "
+              f"information ratio {r['information_ratio']:.2f}")
 
 
 def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool,
@@ -131,12 +135,17 @@ def cmd_run(args) -> int:
     from tvquant_assets.lake import Lake, default_lake_root
     from tvquant_assets.manifest import resolve_manifest
     from tvquant_assets.stages.context import RunContext
-    from tvquant_assets.stages.plan import latest_partition
+    from tvquant_assets.stages.plan import latest_partition, pending_dates
 
     _, manifest = resolve_manifest(args.manifest)
-    date = args.date or latest_partition(RunContext(manifest, Lake.open(args.lake or default_lake_root())))
-    date = str(date)[:10]
-    return _run_range(args.manifest, date, date, args.lake, args.json, not args.no_report)
+    if args.date:
+        start = end = str(args.date)[:10]
+    else:  # the newest date with bars, and every date appended since the last run
+        ctx = RunContext(manifest, Lake.open(args.lake or default_lake_root()))
+        last = latest_partition(ctx)
+        start = str((pending_dates(ctx, last) or [last])[0])[:10]
+        end = str(last)[:10]
+    return _run_range(args.manifest, start, end, args.lake, args.json, not args.no_report)
 
 
 def cmd_report(args) -> int:
@@ -200,6 +209,22 @@ def cmd_lake_sql(args) -> int:
     Console(width=max(120, Console().width)).print(table)
     print(f"{len(rows)} row(s){' (limit reached)' if args.limit and len(rows) == args.limit else ''}",
           file=sys.stderr)
+    return 0
+
+
+def cmd_lake_export(args) -> int:
+    from tvquant_assets.lake import Lake, default_lake_root
+    from tvquant_assets.lake.export import export_prices
+    from tvquant_assets.manifest import resolve_manifest
+
+    _, manifest = resolve_manifest(args.manifest)
+    out = export_prices(Lake.open(args.lake or default_lake_root()), manifest.name,
+                        args.out or f"{manifest.name}_prices.{args.fmt}", args.fmt)
+    summary = {"prices": str(out.prices), "catalog": str(out.catalog) if out.catalog else None, "rows": out.rows,
+               "symbols": out.symbols, "first": str(out.first.date()), "last": str(out.last.date())}
+    print(json.dumps(summary, indent=2) if args.json else
+          f"{out.rows:,} bars of {out.symbols} symbols ({summary['first']}..{summary['last']}) -> {out.prices}"
+          + (f" (+ {out.catalog})" if out.catalog else ""))
     return 0
 
 
@@ -509,6 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     lq.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     add_common(lq)
     lq.set_defaults(func=cmd_lake_sql)
+    le = lsub.add_parser("export", help="write a manifest's prices as a long CSV or parquet file (+ catalog.csv) "
+                                        "that a files source reads back")
+    le.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    le.add_argument("--stage", choices=["prices"], default="prices", help="what to export (prices)")
+    le.add_argument("--format", choices=["csv", "parquet"], default="csv", dest="fmt")
+    le.add_argument("--out", default=None, help="output file (default: ./<manifest>_prices.<format>)")
+    add_common(le)
+    le.set_defaults(func=cmd_lake_export)
 
     bt = parser("backtest", "one-shot walk-forward backtest over a range (no Dagster), same hashes as the asset")
     bt.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")

@@ -13,6 +13,10 @@ class SourceError(TvquantError):
     """A data source cannot serve what was asked."""
 
 
+class BadDataError(SourceError):
+    """A source's input files are wrong (one line naming file, row and column); retrying cannot fix them."""
+
+
 class LakeError(TvquantError):
     """The lake is missing a partition or holds an unreadable file."""
 

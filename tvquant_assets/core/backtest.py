@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.core.metrics import deflated_sharpe, expanding_metrics, pbo_cscv, tail_risk
+from tvquant_assets.core.metrics import (
+    RELATIVE_METRICS,
+    deflated_sharpe,
+    expanding_metrics,
+    pbo_cscv,
+    relative,
+    tail_risk,
+)
 from tvquant_assets.core.simulators import get_simulator
 from tvquant_assets.errors import SimulatorError
 
@@ -86,6 +93,7 @@ def walk_forward(
     delist_after: int | None = None,
     pbo_blocks: int = 8,
     events: list[dict] | None = None,
+    benchmark: pd.Series | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Simulate every candidate from ``start`` and rank them on each requested date.
 
@@ -125,6 +133,10 @@ def walk_forward(
         Blocks of the combinatorially symmetric cross-validation (PBO across candidates).
     events : list, optional
         Receives one dict per forced liquidation (simulator, candidate, date, symbol, weight).
+    benchmark : Series, optional
+        The benchmark's closes by date. Adds ``RELATIVE_METRICS`` (``core/metrics.py``), ``bench_equity``
+        (growth of 1 since ``start``) and ``bench_day_return`` from its closes <= D on the simulated days (a
+        day without a benchmark close carries the last one); NaN on dates after its last close.
 
     Returns
     -------
@@ -170,8 +182,9 @@ def walk_forward(
     rows = [(c, sim) for sim in names_sim for c in names]
     # (date, row) tables, pre-filled with the values of a book that has not traded yet
     table = {col: np.full((len(asked), len(rows)), value) for col, value in _UNTRADED.items()}
-    for col in _CROSS:
+    for col in _CROSS + (_BENCH if benchmark is not None else ()):
         table[col] = np.full((len(asked), len(rows)), np.nan)
+    bench, bench_until = _bench_returns(benchmark, days, horizon) if benchmark is not None else (None, None)
     for sim_name in names_sim if len(days) else []:
         simulate = sims[sim_name]
         cols = [j for j, (_, sim) in enumerate(rows) if sim == sim_name]
@@ -198,9 +211,12 @@ def walk_forward(
                                    "symbol": str(past.columns[col]), "weight": weight})
         for i, series in used.items():
             _cross(table, cols, i, series, pbo_blocks)
+            if bench is not None and days[k[i]] <= bench_until:
+                _relative(table, cols, i, series, bench[: k[i] + 1], bool(on_day[i]), periods_per_year)
     frames = _frames(rows, table)
 
-    empty = _frames([], {col: np.zeros((1, 0)) for col in [*_UNTRADED, *_CROSS]})[0]
+    empty = _frames([], {col: np.zeros((1, 0)) for col in [*_UNTRADED, *_CROSS,
+                                                            *(_BENCH if benchmark is not None else ())]})[0]
     by_date = dict(zip(asked, frames))
     return {d: by_date[d] if d >= start else empty.copy() for d in dates}
 
@@ -213,6 +229,33 @@ _UNTRADED: dict[str, float] = {
 }
 # Computed per date from the return series itself, or across the candidates of one simulator.
 _CROSS = ("var_95", "cvar_95", "dsr", "pbo")
+# Against the manifest's benchmark (only when it has one).
+_BENCH = (*RELATIVE_METRICS, "bench_equity", "bench_day_return")
+
+
+def _bench_returns(closes: pd.Series, days: pd.DatetimeIndex, horizon: pd.Timestamp):
+    """Benchmark returns on the simulated days (closes <= horizon, the last one carried over days without
+    one; 0 on the first day) and the date of its last close <= horizon."""
+    past = pd.Series(closes, dtype="float64").dropna()
+    past = past[past.index <= horizon]
+    if past.empty or not len(days):
+        return np.zeros(len(days)), pd.Timestamp.min
+    on_days = past.reindex(past.index.union(days)).ffill().reindex(days).to_numpy(dtype=float)
+    r = np.zeros(len(days))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r[1:] = on_days[1:] / on_days[:-1] - 1.0
+    return np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0), pd.Timestamp(past.index[-1])
+
+
+def _relative(table: dict[str, np.ndarray], cols: list[int], i: int, series: list[np.ndarray], bench: np.ndarray,
+              on_day: bool, periods_per_year: int) -> None:
+    """Each row's metrics against the benchmark on date ``i`` (returns up to that date only)."""
+    bench_equity = float(np.prod(1.0 + bench))
+    for j, r in zip(cols, series):
+        for col, value in relative(r, bench, periods_per_year).items():
+            table[col][i, j] = value
+        table["bench_equity"][i, j] = bench_equity
+        table["bench_day_return"][i, j] = bench[-1] if on_day else 0.0
 
 
 def _market(past: pd.DataFrame, days: pd.DatetimeIndex, open_: pd.DataFrame | None, execution: str,
@@ -447,7 +490,10 @@ def _frames(rows: list[tuple[str, str]], table: dict[str, np.ndarray]) -> list[p
         if col in table:
             data[col] = np.take_along_axis(table[col], order, axis=1).ravel().astype(dtype)
     data["rank"] = np.tile(np.arange(1, n + 1, dtype=np.int64), n_dates)
-    big = pd.DataFrame({col: data[col] for col in COLUMNS})
+    for col in _BENCH:
+        if col in table:
+            data[col] = np.take_along_axis(table[col], order, axis=1).ravel().astype("float64")
+    big = pd.DataFrame({col: data[col] for col in [*COLUMNS, *(c for c in _BENCH if c in table)]})
     return [big.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(n_dates)]
 
 

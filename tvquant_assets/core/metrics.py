@@ -15,6 +15,11 @@ Conventions
   the performance did not come from one lucky stretch. NaN until two full windows.
 * ``var_95`` / ``cvar_95`` are historical, reported as positive losses: ``-quantile(r, 5%)`` and minus the
   mean of the returns at or below that quantile.
+* Against a benchmark (``relative``, both series on the same days, the benchmark's return of a day the
+  portfolio trades): ``excess_return`` = total return - the benchmark's; ``beta`` = cov(r, b) / var(b)
+  (ddof=1); ``alpha`` = (mean(r) - beta mean(b)) ppy, Jensen's with a zero risk-free rate; ``tracking_error``
+  = std(r - b) sqrt(ppy); ``information_ratio`` = mean(r - b) / std(r - b) sqrt(ppy); ``up_capture`` /
+  ``down_capture`` = mean(r) / mean(b) over the days the benchmark rose / fell (1 = moves with it).
 * Across candidates: the deflated Sharpe ratio (Bailey & Lopez de Prado, 2014) and the probability of
   backtest overfitting by combinatorially symmetric cross-validation (Bailey et al., 2017).
 """
@@ -152,6 +157,37 @@ def rolling_sharpe(returns: np.ndarray, window: int, periods_per_year: int) -> n
     sd = view.std(axis=1, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out[window - 1 :] = np.where(sd > 1e-15, mu / sd, np.nan) * np.sqrt(periods_per_year)
+    return out
+
+
+RELATIVE_METRICS = ("bench_total_return", "excess_return", "alpha", "beta", "tracking_error", "information_ratio",
+                    "up_capture", "down_capture")
+
+
+def relative(returns: np.ndarray, bench: np.ndarray, periods_per_year: int) -> dict[str, float]:
+    """``RELATIVE_METRICS`` of ``returns`` against ``bench`` (same length, same days; module docstring)."""
+    r, b = np.asarray(returns, dtype=float), np.asarray(bench, dtype=float)
+    nan = float("nan")
+    out = dict.fromkeys(RELATIVE_METRICS, nan)
+    if r.size == 0:
+        return {**out, "bench_total_return": 0.0, "excess_return": 0.0}
+    bench_total = float(np.prod(1.0 + b) - 1.0)
+    out["bench_total_return"] = bench_total
+    out["excess_return"] = float(np.prod(1.0 + r) - 1.0) - bench_total
+    if r.size > 1:
+        var_b = float(np.var(b, ddof=1))
+        if var_b > 0:
+            beta = float(np.cov(r, b, ddof=1)[0, 1]) / var_b
+            out["beta"] = beta
+            out["alpha"] = (float(np.mean(r)) - beta * float(np.mean(b))) * periods_per_year
+        active = r - b
+        te = float(np.std(active, ddof=1))
+        out["tracking_error"] = te * math.sqrt(periods_per_year)
+        if te > 0:
+            out["information_ratio"] = float(np.mean(active)) / te * math.sqrt(periods_per_year)
+    for key, days in (("up_capture", b > 0), ("down_capture", b < 0)):
+        if days.any():
+            out[key] = float(np.mean(r[days])) / float(np.mean(b[days]))
     return out
 
 

@@ -95,4 +95,6 @@ def build_check(manifest: Manifest, name: str):
 
 
 def build_manifest_checks(manifest: Manifest) -> list:
-    return [build_check(manifest, name) for name in CHECKS]
+    from tvquant_assets.defs.source_checks import build_source_checks  # checks a manifest's source kind adds
+
+    return [build_check(manifest, name) for name in CHECKS] + build_source_checks(manifest)

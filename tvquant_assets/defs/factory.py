@@ -13,6 +13,7 @@ from dagster import (
     BackfillPolicy,
     BetaWarning,
     DataVersion,
+    Failure,
     Output,
     TimeWindowPartitionsDefinition,
     asset,
@@ -25,6 +26,7 @@ from tvquant_assets.calendar import CRON
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
 from tvquant_assets.defs.resources import LakeResource
+from tvquant_assets.errors import BadDataError
 from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.stages import ASSETS, SPECS
@@ -70,7 +72,10 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
             repair.plan_and_record(ctx, [pd.Timestamp(k) for k in keys])
         with progress.stage(f"{name}/{spec.name}", len(keys)):
-            result = run_stage(ctx, spec.name, [pd.Timestamp(k) for k in keys])
+            try:
+                result = run_stage(ctx, spec.name, [pd.Timestamp(k) for k in keys])
+            except BadDataError as exc:  # a wrong input file: retrying cannot fix it
+                raise Failure(str(exc), allow_retries=False) from exc
         outputs, hashes = {}, {}
         with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)
             for key in keys:

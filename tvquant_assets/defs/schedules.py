@@ -37,12 +37,33 @@ def build_daily_schedule(manifest: Manifest):
               description=f"Materializes today's partition of {manifest.name} after the close ({tz}).")
     def _daily(context: ScheduleEvaluationContext):
         day = _local_date(context, tz)
+        if manifest.source.kind == "files":  # the dates appended to the files since the last run
+            return _appended_dates_request(manifest, day)
         if not is_partition(manifest, day):
             return SkipReason(f"{day.date()} is not a partition of {manifest.name} ({manifest.calendar})")
         key = day.strftime("%Y-%m-%d")
         return RunRequest(run_key=key, partition_key=key, tags={"tvquant/manifest": manifest.name})
 
     return _daily
+
+
+def _appended_dates_request(manifest: Manifest, day: pd.Timestamp):
+    """One run over the partitions after the lake's last audited date up to the files' last bar (<= today)."""
+    from tvquant_assets.lake import Lake, default_lake_root
+    from tvquant_assets.stages.context import RunContext
+    from tvquant_assets.stages.plan import pending_dates
+
+    ctx = RunContext(manifest, Lake.open(default_lake_root()))
+    end = ctx.source.partitions_end(day.to_pydatetime())
+    last = manifest_dates(manifest, manifest.start, min(day, pd.Timestamp(end))) if end is not None else []
+    dates = pending_dates(ctx, last[-1]) if last else []
+    if not dates:
+        return SkipReason(f"no new dates in the files of {manifest.name} (last bar {end})")
+    start, stop = (d.strftime("%Y-%m-%d") for d in (dates[0], dates[-1]))
+    tags = {"tvquant/manifest": manifest.name}
+    if start == stop:
+        return RunRequest(run_key=start, partition_key=start, tags=tags)
+    return RunRequest(run_key=f"{start}..{stop}", tags={**tags, RANGE_START: start, RANGE_END: stop})
 
 
 def build_review_schedule(manifest: Manifest):

@@ -79,14 +79,34 @@ def discover(lake: Lake, manifests: Iterable[str] | None = None) -> list[View]:
         for stage_dir in sorted(p for p in mdir.iterdir() if p.is_dir() and _IDENT.match(p.name)):
             if any(f.suffix == ".parquet" and not f.name.startswith(".") for f in stage_dir.iterdir()):
                 views.append(View(m, stage_dir.name, str(stage_dir / "*.parquet")))
+                if stage_dir.name == "backtest" and _has_benchmark(stage_dir):
+                    views.append(View(m, BENCHMARK_VIEW, f"{m}.backtest"))
         ledger = mdir / "ledger.jsonl"
         if ledger.is_file() and ledger.stat().st_size > 0:
             views.append(View(m, "ledger", str(ledger)))
     return views
 
 
+BENCHMARK_VIEW = "vs_benchmark"
+BENCHMARK_COLUMNS = ("candidate", "simulator", "rank", "equity", "bench_equity", "total_return", "bench_total_return",
+                     "excess_return", "alpha", "beta", "tracking_error", "information_ratio", "up_capture",
+                     "down_capture")
+
+
+def _has_benchmark(stage_dir: Path) -> bool:
+    """The newest backtest partition carries the metrics against a benchmark."""
+    import pyarrow.parquet as pq
+
+    files = sorted(f for f in stage_dir.iterdir() if f.suffix == ".parquet" and not f.name.startswith("."))
+    return bool(files) and "bench_equity" in pq.read_schema(files[-1]).names
+
+
 def _view_sql(v: View) -> str:
     target = f"{_quote_ident(v.schema)}.{_quote_ident(v.name)}"
+    if v.name == BENCHMARK_VIEW:  # the backtest rows against the manifest's benchmark
+        cols = ", ".join(_quote_ident(c) for c in BENCHMARK_COLUMNS)
+        return (f"CREATE OR REPLACE VIEW {target} AS SELECT partition_date, {cols} FROM "
+                f"{_quote_ident(v.schema)}.backtest WHERE bench_equity IS NOT NULL")
     if v.name == "ledger":
         body = (f"SELECT seq, entry_hash, prev_hash, payload->>'date' AS date, payload->>'manifest_hash' "
                 f"AS manifest_hash, payload->>'run_id' AS run_id, payload->>'timestamp' AS timestamp, payload "

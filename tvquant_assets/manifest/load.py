@@ -38,7 +38,7 @@ def _location(loc: tuple) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in ("bundled", "synthetic", "tradingview") and parts and parts[-1].startswith("source"):
+        elif p in ("bundled", "synthetic", "tradingview", "files") and parts and parts[-1].startswith("source"):
             continue  # discriminated-union tag adds nothing for the reader
         else:
             parts.append(("." if parts else "") + str(p))
@@ -110,7 +110,43 @@ def load_manifest(path: Path | str) -> Manifest:
     manifest = parse_manifest(p.read_text(encoding="utf-8"), p)
     if manifest.name != p.stem:
         raise ManifestError(f"{p}: name: {manifest.name!r} must equal the file name without .yaml ({p.stem!r})")
+    manifest = _relative_to(manifest, p.resolve().parent)
+    _check_catalog_columns(manifest, p)
     return manifest
+
+
+def _relative_to(manifest: Manifest, folder: Path) -> Manifest:
+    """File paths of a ``files`` source (and a benchmark file) are relative to the manifest's folder."""
+    import os
+
+    def absolute(value):
+        return value if value is None or os.path.isabs(os.path.expanduser(value)) else str(folder / value)
+
+    update = {}
+    if manifest.source.kind == "files":
+        src = manifest.source
+        update["source"] = src.model_copy(update={"prices": absolute(src.prices), "catalog": absolute(src.catalog)})
+    bench = getattr(manifest, "benchmark", None)
+    if bench is not None and getattr(bench, "file", None):
+        update["benchmark"] = bench.model_copy(update={"file": absolute(bench.file)})
+    return manifest.model_copy(update=update) if update else manifest
+
+
+def _check_catalog_columns(manifest: Manifest, path: Path) -> None:
+    """A files source's catalog must have the columns the manifest's features read (when the file exists)."""
+    import os
+
+    src = manifest.source
+    if src.kind != "files" or src.catalog is None or not os.path.isfile(src.catalog):
+        return
+    from tvquant_assets.sources.files import catalog_columns
+
+    have = catalog_columns(src.catalog)
+    missing = {f: c for f, c in manifest.catalog_needs().items() if c not in have}
+    if missing:
+        columns = ", ".join(sorted(set(missing.values())))
+        raise ManifestError(f"{path}: {', '.join(missing)}: read the catalog's {columns}, "
+                            f"which {src.catalog} does not have (columns: {', '.join(sorted(have))})")
 
 
 def resolve_manifest(name_or_path: str | Path) -> tuple[Path, Manifest]:

@@ -90,7 +90,49 @@ class TradingViewSourceConfig(Strict):
         return self
 
 
-SourceConfig = BundledSourceConfig | SyntheticSourceConfig | TradingViewSourceConfig
+class FilesSourceConfig(Strict):
+    """The user's own CSV or parquet files, long or wide (formats: docs/files.md)."""
+
+    kind: Literal["files"] = Field("files", description="Source selector.")
+    prices: str = Field(..., min_length=1, description="Price file or glob (`data/*.csv`); a relative path is "
+                                                       "relative to the manifest's folder.")
+    layout: Literal["long", "wide"] = Field("long", description="`long`: rows of date, symbol, fields; `wide`: "
+                                                                "one file per field (`close.csv`), dates x symbols.")
+    catalog: str | None = Field(None, description="Optional catalog file: symbol, exchange, type, sector, industry, "
+                                                  "currency (without it those columns are empty).")
+    columns: dict[str, str] = Field(default_factory=dict, description="Our field -> the file's column name, e.g. "
+                                    "`{date: Date, close: Last}` (default: the field names and common aliases).")
+    adjust: Literal["auto", "none", "adjusted_close", "total_return"] = Field(
+        "auto", description="How adj_close, dividend and split are used (auto: total_return with dividends or "
+                            "splits, adjusted_close with adj_close, else none).")
+    timezone: str = Field("UTC", description="IANA zone: stamps with a zone are converted to it, stamps without "
+                                             "one are local to it.")
+    next_day_from: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                                      description="Local HH:MM: a bar stamped at or after it belongs to the next "
+                                                  "date (sessions that open the evening before).")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
+        allowed = ("date", "symbol", "open", "high", "low", "close", "volume", "adj_close", "dividend", "split")
+        unknown = sorted(set(v) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {v!r} (e.g. America/New_York, UTC)") from None
+        return v
+
+
+SourceConfig = BundledSourceConfig | SyntheticSourceConfig | TradingViewSourceConfig | FilesSourceConfig
 
 
 class UniverseConfig(Strict):
@@ -650,6 +692,37 @@ class ScheduleConfig(Strict):
         return v
 
 
+class BenchmarkConfig(Strict):
+    """What the backtest is measured against: one of a universe symbol, a file or a bundled series."""
+
+    symbol: str | None = Field(None, description="A symbol of the source (its closes from the price lake).")
+    file: str | None = Field(None, description="CSV or parquet with date and close columns (relative to the "
+                                               "manifest's folder).")
+    bundled: Literal["sp500_index"] | None = Field(None, description="`sp500_index`: skfolio's S&P 500 index "
+                                                                     "closes, 1990-2022, offline.")
+    name: str | None = Field(None, description="Label in the tearsheet (default: the symbol, file or series).")
+
+    @model_validator(mode="after")
+    def _one(self) -> BenchmarkConfig:
+        given = [k for k in ("symbol", "file", "bundled") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of symbol, file, bundled" + (f" (got {', '.join(given)})" if given
+                                                                             else ""))
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.symbol:
+            return self.symbol
+        if self.bundled:
+            return {"sp500_index": "S&P 500"}[self.bundled]
+        import os
+
+        return os.path.basename(str(self.file)).split(".")[0]
+
+
 class Manifest(Strict):
     """One pipeline instance: a universe, a strategy and where its data comes from."""
 
@@ -672,6 +745,8 @@ class Manifest(Strict):
                                           "`CRISIS: {max_weight: 0.2}`.")
     quality: QualityConfig = QualityConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    benchmark: BenchmarkConfig | None = Field(None, description="Backtest metrics against it (excess return, "
+                                              "alpha, beta, tracking error, information ratio, up/down capture).")
 
     @field_validator("universe")
     @classmethod
@@ -693,6 +768,32 @@ class Manifest(Strict):
         names = [c.name for c in self.tournament.candidates]
         if wanted is not None and wanted not in names:
             raise ValueError(f"backtest.drift.candidate {wanted!r} is not a tournament candidate ({', '.join(names)})")
+        return self
+
+    @model_validator(mode="after")
+    def _benchmark_symbol(self) -> Manifest:
+        b, symbols = self.benchmark, self.universe.symbols
+        if b is not None and b.symbol is not None and symbols and b.symbol not in symbols:
+            raise ValueError(f"benchmark.symbol {b.symbol!r} is not in universe.symbols")
+        return self
+
+    def catalog_needs(self) -> dict[str, str]:
+        """Manifest fields that read a catalog column: {field: column}."""
+        out = {}
+        if self.selection.max_per_sector is not None:
+            out["selection.max_per_sector"] = "sector"
+        if self.selection.sector_tilt:
+            out["selection.sector_tilt"] = "sector"
+        if self.backtest.costs_by_class:
+            out["backtest.costs_by_class"] = "type"
+        return out
+
+    @model_validator(mode="after")
+    def _files_catalog(self) -> Manifest:
+        needs = self.catalog_needs()
+        if self.source.kind == "files" and self.source.catalog is None and needs:
+            raise ValueError(f"{', '.join(needs)} read the catalog's {', '.join(sorted(set(needs.values())))}; "
+                             "a files source without source.catalog has none: add a catalog file or drop them")
         return self
 
     @property

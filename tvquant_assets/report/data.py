@@ -42,6 +42,7 @@ class ReportData:
     date: pd.Timestamp
     equity: pd.DataFrame = field(default_factory=pd.DataFrame)  # index dates, columns candidates
     day_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
+    benchmark: pd.Series | None = None  # the benchmark's growth of 1 since the backtest start, by date
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # backtest frame of D
     decisions: dict[str, pd.DataFrame] = field(default_factory=dict)  # candidate -> weights by decision date
     held: pd.DataFrame = field(default_factory=pd.DataFrame)  # featured candidate's drifted book, weekly rows
@@ -147,6 +148,10 @@ def _performance(data: ReportData, start: pd.Timestamp) -> None:
             data.equity = (1.0 + data.day_returns).cumprod()
     for f in (data.equity, data.day_returns):
         f.index.name, f.columns.name = None, None
+    if "bench_equity" in long.columns and data.manifest.benchmark is not None:
+        bench = long.groupby("_date")["bench_equity"].first()
+        bench.index.name = None
+        data.benchmark = bench.rename(data.manifest.benchmark.label)
 
 
 def drawdowns(equity: pd.DataFrame) -> pd.DataFrame:

@@ -25,6 +25,9 @@ PALETTE = (
 WIDTH = 960
 
 
+BENCHMARK_COLOR = "#3a3f4b"
+
+
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -211,8 +214,10 @@ def line_chart(
     height: int = 280,
     caption: str = "",
     fill_below_zero: bool = False,
+    dashed: str | None = None,
 ) -> str:
-    """Several series over one time axis, optional shaded bands behind them, a legend that toggles."""
+    """Several series over one time axis, optional shaded bands behind them, a legend that toggles;
+    the series named ``dashed`` (a benchmark) is drawn dark grey and dashed."""
     box = Box(height=height)
     x = pd.DatetimeIndex(x)
     names = list(series)
@@ -235,7 +240,7 @@ def line_chart(
         y = float(sy(reference))
         body.append(f'<line class="ref" x1="{box.x0:.1f}" x2="{box.x1:.1f}" y1="{y:.1f}" y2="{y:.1f}"/>')
     xs = sx(ns)
-    colors = [color(i) for i in range(len(names))]
+    colors = [BENCHMARK_COLOR if n == dashed else color(i) for i, n in enumerate(names)]
     order = sorted(range(len(names)), key=lambda i: names[i] == emphasis)  # emphasis drawn last, on top
     for i in order:
         ys = sy(values[i])
@@ -247,8 +252,9 @@ def line_chart(
                 poly = " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
                 body.append(f'<polygon class="series-fill" data-series="{i}" fill="{colors[i]}" '
                             f'points="{pts[0][0]:.1f},{zero:.1f} {poly} {pts[-1][0]:.1f},{zero:.1f}"/>')
+        dash = ' stroke-dasharray="6,3"' if names[i] == dashed else ""
         body.append(f'<path class="series" data-series="{i}" d="{_path(xs, ys)}" stroke="{colors[i]}" '
-                    f'stroke-width="{width}" fill="none"><title>{esc(names[i])}</title></path>')
+                    f'stroke-width="{width}"{dash} fill="none"><title>{esc(names[i])}</title></path>')
     body.append(f'<line class="cursor" x1="0" x2="0" y1="{box.y0:.1f}" y2="{box.y1:.1f}" visibility="hidden"/>')
     data = {"x": [d.strftime("%Y-%m-%d") for d in x], "px": _round(xs, 6),
             "series": [{"name": n, "color": c, "y": _round(v)} for n, c, v in zip(names, colors, values,

@@ -38,9 +38,12 @@ QUADRANT_COLORS = {"EXPANSION": "#8cc084", "INFLATIONARY_TREND": "#edc948", "STA
 # Leaderboard: known columns first in this order, then whatever else the backtest stage publishes.
 LEADERBOARD_ORDER = ("rank", "candidate", "engine", "profile", "simulator", "total_return", "ann_return",
                      "ann_vol", "sharpe", "deflated_sharpe", "dsr", "pbo", "sortino", "calmar",
-                     "max_drawdown", "var_95", "cvar_95", "hit_rate", "stability", "turnover", "costs", "n_days")
+                     "max_drawdown", "var_95", "cvar_95", "hit_rate", "stability", "turnover", "costs", "n_days",
+                     "bench_total_return", "excess_return", "alpha", "beta", "tracking_error", "information_ratio",
+                     "up_capture", "down_capture")
 PERCENT_HINTS = ("return", "vol", "drawdown", "var", "hit_rate", "costs", "weight", "pbo", "prob", "growth",
-                 "notional_pct")
+                 "notional_pct", "alpha", "tracking_error")
+BOARD_HIDDEN = ("day_return", "bench_day_return", "bench_equity")  # per-day values, drawn in the charts
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,9 @@ def section_summary(data: ReportData) -> str:
                            ("sharpe", "Sharpe"), ("max_drawdown", "max drawdown")):
             if col in row.index:
                 kpis.append(_kpi(label, esc(fmt_value(col, row[col]))))
-        for col, label in (("deflated_sharpe", "deflated Sharpe"), ("dsr", "deflated Sharpe"), ("pbo", "PBO")):
+        for col, label in (("deflated_sharpe", "deflated Sharpe"), ("dsr", "deflated Sharpe"), ("pbo", "PBO"),
+                           ("excess_return", "excess return"), ("beta", "beta"),
+                           ("information_ratio", "information ratio")):
             if col in row.index:
                 kpis.append(_kpi(label, esc(fmt_value(col, row[col]))))
     if not data.regimes.empty and data.date in data.regimes.index:
@@ -221,13 +226,23 @@ def _regime_bands(data: ReportData) -> list[svg.Band]:
     return svg.runs(pd.DatetimeIndex(r.index), [str(x) for x in r["label"]], colors, end=data.date)
 
 
+def _with_benchmark(data: ReportData, eq: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The equity curves plus the benchmark's (dashed), on the same dates."""
+    if data.benchmark is None or eq.empty:
+        return eq, None
+    name = f"{data.benchmark.name} (benchmark)"
+    return eq.assign(**{name: data.benchmark.reindex(eq.index).ffill().to_numpy()}), name
+
+
 def section_equity(data: ReportData) -> str:
-    eq = data.equity
+    eq, bench = _with_benchmark(data, data.equity)
     bands = _regime_bands(data)
     chart = svg.line_chart(
         "equity", eq.index, {c: eq[c].to_numpy() for c in eq.columns}, y_fmt=svg.number, bands=bands,
-        emphasis=data.featured, reference=1.0, height=320,
-        caption="Growth of 1 since the backtest start, after costs. Shading: regime label on each date "
+        emphasis=data.featured, reference=1.0, height=320, dashed=bench,
+        caption="Growth of 1 since the backtest start, after costs" + (", and the benchmark's (dashed)" if bench
+                                                                      else "") +
+                ". Shading: regime label on each date "
                 "(QUIET green, TURBULENT orange, CRISIS red). Click a legend entry to hide a line.")
     quad = ""
     r = data.regimes
@@ -239,11 +254,26 @@ def section_equity(data: ReportData) -> str:
 
 
 def section_drawdown(data: ReportData) -> str:
-    dd = drawdowns(data.equity) if not data.equity.empty else data.equity
+    eq, bench = _with_benchmark(data, data.equity)
+    dd = drawdowns(eq) if not eq.empty else eq
     chart = svg.line_chart("drawdown", dd.index, {c: dd[c].to_numpy() for c in dd.columns}, y_fmt=svg.percent,
-                           emphasis=data.featured, include_zero=True, height=220, fill_below_zero=True,
-                           caption="Drawdown from the running peak (the starting equity counts as a peak).")
+                           emphasis=data.featured, include_zero=True, height=220, fill_below_zero=True, dashed=bench,
+                           caption="Drawdown from the running peak (the starting equity counts as a peak)"
+                                   + ("; the benchmark's dashed." if bench else "."))
     return f'<section id="drawdown"><h2>Drawdowns</h2>{chart}</section>'
+
+
+def section_relative(data: ReportData) -> str:
+    """Each candidate's growth relative to the benchmark's: equity / benchmark equity - 1."""
+    if data.benchmark is None or data.equity.empty:
+        return ""
+    bench = data.benchmark.reindex(data.equity.index).ffill()
+    rel = data.equity.div(bench, axis=0) - 1.0
+    chart = svg.line_chart("relative", rel.index, {c: rel[c].to_numpy() for c in rel.columns}, y_fmt=svg.percent,
+                           emphasis=data.featured, reference=0.0, height=220,
+                           caption=f"Growth relative to {data.benchmark.name}: equity / benchmark equity - 1 "
+                                   "(above 0: ahead of the benchmark since the backtest start).")
+    return f'<section id="relative"><h2>Relative to {esc(data.benchmark.name)}</h2>{chart}</section>'
 
 
 def section_rolling_sharpe(data: ReportData) -> str:
@@ -261,7 +291,7 @@ def section_leaderboard(data: ReportData) -> str:
     if board.empty:
         return '<section id="leaderboard"><h2>Leaderboard</h2><p class="note">no backtest for this date</p></section>'
     cols = [c for c in LEADERBOARD_ORDER if c in board.columns]
-    cols += [c for c in board.columns if c not in cols and c != "day_return"]
+    cols += [c for c in board.columns if c not in cols and c not in BOARD_HIDDEN]
     extra = [c for c in ("deflated_sharpe", "dsr", "pbo") if c in board.columns]
     note = ("Includes " + ", ".join(extra) + " (overfitting-aware scores)." if extra else
             "Deflated Sharpe and PBO appear here when the backtest stage publishes them.")
@@ -435,6 +465,7 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("summary", section_summary),
     ("equity", section_equity),
     ("drawdown", section_drawdown),
+    ("relative", section_relative),
     ("rolling", section_rolling_sharpe),
     ("leaderboard", section_leaderboard),
     ("verdict", section_verdict),
@@ -446,9 +477,9 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("other", section_other),
     ("provenance", section_provenance),
 )
-TITLES = {"summary": "Summary", "equity": "Equity", "drawdown": "Drawdowns", "rolling": "Rolling Sharpe",
-          "leaderboard": "Leaderboard", "verdict": "Verdict", "weights": "Weights", "holdings": "Holdings",
-          "clusters": "Clusters",
+TITLES = {"summary": "Summary", "equity": "Equity", "drawdown": "Drawdowns", "relative": "Vs benchmark",
+          "rolling": "Rolling Sharpe", "leaderboard": "Leaderboard", "verdict": "Verdict", "weights": "Weights",
+          "holdings": "Holdings", "clusters": "Clusters",
           "regime": "Regime", "orders": "Orders", "other": "Other", "provenance": "Provenance"}
 
 

@@ -11,6 +11,7 @@ SOURCES = Registry("source", {
     "bundled": "tvquant_assets.sources.bundled:BundledSource",
     "synthetic": "tvquant_assets.sources.synthetic:SyntheticSource",
     "tradingview": "tvquant_assets.sources.tradingview.source:TradingViewSource",
+    "files": "tvquant_assets.sources.files:FilesSource",
 })
 
 

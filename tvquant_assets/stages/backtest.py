@@ -3,7 +3,9 @@
 Every decision since ``backtest.start`` is stitched from the tournament partitions and simulated on the
 lake's closes by each of ``backtest.simulators`` (``core/backtest.py``: cash mode, costs per asset class,
 drift band, borrow on shorts, forced sale of delisted names); scores, the deflated Sharpe ratio and PBO use
-returns <= D only. With ``backtest.execution_feedback`` the costs are calibrated from event-driven fills.
+returns <= D only, and so do the metrics against the manifest's ``benchmark`` (excess return, alpha, beta,
+tracking error, information ratio, up/down capture). With ``backtest.execution_feedback`` the costs are
+calibrated from event-driven fills.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pandas as pd
 
 from tvquant_assets.core.backtest import walk_forward
 from tvquant_assets.errors import SourceError
+from tvquant_assets.sources.benchmark import benchmark_closes
 from tvquant_assets.stages.books import collect_decisions, cost_rates, execution_feedback
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table, to_float
@@ -33,10 +36,13 @@ def backtest_frames(ctx: RunContext, dates: list[pd.Timestamp], events: list[dic
                     borrow_bps_per_year=bt.borrow_bps_per_year, delist_after=bt.delist_after_days,
                     pbo_blocks=bt.pbo_blocks, events=events)
     if last < start:
+        empty = pd.Series(dtype="float64") if m.benchmark is not None else None
         return walk_forward(pd.DataFrame(dtype="float64"), {}, start, dates, bt.costs.rate, bt.periods_per_year,
-                            **{**settings, "execution": "close"})
+                            **{**settings, "execution": "close"}, benchmark=empty)
     decisions = collect_decisions(ctx, start, last)
     panel = ctx.panel(last, first=start)
+    if m.benchmark is not None:
+        settings["benchmark"] = benchmark_closes(m.benchmark, panel.close, ctx.source)
     if bt.execution == "next_open" and panel.open is None:
         raise SourceError(f"{m.name}: backtest.execution next_open needs open prices and source "
                           f"{m.source.kind} has close only; use execution: close")
@@ -74,9 +80,10 @@ def summary(frame: pd.DataFrame) -> dict:
         return {"summary": "before the backtest start: no leaderboard yet"}
     board = frame.sort_values("rank") if "rank" in frame.columns else frame
     cols = ["rank", "candidate", "simulator", "total_return", "ann_return", "ann_vol", "sharpe", "deflated_sharpe",
-            "dsr", "pbo", "max_drawdown", "turnover"]
+            "dsr", "pbo", "max_drawdown", "turnover", "excess_return", "beta", "information_ratio"]
     fmt = {"total_return": ".2%", "ann_return": ".2%", "ann_vol": ".2%", "sharpe": ".2f", "max_drawdown": ".2%",
-           "turnover": ".2f", "deflated_sharpe": ".3f", "dsr": ".3f", "pbo": ".2f"}
+           "turnover": ".2f", "deflated_sharpe": ".3f", "dsr": ".3f", "pbo": ".2f", "excess_return": ".2%",
+           "beta": ".2f", "information_ratio": ".2f"}
     leader = board.iloc[0]
     out = {"summary": "Leaderboard\n\n" + md_table(board, cols, fmt), "leader": str(leader["candidate"])}
     f = to_float(leader.get("sharpe"))

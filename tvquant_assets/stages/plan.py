@@ -136,6 +136,18 @@ def latest_partition(ctx: RunContext, today=None) -> pd.Timestamp:
                       f"{today.date()}; pass --date")
 
 
+def pending_dates(ctx: RunContext, last) -> list[pd.Timestamp]:
+    """Partition dates after the lake's last audited one up to ``last`` (dates appended to a source since
+    the last run): just ``last`` when the lake has none yet, none when it already holds ``last``."""
+    last = pd.Timestamp(last)
+    done = ctx.lake.partitions(ctx.name, "audit")
+    if not done:
+        return [last]
+    if done[-1] >= last:
+        return []
+    return manifest_dates(ctx.manifest, done[-1] + pd.Timedelta(days=1), last)
+
+
 def run_backtest_range(ctx: RunContext, dates, write_lake: bool = True) -> tuple[StageResult, list[str]]:
     """One-shot backtest of ``dates`` without Dagster: the stage is one call over the range, reading every
     decision since ``backtest.start`` from the lake. When the lake lacks prices or tournament partitions it

@@ -27,8 +27,13 @@ def test_one_view_per_stage_and_the_ledger_each_matching_the_files(views):
     lake, db, m = views["lake"], views["db"], views["m"]
     names = {v.qualified for v in views["views"]}
     assert names == {f"{m.name}.{s.value}" for s in STAGES} | {f"{m.name}.ledger", f"{m.name}.regime_regret",
-                                                                     f"{m.name}.verdict"}
+                                                               f"{m.name}.verdict", f"{m.name}.vs_benchmark"}
     counts = duckdb_views.row_counts(db, views["views"])
+    assert counts[f"{m.name}.vs_benchmark"] == counts[f"{m.name}.backtest"]  # every row is measured against it
+    _, rows = duckdb_views.query(db, f"SELECT b.information_ratio, v.information_ratio FROM {m.name}.backtest b "
+                                     f"JOIN {m.name}.vs_benchmark v USING (partition_date, candidate, simulator) "
+                                     f"WHERE partition_date = DATE '2020-03-31'")
+    assert rows and all(a == b for a, b in rows)
     for stage in STAGES:
         sizes = {d: pq.ParquetFile(lake.path(m.name, stage.value, d)).metadata.num_rows
                  for d in lake.partitions(m.name, stage.value)}

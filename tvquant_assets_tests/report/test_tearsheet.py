@@ -19,6 +19,7 @@ from tvquant_assets.stages.context import RunContext
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 GENERATED = re.compile(r"generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC")
+BENCH = "S&P 500 (benchmark)"  # the demo's benchmark line
 
 
 def chart_data(page_html: str, chart_id: str) -> dict:
@@ -71,7 +72,8 @@ def test_curves_match_the_backtest_partitions(built, lake_copy):
     for k, d in enumerate(dates[::9]):
         board = lake.read(m.name, "backtest", d).set_index("candidate")
         for s in equity["series"]:
-            assert s["y"][k * 9] == pytest.approx(board.loc[s["name"], "equity"], rel=1e-5)
+            column, name = ("bench_equity", board.index[0]) if s["name"] == BENCH else ("equity", s["name"])
+            assert s["y"][k * 9] == pytest.approx(board.loc[name, column], rel=1e-5)
     # drawdown and rolling Sharpe against direct computations on the same returns
     eq = pd.DataFrame({s["name"]: s["y"] for s in equity["series"]}, index=pd.DatetimeIndex(equity["x"]))
     dd = chart_data(page, "drawdown")
@@ -80,7 +82,7 @@ def test_curves_match_the_backtest_partitions(built, lake_copy):
         expected = path / np.maximum(np.maximum.accumulate(path), 1.0) - 1.0
         np.testing.assert_allclose(np.array(s["y"], dtype=float), expected, atol=1e-5)
     returns = pd.DataFrame({c: [lake.read(m.name, "backtest", d).set_index("candidate").loc[c, "day_return"]
-                                for d in dates] for c in eq.columns}, index=pd.DatetimeIndex(dates))
+                                for d in dates] for c in eq.columns if c != BENCH}, index=pd.DatetimeIndex(dates))
     rs = rolling_sharpe(returns, 21, 252)
     last = returns.iloc[-21:]
     np.testing.assert_allclose(rs.iloc[-1], last.mean() / last.std(ddof=1) * np.sqrt(252), rtol=1e-12)
@@ -88,6 +90,26 @@ def test_curves_match_the_backtest_partitions(built, lake_copy):
     np.testing.assert_allclose(drawdowns(pd.DataFrame({"a": [1.1, 0.99, 1.2, 0.6]}))["a"],
                                [0.0, 0.99 / 1.1 - 1, 0.0, -0.5])
     np.testing.assert_allclose(drawdowns(pd.DataFrame({"a": [0.9, 0.95]}))["a"], [-0.1, -0.05])
+
+
+def test_benchmark_line_and_relative_chart(built, lake_copy):
+    """The demo's S&P 500 index: a dashed line on the equity and drawdown charts, the relative chart is
+    equity / benchmark equity - 1, and the leaderboard and summary carry the relative metrics."""
+    _, page = built
+    equity = chart_data(page, "equity")
+    bench = next(s for s in equity["series"] if s["name"] == BENCH)
+    assert BENCH in [s["name"] for s in chart_data(page, "drawdown")["series"]]
+    assert page.count('stroke-dasharray="6,3"') == 2
+    rel = chart_data(page, "relative")
+    assert rel["x"] == equity["x"] and BENCH not in [s["name"] for s in rel["series"]]
+    for s in rel["series"]:
+        eq = next(e for e in equity["series"] if e["name"] == s["name"])
+        np.testing.assert_allclose(s["y"], np.array(eq["y"]) / np.array(bench["y"]) - 1.0, atol=1e-5)
+    lb = page.split('id="leaderboard"', 1)[1].split("</section>", 1)[0]
+    for col in ("excess_return", "alpha", "beta", "tracking_error", "information_ratio", "up_capture",
+                "down_capture"):
+        assert f">{col}</th>" in lb, col
+    assert "bench_equity" not in lb and "information ratio" in page.split('id="summary"', 1)[1].split("</section>")[0]
 
 
 def test_weights_are_the_decisions_of_rebalance_dates(lake_copy):
@@ -199,7 +221,7 @@ def test_optional_columns_and_unknown_stages_are_shown(lake_copy, tmp_path):
     assert "MSFT" in od and "drift 5.4% &gt; 5%" in od
     assert 'id="other"' in page and "regime_regret" in page
     assert result.featured == "skfolio/hrp"
-    last = {s["name"]: s["y"][-1] for s in chart_data(page, "equity")["series"]}
+    last = {s["name"]: s["y"][-1] for s in chart_data(page, "equity")["series"] if s["name"] != BENCH}
     assert last == pytest.approx(board.set_index("candidate")["equity"].to_dict(), rel=1e-5)
     assert "simulator vectorized only" in page
 
@@ -215,7 +237,7 @@ def test_tearsheet_renders_in_headless_chromium(built, tmp_path):
 
     assert CHROMIUM, "Debian chromium is not installed: apt-get install -y chromium (.ci/run does it)"
     result, page_html = built
-    expected = {"equity", "quadrant", "drawdown", "rolling_sharpe", "dendrogram", "correlation",
+    expected = {"equity", "quadrant", "drawdown", "relative", "rolling_sharpe", "dendrogram", "correlation",
                 "regime_metrics"} | {f"weights:{c}" for c in re.findall(r'data-chart="weights:([^"]+)"', page_html)}
     assert len(expected) >= 7 + 4
     shot = tmp_path / "tearsheet.png"

@@ -45,7 +45,7 @@ def test_synthetic_is_seeded_consistent_and_ohlc_coherent():
 
 
 def test_registry_builds_each_kind_from_its_config():
-    assert SOURCES.names == ("bundled", "synthetic", "tradingview")
+    assert SOURCES.names == ("bundled", "synthetic", "tradingview", "files")
     assert type(build_source(BundledSourceConfig())) is SOURCES.load("bundled")
     with pytest.raises(RegistryError, match=r"^source 'synthetic' takes no parameter 'colour' \(accepted: "):
         SOURCES.create("synthetic", colour="red")
