@@ -482,9 +482,12 @@ def cmd_ui(args) -> int:
     os.environ[LAKE_ENV] = str(Path(args.lake or default_lake_root()).resolve())  # dagster dev runs in home
     print(f"DAGSTER_HOME={home}  lake={os.environ[LAKE_ENV]}")
     print(f"starting dagster dev on http://127.0.0.1:{args.port}")
+    from tvquant_assets.defs.launch import workspace_yaml
+
+    workspace = home / "workspace.yaml"  # the location is named "tvquant", as CLI runs record it
+    workspace.write_text(workspace_yaml())
     os.chdir(home)
-    os.execvp("dagster", ["dagster", "dev", "-m", "tvquant_assets.definitions", "-h", "127.0.0.1",
-                          "-p", str(args.port)])
+    os.execvp("dagster", ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
     return 0  # pragma: no cover
 
 
