@@ -9,6 +9,9 @@ COPY tvquant_assets ./tvquant_assets
 COPY manifests ./manifests
 COPY workspace.yaml ./
 COPY deploy ./deploy
+# The commit the image is built from, for the ledger's provenance (docker compose build passes it).
+ARG GIT_SHA=""
+ENV TVQUANT_GIT_SHA=$GIT_SHA
 RUN uv sync --frozen --no-dev --compile-bytecode && mkdir -p $DAGSTER_HOME /data/lake
 COPY deploy/compose/dagster.yaml $DAGSTER_HOME/dagster.yaml
 # Run as an unprivileged user (the compose daemon overrides this to reach the Docker socket).
