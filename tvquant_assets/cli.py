@@ -22,30 +22,68 @@ DEMO_MANIFEST = "sp500_demo"
 DEMO_START, DEMO_END = "2019-01-02", "2022-12-30"
 
 
+LEADERBOARD_COLUMNS = (  # (backtest column, header, format); headers short so 80 columns hold the table
+    ("total_return", "total", "{:.1%}"), ("ann_return", "ann.", "{:.1%}"), ("ann_vol", "vol", "{:.1%}"),
+    ("sharpe", "sharpe", "{:.2f}"), ("max_drawdown", "max dd", "{:.1%}"), ("turnover", "turn.", "{:.1f}"),
+    ("dsr", "dsr", "{:.2f}"), ("pbo", "pbo", "{:.2f}"),
+)
+
+
 def _print_leaderboard(manifest: str, date, lake_root: str | None) -> None:
+    """The backtest leaderboard of ``date``, readable at 80 columns: names are never cut (one simulator goes
+    into the title; several go under each candidate when a column of their own does not fit), numbers are
+    compact, a legend line names the short headers."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.measure import Measurement
 
     from tvquant_assets.runner import stage_frame
     from tvquant_assets.stages import Stage
 
     board = stage_frame(manifest, Stage.BACKTEST, date, lake_root).sort_values("rank")
-    table = Table(title=f"{manifest} leaderboard as of {str(date)[:10]}")
-    extra = [c for c in ("simulator", "dsr", "pbo") if c in board.columns]
-    for col in ("rank", "candidate", *extra[:1], "total_return", "ann_return", "ann_vol", "sharpe", "max_drawdown",
-                "turnover", *extra[1:]):
-        table.add_column(col, justify="left" if col in ("candidate", "simulator") else "right")
-    for _, r in board.iterrows():
-        cells = [str(int(r["rank"])), r["candidate"], *([r["simulator"]] if "simulator" in extra else []),
-                 f"{r['total_return']:.2%}", f"{r['ann_return']:.2%}", f"{r['ann_vol']:.2%}", f"{r['sharpe']:.2f}",
-                 f"{r['max_drawdown']:.2%}", f"{r['turnover']:.2f}"]
-        cells += [f"{r[c]:.2f}" for c in extra[1:]]
-        table.add_row(*cells)
-    Console(width=max(110, Console().width)).print(table)
+    console = Console()
+    table = None
+    for layout in ("wide", "tight", "stacked"):
+        table = _leaderboard_table(manifest, date, board, layout)
+        if Measurement.get(console, console.options.update(width=1000), table).maximum <= console.width:
+            break
+    console.print(table)
+    legend = {"total": "total/ann.: total/annualized return", "vol": "vol: annualized volatility",
+              "max dd": "max dd: maximum drawdown", "turn.": "turn.: turnover (two-sided)",
+              "dsr": "dsr: deflated Sharpe", "pbo": "pbo: probability of backtest overfitting"}
+    console.print(", ".join(legend[h] for c, h, _ in LEADERBOARD_COLUMNS if c in board.columns and h in legend),
+                  style="dim")
     if "excess_return" in board.columns and len(board):  # the leader against the manifest's benchmark
         r = board.iloc[0]
-        print(f"vs benchmark: {r['candidate']} excess {r['excess_return']:+.2%}, beta {r['beta']:.2f}, "
-              f"information ratio {r['information_ratio']:.2f}")
+        console.print(f"vs benchmark: {r['candidate']} excess {r['excess_return']:+.2%}, beta {r['beta']:.2f}, "
+                      f"information ratio {r['information_ratio']:.2f}")
+
+
+def _leaderboard_table(manifest: str, date, board, layout: str):
+    """``wide``: two spaces between columns; ``tight``: one; ``stacked``: also the simulator under the
+    candidate instead of in a column."""
+    from rich import box
+    from rich.table import Table
+
+    sims = sorted(map(str, board["simulator"].unique())) if "simulator" in board.columns else []
+    title = f"{manifest} leaderboard as of {str(date)[:10]}" + (f", simulator {sims[0]}" if len(sims) == 1 else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1 if layout == "wide" else 0), collapse_padding=True)
+    sim_column = len(sims) > 1 and layout != "stacked"
+    names = board["candidate"].astype(str)
+    table.add_column("#", justify="right", no_wrap=True, min_width=len(str(len(board))))
+    table.add_column("candidate", no_wrap=True, min_width=int(names.str.len().max()))
+    if sim_column:
+        table.add_column("simulator", no_wrap=True, min_width=max(map(len, sims)))
+    shown = [c for c in LEADERBOARD_COLUMNS if c[0] in board.columns]
+    for _, header, _ in shown:
+        table.add_column(header, justify="right", no_wrap=True)
+    for _, r in board.iterrows():
+        name = str(r["candidate"])
+        if len(sims) > 1 and not sim_column:
+            name += f"\n  on {r['simulator']}"
+        cells = [str(int(r["rank"])), name, *([str(r["simulator"])] if sim_column else [])]
+        table.add_row(*cells, *(fmt.format(r[col]) for col, _, fmt in shown))
+    return table
 
 
 def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool,
@@ -469,9 +507,12 @@ def cmd_ui(args) -> int:
     os.environ[LAKE_ENV] = str(Path(args.lake or default_lake_root()).resolve())  # dagster dev runs in home
     print(f"DAGSTER_HOME={home}  lake={os.environ[LAKE_ENV]}")
     print(f"starting dagster dev on http://127.0.0.1:{args.port}")
+    from tvquant_assets.defs.launch import workspace_yaml
+
+    workspace = home / "workspace.yaml"  # the location is named "tvquant", as CLI runs record it
+    workspace.write_text(workspace_yaml())
     os.chdir(home)
-    os.execvp("dagster", ["dagster", "dev", "-m", "tvquant_assets.definitions", "-h", "127.0.0.1",
-                          "-p", str(args.port)])
+    os.execvp("dagster", ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
     return 0  # pragma: no cover
 
 
@@ -594,7 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tvquant_assets.bytecode import ensure_compiled
     from tvquant_assets.errors import TvquantError
+
+    ensure_compiled()  # once, where PYTHONDONTWRITEBYTECODE is set: cold imports ~10 s instead of ~30 s
 
     try:
         return int(args.func(args) or 0)

@@ -31,9 +31,8 @@ def build_definitions(manifest_paths=None) -> Definitions:
         jobs += [build_manifest_job(manifest), build_output_job(manifest), build_repair_job(manifest),
                  build_review_job(manifest)]
         schedules += [build_daily_schedule(manifest), build_review_schedule(manifest)]
-    pipeline_jobs = [j for j in jobs if j.name.endswith("_pipeline")]
     sensors = [build_repair_sensor(manifests, [j for j in jobs if j.name.endswith("_data_repair")]),
-               build_run_failure_sensor(manifests, pipeline_jobs)] if manifests else []
+               build_run_failure_sensor(manifests, jobs)] if manifests else []
     return Definitions(
         assets=assets,
         asset_checks=checks,

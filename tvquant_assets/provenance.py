@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -11,6 +12,8 @@ from pathlib import Path
 from tvquant_assets.hashing import file_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+GIT_SHA_ENV = "TVQUANT_GIT_SHA"
+"""The commit an image was built from (``docker build --build-arg GIT_SHA=...``): images hold no .git."""
 KEY_PACKAGES = ("dagster", "pandas", "numpy", "scipy", "scikit-learn", "cvxpy", "clarabel", "skfolio",
                 "riskfolio-lib", "cvxportfolio", "vectorbt", "hmmlearn", "pyarrow", "threadpoolctl")
 
@@ -38,7 +41,7 @@ def environment() -> dict:
     pin_threads()
     return {
         "uv_lock_hash": file_hash(PROJECT_ROOT / "uv.lock"),
-        "git_sha": _git("rev-parse", "HEAD"),
+        "git_sha": _git("rev-parse", "HEAD") or os.environ.get(GIT_SHA_ENV) or None,
         "git_dirty": bool(status) if status is not None else None,
         "python": platform.python_version(),
         "packages": versions,

@@ -81,11 +81,11 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     # One "planned" event per range instead of per partition; materializations stored in batches.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
-    from dagster import DagsterInstance
+    from dagster import AssetKey, DagsterInstance
 
-    from tvquant_assets.defs.checks import build_manifest_checks
-    from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets
+    from tvquant_assets.defs.factory import IO_MANAGER_KEY
     from tvquant_assets.defs.io_manager import LakeIOManagerFactory
+    from tvquant_assets.defs.launch import execute_job, manifest_job
     from tvquant_assets.defs.resources import LakeResource
 
     path, manifest = resolve_manifest(manifest_ref)
@@ -96,20 +96,19 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     if instance is None:
         ensure_dagster_home()
         instance = DagsterInstance.get()
-    assets = build_manifest_assets(manifest, path)
-    checks = build_manifest_checks(manifest)
     keys = [d.strftime("%Y-%m-%d") for d in (s, e)]
     tags = {"tvquant/manifest": manifest.name}
     resources = {IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))}
+    job = manifest_job(manifest, path, resources)  # runs are recorded as <manifest>_pipeline, not ad hoc
     before = dict(progress.timings.seconds)
     t0 = time.perf_counter()
     if plan.history:  # trailing windows of the first dates read bars the lake does not have yet
         first, last = (d.strftime("%Y-%m-%d") for d in plan.history)
-        history_assets = [a for a in assets if a.key.path[-1] in HISTORY_STAGES]
-        history = _materialize(history_assets, instance, resources, tags, first, last)
+        history = execute_job(job, instance, tags=tags, run_config=QUIET, first=first, last=last,
+                              asset_selection=[AssetKey([manifest.name, str(st)]) for st in HISTORY_STAGES])
         if not history.success:
             raise RunFailed(_first_failure(history, manifest.name))
-    result = _materialize([*assets, *checks], instance, resources, tags, keys[0], keys[1])
+    result = execute_job(job, instance, tags=tags, run_config=QUIET, first=keys[0], last=keys[1])
     wall = time.perf_counter() - t0
     if not result.success:
         raise RunFailed(_first_failure(result, manifest.name))
@@ -127,18 +126,6 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
 def _per_stage(before: dict, after: dict, prefix: str) -> dict[str, float]:
     return {k[len(prefix):].split("/", 1)[-1]: v - before.get(k, 0.0) for k, v in after.items()
             if k.startswith(prefix) and v - before.get(k, 0.0) > 0}
-
-
-def _materialize(assets, instance, resources, tags, first: str, last: str):
-    """One in-process run over [first, last] (a single partition when they are equal)."""
-    from dagster import materialize
-
-    if first == last:
-        return materialize(assets, instance=instance, resources=resources, tags=tags, partition_key=first,
-                           run_config=QUIET, raise_on_error=False)
-    range_tags = {**tags, "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-    return materialize(assets, instance=instance, resources=resources, tags=range_tags, run_config=QUIET,
-                       raise_on_error=False)
 
 
 def _first_failure(result, manifest_name: str) -> str:

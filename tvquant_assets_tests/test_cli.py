@@ -70,3 +70,31 @@ def test_run_defaults_to_the_last_date_the_source_has():
     assert last_bar == pd.Timestamp("2022-12-28")  # skfolio's set ends on a Wednesday
     assert latest_partition(pipe, today="2026-11-26") == last_bar
     assert latest_partition(pipe, today="2020-03-22") == pd.Timestamp("2020-03-20")  # a Sunday: Friday's bars
+
+
+@pytest.mark.parametrize("simulators", [["vectorized"], ["vectorized", "cvxportfolio"]])
+def test_leaderboard_fits_80_columns_without_cutting_names(tmp_path, monkeypatch, capsys, simulators):
+    """Longest engine/profile name of the registry, one or two simulators: nothing is cut at 80 columns."""
+    import pandas as pd
+
+    from tvquant_assets.cli import _print_leaderboard
+    from tvquant_assets.lake import Lake
+
+    names = ["cvxportfolio/market_neutral", "custom/equal_weight", "riskfolio/risk_parity"]
+    rows = [{"candidate": c, "simulator": s, "total_return": 1.9519 - i, "ann_return": 0.3115, "ann_vol": 0.2272,
+             "sharpe": 1.31, "max_drawdown": -0.3065, "turnover": 116.15, "dsr": 0.94, "pbo": 0.05}
+            for i, (c, s) in enumerate((c, s) for c in names for s in simulators)]
+    board = pd.DataFrame(rows).assign(rank=lambda f: range(1, len(f) + 1))
+    Lake(tmp_path).write("m", "backtest", "2022-12-30", board)
+    monkeypatch.setenv("COLUMNS", "80")
+    _print_leaderboard("m", "2022-12-30", str(tmp_path))
+    out = capsys.readouterr().out
+    assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    for name in names:
+        assert name in out
+    if len(simulators) == 1:
+        assert "simulator vectorized" in out.splitlines()[0]
+    else:
+        assert out.count("on cvxportfolio") == len(names) and out.count("on vectorized") == len(names)
+    assert "195.2%" in out and "-30.6%" in out and "116.2" in out

@@ -110,3 +110,24 @@ def test_webserver_binds_loopback_by_default():
 
     source = Path(cli.__file__).read_text()
     assert '"-h", "127.0.0.1"' in source and "0.0.0.0" not in source  # tvquant ui: loopback only
+
+
+def test_the_image_records_the_git_sha_it_was_built_from(tmp_path, monkeypatch):
+    """An image holds no .git: the ledger's provenance reads the sha passed at build time."""
+    from tvquant_assets import provenance
+    from tvquant_assets.defs.launch import LOCATION_NAME
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["user_code"]["build"]["args"]["GIT_SHA"] == "${TVQUANT_GIT_SHA:-}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ARG GIT_SHA=""' in dockerfile and "ENV TVQUANT_GIT_SHA=$GIT_SHA" in dockerfile
+    monkeypatch.setattr(provenance, "PROJECT_ROOT", tmp_path)  # like /opt/tvquant in the image: no .git
+    monkeypatch.setenv(provenance.GIT_SHA_ENV, "0123abc")
+    assert provenance.environment.__wrapped__()["git_sha"] == "0123abc"
+    monkeypatch.delenv(provenance.GIT_SHA_ENV)
+    assert provenance.environment.__wrapped__()["git_sha"] is None
+    # every deployment loads the code location CLI runs record
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["grpc_server"]["location_name"] == LOCATION_NAME
+    values = yaml.safe_load((ROOT / "deploy" / "k8s" / "values.yaml").read_text())
+    assert values["dagster-user-deployments"]["deployments"][0]["name"] == LOCATION_NAME

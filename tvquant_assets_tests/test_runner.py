@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.cli import main
@@ -241,3 +241,20 @@ def test_one_shot_backtest_command_equals_the_dagster_asset(run, tmp_path, capsy
     assert main(["backtest", "--manifest", str(run["manifest_path"]), "--start", END, "--end", END,
                  "--lake", str(lake_root), "--simulators", "zipline"]) == 2
     assert "unknown simulator 'zipline'" in capsys.readouterr().err
+
+
+def test_cli_runs_are_the_manifests_job_in_the_tvquant_location(run):
+    """Not Dagster's ad hoc ``__ephemeral_asset_job__``: the UI's timeline and the run sensors see the run."""
+    m = run["manifest"]
+    instance = DagsterInstance.from_config(str(run["home"]))
+    record = instance.get_run_by_id(run["report"].run_id)
+    assert record.job_name == f"{m.name}_pipeline"
+    origin = record.remote_job_origin
+    assert origin.location_name == "tvquant" and origin.repository_origin.repository_name == "__repository__"
+    assert origin.job_name == record.job_name
+    history = [r for r in instance.get_runs() if r.run_id != record.run_id and r.job_name == record.job_name]
+    assert history and all(r.remote_job_origin.location_name == "tvquant" for r in history)
+    # the checks ran inside the run
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey([m.name, "prices"]), "price_values"), limit=100)
+    assert any(c.run_id == record.run_id for c in checks)

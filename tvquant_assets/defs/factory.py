@@ -26,6 +26,7 @@ from tvquant_assets.calendar import CRON
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
 from tvquant_assets.defs.resources import LakeResource
+from tvquant_assets.defs.run_warnings import warnings_to_run_log
 from tvquant_assets.errors import BadDataError
 from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
@@ -71,7 +72,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
         ctx = RunContext(manifest, lake.open(), run_id=context.run.run_id)
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
             repair.plan_and_record(ctx, [pd.Timestamp(k) for k in keys])
-        with progress.stage(f"{name}/{spec.name}", len(keys)):
+        with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log):
             try:
                 result = run_stage(ctx, spec.name, [pd.Timestamp(k) for k in keys])
             except BadDataError as exc:  # a wrong input file: retrying cannot fix it

@@ -116,11 +116,18 @@ def _check_failure(context: RunFailureSensorContext) -> bool:
 
 
 def build_run_failure_sensor(manifests: list[Manifest], jobs) -> object:
+    """Watches every run of this code location: the manifests' jobs (CLI runs are recorded as the pipeline
+    job, see ``launch.py``) and the runs the UI launches of its ad hoc asset job (Materialize, backfills). A
+    run of one of ``jobs`` is retried as itself; an ad hoc run as the first of ``jobs`` holding every asset it
+    selected, for those assets."""
+    job_assets = {job.name: _selected_keys(job) for job in jobs}
+
     @run_failure_sensor(
-        name="retry_or_alert_failed_runs", monitored_jobs=jobs, request_jobs=jobs,
+        name="retry_or_alert_failed_runs", request_jobs=jobs,  # no monitored_jobs: every job of the location
         default_status=DefaultSensorStatus.RUNNING if any(m.schedule.running for m in manifests)
         else DefaultSensorStatus.STOPPED,
-        description=f"Re-runs a failed pipeline run up to {MAX_RUN_RETRIES} times, then alerts.",
+        description=f"Re-runs a failed run of this location (CLI, UI, schedules) up to {MAX_RUN_RETRIES} times, "
+                    "then alerts.",
     )
     def retry_or_alert_failed_runs(context: RunFailureSensorContext):
         run = context.dagster_run
@@ -128,17 +135,32 @@ def build_run_failure_sensor(manifests: list[Manifest], jobs) -> object:
         reason = (context.failure_event.message or "").strip().splitlines()[0:1]
         if _check_failure(context):
             return SkipReason(f"run {run.run_id} stopped at a blocking check: data_repair_sensor handles it")
-        if attempt < MAX_RUN_RETRIES and run.status == DagsterRunStatus.FAILURE:
+        selected = set(run.asset_selection or ())
+        job_name = run.job_name if run.job_name in job_assets else next(
+            (name for name, keys in job_assets.items() if selected and selected <= keys), None)
+        if job_name is not None and attempt < MAX_RUN_RETRIES and run.status == DagsterRunStatus.FAILURE:
             keep = {k: v for k, v in run.tags.items()
                     if k in (RANGE_START, RANGE_END, "dagster/partition", "tvquant/manifest")}
-            return RunRequest(job_name=run.job_name, run_key=f"retry:{run.run_id}",
+            return RunRequest(job_name=job_name, run_key=f"retry:{run.run_id}",
                               partition_key=run.tags.get("dagster/partition"),
+                              asset_selection=sorted(selected, key=lambda k: k.path) if selected else None,
                               tags={**keep, ATTEMPT_TAG: str(attempt + 1), "tvquant/retry_of": run.run_id})
-        alerts.alert(f"{run.job_name}: run {run.run_id} failed after {attempt + 1} attempt(s): "
+        why = f"after {attempt + 1} attempt(s)" if job_name else "(no tvquant job holds its assets: not retried)"
+        alerts.alert(f"{run.job_name}: run {run.run_id} failed {why}: "
                      f"{reason[0] if reason else 'see the run log'}", {"run_id": run.run_id, "job": run.job_name})
         return SkipReason(f"alerted: run {run.run_id} failed {attempt + 1} time(s)")
 
     return retry_or_alert_failed_runs
+
+
+def _selected_keys(job) -> set[AssetKey]:
+    """The asset keys an unresolved asset job selects (our jobs list their keys)."""
+    from dagster._core.definitions.asset_selection import KeysAssetSelection
+
+    selection = job.selection
+    if not isinstance(selection, KeysAssetSelection):
+        return set()
+    return {AssetKey([getattr(part, "value", part) for part in key.path]) for key in selection.selected_keys}
 
 
 def pipeline_jobs_of(manifests: list[Manifest]) -> list[str]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.core.regime_regret import regime_regret
+from tvquant_assets.lake.duckdb_views import read_columns
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
@@ -28,13 +29,13 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     m = ctx.manifest
     start, last = pd.Timestamp(m.backtest_start), max(dates)
     days = manifest_dates(m, start, last) if last >= start else []
-    backtests = ctx.read("backtest", days) if days else {}
-    returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, (f, _) in backtests.items()}).T
+    backtests = read_columns(ctx.lake, ctx.name, "backtest", days, ["candidate", "day_return"])
+    returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, f in backtests.items()}).T
     returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
         index=pd.DatetimeIndex([]), dtype="float64")
-    regimes = ctx.read("regime", days) if days else {}
+    regimes = read_columns(ctx.lake, ctx.name, "regime", days, ["stress_score"])
     scores = pd.Series({d: float(f["stress_score"].iloc[0]) if len(f) else np.nan
-                        for d, (f, _) in regimes.items()}, dtype="float64")
+                        for d, f in regimes.items()}, dtype="float64")
     presets = {str(getattr(k, "value", k)): v for k, v in m.regime_presets.items()}
     profile_of = {label.value: (presets[label.value].profile if label.value in presets
                                 and presets[label.value].profile is not None else p).value

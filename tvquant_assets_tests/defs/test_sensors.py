@@ -192,3 +192,24 @@ def test_schedules_are_timezone_aware_and_their_requests_validate(env):
     (req,) = tick(review, dt.datetime(2020, 4, 1, 19, 0, tzinfo=ny))
     keys = validate_request(defs, req, f"{m.name}_tournament_review")
     assert keys[0] == "2020-03-02" and keys[-1] == "2020-03-31" and len(keys) == 22
+
+
+def test_run_failure_sensor_covers_ui_runs_of_the_ad_hoc_asset_job(env):
+    """The UI's Materialize launches Dagster's implicit asset job, not a tvquant job: still retried, as the
+    pipeline job restricted to the assets the run selected."""
+    m, defs = env["manifest"], env["defs"]
+    instance = DagsterInstance.get()
+    sensor = defs.resolve_sensor_def("retry_or_alert_failed_runs")
+    keys = [AssetKey([m.name, s.value]) for s in (Stage.TOURNAMENT, Stage.BACKTEST)]
+    ui_job = defs.resolve_implicit_global_asset_job_def()
+    result = ui_job.execute_in_process(instance=instance, partition_key=BAD, raise_on_error=False,
+                                       asset_selection=keys)
+    assert not result.success and ui_job.name != f"{m.name}_pipeline"
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    ctx = build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=failure,
+                                          dagster_instance=instance, dagster_run=run).for_run_failure()
+    out = sensor(ctx)
+    assert isinstance(out, RunRequest) and out.job_name == f"{m.name}_pipeline"
+    assert sorted(out.asset_selection, key=lambda k: k.path) == sorted(keys, key=lambda k: k.path)
+    assert validate_request(defs, out, f"{m.name}_pipeline") == [BAD]

@@ -94,3 +94,28 @@ def test_cli_lake_sql_json_and_one_line_errors(views, capsys):
 def test_remote_lake_is_refused_in_one_line(tmp_path):
     with pytest.raises(LakeError, match="not a local directory"):
         duckdb_views.discover(Lake("memory://somewhere"))
+
+
+def test_read_columns_equals_the_lake_read_bit_for_bit(tmp_path):
+    """The threshold auditor's projected read: same values and row order as the lake's own read, an empty
+    partition as an empty frame, a missing one as the lake's error."""
+    import numpy as np
+
+    lake = Lake(tmp_path)
+    days = pd.bdate_range("2021-01-04", periods=4)
+    rng = np.random.default_rng(3)
+    for i, d in enumerate(days):
+        n = 0 if i == 2 else 3
+        lake.write("m", "backtest", d, pd.DataFrame({
+            "candidate": [f"c{j}" for j in range(n)][::-1], "day_return": rng.normal(size=n) * 1e-2,
+            "other": ["x"] * n}))
+    got = duckdb_views.read_columns(lake, "m", "backtest", days, ["candidate", "day_return"])
+    want = lake.read_many("m", "backtest", days)
+    assert list(got) == list(days)
+    for d in days:
+        a, (b, _) = got[d], want[d]
+        assert list(a.columns) == ["candidate", "day_return"] and len(a) == len(b)
+        assert list(a["candidate"]) == list(b["candidate"])
+        assert a["day_return"].to_numpy().tobytes() == b["day_return"].to_numpy().tobytes()
+    with pytest.raises(LakeError):
+        duckdb_views.read_columns(lake, "m", "backtest", [*days, pd.Timestamp("2021-01-11")], ["candidate"])
