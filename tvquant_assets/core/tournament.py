@@ -71,6 +71,20 @@ def resolve_max_weight(
     return float(preset.max_weight) if preset is not None and preset.max_weight is not None else default
 
 
+def resolve_cluster_cap(
+    regime: pd.DataFrame | None, cfg: TournamentConfig, presets: Mapping[str, RegimePreset]
+) -> float | None:
+    """Cluster cap for a date: the active regime preset's ``cluster_cap`` (the regime frame's
+    ``preset_cluster_cap`` when published, else the preset named in ``preset``), else the manifest's."""
+    default = cfg.constraints.cluster_cap
+    value = _preset(regime, "preset_cluster_cap")
+    if value is not None:
+        return float(value)
+    key = _preset(regime, "preset")
+    preset = presets.get(str(key)) if key is not None else None
+    return float(preset.cluster_cap) if preset is not None and preset.cluster_cap is not None else default
+
+
 def _frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.astype(_DTYPES)
@@ -105,19 +119,23 @@ def _preset(regime: pd.DataFrame | None, column: str):
 
 
 def fit_spec(
-    cfg: TournamentConfig, est: Estimates, regime: pd.DataFrame | None, previous: np.ndarray | None
+    cfg: TournamentConfig, est: Estimates, regime: pd.DataFrame | None, previous: np.ndarray | None,
+    presets: Mapping[str, RegimePreset] | None = None,
 ) -> FitSpec:
     """Constraints and context of one candidate's decision (see the module docstring).
 
     The regime stage's ``preset_l2_gamma`` and ``preset_profile`` (the active regime preset) win over
-    ``tournament.l2_gamma`` and ``tournament.adaptive``, as ``preset_max_weight`` wins over the cap.
+    ``tournament.l2_gamma`` and ``tournament.adaptive``, as ``preset_max_weight`` wins over the cap and
+    the preset's ``cluster_cap`` over ``constraints.cluster_cap``.
     """
     label, quadrant = _regime_keys(regime)
     c = cfg.constraints
     gamma = _preset(regime, "preset_l2_gamma")
+    cluster_cap = resolve_cluster_cap(regime, cfg, presets or {})
     return FitSpec(
         long_only=c.long_only, gross=c.gross, net=c.net,
-        clusters=est.clusters if c.cluster_cap is not None else None, cluster_cap=c.cluster_cap,
+        clusters=est.clusters if cluster_cap is not None else None, cluster_cap=cluster_cap,
+        cluster_cap_max=c.cluster_cap_max,
         previous=previous, turnover_penalty=c.turnover_penalty if previous is not None else 0.0,
         l2_gamma=float(gamma) if gamma is not None else cfg.l2_gamma.resolve(label, quadrant),
         beta_band=c.beta_band, risk_aversion=c.risk_aversion,
@@ -167,7 +185,7 @@ def decide(
     inputs = EngineInputs(est.symbols, est.mu, est.cov, returns)
     rows = []
     for c in cfg.candidates:
-        spec = fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols))
+        spec = fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols), presets)
         result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec)
         base = {
             "candidate": c.name, "engine": c.engine, "profile": c.profile.value, "status": result.status,

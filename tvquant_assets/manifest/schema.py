@@ -380,6 +380,8 @@ class Constraints(Strict):
     cluster_cap: float | None = Field(
         None, gt=0.0, le=1.0, description="largest total weight of one selection cluster (projected for HRP/HERC)"
     )
+    cluster_cap_max: float = Field(
+        1.0, gt=0.0, le=1.0, description="loosest cluster cap a date may relax to when cluster_cap is infeasible")
     turnover_penalty: float = Field(
         0.0, ge=0.0, description="L1 penalty on |w - previous decision| in annual-variance units"
     )
@@ -595,13 +597,15 @@ class RegimePreset(Strict):
 
     The regime asset publishes the active preset of D as ``preset`` plus one ``preset_<field>`` column per
     field (NaN / "" when unset); selection applies ``top_n_per_cluster`` and ``max_symbols`` itself, the
-    tournament reads ``preset_max_weight``, ``preset_l2_gamma`` and ``preset_profile``.
+    tournament reads ``preset_max_weight``, ``preset_l2_gamma`` and ``preset_profile``, and ``cluster_cap``
+    from the preset named in ``preset``.
     """
 
     max_weight: float | None = Field(None, gt=0.0, le=1.0, description="per-asset weight cap")
     top_n_per_cluster: int | None = Field(None, ge=1, description="selection: most names per cluster")
     max_symbols: int | None = Field(None, ge=1, description="selection: size of the long book")
     l2_gamma: float | None = Field(None, ge=0.0, description="tournament: L2 (diversification) penalty")
+    cluster_cap: float | None = Field(None, gt=0.0, le=1.0, description="tournament: largest weight of one cluster")
     profile: Profile | None = Field(None, description="tournament: profile the adaptive engine should use")
 
 
