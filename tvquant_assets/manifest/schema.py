@@ -172,6 +172,8 @@ class SelectionConfig(Strict):
     dynamic_top_n: bool = Field(True, description="names per cluster from the cluster's effective number of bets")
     max_symbols: int = Field(12, ge=1, description="At most this many symbols selected overall.")
     min_symbols: int = Field(1, ge=0, description="relax the pruning in recorded stages until this many are selected")
+    relax_top_n_max: int | None = Field(
+        None, ge=1, description="relaxation never keeps more names per cluster than this (unset: may lift the limit)")
     max_per_sector: int | None = Field(None, ge=1, description="At most this many selected symbols per sector.")
     sector_tilt: float = Field(0.0, ge=0.0, le=1.0, description="score tilt toward sectors with strong momentum")
     execution_weight: float = Field(0.25, ge=0.0, description="weight of liquidity/low-vol in the in-cluster order")
