@@ -362,7 +362,8 @@ def _select_one(arrays, t, syms, eligible, scan_reason, js, cfg: SelectionConfig
     corr = np.zeros((0, 0))
     if members.size:
         cols = js[members]
-        dist = linkage.average_distance([_window(arrays["returns"], t, w)[:, cols] for w in windows])
+        dist = linkage.average_distance([_window(arrays["returns"], t, w)[:, cols] for w in windows],
+                                        cfg.linkage.distance)
         cluster[members] = linkage.cluster_distance(dist, cfg.linkage)
         corr = 1.0 - 2.0 * dist ** 2
     size = np.zeros(n, dtype="int64")

@@ -21,6 +21,7 @@ point-in-time checks.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import pandas as pd
 from tvquant_assets.core.engines import get_engine
 from tvquant_assets.core.engines.base import Engine, EngineInputs, FitSpec, Status
 from tvquant_assets.core.estimation import Estimates, returns_window, unpack
+from tvquant_assets.core.linkage import selection_distance
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import EngineError
 from tvquant_assets.manifest.schema import (
@@ -146,6 +148,11 @@ def fit_spec(
     )
 
 
+def _risk_spec(c, spec: FitSpec) -> FitSpec:
+    """``spec`` with the candidate's risk measure and beta."""
+    return replace(spec, risk_measure=c.risk_measure or "", risk_beta=c.beta)
+
+
 def decide(
     panel: PricePanel,
     estimates: pd.DataFrame,
@@ -157,12 +164,14 @@ def decide(
     engines: dict[str, Engine] | None = None,
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
+    selection_windows: list[int] | None = None,
 ) -> pd.DataFrame:
     """Fit every candidate on one date's estimates (a rebalance decision).
 
     ``engines`` caches engine objects (and so their compiled problems) across dates; ``previous`` is the
     tournament frame of the last decision (turnover penalty, fallback); ``linkage`` the selection's
-    linkage config (HERC cut).
+    linkage config (distance, method, HERC cut, allocation tree); ``selection_windows`` the selection's
+    correlation windows (the selection's tree, ``allocation_tree: selection``).
     """
     engines = {} if engines is None else engines
     date = pd.Timestamp(date)
@@ -172,8 +181,7 @@ def decide(
     for c in cfg.candidates:
         if c.engine not in engines:
             engines[c.engine] = get_engine(c.engine, linkage=linkage)
-        e = engines[c.engine]
-        needs_returns |= e.needs_returns or c.profile.value in e.returns_profiles
+        needs_returns |= engines[c.engine].uses_returns(c.profile.value, _risk_spec(c, FitSpec()))
     returns = None
     if needs_returns and est.n:
         returns = returns_window(panel, est.symbols, date, est_cfg.lookback)
@@ -182,10 +190,14 @@ def decide(
                 f"tournament {date.date()}: estimates do not match the return window; "
                 "re-materialize estimation with the current manifest"
             )
-    inputs = EngineInputs(est.symbols, est.mu, est.cov, returns)
+    distance = None
+    if linkage is not None and linkage.allocation_tree == "selection" and est.n > 1:
+        distance = selection_distance(panel, est.symbols, date, list(selection_windows or [est_cfg.lookback]),
+                                      linkage.distance)
+    inputs = EngineInputs(est.symbols, est.mu, est.cov, returns, distance)
     rows = []
     for c in cfg.candidates:
-        spec = fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols), presets)
+        spec = _risk_spec(c, fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols), presets))
         result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec)
         base = {
             "candidate": c.name, "engine": c.engine, "profile": c.profile.value, "status": result.status,
@@ -218,6 +230,7 @@ def run_tournament(
     est_cfg: EstimationConfig,
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
+    selection_windows: list[int] | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Run the tournament over ``dates`` (ascending; a backfill range is one call).
 
@@ -238,7 +251,9 @@ def run_tournament(
         Tournament frame of the date before the first of ``dates``; required when that first date is
         not a rebalance date (else it feeds the turnover penalty and the fallback of the first decision).
     linkage : LinkageConfig, optional
-        The selection's linkage config (HERC and hierarchical equal weight cut).
+        The selection's linkage config (trees of HRP, HERC and hierarchical equal weight, their cut).
+    selection_windows : list of int, optional
+        The selection's correlation windows (``linkage.allocation_tree: selection``).
 
     Returns
     -------
@@ -260,7 +275,8 @@ def run_tournament(
             if d not in estimates or d not in regimes:
                 missing = "estimation" if d not in estimates else "regime"
                 raise EngineError(f"tournament {d.date()}: no {missing} frame for this rebalance date")
-            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage)
+            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage,
+                           selection_windows)
         else:
             if prev is None:
                 raise EngineError(

@@ -111,6 +111,11 @@ class LinkageConfig(Strict):
 
     method: Literal["ward", "average", "complete", "single"] = Field(
         "ward", description="scipy linkage method on the correlation distance sqrt(0.5 (1 - rho)).")
+    distance: Literal["pearson", "spearman", "kendall"] = Field(
+        "pearson", description="correlation rho of the distance, for selection and the hierarchical allocators")
+    allocation_tree: Literal["estimation", "selection"] = Field(
+        "estimation", description="HRP/HERC/benchmark tree: estimation (covariance, or the window's rank "
+        "correlation) or selection (the selection's averaged distance and method on the book)")
     max_clusters: int = Field(5, ge=1, description="Cut the tree into at most this many clusters.")
     distance_threshold: float | None = Field(
         None, gt=0.0, description="Cut height; when set it wins over max_clusters."
@@ -361,15 +366,31 @@ class EstimationConfig(Strict):
     )
 
 
+RiskMeasureName = Literal[
+    "variance", "standard_deviation", "semi_variance", "semi_deviation", "mean_absolute_deviation", "cvar",
+    "evar", "cdar", "max_drawdown", "worst_realization"]
+
+
 class Candidate(Strict):
     """One tournament entry, named `<engine>/<profile>`."""
 
     engine: str = Field(..., description="A registered engine name (see tvquant_assets.core.engines).")
     profile: Profile = Field(..., description="Optimization profile; the engine must support it.")
+    risk_measure: RiskMeasureName | None = Field(
+        None, description="risk measure of HRP/HERC (default variance; HERC cvar); the engine must support it")
+    risk_beta: float | None = Field(None, gt=0.0, lt=1.0, description="confidence of cvar, evar, cdar (default 0.95)")
 
     @property
     def name(self) -> str:
-        return f"{self.engine}/{self.profile.value}"
+        """``engine/profile``, plus ``/measure`` (and ``@beta``) when a risk measure is chosen."""
+        base = f"{self.engine}/{self.profile.value}"
+        if self.risk_measure is None:
+            return base
+        return f"{base}/{self.risk_measure}" + (f"@{self.risk_beta:g}" if self.risk_beta is not None else "")
+
+    @property
+    def beta(self) -> float:
+        return 0.95 if self.risk_beta is None else float(self.risk_beta)
 
 
 class Constraints(Strict):

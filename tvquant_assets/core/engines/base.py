@@ -73,6 +73,9 @@ class EngineInputs:
     mu: np.ndarray
     cov: np.ndarray
     returns: pd.DataFrame | None = None
+    # The hierarchical allocators' square distance when the manifest asks for the selection's tree
+    # (``selection.linkage.allocation_tree: selection``); None: each engine builds its own.
+    distance: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -126,6 +129,11 @@ class FitSpec:
         adaptive: profile when neither the label nor the quadrant is mapped.
     preset_profile : str
         adaptive: the active regime preset's ``profile`` (wins over the mapping when set).
+    risk_measure : str
+        The candidate's risk measure (:data:`~tvquant_assets.core.engines.risk_measures.MEASURES`); ""
+        is the profile's own (variance; HERC 95% CVaR).
+    risk_beta : float
+        Confidence of CVaR, EVaR and CDaR.
     """
 
     long_only: bool = True
@@ -146,6 +154,8 @@ class FitSpec:
     adaptive_map: tuple[tuple[str, str], ...] = ()
     adaptive_default: str = "min_variance"
     preset_profile: str = ""
+    risk_measure: str = ""
+    risk_beta: float = 0.95
 
 
 DEFAULT_SPEC = FitSpec()
@@ -338,7 +348,7 @@ class Engine(ABC):
         if not 0.0 < max_weight <= 1.0:
             raise EngineError(f"max_weight {max_weight!r} must be in (0, 1]")
         inputs.check()
-        if (self.needs_returns or profile in self.returns_profiles) and inputs.returns is None and inputs.n:
+        if self.uses_returns(profile, spec) and inputs.returns is None and inputs.n:
             raise EngineError(f"engine {self.name!r} needs the returns window in EngineInputs.returns")
         t0 = time.perf_counter()
         n = inputs.n
@@ -390,6 +400,10 @@ class Engine(ABC):
         self.result_ = result
         self.weights_ = result.weights
         return result
+
+    def uses_returns(self, profile: str, spec: FitSpec | None = None) -> bool:
+        """Whether fitting ``profile`` (under ``spec``) reads ``EngineInputs.returns``."""
+        return self.needs_returns or profile in self.returns_profiles
 
     def is_long_short(self, profile: str, spec: FitSpec) -> bool:
         """Whether ``profile`` runs long/short under ``spec`` (market_neutral always does)."""
