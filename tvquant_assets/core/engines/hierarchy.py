@@ -137,7 +137,8 @@ def herc(
     Top-down over the tree: each node splits its weight between its children in inverse proportion to
     the summed risk of the clusters under each child; inside a cluster, assets get inverse-risk weights.
     ``risk``: a :class:`Risk`, ``cvar`` (95% CVaR of the returns window), ``variance``, or ``equal``
-    (every asset and cluster the same risk: hierarchical equal weight). ``z``: the tree (default: Ward
+    (hierarchical equal weight: 1/k to each of the k clusters of the cut, 1/n_c inside each, as
+    Riskfolio's HERC with ``rm="equal"``). ``z``: the tree (default: Ward
     on the covariance's correlation distance, no leaf reordering).
     """
     n = len(cov)
@@ -161,6 +162,8 @@ def herc(
     members = {i: np.array([i]) for i in range(n)}
     for i, row in enumerate(z):
         members[n + i] = np.concatenate([members[int(row[0])], members[int(row[1])]])
+    if isinstance(risk, str):  # hierarchical equal weight: 1/k per cluster of the cut (Riskfolio's rm="equal")
+        return within / len(cluster_risk)
     cluster_weight = {c: 1.0 for c in cluster_risk}
     stack = [(2 * n - 2, 1.0)]
     while stack:
