@@ -179,6 +179,8 @@ class SkfolioEngine(Engine):
                     max_clusters=cfg.max_clusters, linkage_method=method)), ["herc"]
         common = dict(risk_measure=measure, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
                       cvar_beta=spec.risk_beta, evar_beta=spec.risk_beta, cdar_beta=spec.risk_beta)
+        if profile != "risk_parity" and spec.l2_gamma > 0:
+            common["l2_coef"] = spec.l2_gamma  # same units as the (annualized) variance objective
         if profile == "risk_parity":
             cls = RiskBudgeting
         else:
