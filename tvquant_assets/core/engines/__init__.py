@@ -94,7 +94,7 @@ def refusals(manifest) -> list[str]:
                 if used and bad:
                     lines.append(f"{where}: custom {', '.join(bad)} (adaptive picks) cannot honour {field}")
             if cand.risk_measure is not None:
-                lines.append(f"{where}: adaptive takes no risk_measure")
+                lines.append(f"{where}: adaptive cannot use risk_measure {cand.risk_measure!r} (it takes none)")
             continue
         if cand.risk_measure is not None and cand.risk_measure not in e.risk_measures(p):
             have = e.risk_measures(p)

@@ -12,7 +12,7 @@ the target weights are the post-trade holdings of the non-cash assets.
   ``LeverageLimit(gross)``, ``MaxWeights`` / ``MinWeights`` at +-max_weight (no beta band: cvxportfolio
   has no beta constraint on a fixed covariance, the custom engine has one).
 
-cvxportfolio picks its solver itself; a failure falls through to the base class chain.
+Clarabel with the tight tolerances of every engine; a failure falls through to the base class chain.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import cvxportfolio as cvx
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.core.engines.base import EIG_TOL, Engine, EngineInputs, FitSpec, Status
+from tvquant_assets.core.engines.base import EIG_TOL, SOLVER_OPTIONS, Engine, EngineInputs, FitSpec, Status
 
 CASH = "cash"
 # A fixed stamp: the policy needs a time, and with market_data=None it reads no data for it.
@@ -72,7 +72,9 @@ class CvxportfolioEngine(Engine):
         h[CASH] = 1.0 - float(h[syms].sum())
         if prev is not None:
             objective = objective - cvx.TransactionCost(a=spec.turnover_penalty / scale, b=None)
-        policy = cvx.SinglePeriodOptimization(objective, constraints, include_cash_return=False)
+        # Our tight Clarabel tolerances (cvxportfolio's defaults leave caps ~2e-6 over on some dates).
+        policy = cvx.SinglePeriodOptimization(objective, constraints, include_cash_return=False,
+                                              solver="CLARABEL", **SOLVER_OPTIONS["CLARABEL"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             u, _, _ = policy.execute(h=h, market_data=None, t=_T)
