@@ -55,6 +55,7 @@ def test_every_risk_measure_matches_skfolio(lw, measure):
         w = _agree(lw, profile, measure, cfg)
         assert abs(w.sum() - 1) < 1e-12
     _agree(lw, "hrp", measure, cfg, max_weight=0.08)  # binding cap on the split factors
+    _agree(lw, "herc", measure, cfg, max_weight=0.08)  # binding cap: least relative deviation
 
 
 @pytest.mark.parametrize("method", ["ward", "single", "average", "complete"])

@@ -365,7 +365,8 @@ class CustomEngine(Engine):
             if w is None:  # every solver of the penalized risk parity failed (recorded)
                 return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
             if profile != "hrp" and w.max() > max_weight + 1e-12:
-                w = cap_weights(w, max_weight)
+                # HERC / benchmark: skfolio's rule (least relative deviation); the others pro rata.
+                w = relative_cap(w, max_weight) if profile in ("herc", "benchmark") else cap_weights(w, max_weight)
                 record.append(f"capped at max_weight {max_weight:g}")
             return w, status, "; ".join(record)
         factor, scale, note = psd_factor(cov)
@@ -433,6 +434,29 @@ def allocation_distance(inputs: EngineInputs, psd: np.ndarray, cfg: LinkageConfi
     if cfg.distance == "pearson":
         return hierarchy.covariance_distance(psd)
     return returns_distance(inputs.returns.to_numpy(dtype="float64"), cfg.distance)
+
+
+def relative_cap(w0: np.ndarray, max_weight: float) -> np.ndarray:
+    """``argmin sum(((w - w0) / w0)^2)`` over ``sum(w) = 1``, ``0 <= w <= max_weight`` (positive ``w0``),
+    exactly: ``w_i = min(max_weight, w0_i + c w0_i^2)`` with ``c`` solved on its breakpoints (skfolio
+    caps its HERC with this problem, solved numerically)."""
+    w0 = np.asarray(w0, dtype="float64")
+    u = float(max_weight)
+    order = np.argsort((u - w0) / w0**2)  # assets reach the cap in this order as c grows
+    sq = w0**2
+    free_w, free_sq = float(w0.sum()), float(sq.sum())
+    for k, i in enumerate(order):  # the first k assets sit at u
+        c = (1.0 - k * u - free_w) / free_sq
+        if w0[i] + c * sq[i] <= u:
+            break
+        free_w -= w0[i]
+        free_sq -= sq[i]
+    else:
+        return np.full(len(w0), u)
+    rest = np.ones(len(w0), dtype=bool)
+    rest[order[:k]] = False
+    c = (1.0 - k * u - float(w0[rest].sum())) / float(sq[rest].sum())  # fresh sums: no drift
+    return np.where(rest, w0 + c * sq, u)
 
 
 def cap_weights(w: np.ndarray, max_weight: float) -> np.ndarray:
