@@ -8,7 +8,9 @@ Measured in one run, on the bundled S&P 500 set (20 stocks, 1990-2022) and a syn
 2. wrapper overhead of the third-party engines: ``engine.fit`` vs the same library call made directly;
 3. HRP / HERC at N x T (default 500 x 1000): custom vs skfolio vs Riskfolio, and custom HRP with scipy's
    optimal leaf ordering instead of ours (same weights);
-4. the whole tournament (the sp500_demo candidates plus the custom profiles and adaptive; with
+4. every risk measure: HRP / HERC per fold, custom vs skfolio, and custom at N x T (``--only-measures``
+   runs just this section);
+5. the whole tournament (the sp500_demo candidates plus the custom profiles and adaptive; with
    ``--all-engines`` also riskfolio, cvxportfolio and skfolio min-variance) over all monthly rebalance dates
    (all 20 symbols, no selection stage): wall time, Python-heap peak, process max RSS.
 
@@ -272,6 +274,54 @@ def hierarchical_scale(n: int, t: int, repeats: int) -> dict:
     return out
 
 
+TARGET_MEASURE_RATIO = 10.0  # skfolio / custom per fold, HRP and HERC, every risk measure
+
+
+def risk_measures_bench(close: pd.DataFrame, folds: int, n: int, t: int) -> dict:
+    """Per risk measure: HRP/HERC ms per fold on the S&P set (custom engine vs skfolio's estimator on the
+    same window and covariance) and custom at N x T synthetic."""
+    from skfolio.measures import RiskMeasure
+    from skfolio.optimization import HierarchicalEqualRiskContribution, HierarchicalRiskParity
+
+    from tvquant_assets.core.engines import get_engine
+    from tvquant_assets.core.engines.base import EngineInputs, FitSpec
+    from tvquant_assets.core.engines.risk_measures import MEASURES, SKFOLIO_NAMES
+    from tvquant_assets.core.estimation import estimate, returns_window, unpack
+    from tvquant_assets.core.panel import PricePanel
+    from tvquant_assets.manifest.schema import EstimationConfig, LinkageConfig
+
+    panel = PricePanel(close=close)
+    syms = list(close.columns)
+    dates = list(close.index[252::21][:folds])
+    ests = estimate(panel, {d: syms for d in dates}, dates, EstimationConfig())
+    inputs = []
+    for d in dates:
+        e = unpack(ests[d])
+        inputs.append(EngineInputs(e.symbols, e.mu, e.cov, returns_window(panel, e.symbols, d, 252)))
+    engine = get_engine("custom", linkage=LinkageConfig(max_clusters=5))
+    out: dict = {"fold": {}, "scale": {}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in MEASURES:
+            spec = FitSpec(risk_measure=m)
+            for profile, cls in (("hrp", HierarchicalRiskParity), ("herc", HierarchicalEqualRiskContribution)):
+                ours = [_timed(engine.fit, inp, profile, 1.0, 0.0, spec)[1] for inp in inputs]
+                theirs = [_timed(cls(risk_measure=RiskMeasure[SKFOLIO_NAMES[m]]).fit, inp.returns)[1]
+                          for inp in inputs]
+                out["fold"][(m, profile)] = (_median_ms(ours), _median_ms(theirs))
+        rng = np.random.default_rng(5)
+        x = rng.normal(0, 0.01, (t, 5)) @ rng.normal(0, 1, (n, 5)).T + rng.normal(0, 0.01, (t, n))
+        names = [f"S{i:04d}" for i in range(n)]
+        big = EngineInputs(names, x.mean(axis=0) * 252, np.cov(x, rowvar=False) * 252, pd.DataFrame(x, columns=names))
+        big_engine = get_engine("custom", linkage=LinkageConfig(max_clusters=10))
+        big_engine.fit(big, "hrp")  # numba load outside the timings
+        for m in MEASURES:
+            for profile in ("hrp", "herc"):
+                out["scale"][(m, profile)] = _median_ms(
+                    [_timed(big_engine.fit, big, profile, 1.0, 0.0, FitSpec(risk_measure=m))[1] for _ in range(3)])
+    return out
+
+
 def whole_tournament(close: pd.DataFrame, first_year: int, all_engines: bool) -> dict:
     from tvquant_assets.calendar import rebalance_dates
     from tvquant_assets.core.estimation import estimate
@@ -323,12 +373,27 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--tournament-from", type=int, default=1991, help="first year of the whole-tournament run")
     ap.add_argument("--all-engines", action="store_true",
                     help="whole tournament also with skfolio/riskfolio/cvxportfolio candidates (slow: ~1 s each)")
+    ap.add_argument("--measure-folds", type=int, default=20, help="S&P folds of the risk-measure section")
+    ap.add_argument("--only-measures", action="store_true", help="run only the risk-measure section")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
         print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2-core machine)")
         close = _close()
+        rm = risk_measures_bench(close, args.measure_folds, args.hier_n, args.hier_t)
+        print(f"risk measures: HRP/HERC median ms per fold over {args.measure_folds} S&P folds (custom vs skfolio, "
+              f"target skfolio/custom >= {TARGET_MEASURE_RATIO:g}x) and custom at N={args.hier_n}, T={args.hier_t} "
+              f"(target <= {TARGET_HIER_MS:g} ms at 500 x 1000):")
+        at_target = (args.hier_n, args.hier_t) == (500, 1000)
+        for (m, profile), (ours, theirs) in rm["fold"].items():
+            big = rm["scale"][(m, profile)]
+            print(f"  {profile:<5}{m:<26}custom {ours:7.2f}  skfolio {theirs:8.2f}  ratio {theirs / ours:6.1f}x "
+                  f"{'met' if theirs / ours >= TARGET_MEASURE_RATIO else 'NOT met':<8}  N={args.hier_n}: {big:8.1f} ms"
+                  f"{'  ' + _met(big, TARGET_HIER_MS) if at_target else ''}")
+        if args.only_measures:
+            print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            return 0
         wf = walk_forward(close, args.folds or None, not args.no_skfolio_walk_forward)
         print(f"walk-forward 252/21 on the bundled S&P set: {wf['folds']} folds, "
               f"estimation {wf['estimation_ms']:.2f} ms/fold")

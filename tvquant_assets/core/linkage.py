@@ -1,7 +1,8 @@
 """The one hierarchical-clustering configuration shared by selection and the hierarchical engines.
 
 Distance is the correlation distance ``sqrt(0.5 * (1 - rho))`` (de Prado), which is the Euclidean distance
-between standardized return vectors up to a constant, so Ward linkage on it is well defined.
+between standardized return vectors up to a constant, so Ward linkage on it is well defined; ``rho`` is
+Pearson's, Spearman's or Kendall's correlation (``LinkageConfig.distance``).
 """
 
 from __future__ import annotations
@@ -34,12 +35,30 @@ def correlation_distance(corr: np.ndarray) -> np.ndarray:
     return dist
 
 
-def _correlation(values: np.ndarray) -> np.ndarray:
-    """Pearson correlation of columns; pairwise-complete when there are NaN; NaN for a constant column."""
+def _correlation(values: np.ndarray, kind: str = "pearson") -> np.ndarray:
+    """Correlation of columns (``pearson``, ``spearman`` or ``kendall``); pairwise-complete when there are
+    NaN; NaN for a constant column."""
+    if kind != "pearson":
+        return pd.DataFrame(values).corr(method=kind, min_periods=2).to_numpy()
     if np.isnan(values).any():
         return pd.DataFrame(values).corr(min_periods=2).to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.atleast_2d(np.corrcoef(values, rowvar=False))  # one column: corrcoef returns a scalar
+
+
+def returns_distance(values: np.ndarray, kind: str = "pearson") -> np.ndarray:
+    """Correlation distance ``sqrt(0.5 (1 - rho))`` of the columns of a returns array."""
+    return correlation_distance(_correlation(np.asarray(values, dtype="float64"), kind))
+
+
+def selection_distance(panel, symbols: list[str], date: pd.Timestamp, windows: list[int],
+                       kind: str = "pearson") -> np.ndarray:
+    """The selection's distance of ``symbols`` on ``date``: the correlation distance averaged over the
+    trailing return ``windows`` (rows <= date), as :mod:`tvquant_assets.core.selection` clusters."""
+    returns = panel.returns()
+    t = int(returns.index.searchsorted(pd.Timestamp(date), side="right")) - 1
+    values = returns.reindex(columns=list(symbols)).to_numpy(dtype="float64")
+    return average_distance([values[max(0, t - w + 1):t + 1] for w in windows], kind)
 
 
 def linkage_matrix(returns: pd.DataFrame, cfg: LinkageConfig) -> np.ndarray:
@@ -60,7 +79,7 @@ def linkage_matrix(returns: pd.DataFrame, cfg: LinkageConfig) -> np.ndarray:
     """
     if returns.shape[1] < 2:
         raise ValueError(f"linkage needs at least 2 columns, got {returns.shape[1]}")
-    dist = correlation_distance(_correlation(returns.to_numpy(dtype="float64")))
+    dist = returns_distance(returns.to_numpy(dtype="float64"), cfg.distance)
     return linkage(squareform(dist, checks=False), method=cfg.method)
 
 
@@ -99,13 +118,13 @@ def cut(z: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
     return labels
 
 
-def average_distance(windows: list[np.ndarray]) -> np.ndarray:
+def average_distance(windows: list[np.ndarray], kind: str = "pearson") -> np.ndarray:
     """Mean of the correlation distances of several return windows of the same columns.
 
     Each window is an ``(rows, n)`` array (NaN allowed: pairwise-complete correlation); averaging
     distances over short and long lookbacks gives a tree that is neither one crash nor one decade.
     """
-    return np.mean([correlation_distance(_correlation(np.asarray(w, dtype="float64"))) for w in windows], axis=0)
+    return np.mean([returns_distance(w, kind) for w in windows], axis=0)
 
 
 def linkage_of_distance(dist: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
@@ -126,7 +145,7 @@ def cluster_sorted(values: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
     n = values.shape[1]
     if n <= 1:
         return np.ones(n, dtype="int64")
-    dist = correlation_distance(_correlation(np.asarray(values, dtype="float64")))
+    dist = returns_distance(values, cfg.distance)
     return cut(linkage(squareform(dist, checks=False), method=cfg.method), cfg)
 
 

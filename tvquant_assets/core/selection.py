@@ -31,9 +31,11 @@ Per date D (t = last panel row <= D), over the scan's symbols:
    ``execution_score`` = mean of the in-cluster percentiles of liquidity and stability (NaN skipped):
    higher value traded and lower realized volatility win near-ties. Then ``max_per_sector`` and
    ``max_symbols`` (long book, by score) and ``short.max_symbols`` (short book, by RSI).
-8. **Relaxation**: while fewer than ``min_symbols`` are selected, the pruning is relaxed in stages and
-   the stage reached is recorded in ``relaxation``: ``static_top_n`` (N_c = top_n_per_cluster),
-   ``cluster_cap_lifted`` (no per-cluster or sector limit), ``vetoes_lifted`` (feature vetoes off;
+8. **Relaxation** (:func:`relaxation_ladder`): while fewer than ``min_symbols`` are selected, the pruning
+   is relaxed one step at a time and every step walked is recorded in ``relaxation`` (joined by " > "):
+   ``static_top_n`` (N_c = top_n_per_cluster), ``top_n_<k>`` (one more name per cluster per step, never
+   beyond ``relax_top_n_max``), ``cluster_cap_lifted`` (no per-cluster or sector limit; only when
+   ``relax_top_n_max`` is unset), ``vetoes_lifted`` (feature vetoes off at the loosest allowed limits;
    eligibility still holds).
 
 Regime presets: ``overrides`` (from the regime asset's ``preset_top_n_per_cluster`` /
@@ -65,7 +67,7 @@ ORIENTATION = {"momentum": 1.0, "stability": 1.0, "entropy": -1.0, "efficiency":
                "skew": 1.0, "kurtosis": -1.0, "cvar": -1.0, "liquidity": 1.0}
 """+1: higher raw value scores higher; -1: lower scores higher."""
 
-RELAXATION_STAGES = ("none", "static_top_n", "cluster_cap_lifted", "vetoes_lifted")
+RELAXATION_STAGES = ("none", "static_top_n", "top_n_<k>", "cluster_cap_lifted", "vetoes_lifted")
 
 FEATURE_COLUMNS = ("momentum", "volatility", "stability", "entropy", "efficiency", "hurst", "skew", "kurtosis",
                    "cvar", "liquidity", "rsi", "trend_gap", "trend_slope")
@@ -360,7 +362,8 @@ def _select_one(arrays, t, syms, eligible, scan_reason, js, cfg: SelectionConfig
     corr = np.zeros((0, 0))
     if members.size:
         cols = js[members]
-        dist = linkage.average_distance([_window(arrays["returns"], t, w)[:, cols] for w in windows])
+        dist = linkage.average_distance([_window(arrays["returns"], t, w)[:, cols] for w in windows],
+                                        cfg.linkage.distance)
         cluster[members] = linkage.cluster_distance(dist, cfg.linkage)
         corr = 1.0 - 2.0 * dist ** 2
     size = np.zeros(n, dtype="int64")
@@ -377,16 +380,15 @@ def _select_one(arrays, t, syms, eligible, scan_reason, js, cfg: SelectionConfig
         execution[idx] = np.where(have > 0, np.nansum(parts, axis=0) / np.maximum(have, 1), np.nan)
     order_key = score + cfg.execution_weight * np.nan_to_num(execution, nan=0.5)
 
-    relaxation, picks, cut_reason, rank_in = "none", {}, {}, np.zeros(n, dtype="int64")
-    for stage in RELAXATION_STAGES:
-        if stage == "static_top_n" and not cfg.dynamic_top_n:
-            continue
+    steps, picks, cut_reason, rank_in = [], {}, {}, np.zeros(n, dtype="int64")
+    for stage, limit, sector_capped in relaxation_ladder(cfg, int(np.bincount(cluster[members]).max(initial=0))):
         candidates = members if stage == "vetoes_lifted" else members[veto[members] == ""]
         picks, cut_reason, rank_in, top_n = _prune(candidates, cluster, order_key, score, raw["rsi"], direction,
-                                                   sector, dynamic_n, cfg, stage, n)
-        relaxation = stage
-        if sum(len(v) for v in picks.values()) >= cfg.min_symbols or stage == RELAXATION_STAGES[-1]:
+                                                   sector, dynamic_n, cfg, stage, n, limit, sector_capped)
+        steps.append(stage)
+        if sum(len(v) for v in picks.values()) >= cfg.min_symbols:
             break
+    relaxation = " > ".join(steps[1:]) or "none"
     for c in np.unique(cluster[members]):
         top_n[members[cluster[members] == c]] = top_n[members[cluster[members] == c]].max()
 
@@ -425,10 +427,35 @@ def _sector_percentile(sector: np.ndarray, sector_mom: np.ndarray, ranked: np.nd
     return out
 
 
-def _prune(candidates, cluster, order_key, score, rsi, direction, sector, dynamic_n, cfg, stage, n):
+def relaxation_ladder(cfg: SelectionConfig, largest: int) -> list[tuple[str, int | None, bool]]:
+    """The pruning stages in order: ``(stage, names per cluster or None, sector cap held)``.
+
+    ``none`` (dynamic top-N), ``static_top_n`` (N = top_n_per_cluster), then one name more per cluster
+    at a time (``top_n_<k>``) up to ``relax_top_n_max`` (never beyond it; unset: up to the largest
+    cluster, then ``cluster_cap_lifted``, which also lifts ``max_per_sector``), then ``vetoes_lifted``
+    at the loosest limits allowed. Selection stops at the first stage meeting ``min_symbols``.
+    """
+    n0 = cfg.top_n_per_cluster
+    top = cfg.relax_top_n_max
+    ladder: list[tuple[str, int | None, bool]] = [("none", None if cfg.dynamic_top_n else n0, True)]
+    if cfg.dynamic_top_n:
+        ladder.append(("static_top_n", n0, True))
+    ceiling = largest if top is None else min(top, largest) if largest else top
+    ladder += [(f"top_n_{k}", k, True) for k in range(n0 + 1, max(ceiling, n0) + 1)]
+    if top is None:
+        ladder.append(("cluster_cap_lifted", 0, False))
+    loosest = ladder[-1]
+    ladder.append(("vetoes_lifted", loosest[1], loosest[2]))
+    return ladder
+
+
+def _prune(candidates, cluster, order_key, score, rsi, direction, sector, dynamic_n, cfg, stage, n,
+           limit_all=None, sector_capped=True):
     """Top-N per cluster (execution order), sector cap, then the book caps. Returns the picks per book,
-    the reason of every candidate cut, the in-cluster ranks and the N used per cluster."""
-    capped = stage in ("none", "static_top_n")
+    the reason of every candidate cut, the in-cluster ranks and the N used per cluster.
+
+    ``limit_all``: names per cluster (None: dynamic top-N; 0: no limit)."""
+    capped = sector_capped
     rank_in = np.zeros(n, dtype="int64")
     top_n = np.zeros(n, dtype="int64")
     cut: dict[int, str] = {}
@@ -436,9 +463,7 @@ def _prune(candidates, cluster, order_key, score, rsi, direction, sector, dynami
     for c in np.unique(cluster[candidates]):
         idx = candidates[cluster[candidates] == c]
         idx = idx[np.lexsort((idx, -order_key[idx]))]
-        limit = dynamic_n[int(c)] if stage == "none" and cfg.dynamic_top_n else cfg.top_n_per_cluster
-        if not capped:
-            limit = idx.size
+        limit = dynamic_n[int(c)] if limit_all is None else limit_all or idx.size
         top_n[idx] = min(limit, idx.size)
         for k, i in enumerate(idx, start=1):
             rank_in[i] = k

@@ -21,6 +21,7 @@ point-in-time checks.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import pandas as pd
 from tvquant_assets.core.engines import get_engine
 from tvquant_assets.core.engines.base import Engine, EngineInputs, FitSpec, Status
 from tvquant_assets.core.estimation import Estimates, returns_window, unpack
+from tvquant_assets.core.linkage import selection_distance
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import EngineError
 from tvquant_assets.manifest.schema import (
@@ -71,6 +73,20 @@ def resolve_max_weight(
     return float(preset.max_weight) if preset is not None and preset.max_weight is not None else default
 
 
+def resolve_cluster_cap(
+    regime: pd.DataFrame | None, cfg: TournamentConfig, presets: Mapping[str, RegimePreset]
+) -> float | None:
+    """Cluster cap for a date: the active regime preset's ``cluster_cap`` (the regime frame's
+    ``preset_cluster_cap`` when published, else the preset named in ``preset``), else the manifest's."""
+    default = cfg.constraints.cluster_cap
+    value = _preset(regime, "preset_cluster_cap")
+    if value is not None:
+        return float(value)
+    key = _preset(regime, "preset")
+    preset = presets.get(str(key)) if key is not None else None
+    return float(preset.cluster_cap) if preset is not None and preset.cluster_cap is not None else default
+
+
 def _frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.astype(_DTYPES)
@@ -105,19 +121,23 @@ def _preset(regime: pd.DataFrame | None, column: str):
 
 
 def fit_spec(
-    cfg: TournamentConfig, est: Estimates, regime: pd.DataFrame | None, previous: np.ndarray | None
+    cfg: TournamentConfig, est: Estimates, regime: pd.DataFrame | None, previous: np.ndarray | None,
+    presets: Mapping[str, RegimePreset] | None = None,
 ) -> FitSpec:
     """Constraints and context of one candidate's decision (see the module docstring).
 
     The regime stage's ``preset_l2_gamma`` and ``preset_profile`` (the active regime preset) win over
-    ``tournament.l2_gamma`` and ``tournament.adaptive``, as ``preset_max_weight`` wins over the cap.
+    ``tournament.l2_gamma`` and ``tournament.adaptive``, as ``preset_max_weight`` wins over the cap and
+    the preset's ``cluster_cap`` over ``constraints.cluster_cap``.
     """
     label, quadrant = _regime_keys(regime)
     c = cfg.constraints
     gamma = _preset(regime, "preset_l2_gamma")
+    cluster_cap = resolve_cluster_cap(regime, cfg, presets or {})
     return FitSpec(
         long_only=c.long_only, gross=c.gross, net=c.net,
-        clusters=est.clusters if c.cluster_cap is not None else None, cluster_cap=c.cluster_cap,
+        clusters=est.clusters if cluster_cap is not None else None, cluster_cap=cluster_cap,
+        cluster_cap_max=c.cluster_cap_max,
         previous=previous, turnover_penalty=c.turnover_penalty if previous is not None else 0.0,
         l2_gamma=float(gamma) if gamma is not None else cfg.l2_gamma.resolve(label, quadrant),
         beta_band=c.beta_band, risk_aversion=c.risk_aversion,
@@ -126,6 +146,11 @@ def fit_spec(
         adaptive_map=tuple(sorted((str(k), str(v)) for k, v in cfg.adaptive.mapping.items())),
         adaptive_default=str(cfg.adaptive.default), preset_profile=str(_preset(regime, "preset_profile") or ""),
     )
+
+
+def _risk_spec(c, spec: FitSpec) -> FitSpec:
+    """``spec`` with the candidate's risk measure and beta."""
+    return replace(spec, risk_measure=c.risk_measure or "", risk_beta=c.beta)
 
 
 def decide(
@@ -139,12 +164,14 @@ def decide(
     engines: dict[str, Engine] | None = None,
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
+    selection_windows: list[int] | None = None,
 ) -> pd.DataFrame:
     """Fit every candidate on one date's estimates (a rebalance decision).
 
     ``engines`` caches engine objects (and so their compiled problems) across dates; ``previous`` is the
     tournament frame of the last decision (turnover penalty, fallback); ``linkage`` the selection's
-    linkage config (HERC cut).
+    linkage config (distance, method, HERC cut, allocation tree); ``selection_windows`` the selection's
+    correlation windows (the selection's tree, ``allocation_tree: selection``).
     """
     engines = {} if engines is None else engines
     date = pd.Timestamp(date)
@@ -154,8 +181,7 @@ def decide(
     for c in cfg.candidates:
         if c.engine not in engines:
             engines[c.engine] = get_engine(c.engine, linkage=linkage)
-        e = engines[c.engine]
-        needs_returns |= e.needs_returns or c.profile.value in e.returns_profiles
+        needs_returns |= engines[c.engine].uses_returns(c.profile.value, _risk_spec(c, FitSpec()))
     returns = None
     if needs_returns and est.n:
         returns = returns_window(panel, est.symbols, date, est_cfg.lookback)
@@ -164,10 +190,14 @@ def decide(
                 f"tournament {date.date()}: estimates do not match the return window; "
                 "re-materialize estimation with the current manifest"
             )
-    inputs = EngineInputs(est.symbols, est.mu, est.cov, returns)
+    distance = None
+    if linkage is not None and linkage.allocation_tree == "selection" and est.n > 1:
+        distance = selection_distance(panel, est.symbols, date, list(selection_windows or [est_cfg.lookback]),
+                                      linkage.distance)
+    inputs = EngineInputs(est.symbols, est.mu, est.cov, returns, distance)
     rows = []
     for c in cfg.candidates:
-        spec = fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols))
+        spec = _risk_spec(c, fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols), presets))
         result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec)
         base = {
             "candidate": c.name, "engine": c.engine, "profile": c.profile.value, "status": result.status,
@@ -200,6 +230,7 @@ def run_tournament(
     est_cfg: EstimationConfig,
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
+    selection_windows: list[int] | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Run the tournament over ``dates`` (ascending; a backfill range is one call).
 
@@ -220,7 +251,9 @@ def run_tournament(
         Tournament frame of the date before the first of ``dates``; required when that first date is
         not a rebalance date (else it feeds the turnover penalty and the fallback of the first decision).
     linkage : LinkageConfig, optional
-        The selection's linkage config (HERC and hierarchical equal weight cut).
+        The selection's linkage config (trees of HRP, HERC and hierarchical equal weight, their cut).
+    selection_windows : list of int, optional
+        The selection's correlation windows (``linkage.allocation_tree: selection``).
 
     Returns
     -------
@@ -242,7 +275,8 @@ def run_tournament(
             if d not in estimates or d not in regimes:
                 missing = "estimation" if d not in estimates else "regime"
                 raise EngineError(f"tournament {d.date()}: no {missing} frame for this rebalance date")
-            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage)
+            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage,
+                           selection_windows)
         else:
             if prev is None:
                 raise EngineError(

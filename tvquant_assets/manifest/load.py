@@ -76,7 +76,7 @@ def parse_manifest(text: str, path: Path | str = "<string>") -> Manifest:
 
 
 def _check_engines(manifest: Manifest, path: Path | str) -> None:
-    from tvquant_assets.core.engines import ENGINES, LONG_SHORT_PROFILES  # declared profiles: no engine is imported
+    from tvquant_assets.core.engines import ENGINES, LONG_SHORT_PROFILES, refusals  # declarations: no engine import
 
     problems = []
     long_only = manifest.tournament.constraints.long_only
@@ -98,6 +98,7 @@ def _check_engines(manifest: Manifest, path: Path | str) -> None:
                 f"long_only is false; remove it or use one of "
                 f"{', '.join(f'{e}/{p}' for e, ps in LONG_SHORT_PROFILES.items() for p in ps)}"
             )
+    problems += [f"{path}: {line}" for line in refusals(manifest)]
     if problems:
         raise ManifestError("\n".join(problems))
 

@@ -153,6 +153,11 @@ class LinkageConfig(Strict):
 
     method: Literal["ward", "average", "complete", "single"] = Field(
         "ward", description="scipy linkage method on the correlation distance sqrt(0.5 (1 - rho)).")
+    distance: Literal["pearson", "spearman", "kendall"] = Field(
+        "pearson", description="correlation rho of the distance, for selection and the hierarchical allocators")
+    allocation_tree: Literal["estimation", "selection"] = Field(
+        "estimation", description="HRP/HERC/benchmark tree: estimation (covariance, or the window's rank "
+        "correlation) or selection (the selection's averaged distance and method on the book)")
     max_clusters: int = Field(5, ge=1, description="Cut the tree into at most this many clusters.")
     distance_threshold: float | None = Field(
         None, gt=0.0, description="Cut height; when set it wins over max_clusters."
@@ -214,6 +219,8 @@ class SelectionConfig(Strict):
     dynamic_top_n: bool = Field(True, description="names per cluster from the cluster's effective number of bets")
     max_symbols: int = Field(12, ge=1, description="At most this many symbols selected overall.")
     min_symbols: int = Field(1, ge=0, description="relax the pruning in recorded stages until this many are selected")
+    relax_top_n_max: int | None = Field(
+        None, ge=1, description="relaxation never keeps more names per cluster than this (unset: may lift the limit)")
     max_per_sector: int | None = Field(None, ge=1, description="At most this many selected symbols per sector.")
     sector_tilt: float = Field(0.0, ge=0.0, le=1.0, description="score tilt toward sectors with strong momentum")
     execution_weight: float = Field(0.25, ge=0.0, description="weight of liquidity/low-vol in the in-cluster order")
@@ -401,15 +408,31 @@ class EstimationConfig(Strict):
     )
 
 
+RiskMeasureName = Literal[
+    "variance", "standard_deviation", "semi_variance", "semi_deviation", "mean_absolute_deviation", "cvar",
+    "evar", "cdar", "max_drawdown", "worst_realization"]
+
+
 class Candidate(Strict):
     """One tournament entry, named `<engine>/<profile>`."""
 
     engine: str = Field(..., description="A registered engine name (see tvquant_assets.core.engines).")
     profile: Profile = Field(..., description="Optimization profile; the engine must support it.")
+    risk_measure: RiskMeasureName | None = Field(
+        None, description="risk measure of HRP/HERC (default variance; HERC cvar); the engine must support it")
+    risk_beta: float | None = Field(None, gt=0.0, lt=1.0, description="confidence of cvar, evar, cdar (default 0.95)")
 
     @property
     def name(self) -> str:
-        return f"{self.engine}/{self.profile.value}"
+        """``engine/profile``, plus ``/measure`` (and ``@beta``) when a risk measure is chosen."""
+        base = f"{self.engine}/{self.profile.value}"
+        if self.risk_measure is None:
+            return base
+        return f"{base}/{self.risk_measure}" + (f"@{self.risk_beta:g}" if self.risk_beta is not None else "")
+
+    @property
+    def beta(self) -> float:
+        return 0.95 if self.risk_beta is None else float(self.risk_beta)
 
 
 class Constraints(Strict):
@@ -422,6 +445,8 @@ class Constraints(Strict):
     cluster_cap: float | None = Field(
         None, gt=0.0, le=1.0, description="largest total weight of one selection cluster (projected for HRP/HERC)"
     )
+    cluster_cap_max: float = Field(
+        1.0, gt=0.0, le=1.0, description="loosest cluster cap a date may relax to when cluster_cap is infeasible")
     turnover_penalty: float = Field(
         0.0, ge=0.0, description="L1 penalty on |w - previous decision| in annual-variance units"
     )
@@ -637,13 +662,15 @@ class RegimePreset(Strict):
 
     The regime asset publishes the active preset of D as ``preset`` plus one ``preset_<field>`` column per
     field (NaN / "" when unset); selection applies ``top_n_per_cluster`` and ``max_symbols`` itself, the
-    tournament reads ``preset_max_weight``, ``preset_l2_gamma`` and ``preset_profile``.
+    tournament reads ``preset_max_weight``, ``preset_l2_gamma`` and ``preset_profile``, and ``cluster_cap``
+    from the preset named in ``preset``.
     """
 
     max_weight: float | None = Field(None, gt=0.0, le=1.0, description="per-asset weight cap")
     top_n_per_cluster: int | None = Field(None, ge=1, description="selection: most names per cluster")
     max_symbols: int | None = Field(None, ge=1, description="selection: size of the long book")
     l2_gamma: float | None = Field(None, ge=0.0, description="tournament: L2 (diversification) penalty")
+    cluster_cap: float | None = Field(None, gt=0.0, le=1.0, description="tournament: largest weight of one cluster")
     profile: Profile | None = Field(None, description="tournament: profile the adaptive engine should use")
 
 

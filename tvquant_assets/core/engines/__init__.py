@@ -12,27 +12,103 @@ from dataclasses import dataclass
 
 from tvquant_assets.registry import Entry, Registry
 
+ALL_MEASURES = ("variance", "standard_deviation", "semi_variance", "semi_deviation", "mean_absolute_deviation",
+                "cvar", "evar", "cdar", "max_drawdown", "worst_realization")  # = risk_measures.MEASURES
+HIERARCHICAL = ("hrp", "herc", "benchmark")
+
 
 @dataclass(frozen=True)
 class EngineEntry(Entry):
-    """An engine's class and its declared profiles."""
+    """An engine's class and what it declares: profiles, long/short profiles, and per profile the risk
+    measures, penalties and trees it honours (manifest validation refuses anything else, one line each).
+
+    ``measures``: ``(profiles, measures)`` pairs (a profile in none takes no ``risk_measure``);
+    ``turnover`` / ``l2``: profiles honouring ``constraints.turnover_penalty`` / ``l2_gamma``;
+    ``selection_tree``: profiles that can use the selection's tree; ``fixed_beta``: profiles whose
+    library fixes beta at 0.95.
+    """
 
     profiles: tuple[str, ...] = ()
     long_short: tuple[str, ...] = ()
+    measures: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+    turnover: tuple[str, ...] = ()
+    l2: tuple[str, ...] = ()
+    selection_tree: tuple[str, ...] = ()
+    fixed_beta: tuple[str, ...] = ()
+
+    def risk_measures(self, profile: str) -> tuple[str, ...]:
+        return next((m for ps, m in self.measures if profile in ps), ())
 
 
+_CONVEX = ("min_variance", "max_sharpe")
 ENGINES = Registry("engine", {
     "custom": EngineEntry("tvquant_assets.core.engines.custom:CustomEngine", profiles=(
         "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "equal_weight", "barbell",
-        "market_neutral"), long_short=("min_variance", "market_neutral")),
+        "market_neutral"), long_short=("min_variance", "market_neutral"),
+        measures=((("hrp", "herc"), ALL_MEASURES), (("min_variance", "max_sharpe", "risk_parity"), ("variance",))),
+        turnover=("min_variance", "max_sharpe", "risk_parity", "market_neutral"),
+        l2=("min_variance", "max_sharpe", "risk_parity", "market_neutral"),
+        selection_tree=(*HIERARCHICAL, "barbell")),
     "skfolio": EngineEntry("tvquant_assets.core.engines.skfolio_engine:SkfolioEngine", profiles=(
-        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight")),
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight"),
+        measures=((("hrp", "herc", *_CONVEX, "risk_parity"), ALL_MEASURES),),
+        l2=_CONVEX, selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc")),
     "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
-        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc")),
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark"),
+        measures=((("hrp", "herc", *_CONVEX), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
+                  (("risk_parity",), ("variance", "standard_deviation", "semi_deviation", "mean_absolute_deviation",
+                                      "cvar", "evar", "cdar")))),
     "cvxportfolio": EngineEntry("tvquant_assets.core.engines.cvxportfolio_engine:CvxportfolioEngine",
-                                profiles=("min_variance", "market_neutral"), long_short=("market_neutral",)),
+                                profiles=("min_variance", "market_neutral"), long_short=("market_neutral",),
+                                measures=((("min_variance",), ("variance",)),),
+                                turnover=("min_variance", "market_neutral"), l2=("min_variance", "market_neutral")),
     "adaptive": EngineEntry("tvquant_assets.core.engines.adaptive:AdaptiveEngine", profiles=("adaptive",)),
 })
+
+
+def refusals(manifest) -> list[str]:
+    """One line per candidate x field the candidate's engine cannot honour (manifest validation).
+
+    Each line is ``tournament.candidates[i] (<name>): <engine> <profile> ... <field>``; an unknown engine
+    or profile is reported by the caller, not here.
+    """
+    t = manifest.tournament
+    c = t.constraints
+    linkage = manifest.selection.linkage
+    presets = manifest.regime_presets.values()
+    l2_used = t.l2_gamma.default > 0 or any(v > 0 for v in t.l2_gamma.by_regime.values()) \
+        or any((p.l2_gamma or 0) > 0 for p in presets)
+    lines = []
+    for i, cand in enumerate(t.candidates):
+        if cand.engine not in ENGINES or cand.profile.value not in ENGINES.info(cand.engine).profiles:
+            continue
+        e, p = ENGINES.info(cand.engine), cand.profile.value
+        where = f"tournament.candidates[{i}] ({cand.name})"
+        if cand.engine == "adaptive":  # the custom engine fits every profile it may pick
+            picks = {str(x.value) for x in (*t.adaptive.mapping.values(), t.adaptive.default)}
+            picks |= {p.profile.value for p in presets if p.profile is not None and p.profile.value != "adaptive"}
+            custom = ENGINES.info("custom")
+            for field, honoured, used in (("tournament.constraints.turnover_penalty", custom.turnover,
+                                           c.turnover_penalty > 0), ("tournament.l2_gamma", custom.l2, l2_used)):
+                bad = sorted(x for x in picks if x not in honoured)
+                if used and bad:
+                    lines.append(f"{where}: custom {', '.join(bad)} (adaptive picks) cannot honour {field}")
+            if cand.risk_measure is not None:
+                lines.append(f"{where}: adaptive cannot use risk_measure {cand.risk_measure!r} (it takes none)")
+            continue
+        if cand.risk_measure is not None and cand.risk_measure not in e.risk_measures(p):
+            have = e.risk_measures(p)
+            lines.append(f"{where}: {cand.engine} {p} cannot use risk_measure {cand.risk_measure!r} "
+                         f"({'allowed: ' + ', '.join(have) if have else 'it takes no risk_measure'})")
+        if cand.risk_beta is not None and p in e.fixed_beta and cand.risk_beta != 0.95:
+            lines.append(f"{where}: {cand.engine} {p} fixes risk_beta at 0.95 (its library's allocators)")
+        if c.turnover_penalty > 0 and p not in e.turnover:
+            lines.append(f"{where}: {cand.engine} {p} cannot honour tournament.constraints.turnover_penalty")
+        if l2_used and p not in e.l2:
+            lines.append(f"{where}: {cand.engine} {p} cannot honour tournament.l2_gamma (or a preset's l2_gamma)")
+        if linkage.allocation_tree == "selection" and p in (*HIERARCHICAL, "barbell") and p not in e.selection_tree:
+            lines.append(f"{where}: {cand.engine} {p} cannot use selection.linkage.allocation_tree 'selection'")
+    return lines
 
 # Tables derived from the registry: engine -> profiles; engine -> long/short profiles (engines with any)
 ENGINE_PROFILES: dict[str, tuple[str, ...]] = {n: ENGINES.info(n).profiles for n in ENGINES}

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
@@ -73,6 +73,9 @@ class EngineInputs:
     mu: np.ndarray
     cov: np.ndarray
     returns: pd.DataFrame | None = None
+    # The hierarchical allocators' square distance when the manifest asks for the selection's tree
+    # (``selection.linkage.allocation_tree: selection``); None: each engine builds its own.
+    distance: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -102,6 +105,8 @@ class FitSpec:
         Cluster id per symbol (the selection's); used by cluster caps.
     cluster_cap : float, optional
         Largest total weight of one cluster.
+    cluster_cap_max : float
+        Loosest cluster cap an infeasible ``cluster_cap`` may be relaxed to (:func:`relax_cluster_cap`).
     previous : ndarray, optional
         The candidate's previous decision aligned on the symbols (0 for symbols it did not hold).
     turnover_penalty : float
@@ -124,6 +129,11 @@ class FitSpec:
         adaptive: profile when neither the label nor the quadrant is mapped.
     preset_profile : str
         adaptive: the active regime preset's ``profile`` (wins over the mapping when set).
+    risk_measure : str
+        The candidate's risk measure (:data:`~tvquant_assets.core.engines.risk_measures.MEASURES`); ""
+        is the profile's own (variance; HERC 95% CVaR).
+    risk_beta : float
+        Confidence of CVaR, EVaR and CDaR.
     """
 
     long_only: bool = True
@@ -131,6 +141,7 @@ class FitSpec:
     net: float = 0.0
     clusters: np.ndarray | None = None
     cluster_cap: float | None = None
+    cluster_cap_max: float = 1.0
     previous: np.ndarray | None = None
     turnover_penalty: float = 0.0
     l2_gamma: float = 0.0
@@ -143,6 +154,8 @@ class FitSpec:
     adaptive_map: tuple[tuple[str, str], ...] = ()
     adaptive_default: str = "min_variance"
     preset_profile: str = ""
+    risk_measure: str = ""
+    risk_beta: float = 0.95
 
 
 DEFAULT_SPEC = FitSpec()
@@ -193,43 +206,42 @@ def cluster_members(clusters: np.ndarray) -> list[np.ndarray]:
 def project_cluster_caps(
     w: np.ndarray, clusters: np.ndarray, cluster_cap: float, max_weight: float
 ) -> tuple[np.ndarray, str]:
-    """Move weight out of clusters above ``cluster_cap`` into the others, in proportion to their weights.
+    """Weights meeting the per-asset and per-cluster caps together
+    (:func:`tvquant_assets.core.engines.projection.project`, exact) and a note ("" when nothing moved).
 
-    Long-only fully invested weights stay so, per-asset caps are respected. Returns the weights and a note
-    ("" when nothing moved); when the caps cannot hold (too few clusters or too little room under the
-    per-asset caps) the weights are returned unchanged with a note saying so.
+    When no fully invested long-only portfolio meets the caps the weights are returned unchanged with a
+    note saying so (callers relax the cap first: :func:`relax_cluster_cap`).
     """
-    groups = cluster_members(clusters)
-    if len(groups) * cluster_cap < 1.0 - 1e-12:
-        return w, f"cluster caps infeasible: {len(groups)} clusters x cap {cluster_cap:g} < 1; not applied"
-    totals = np.array([w[g].sum() for g in groups])
-    if totals.max() <= cluster_cap + WEIGHT_TOL:
-        return w, ""
-    x = w.copy()
-    for _ in range(100):
-        excess = 0.0
-        for g in groups:
-            t = x[g].sum()
-            if t > cluster_cap:
-                x[g] *= cluster_cap / t
-                excess += t - cluster_cap
-        if excess <= 1e-14:
-            break
-        # Receivers: assets below their cap in clusters below theirs, weighted by current weight (1/n if 0).
-        room_asset = np.clip(max_weight - x, 0.0, None)
-        room_cluster = np.zeros_like(x)
-        for g in groups:
-            room_cluster[g] = max(cluster_cap - x[g].sum(), 0.0)
-        room = np.minimum(room_asset, room_cluster)
-        share = np.where(room > 1e-15, np.where(x > 0, x, 1.0 / len(x)), 0.0)
-        if share.sum() <= 0:
-            return w, "cluster caps infeasible under the per-asset cap; not applied"
-        x = x + np.minimum(excess * share / share.sum(), room)
-        x = x / x.sum()
-    moved = float(np.abs(x - w).sum()) / 2
-    if not all(x[g].sum() <= cluster_cap + 1e-9 for g in groups):
-        return w, "cluster caps not reached by projection; not applied"
-    return x, f"projected onto cluster caps {cluster_cap:g} (moved {moved:.4f})"
+    from tvquant_assets.core.engines.projection import project
+
+    try:
+        return project(w, clusters, cluster_cap, max_weight)
+    except ArithmeticError as exc:
+        return w, f"{exc}; not applied"
+
+
+def relax_cluster_cap(spec: FitSpec, max_weight: float) -> tuple[FitSpec, str, bool]:
+    """The spec with the cluster cap this date can meet, the note, and whether the manifest's limit held.
+
+    A cap no fully invested portfolio can meet (too few clusters, or too little room under
+    ``max_weight``) is loosened to the tightest feasible cap, recorded, but never beyond
+    ``spec.cluster_cap_max``; past it the cap is dropped and the third value is False (status
+    ``cap_infeasible``).
+    """
+    from tvquant_assets.core.engines.projection import feasible_cluster_cap
+
+    if spec.cluster_cap is None or spec.clusters is None or len(spec.clusters) == 0:
+        return spec, "", True
+    need = feasible_cluster_cap(spec.clusters, max_weight)
+    cap = spec.cluster_cap
+    if cap >= need - 1e-12:
+        return spec, "", True
+    k = len(np.unique(spec.clusters))
+    why = f"cluster_cap {cap:g} infeasible ({k} clusters, max_weight {max_weight:g})"
+    if need <= spec.cluster_cap_max + 1e-12:
+        return replace(spec, cluster_cap=float(need)), f"{why}: relaxed to {need:.6g}", True
+    return (replace(spec, cluster_cap=None),
+            f"{why}: tightest feasible {need:.6g} > cluster_cap_max {spec.cluster_cap_max:g}; not applied", False)
 
 
 def clean_weights(w: np.ndarray) -> np.ndarray:
@@ -336,7 +348,7 @@ class Engine(ABC):
         if not 0.0 < max_weight <= 1.0:
             raise EngineError(f"max_weight {max_weight!r} must be in (0, 1]")
         inputs.check()
-        if (self.needs_returns or profile in self.returns_profiles) and inputs.returns is None and inputs.n:
+        if self.uses_returns(profile, spec) and inputs.returns is None and inputs.n:
             raise EngineError(f"engine {self.name!r} needs the returns window in EngineInputs.returns")
         t0 = time.perf_counter()
         n = inputs.n
@@ -350,6 +362,9 @@ class Engine(ABC):
         elif not (np.all(np.isfinite(inputs.mu)) and np.all(np.isfinite(inputs.cov))):
             w, status, fallback = self._last_resort(n, max_weight, spec, ["non-finite mu or cov"])
         else:
+            caps_held, relaxed = True, ""
+            if not long_short:
+                spec, relaxed, caps_held = relax_cluster_cap(spec, max_weight)
             try:
                 w, status, fallback = self._fit(inputs, profile, float(max_weight), float(risk_free_rate), spec)
             except EngineError:
@@ -365,11 +380,16 @@ class Engine(ABC):
                 if status == Status.FALLBACK_EQUAL_WEIGHT and record and record[-1] == "equal_weight":
                     record.pop()
                 w, status, fallback = self._last_resort(n, max_weight, spec, record)
-            elif (not long_short and spec.cluster_cap is not None and spec.clusters is not None
-                  and profile not in self.cluster_cap_profiles):
+            if (not long_short and spec.cluster_cap is not None and spec.clusters is not None
+                    and (profile not in self.cluster_cap_profiles or status != Status.OPTIMAL)):
+                # Closed forms, libraries without native caps, and every fallback (previous, 1/n).
                 w, note = project_cluster_caps(np.asarray(w, dtype="float64"), spec.clusters, spec.cluster_cap,
                                                max_weight)
                 fallback = "; ".join(x for x in (fallback, note) if x)
+            if not long_short and relaxed:
+                fallback = "; ".join(x for x in (relaxed, fallback) if x)
+                if not caps_held and status == Status.OPTIMAL:
+                    status = Status.CAP_INFEASIBLE
         result = EngineResult(
             weights=np.asarray(w, dtype="float64"),
             status=str(status),
@@ -380,6 +400,10 @@ class Engine(ABC):
         self.result_ = result
         self.weights_ = result.weights
         return result
+
+    def uses_returns(self, profile: str, spec: FitSpec | None = None) -> bool:
+        """Whether fitting ``profile`` (under ``spec``) reads ``EngineInputs.returns``."""
+        return self.needs_returns or profile in self.returns_profiles
 
     def is_long_short(self, profile: str, spec: FitSpec) -> bool:
         """Whether ``profile`` runs long/short under ``spec`` (market_neutral always does)."""

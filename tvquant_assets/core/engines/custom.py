@@ -75,6 +75,8 @@ from tvquant_assets.core.engines.base import (
     short_reason,
     weights_ok,
 )
+from tvquant_assets.core.engines.risk_measures import COVARIANCE_MEASURES, Risk
+from tvquant_assets.core.linkage import returns_distance
 from tvquant_assets.manifest.schema import LinkageConfig
 
 SOLVERS: tuple[str, ...] = ("QP", "CLARABEL", "OSQP", "SCS")
@@ -220,6 +222,14 @@ class CustomEngine(Engine):
         super().__init__(linkage)
         self.solvers = solvers
 
+    def uses_returns(self, profile: str, spec: FitSpec | None = None) -> bool:
+        """HERC always; HRP and benchmark for a rank-correlation tree or a returns-based risk measure."""
+        if profile in ("hrp", "herc", "benchmark", "barbell"):
+            rank_tree = self.linkage is not None and self.linkage.distance != "pearson"
+            measure = spec.risk_measure if spec is not None else ""
+            return profile == "herc" or rank_tree or bool(measure and measure not in COVARIANCE_MEASURES)
+        return super().uses_returns(profile, spec)
+
     def _problem(self, profile: str, n: int, caps: bool, penalties: bool, long_only: bool) -> _Compiled:
         # Cache of compiled problems, created on first use so __init__ only stores parameters.
         cache: dict[tuple, _Compiled] = self.__dict__.setdefault("problems_", {})
@@ -332,23 +342,31 @@ class CustomEngine(Engine):
             psd, factor, scale, note = psd_covariance(cov)
             record = [note] if note else []
             try:
+                if profile in ("hrp", "herc", "benchmark"):
+                    dist = allocation_distance(inputs, psd, linkage)
+                    z = hierarchy.tree(distance=dist, method=linkage.method, optimal_ordering=profile == "hrp")
+                    returns = None if inputs.returns is None else inputs.returns.to_numpy(dtype="float64")
+                    measure = spec.risk_measure or ("cvar" if profile == "herc" else "variance")
+                    risk = None if profile == "benchmark" else Risk(measure, psd, returns, spec.risk_beta)
                 if profile == "hrp":
-                    w = hierarchy.hrp(psd, max_weight)
+                    w = hierarchy.hrp(psd, max_weight, z, risk)
                 elif profile == "herc":
-                    w = hierarchy.herc(psd, inputs.returns.to_numpy(dtype="float64"), linkage, "cvar")
+                    w = hierarchy.herc(psd, returns, linkage, risk, z)
                 elif profile == "benchmark":
-                    w = hierarchy.herc(psd, None, linkage, "equal")
+                    w = hierarchy.herc(psd, None, linkage, "equal", z)
                 elif profile == "risk_parity":
                     w = self._risk_parity(factor, psd, scale, spec, record)
                 else:
-                    w = self._barbell(inputs.mu, psd, max_weight, spec)
+                    z = hierarchy.tree(distance=allocation_distance(inputs, psd, linkage), method=linkage.method)
+                    w = self._barbell(inputs.mu, psd, max_weight, spec, z)
             except (ArithmeticError, np.linalg.LinAlgError) as exc:
                 record.append(f"{profile}: {short_reason(exc)}")
                 return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
             if w is None:  # every solver of the penalized risk parity failed (recorded)
                 return None, Status.FALLBACK_EQUAL_WEIGHT, "; ".join(record)
             if profile != "hrp" and w.max() > max_weight + 1e-12:
-                w = cap_weights(w, max_weight)
+                # HERC / benchmark: skfolio's rule (least relative deviation); the others pro rata.
+                w = relative_cap(w, max_weight) if profile in ("herc", "benchmark") else cap_weights(w, max_weight)
                 record.append(f"capped at max_weight {max_weight:g}")
             return w, status, "; ".join(record)
         factor, scale, note = psd_factor(cov)
@@ -397,14 +415,48 @@ class CustomEngine(Engine):
         return self._solve(c, lambda w: weights_ok(w, 1.0), record, True, exclude=("OSQP",))
 
     @staticmethod
-    def _barbell(mu: np.ndarray, cov: np.ndarray, max_weight: float, spec: FitSpec) -> np.ndarray:
-        core = hierarchy.hrp(cov, max_weight)
+    def _barbell(mu: np.ndarray, cov: np.ndarray, max_weight: float, spec: FitSpec,
+                 z: np.ndarray | None = None) -> np.ndarray:
+        core = hierarchy.hrp(cov, max_weight, z)
         k = max(1, min(spec.aggressor_count, len(mu)))
         order = np.lexsort((np.arange(len(mu)), -np.asarray(mu)))  # highest mu first, ties by position
         aggressor = np.zeros(len(mu))
         aggressor[order[:k]] = 1.0 / k
         share = float(np.clip(spec.aggressor_share, 0.0, 1.0))
         return (1.0 - share) * core + share * aggressor
+
+
+def allocation_distance(inputs: EngineInputs, psd: np.ndarray, cfg: LinkageConfig) -> np.ndarray:
+    """The hierarchical allocators' square distance: the selection's (``inputs.distance``) when given,
+    else the covariance's correlation distance (``pearson``) or the window's rank-correlation distance."""
+    if inputs.distance is not None:
+        return np.asarray(inputs.distance, dtype="float64")
+    if cfg.distance == "pearson":
+        return hierarchy.covariance_distance(psd)
+    return returns_distance(inputs.returns.to_numpy(dtype="float64"), cfg.distance)
+
+
+def relative_cap(w0: np.ndarray, max_weight: float) -> np.ndarray:
+    """``argmin sum(((w - w0) / w0)^2)`` over ``sum(w) = 1``, ``0 <= w <= max_weight`` (positive ``w0``),
+    exactly: ``w_i = min(max_weight, w0_i + c w0_i^2)`` with ``c`` solved on its breakpoints (skfolio
+    caps its HERC with this problem, solved numerically)."""
+    w0 = np.asarray(w0, dtype="float64")
+    u = float(max_weight)
+    order = np.argsort((u - w0) / w0**2)  # assets reach the cap in this order as c grows
+    sq = w0**2
+    free_w, free_sq = float(w0.sum()), float(sq.sum())
+    for k, i in enumerate(order):  # the first k assets sit at u
+        c = (1.0 - k * u - free_w) / free_sq
+        if w0[i] + c * sq[i] <= u:
+            break
+        free_w -= w0[i]
+        free_sq -= sq[i]
+    else:
+        return np.full(len(w0), u)
+    rest = np.ones(len(w0), dtype=bool)
+    rest[order[:k]] = False
+    c = (1.0 - k * u - float(w0[rest].sum())) / float(sq[rest].sum())  # fresh sums: no drift
+    return np.where(rest, w0 + c * sq, u)
 
 
 def cap_weights(w: np.ndarray, max_weight: float) -> np.ndarray:

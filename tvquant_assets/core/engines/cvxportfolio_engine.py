@@ -6,11 +6,13 @@ data servers, so nothing reaches FRED or any other network source. Holdings star
 the target weights are the post-trade holdings of the non-cash assets.
 
 - min_variance: minimize ``w' Sigma w`` with ``LongOnly``, ``NoCash``, ``MaxWeights(max_weight)``;
+- penalties: the L2 gamma as a second ``FullCovariance(gamma I)`` risk term, the L1 turnover penalty as
+  a linear ``TransactionCost(a=kappa)`` on the trades from the previous decision (held before the trade);
 - market_neutral: maximize ``mu' w - risk_aversion / 2 w' Sigma w`` with ``DollarNeutral``,
   ``LeverageLimit(gross)``, ``MaxWeights`` / ``MinWeights`` at +-max_weight (no beta band: cvxportfolio
   has no beta constraint on a fixed covariance, the custom engine has one).
 
-cvxportfolio picks its solver itself; a failure falls through to the base class chain.
+Clarabel with the tight tolerances of every engine; a failure falls through to the base class chain.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import cvxportfolio as cvx
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.core.engines.base import EIG_TOL, Engine, EngineInputs, FitSpec, Status
+from tvquant_assets.core.engines.base import EIG_TOL, SOLVER_OPTIONS, Engine, EngineInputs, FitSpec, Status
 
 CASH = "cash"
 # A fixed stamp: the policy needs a time, and with market_data=None it reads no data for it.
@@ -35,6 +37,7 @@ class CvxportfolioEngine(Engine):
     profiles = ("min_variance", "market_neutral")
     long_short_profiles = ("market_neutral",)
     # ``linkage`` (base class) is only stored: no cvxportfolio profile is hierarchical.
+    penalized_profiles = ("min_variance", "market_neutral")
 
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         syms = list(inputs.symbols)
@@ -57,9 +60,21 @@ class CvxportfolioEngine(Engine):
             objective = cvx.ReturnsForecast(r_hat=r_hat) - spec.risk_aversion / 2.0 * risk
             constraints = [cvx.DollarNeutral(), cvx.LeverageLimit(spec.gross), cvx.MaxWeights(max_weight),
                            cvx.MinWeights(-max_weight)]
-        policy = cvx.SinglePeriodOptimization(objective, constraints, include_cash_return=False)
+        if spec.l2_gamma > 0:  # gamma ||w||^2 as a second covariance term gamma I (scaled like Sigma)
+            ridge = pd.DataFrame(np.eye(len(syms)) * spec.l2_gamma / scale, index=syms, columns=syms)
+            objective = objective - cvx.FullCovariance(Sigma=ridge)
+        # Holdings before the trade: the previous decision (the rest in cash), so a linear transaction
+        # cost on the trades is the L1 turnover penalty kappa ||w - w_prev||_1.
         h = pd.Series(0.0, index=[*syms, CASH])
-        h[CASH] = 1.0
+        prev = spec.previous if spec.previous is not None and spec.turnover_penalty > 0 else None
+        if prev is not None:
+            h[syms] = np.asarray(prev, dtype="float64")
+        h[CASH] = 1.0 - float(h[syms].sum())
+        if prev is not None:
+            objective = objective - cvx.TransactionCost(a=spec.turnover_penalty / scale, b=None)
+        # Our tight Clarabel tolerances (cvxportfolio's defaults leave caps ~2e-6 over on some dates).
+        policy = cvx.SinglePeriodOptimization(objective, constraints, include_cash_return=False,
+                                              solver="CLARABEL", **SOLVER_OPTIONS["CLARABEL"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             u, _, _ = policy.execute(h=h, market_data=None, t=_T)

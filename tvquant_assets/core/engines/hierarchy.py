@@ -1,9 +1,10 @@
 """Closed-form allocators in plain numpy/scipy: HRP, HERC, hierarchical equal weight, equal risk
 contribution. Used by the custom engine; fast enough for N=500 (no solver, no per-call canonicalization).
 
-The tree is skfolio's default: correlation distance ``sqrt(0.5 (1 - rho))`` of the covariance, Ward linkage
-with optimal leaf ordering, so HRP weights match skfolio's ``HierarchicalRiskParity`` on the same
-covariance (tests pin it to 1e-4 on the bundled S&P set). The ordering is
+The default tree is skfolio's default: correlation distance ``sqrt(0.5 (1 - rho))`` of the covariance,
+Ward linkage with optimal leaf ordering, so HRP weights match skfolio's ``HierarchicalRiskParity`` on the
+same covariance (tests pin it on the bundled S&P set); :func:`tree` also takes any distance and linkage
+method (``LinkageConfig``), and HRP / HERC any :class:`~tvquant_assets.core.engines.risk_measures.Risk`. The ordering is
 :func:`tvquant_assets.core.leaf_ordering.optimal_leaf_ordering`: scipy's result, bitwise, ~15x faster at
 N=500. HERC and hierarchical equal weight cut that tree
 into the manifest's shared ``LinkageConfig`` clusters.
@@ -15,6 +16,8 @@ import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
+from tvquant_assets.core.engines import risk_measures
+from tvquant_assets.core.engines.risk_measures import Risk
 from tvquant_assets.core.leaf_ordering import SCIPY_BELOW, optimal_leaf_ordering
 from tvquant_assets.core.linkage import correlation_distance, cut
 from tvquant_assets.manifest.schema import LinkageConfig
@@ -22,24 +25,35 @@ from tvquant_assets.manifest.schema import LinkageConfig
 CVAR_BETA = 0.95
 
 
-def tree(cov: np.ndarray, optimal_ordering: bool = True) -> np.ndarray:
-    """Ward linkage of the covariance's correlation distance (optimal leaf ordering by default)."""
+def covariance_distance(cov: np.ndarray) -> np.ndarray:
+    """Correlation distance ``sqrt(0.5 (1 - rho))`` of a covariance's correlation (square)."""
     sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
-    corr = cov / np.outer(sd, sd)
-    condensed = squareform(correlation_distance(corr), checks=False)
-    z = linkage(condensed, method="ward")
+    return correlation_distance(cov / np.outer(sd, sd))
+
+
+def tree(cov: np.ndarray | None = None, optimal_ordering: bool = True, *, distance: np.ndarray | None = None,
+         method: str = "ward") -> np.ndarray:
+    """Linkage (``method``) of a square ``distance`` (default: the covariance's correlation distance),
+    with optimal leaf ordering by default."""
+    dist = covariance_distance(cov) if distance is None else np.asarray(distance, dtype="float64")
+    condensed = squareform(dist, checks=False)
+    z = linkage(condensed, method=method)
     return optimal_leaf_ordering(z, condensed) if optimal_ordering else z
 
 
-def hrp(cov: np.ndarray, max_weight: float = 1.0) -> np.ndarray:
-    """Hierarchical risk parity (variance), recursive bisection of the seriated assets.
+def hrp(cov: np.ndarray, max_weight: float = 1.0, z: np.ndarray | None = None, risk: Risk | None = None) -> np.ndarray:
+    """Hierarchical risk parity, recursive bisection of the seriated assets.
 
-    Per-asset caps are applied to each split factor as skfolio does.
+    ``z``: the optimally ordered tree (default :func:`tree` of ``cov``); ``risk``: the measure of each
+    half's inverse-risk portfolio (default variance). Per-asset caps are applied to each split factor as
+    skfolio does.
     """
     n = len(cov)
     if n == 1:
         return np.ones(1)
-    order = leaves_list(tree(cov))
+    order = leaves_list(tree(cov) if z is None else z)
+    if risk is not None and risk.measure != "variance":
+        return _hrp_measure(order, risk, max_weight)
     var = np.diag(cov)
     if not np.all(var > 0):
         raise ArithmeticError("HRP cannot split assets with zero variance")
@@ -76,57 +90,80 @@ def hrp(cov: np.ndarray, max_weight: float = 1.0) -> np.ndarray:
     return out
 
 
+def _hrp_measure(order: np.ndarray, risk: Risk, max_weight: float) -> np.ndarray:
+    """HRP bisection with any :class:`Risk` (skfolio's: inverse-risk halves, split by their risk)."""
+    n = len(order)
+    unit = risk.assets()
+    if not np.all(np.isfinite(unit)) or np.any(unit <= 0):
+        raise ArithmeticError(f"HRP cannot split assets with zero or non-finite {risk.measure}")
+    w = np.ones(n)
+    items = [(0, n)]
+    while items:
+        nxt = []
+        for start, stop in items:
+            if stop - start < 2:
+                continue
+            mid = start + (stop - start) // 2
+            risks = []
+            for lo, hi in ((start, mid), (mid, stop)):
+                ids = order[lo:hi]
+                iv = 1.0 / unit[ids]
+                risks.append(risk.of(ids, iv / iv.sum()))
+            if not np.all(np.isfinite(risks)) or risks[0] + risks[1] == 0:
+                raise ArithmeticError(f"HRP cannot split clusters with zero or non-finite {risk.measure}")
+            alpha = 1.0 - risks[0] / (risks[0] + risks[1])
+            alpha = min((mid - start) * max_weight / w[start], max(0.0, alpha))
+            alpha = 1.0 - min((stop - mid) * max_weight / w[mid], max(0.0, 1.0 - alpha))
+            w[start:mid] *= alpha
+            w[mid:stop] *= 1.0 - alpha
+            nxt += [(start, mid), (mid, stop)]
+        items = nxt
+    out = np.empty(n)
+    out[order] = w
+    return out
+
+
 def cvar(returns: np.ndarray, beta: float = CVAR_BETA):
-    """Historical CVaR (positive = loss) of a series, or of each column: the mean of the worst ``1 - beta``
-    mass (a float for 1-D input, an array for 2-D)."""
-    r = np.sort(np.asarray(returns, dtype="float64"), axis=0)
-    k = (1.0 - beta) * len(r)
-    whole = int(np.floor(k))
-    tail = r[:whole].sum(axis=0)
-    if whole < len(r) and k > whole:
-        tail = tail + (k - whole) * r[whole]
-    return -tail / k
+    """Historical CVaR (positive = loss) of a series, or of each column (:func:`risk_measures.cvar`)."""
+    return risk_measures.cvar(returns, beta)
 
 
 def herc(
-    cov: np.ndarray, returns: np.ndarray | None, cfg: LinkageConfig, risk: str = "cvar"
+    cov: np.ndarray, returns: np.ndarray | None, cfg: LinkageConfig, risk: str | Risk = "cvar",
+    z: np.ndarray | None = None,
 ) -> np.ndarray:
     """Hierarchical equal risk contribution over the tree cut into ``cfg`` clusters.
 
     Top-down over the tree: each node splits its weight between its children in inverse proportion to
     the summed risk of the clusters under each child; inside a cluster, assets get inverse-risk weights.
-    ``risk``: ``cvar`` (historical CVaR of the returns window), ``variance``, or ``equal`` (every asset and
-    cluster the same risk: hierarchical equal weight).
+    ``risk``: a :class:`Risk`, ``cvar`` (95% CVaR of the returns window), ``variance``, or ``equal``
+    (hierarchical equal weight: 1/k to each of the k clusters of the cut, 1/n_c inside each, as
+    Riskfolio's HERC with ``rm="equal"``). ``z``: the tree (default: Ward
+    on the covariance's correlation distance, no leaf reordering).
     """
     n = len(cov)
     if n == 1:
         return np.ones(1)
-    z = tree(cov, optimal_ordering=False)
+    z = tree(cov, optimal_ordering=False) if z is None else z
     labels = cut(z, cfg)
-    if risk == "cvar":
-        asset_risk = cvar(returns)
-    elif risk == "variance":
-        asset_risk = np.diag(cov).copy()
-    else:
-        asset_risk = np.ones(n)
+    if isinstance(risk, str) and risk != "equal":
+        risk = Risk(risk, cov, returns)
+    asset_risk = np.ones(n) if isinstance(risk, str) else risk.assets()
     if not np.all(np.isfinite(asset_risk)) or np.any(asset_risk <= 0):
-        raise ArithmeticError(f"HERC needs positive finite asset {risk}")
+        raise ArithmeticError(f"HERC needs positive finite asset {getattr(risk, 'measure', risk)}")
     within = np.zeros(n)
     cluster_risk = {}
     for c in np.unique(labels):
         m = np.flatnonzero(labels == c)
         iv = 1.0 / asset_risk[m]
         within[m] = iv / iv.sum()
-        if risk == "cvar":
-            cluster_risk[c] = float(cvar(returns[:, m] @ within[m]))
-        elif risk == "variance":
-            cluster_risk[c] = float(within[m] @ cov[np.ix_(m, m)] @ within[m])
-        else:
-            cluster_risk[c] = 1.0
+        cluster_risk[c] = 1.0 if isinstance(risk, str) else risk.of(m, within[m])
     # Leaves under every tree node; split top-down while a node spans more than one cluster.
     members = {i: np.array([i]) for i in range(n)}
     for i, row in enumerate(z):
         members[n + i] = np.concatenate([members[int(row[0])], members[int(row[1])]])
+    if isinstance(risk, str):  # hierarchical equal weight: 1/k per cluster of the cut (Riskfolio's rm="equal")
+        return within / len(cluster_risk)
     cluster_weight = {c: 1.0 for c in cluster_risk}
     stack = [(2 * n - 2, 1.0)]
     while stack:

@@ -1,10 +1,12 @@
 """Riskfolio-Lib engine: its own optimizers on our estimates.
 
 ``Portfolio`` (min variance, max Sharpe, risk parity) gets the estimation stage's ``mu`` and covariance
-set directly (``port.mu`` / ``port.cov``, ``hist=True``); ``HCPortfolio`` (HRP, HERC with CVaR) clusters
-on our covariance (``codependence="custom_cov"``,
-``method_cov="custom_cov"``) with Ward linkage and optimal leaf order, HERC cut into the manifest's
-``max_clusters``. The per-asset cap is ``A w <= b`` for ``Portfolio`` and ``w_max`` for ``HCPortfolio``.
+set directly (``port.mu`` / ``port.cov``, ``hist=True``); ``HCPortfolio`` (HRP, HERC with CVaR, benchmark as HERC with
+``rm="equal"``) clusters on our covariance (``codependence="custom_cov"``, ``method_cov="custom_cov"``) or
+on the window's ``spearman`` / ``kendall`` correlation, with the manifest's linkage method and optimal
+leaf order, HERC cut into the manifest's ``max_clusters``. Risk measures map to Riskfolio's ``rm`` codes
+(``alpha = 1 - beta``); which ones it takes is declared in the engine registry.
+The per-asset cap is ``A w <= b`` for ``Portfolio`` and ``w_max`` for ``HCPortfolio``.
 Riskfolio tries its ``solvers`` list in order without saying which one worked; when none does, the base
 class falls back to previous weights / equal weight.
 """
@@ -28,9 +30,12 @@ from tvquant_assets.core.engines.base import (
     Status,
     clean_weights,
 )
+from tvquant_assets.core.engines.risk_measures import RISKFOLIO_CODES
 from tvquant_assets.manifest.schema import LinkageConfig
 
 SOLVERS = ["CLARABEL", "SCS"]
+# HCPortfolio names standard deviation "vol" (Portfolio optimizes it as "MV": the same optimum).
+HC_CODES = {**RISKFOLIO_CODES, "standard_deviation": "vol"}
 
 
 class RiskfolioEngine(Engine):
@@ -43,7 +48,7 @@ class RiskfolioEngine(Engine):
     """
 
     name = "riskfolio"
-    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc")
+    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark")
     needs_returns = True
 
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
@@ -56,14 +61,18 @@ class RiskfolioEngine(Engine):
         returns = inputs.returns
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            if profile in ("hrp", "herc"):
-                port = rp.HCPortfolio(returns=returns, w_max=max_weight, w_min=0.0, solvers=SOLVERS)
+            if profile in ("hrp", "herc", "benchmark"):
+                cfg = self.linkage or LinkageConfig()
+                port = rp.HCPortfolio(returns=returns, w_max=max_weight, w_min=0.0, solvers=SOLVERS,
+                                      alpha=1.0 - spec.risk_beta)
+                codependence = "custom_cov" if cfg.distance == "pearson" else cfg.distance
                 w = port.optimization(
                     model="HRP" if profile == "hrp" else "HERC",
-                    codependence="custom_cov", custom_cov=cov, method_cov="custom_cov",
-                    rm="MV" if profile == "hrp" else "CVaR", rf=risk_free_rate,
-                    linkage="ward", leaf_order=True,
-                    k=None if profile == "hrp" else (self.linkage or LinkageConfig()).max_clusters,
+                    codependence=codependence, custom_cov=cov, method_cov="custom_cov",
+                    rm="equal" if profile == "benchmark" else HC_CODES[spec.risk_measure or
+                                                                        ("cvar" if profile == "herc" else "variance")],
+                    rf=risk_free_rate, linkage=cfg.method, leaf_order=True,
+                    k=None if profile == "hrp" else cfg.max_clusters,
                 )
             else:
                 port = rp.Portfolio(returns=returns)
@@ -73,10 +82,12 @@ class RiskfolioEngine(Engine):
                 port.sol_params = {s: dict(SOLVER_OPTIONS[s]) for s in SOLVERS}
                 port.ainequality = np.eye(len(syms))
                 port.binequality = np.full((len(syms), 1), max_weight)
+                port.alpha = 1.0 - spec.risk_beta
+                rm = RISKFOLIO_CODES[spec.risk_measure or "variance"]
                 if profile == "risk_parity":
-                    w = port.rp_optimization(model="Classic", rm="MV", rf=risk_free_rate, hist=True)
+                    w = port.rp_optimization(model="Classic", rm=rm, rf=risk_free_rate, hist=True)
                 else:
-                    w = port.optimization(model="Classic", rm="MV", rf=risk_free_rate, l=0, hist=True,
+                    w = port.optimization(model="Classic", rm=rm, rf=risk_free_rate, l=0, hist=True,
                                           obj="MinRisk" if profile == "min_variance" else "Sharpe")
         if w is None or len(w) != len(syms):
             record.append(f"riskfolio {profile}: no solution from {', '.join(SOLVERS)}")

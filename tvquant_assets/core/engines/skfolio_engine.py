@@ -4,14 +4,16 @@ skfolio's own estimators, on our estimates.
 skfolio fits on the estimation return window, but its prior is forced to the estimation stage's ``mu``
 and covariance (:class:`FixedMu`, :class:`FixedCovariance` inside an ``EmpiricalPrior``), so every engine
 of the tournament optimizes the same estimates. HRP also clusters on that covariance
-(``CovarianceDistance(covariance_estimator="precomputed")``, skfolio's default Ward seriation), not on a
-second correlation estimate of its own.
+(``CovarianceDistance(covariance_estimator="precomputed")``), not on a second correlation estimate of
+its own; the manifest's linkage method builds the tree (``HierarchicalSeriation`` with optimal leaf
+ordering), a ``spearman`` / ``kendall`` distance uses skfolio's ``SpearmanDistance`` / ``KendallDistance``
+of the window, and the selection's tree (``allocation_tree: selection``) is handed over as
+:class:`FixedDistance`. The candidate's risk measure maps to skfolio's ``RiskMeasure`` of the same name.
 
 Failures use skfolio's fallback chain (``fallback=[...]``): convex profiles CLARABEL -> SCS, then our
 base class (previous weights, equal weight); the chain is read back from ``fallback_chain_``. HERC cuts
-its tree with ``max_clusters`` of the manifest's linkage config; its distance is the Pearson distance of the
-return window (skfolio's HERC takes no precomputed covariance), so it equals ours when the estimation
-covariance is the sample one. OSQP is not in skfolio's chain
+its tree with ``max_clusters`` of the manifest's linkage config; its distance is fitted on returns only,
+so the covariance's correlation distance is handed to it as :class:`FixedDistance`. OSQP is not in skfolio's chain
 because skfolio writes variance as a second-order cone, which OSQP cannot solve.
 """
 
@@ -21,8 +23,8 @@ import warnings
 
 import numpy as np
 import sklearn.utils.validation as skv
-from skfolio.cluster import HierarchicalClustering
-from skfolio.distance import CovarianceDistance, PearsonDistance
+from skfolio.cluster import HierarchicalClustering, LinkageMethod
+from skfolio.distance import BaseDistance, CovarianceDistance, KendallDistance, SpearmanDistance
 from skfolio.measures import RiskMeasure
 from skfolio.moments import BaseCovariance, BaseMu
 from skfolio.optimization import (
@@ -34,6 +36,7 @@ from skfolio.optimization import (
     RiskBudgeting,
 )
 from skfolio.prior import EmpiricalPrior
+from skfolio.seriation import HierarchicalSeriation
 
 from tvquant_assets.core.engines.base import (
     EIG_TOL,
@@ -45,6 +48,8 @@ from tvquant_assets.core.engines.base import (
     clean_weights,
     short_reason,
 )
+from tvquant_assets.core.engines.hierarchy import covariance_distance
+from tvquant_assets.core.engines.risk_measures import SKFOLIO_NAMES
 from tvquant_assets.manifest.schema import LinkageConfig
 
 
@@ -87,6 +92,20 @@ class FixedMu(BaseMu):
         return self
 
 
+class FixedDistance(BaseDistance):
+    """A distance "estimator" that returns the square distance it was given (codependence
+    ``1 - 2 d^2``, the correlation it implies)."""
+
+    def __init__(self, distance: np.ndarray | None = None) -> None:
+        self.distance = distance
+
+    def fit(self, X, y=None, **fit_params) -> FixedDistance:
+        d = np.asarray(self.distance, dtype="float64")
+        self.distance_ = d.copy()
+        self.codependence_ = 1.0 - 2.0 * d**2
+        return self
+
+
 def fixed_prior(mu: np.ndarray, cov: np.ndarray) -> EmpiricalPrior:
     """skfolio prior whose moments are exactly ``mu`` and ``cov`` (scenarios = the fitted returns)."""
     return EmpiricalPrior(mu_estimator=FixedMu(mu), covariance_estimator=FixedCovariance(cov))
@@ -124,23 +143,44 @@ class SkfolioEngine(Engine):
         super().__init__(linkage)
         self.solver = solver
 
-    def _estimator(self, profile: str, prior: EmpiricalPrior, max_weight: float, risk_free_rate: float):
+    def _distance(self, inputs: EngineInputs, cov: np.ndarray, herc: bool):
+        """skfolio's distance estimator for the manifest's linkage distance (ours when it has none)."""
+        cfg = self.linkage or LinkageConfig()
+        if inputs.distance is not None:  # the selection's tree
+            return FixedDistance(inputs.distance)
+        if cfg.distance == "spearman":
+            return SpearmanDistance()
+        if cfg.distance == "kendall":
+            return KendallDistance()
+        if herc:  # skfolio's HERC fits its distance on returns only: hand it the covariance's distance
+            return FixedDistance(covariance_distance(cov))
+        return CovarianceDistance(covariance_estimator="precomputed")
+
+    def _estimator(self, profile: str, prior: EmpiricalPrior, max_weight: float, risk_free_rate: float,
+                   inputs: EngineInputs, spec: FitSpec):
+        cfg = self.linkage or LinkageConfig()
+        method = LinkageMethod[cfg.method.upper()]
+        measure = RiskMeasure[SKFOLIO_NAMES[spec.risk_measure or ("cvar" if profile == "herc" else "variance")]]
+        cov = np.asarray(inputs.cov, dtype="float64")
         if profile == "equal_weight":
             return EqualWeighted(), ["equal_weight"]
         if profile == "hrp":
+            seriation = HierarchicalSeriation(
+                hierarchical_clustering_estimator=HierarchicalClustering(linkage_method=method),
+                optimal_ordering=True)
             return HierarchicalRiskParity(
-                risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
-                distance_estimator=CovarianceDistance(covariance_estimator="precomputed")), ["hrp"]
+                risk_measure=measure, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
+                distance_estimator=self._distance(inputs, cov, False), seriation_estimator=seriation), ["hrp"]
         if profile == "herc":
-            # skfolio's HERC fits its distance on the return scenarios (no precomputed covariance there):
-            # Pearson distance of the estimation window.
-            k = (self.linkage or LinkageConfig()).max_clusters
             return HierarchicalEqualRiskContribution(
-                risk_measure=RiskMeasure.CVAR, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
-                distance_estimator=PearsonDistance(),
-                hierarchical_clustering_estimator=HierarchicalClustering(max_clusters=k)), ["herc"]
-        common = dict(risk_measure=RiskMeasure.VARIANCE, prior_estimator=prior, min_weights=0.0,
-                      max_weights=max_weight)
+                risk_measure=measure, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
+                distance_estimator=self._distance(inputs, cov, True),
+                hierarchical_clustering_estimator=HierarchicalClustering(
+                    max_clusters=cfg.max_clusters, linkage_method=method)), ["herc"]
+        common = dict(risk_measure=measure, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
+                      cvar_beta=spec.risk_beta, evar_beta=spec.risk_beta, cdar_beta=spec.risk_beta)
+        if profile != "risk_parity" and spec.l2_gamma > 0:
+            common["l2_coef"] = spec.l2_gamma  # same units as the (annualized) variance objective
         if profile == "risk_parity":
             cls = RiskBudgeting
         else:
@@ -161,7 +201,7 @@ class SkfolioEngine(Engine):
         if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
             record.append(f"cov repaired by skfolio cov_nearest: min eigenvalue {vals[0]:.3g}")
         prior = fixed_prior(np.asarray(inputs.mu, dtype="float64"), cov)
-        est, labels = self._estimator(profile, prior, max_weight, risk_free_rate)
+        est, labels = self._estimator(profile, prior, max_weight, risk_free_rate, inputs, spec)
         with warnings.catch_warnings():
             # skfolio warns on repairs and suppressed failures; both are recorded in the result instead.
             warnings.simplefilter("ignore")
