@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from tvquant_assets.core.book_fit import fit_book, sides_of
 from tvquant_assets.core.engines import get_engine
 from tvquant_assets.core.engines.base import Engine, EngineInputs, FitSpec, Status
 from tvquant_assets.core.estimation import Estimates, returns_window, unpack
@@ -139,12 +140,14 @@ def decide(
     engines: dict[str, Engine] | None = None,
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
+    book: str = "long",
 ) -> pd.DataFrame:
     """Fit every candidate on one date's estimates (a rebalance decision).
 
     ``engines`` caches engine objects (and so their compiled problems) across dates; ``previous`` is the
     tournament frame of the last decision (turnover penalty, fallback); ``linkage`` the selection's
-    linkage config (HERC cut).
+    linkage config (HERC cut); ``book`` the books traded (``core/book_fit.py``: long, short, long_short;
+    the estimation frame's ``direction`` says each symbol's book).
     """
     engines = {} if engines is None else engines
     date = pd.Timestamp(date)
@@ -165,10 +168,12 @@ def decide(
                 "re-materialize estimation with the current manifest"
             )
     inputs = EngineInputs(est.symbols, est.mu, est.cov, returns)
+    sides = sides_of(estimates)
     rows = []
     for c in cfg.candidates:
         spec = fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols))
-        result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec)
+        result = fit_book(engines[c.engine], inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec, book,
+                          sides)
         base = {
             "candidate": c.name, "engine": c.engine, "profile": c.profile.value, "status": result.status,
             "solve_ms": float(result.solve_ms), "fallback": result.fallback, "max_weight": max_weight,
@@ -200,6 +205,7 @@ def run_tournament(
     est_cfg: EstimationConfig,
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
+    book: str = "long",
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Run the tournament over ``dates`` (ascending; a backfill range is one call).
 
@@ -221,6 +227,8 @@ def run_tournament(
         not a rebalance date (else it feeds the turnover penalty and the fallback of the first decision).
     linkage : LinkageConfig, optional
         The selection's linkage config (HERC and hierarchical equal weight cut).
+    book : str
+        The books traded: long, short or long_short (``core/book_fit.py``).
 
     Returns
     -------
@@ -242,7 +250,7 @@ def run_tournament(
             if d not in estimates or d not in regimes:
                 missing = "estimation" if d not in estimates else "regime"
                 raise EngineError(f"tournament {d.date()}: no {missing} frame for this rebalance date")
-            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage)
+            frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage, book)
         else:
             if prev is None:
                 raise EngineError(

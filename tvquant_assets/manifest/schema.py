@@ -464,6 +464,10 @@ class TournamentConfig(Strict):
     )
     adaptive: AdaptiveConfig = AdaptiveConfig()
     barbell: BarbellConfig = BarbellConfig()
+    book: Literal["long", "short", "long_short"] | None = Field(
+        None, description="books traded: long (the long book), short (the short book, weights <= 0 summing to "
+                          "-1) or long_short (both books: sum w = constraints.net, sum |w| <= constraints.gross); "
+                          "default short when every scan is short, else long")
 
     @field_validator("candidates")
     @classmethod
@@ -698,3 +702,11 @@ class Manifest(Strict):
     @property
     def backtest_start(self) -> dt.date:
         return self.backtest.start or self.start
+
+    @property
+    def book(self) -> str:
+        """The books the strategy trades: ``tournament.book``, else short when every scan is short, else long."""
+        if self.tournament.book is not None:
+            return self.tournament.book
+        scans = getattr(self.source, "scans", None)
+        return "short" if scans and all(s.direction == "short" for s in scans) else "long"
