@@ -151,7 +151,8 @@ def joint_weights(inputs: EngineInputs, profile: str, max_weight: float, risk_fr
                   sides: np.ndarray, net: float, gross: float) -> tuple[np.ndarray, str, str]:
     """min_variance / max_sharpe / market_neutral over both books, sign fixed per book (cvxpy).
 
-    min_variance: ``min w' S w`` s.t. ``sum w = net``, ``s @ w <= gross``, signs, caps.
+    min_variance: ``min w' S w`` s.t. ``sum w = net``, ``s @ w = gross`` (the gross is used in full, as by
+    the per-book profiles: else a dollar-neutral minimum variance is all cash), signs, caps.
     max_sharpe (homogenized, ``w = y / t``): ``min y' S y`` s.t. ``e @ y = 1``, ``sum y = net t``,
     ``s @ y <= gross t``, ``0 <= s * y <= max_weight t``; with net 0, ``t`` is the smallest the gross and
     cap allow (the Sharpe ratio does not depend on the scale). No portfolio with positive excess return:
@@ -180,7 +181,7 @@ def joint_weights(inputs: EngineInputs, profile: str, max_weight: float, risk_fr
 
     def min_variance():
         w = cp.Variable(n)
-        cons = [cp.sum(w) == net, s @ w <= gross, cp.multiply(s, w) >= 0, cp.multiply(s, w) <= max_weight]
+        cons = [cp.sum(w) == net, s @ w == gross, cp.multiply(s, w) >= 0, cp.multiply(s, w) <= max_weight]
         return w, cp.Problem(cp.Minimize(cp.sum_squares(factor @ w) + penalties(w)), cons), None
 
     def max_sharpe():
