@@ -29,7 +29,10 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     start, last = pd.Timestamp(m.backtest_start), max(dates)
     days = manifest_dates(m, start, last) if last >= start else []
     backtests = ctx.read("backtest", days) if days else {}
-    returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, (f, _) in backtests.items()}).T
+    first_sim = m.backtest.simulators[0]  # one row per candidate: the first simulator's returns
+    returns = pd.DataFrame({d: f[f["simulator"] == first_sim].set_index("candidate")["day_return"] if "simulator"
+                            in f.columns else f.set_index("candidate")["day_return"]
+                            for d, (f, _) in backtests.items()}).T
     returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
         index=pd.DatetimeIndex([]), dtype="float64")
     regimes = ctx.read("regime", days) if days else {}
