@@ -40,6 +40,12 @@ COLUMNS: dict[str, str] = {
     "turnover": "float64",
     "costs": "float64",
     "borrow": "float64",
+    "gross_exposure": "float64",
+    "net_exposure": "float64",
+    "long_exposure": "float64",
+    "short_exposure": "float64",
+    "long_contribution": "float64",
+    "short_contribution": "float64",
     "liquidations": "int64",
     "n_days": "int64",
     "rank": "int64",
@@ -209,7 +215,9 @@ def walk_forward(
 _UNTRADED: dict[str, float] = {
     "day_return": 0.0, "equity": 1.0, "total_return": 0.0, "ann_return": np.nan, "ann_vol": np.nan,
     "sharpe": np.nan, "sortino": np.nan, "calmar": np.nan, "max_drawdown": 0.0, "hit_rate": np.nan,
-    "stability": np.nan, "turnover": 0.0, "costs": 0.0, "borrow": 0.0, "liquidations": 0, "n_days": 0,
+    "stability": np.nan, "turnover": 0.0, "costs": 0.0, "borrow": 0.0, "gross_exposure": 0.0, "net_exposure": 0.0,
+    "long_exposure": 0.0, "short_exposure": 0.0, "long_contribution": 0.0, "short_contribution": 0.0,
+    "liquidations": 0, "n_days": 0,
 }
 # Computed per date from the return series itself, or across the candidates of one simulator.
 _CROSS = ("var_95", "cvar_95", "dsr", "pbo")
@@ -339,6 +347,30 @@ def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upt
     )
 
 
+def _row_sum(x: np.ndarray) -> np.ndarray:
+    """Left-to-right sums of each row: adding a zero is exact, so a symbol that lists later (a zero column)
+    never changes an earlier sum in the last bit (pairwise sums would)."""
+    return np.cumsum(x, axis=1)[:, -1] if x.shape[1] else np.zeros(len(x))
+
+
+def _exposures(weights: np.ndarray, returns: np.ndarray, per: int) -> dict[str, np.ndarray]:
+    """Per day: the book held after the close (long, short <= 0, gross, net) and the cumulative sum of each
+    book's daily contribution ``sum_i w_{t-1,i} r_{t,i}`` over the names held long / short (before costs
+    and borrow; weights of the previous row's value)."""
+    w = np.nan_to_num(np.asarray(weights, dtype="float64"))
+    r = np.nan_to_num(np.asarray(returns, dtype="float64"))
+    prev = np.vstack([np.zeros((1, w.shape[1])), w[:-1]]) if len(w) else w
+    long_c = _row_sum(np.where(prev > 0, prev, 0.0) * r)
+    short_c = _row_sum(np.where(prev < 0, prev, 0.0) * r)
+    if per == 2:  # (overnight, intraday) rows: the book after the close, contributions of both rows
+        w = w[1::2]
+        long_c, short_c = long_c[0::2] + long_c[1::2], short_c[0::2] + short_c[1::2]
+    long_e, short_e = _row_sum(np.where(w > 0, w, 0.0)), _row_sum(np.where(w < 0, w, 0.0))
+    return {"long_exposure": long_e, "short_exposure": short_e, "gross_exposure": long_e - short_e,
+            "net_exposure": long_e + short_e, "long_contribution": np.cumsum(long_c),
+            "short_contribution": np.cumsum(short_c)}
+
+
 def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None,
          periods_per_year: int) -> dict:
     """Metrics of one candidate over the first ``n_days`` days with its decisions known at ``upto``."""
@@ -358,6 +390,7 @@ def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd
     for day, _, _ in liquidated:
         counts[day] += 1
     m["liquidations"] = np.cumsum(counts)
+    m.update(_exposures(res.weights, market.returns[:rows], per))
     m["returns"] = ret
     m["liquidated"] = liquidated
     return m
