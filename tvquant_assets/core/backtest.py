@@ -71,7 +71,7 @@ class _Market:
     tradable: np.ndarray | None
     liquidate: np.ndarray | None
     cost_rate: float | np.ndarray
-    borrow_rate: float  # per row
+    borrow_rate: float | np.ndarray  # per row: one, or one per symbol (N,)
     band: float
 
 
@@ -88,7 +88,7 @@ def walk_forward(
     execution: str = "close",
     open_: pd.DataFrame | None = None,
     band: float = 0.0,
-    borrow_bps_per_year: float = 0.0,
+    borrow_bps_per_year: float | Mapping[str, float] = 0.0,
     delist_after: int | None = None,
     pbo_blocks: int = 8,
     events: list[dict] | None = None,
@@ -123,8 +123,8 @@ def walk_forward(
         Wide opens like ``close``; required for ``next_open``.
     band : float
         Drift band of partial rebalancing (0: full rebalance).
-    borrow_bps_per_year : float
-        Borrow cost on short notional, accrued per day.
+    borrow_bps_per_year : float or mapping symbol -> float
+        Borrow cost on short notional (one rate, or one per symbol), accrued per day.
     delist_after : int, optional
         A name without a bar for more than this many trading days is gone: sold at its last price.
     pbo_blocks : int
@@ -162,7 +162,8 @@ def walk_forward(
     # Everything below sees only rows <= horizon, so later rows cannot leak into any frame.
     past = close.loc[close.index <= horizon]
     days = past.index[past.index >= start]
-    market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
+    borrow = _borrow_rate(borrow_bps_per_year, past.columns, periods_per_year)
+    market = _market(past, days, open_, execution, cost_rate, band, borrow,
                      delist_after)
     names = sorted(decisions)
     shift = 1 if execution == "next_open" else 0
@@ -223,8 +224,19 @@ _UNTRADED: dict[str, float] = {
 _CROSS = ("var_95", "cvar_95", "dsr", "pbo")
 
 
+def _borrow_rate(bps: float | Mapping[str, float], columns: pd.Index, periods_per_year: int) -> float | np.ndarray:
+    """Borrow per period on short notional: one rate, or one per symbol from a ``symbol -> bps`` mapping."""
+    if isinstance(bps, Mapping) or isinstance(bps, pd.Series):
+        rates = pd.Series(bps, dtype=float).reindex(columns)
+        if rates.isna().any():
+            missing = ", ".join(map(str, rates.index[rates.isna()][:5]))
+            raise ValueError(f"borrow_bps_per_year has no rate for {missing}")
+        return rates.to_numpy() / 1e4 / periods_per_year
+    return float(bps) / 1e4 / periods_per_year
+
+
 def _market(past: pd.DataFrame, days: pd.DatetimeIndex, open_: pd.DataFrame | None, execution: str,
-            cost_rate, band: float, borrow_rate: float, delist_after: int | None) -> _Market:
+            cost_rate, band: float, borrow_rate, delist_after: int | None) -> _Market:
     n_hist = len(past) - len(days)
     filled = past.ffill()
     raw = past.to_numpy(dtype=float)[n_hist:]
@@ -406,7 +418,7 @@ def books(
     execution: str = "close",
     open_: pd.DataFrame | None = None,
     band: float = 0.0,
-    borrow_bps_per_year: float = 0.0,
+    borrow_bps_per_year: float | Mapping[str, float] = 0.0,
     periods_per_year: int = 252,
     delist_after: int | None = None,
 ) -> dict[pd.Timestamp, tuple[pd.Series, pd.Series, float]]:
@@ -432,7 +444,8 @@ def books(
             out[d] = (zero, known.iloc[-1].fillna(0.0) if len(known) else zero, 1.0)
         return out
     shift = 1 if execution == "next_open" else 0
-    market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
+    borrow = _borrow_rate(borrow_bps_per_year, past.columns, periods_per_year)
+    market = _market(past, days, open_, execution, cost_rate, band, borrow,
                      delist_after)
     plan = _plan("book", decisions, past.columns, days, horizon, shift)
     from tvquant_assets.core.simulators.vectorized import simulate  # numba: loaded on first use

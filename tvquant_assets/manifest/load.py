@@ -128,6 +128,14 @@ def _book_problems(manifest: Manifest, path: Path | str) -> list[str]:
         why = book_refusal(cand.engine, cand.profile.value, book)
         if why:
             out.append(f"{path}: tournament.candidates[{i}]: {cand.name} cannot run on tournament.book {book}: {why}")
+    bt = m.backtest
+    borrowing = bt.borrow_bps_per_year > 0 or any(v > 0 for v in bt.borrow_bps_by_class.values())
+    no_borrow = [s for s in ("vectorbt", "nautilus") if s in bt.simulators]
+    if borrowing and no_borrow:
+        out.append(f"{path}: backtest.simulators: {', '.join(no_borrow)} do(es) not charge borrow; remove "
+                   f"backtest.borrow_bps_per_year / borrow_bps_by_class or use vectorized or cvxportfolio")
+    if any(v < 0 for v in bt.borrow_bps_by_class.values()):
+        out.append(f"{path}: backtest.borrow_bps_by_class: rates must be >= 0")
     shorts = [cand.name for cand in m.tournament.candidates
               if candidate_limits(book, cand.engine, cand.profile.value, c).book != "long"]
     if shorts and "nautilus" in m.backtest.simulators:

@@ -552,7 +552,11 @@ class BacktestConfig(Strict):
     costs: CostConfig = CostConfig()
     costs_by_class: dict[str, CostConfig] = Field(
         default_factory=dict, description="costs per asset class (the catalog's type, e.g. stock, crypto)")
-    borrow_bps_per_year: float = Field(0.0, ge=0.0, description="borrow cost on short notional")
+    borrow_bps_per_year: float = Field(0.0, ge=0.0, description="borrow cost on short notional (bps per year, "
+                                                                "accrued per period, paid from cash)")
+    borrow_bps_by_class: dict[str, float] = Field(
+        default_factory=dict, description="borrow per asset class (the catalog's type, e.g. stock, crypto); "
+                                          "other classes pay borrow_bps_per_year")
     execution: Literal["close", "next_open"] = Field("close", description="decision of D trades at D's close "
                                                                            "or at the next trading day's open")
     drift_band: float = Field(0.0, ge=0.0, lt=1.0, description="partial rebalancing: names within the band keep "

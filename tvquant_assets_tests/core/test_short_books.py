@@ -196,3 +196,25 @@ def test_short_book_needs_a_short_side():
     with pytest.raises(ManifestError, match="needs a short book"):
         parse_manifest("name: x\nstart: 2020-01-02\ntournament: {book: short}\n")
     assert parse_manifest(BASE + "tournament: {book: long_short}").book == "long_short"
+
+
+def test_borrow_per_name_is_charged_on_each_short_at_its_rate():
+    r = np.array([[0.0, 0.0, 0.0], [0.01, -0.02, 0.03], [0.02, 0.01, -0.01]])
+    tg = np.full((3, 3), np.nan)
+    tg[0] = [1.4, -0.3, -0.1]
+    rates = np.array([0.0, 0.0002, 0.001])
+    res = get_simulator("vectorized")(r, tg, 0.0, borrow_rate=rates)
+    np.testing.assert_allclose(res.borrow[1], 0.3 * 0.0002 + 0.1 * 0.001, rtol=1e-12)  # by hand
+    held = np.array([1.4 * 1.01, -0.3 * 0.98, -0.1 * 1.03])
+    v1 = held.sum() - (0.3 * 0.0002 + 0.1 * 0.001)  # no cash left after the trade (1.4 - 0.3 - 0.1 = 1)
+    np.testing.assert_allclose(res.borrow[2], (0.3 * 0.98 * 0.0002 + 0.1 * 1.03 * 0.001) / v1, rtol=1e-12)
+    one = get_simulator("vectorized")(r, tg, 0.0, borrow_rate=0.0002)
+    same = get_simulator("vectorized")(r, tg, 0.0, borrow_rate=np.full(3, 0.0002))
+    np.testing.assert_allclose(same.returns, one.returns, atol=1e-16)
+    cvx = get_simulator("cvxportfolio")(r, tg, 0.0, borrow_rate=rates)
+    np.testing.assert_allclose(cvx.returns, res.returns, atol=1e-12)
+
+
+def test_borrow_refused_for_simulators_that_do_not_charge_it():
+    with pytest.raises(ManifestError, match="vectorbt do.es. not charge borrow"):
+        parse_manifest(BASE + "backtest: {simulators: [vectorized, vectorbt], borrow_bps_by_class: {crypto: 900}}")

@@ -1,7 +1,7 @@
 """Scenario: the long/short variant of the demo (``long_short_sp500.yaml``: 130/30 on both books plus a
 dollar- and beta-neutral candidate, borrow on shorts) materialized through real Dagster on the bundled S&P
-500 closes over April 2020 (the rebound after the Covid crash), with every asset check (the blocking ``tournament_weights`` verifies each
-candidate against its own book)."""
+500 closes over April 2020 (the rebound after the Covid crash), with every asset check (the blocking
+``tournament_weights`` verifies each candidate against its own book)."""
 
 from pathlib import Path
 

@@ -16,7 +16,7 @@ from tvquant_assets.core.simulators._common import check_supported, filled_targe
 from tvquant_assets.core.simulators.vectorized import SimResult
 
 
-def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate: float = 0.0, band: float = 0.0,
+def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate=0.0, band: float = 0.0,
              tradable: np.ndarray | None = None, liquidate: np.ndarray | None = None) -> SimResult:
     """Same contract as :func:`tvquant_assets.core.simulators.vectorized.simulate`."""
     import cvxportfolio as cvx
@@ -44,8 +44,10 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
                                         min_history=pd.Timedelta(0))
     rates = np.broadcast_to(np.asarray(cost_rate, dtype=float), (N,))
     costs = [cvx.TransactionCost(a=pd.Series(rates, index=names), b=None)]
-    if borrow_rate:  # HoldingCost takes an annual percentage and de-compounds it to the (one-day) period
-        costs.append(cvx.HoldingCost(short_fees=((1.0 + borrow_rate) ** 365.24 - 1.0) * 100))
+    borrow = np.asarray(borrow_rate, dtype=float)
+    if borrow.any():  # HoldingCost takes an annual percentage and de-compounds it to the (one-day) period
+        annual = ((1.0 + borrow) ** 365.24 - 1.0) * 100
+        costs.append(cvx.HoldingCost(short_fees=pd.Series(annual, index=names) if borrow.ndim else float(annual)))
     sim = cvx.MarketSimulator(market_data=market, costs=costs, round_trades=False)
     policy = _target_weights({index[t]: tg[t] for t in rows}, names)
     result = sim.backtest(policy, start_time=index[s0], end_time=index[T], initial_value=1e6)
@@ -64,9 +66,9 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
     trades = np.abs(u[names].to_numpy())
     out.turnover[days] = trades.sum(axis=1) / pre
     out.costs[days] = (rates * trades).sum(axis=1) / pre
-    if borrow_rate:
-        short = np.maximum(-held, 0.0).sum(axis=1)
-        out.borrow[s0 + 1 : s0 + len(u)] = borrow_rate * short[:-1] / post[:-1]
+    if borrow.any():
+        short = (np.maximum(-held, 0.0) * np.broadcast_to(borrow, (N,))).sum(axis=1)
+        out.borrow[s0 + 1 : s0 + len(u)] = short[:-1] / post[:-1]
     return out
 
 
