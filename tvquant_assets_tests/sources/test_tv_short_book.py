@@ -47,3 +47,24 @@ def test_ratings_short_holds_the_strong_sells_short(fake_tv, tmp_path, monkeypat
     np.testing.assert_allclose(bt["borrow"].to_numpy(), 0.08 / 365, rtol=0.05)
     verified = Ledger(lake.ledger_path(m.name)).verify()
     assert verified.ok and verified.n_entries == len(dates)
+
+
+def test_selling_rips_presets_per_asset_class_are_shipped_and_valid():
+    from pathlib import Path
+
+    from tvquant_assets.sources.tradingview.presets import build_payload, check_presets, resolve_preset, scan_filters
+
+    rsi = {"us_equities_selling_rips": 65, "forex_selling_rips": 65, "crypto_selling_rips": 75}
+    check_presets({}, list(rsi))
+    for name, level in rsi.items():
+        p = resolve_preset(name)
+        short = {(r["left"], r["operation"], str(r["right"])) for r in scan_filters(p, "short")}
+        assert {("RSI", "egreater", str(level)), ("close", "less", "SMA200"), ("SMA50", "less", "SMA200")} <= short
+        assert not any(r["left"] == "RSI" for r in scan_filters(p, "long")), name  # short-side rules only
+        payload = build_payload(p, "short", 0, 50)
+        assert {"left": "RSI", "operation": "egreater", "right": level} in payload["filter"]
+        m = load_manifest(Path(__file__).resolve().parents[2] / "manifests" / f"{name}.yaml")
+        assert m.book == "short" and m.source.scans[0].direction == "short"
+    liquid = {n: next(r["right"] for r in scan_filters(resolve_preset(n), "short") if r["left"] == "Value.Traded")
+              for n in ("us_equities_selling_rips", "crypto_selling_rips")}
+    assert liquid == {"us_equities_selling_rips": 20_000_000, "crypto_selling_rips": 5_000_000}
