@@ -32,6 +32,10 @@ ORDER_STAGES = ("drift", "orders", "drift_orders")
 PICK_COLUMNS = ("adaptive_pick", "picked", "pick", "is_pick", "chosen")
 """Boolean tournament columns that mark the candidate the strategy actually follows."""
 
+EXPOSURE_COLUMNS = ("long_exposure", "short_exposure", "gross_exposure", "net_exposure", "long_contribution",
+                    "short_contribution")
+"""Leaderboard columns of the book held after each close and each book's contribution so far."""
+
 REPORT_ASSET = "report"
 PRIMARY_SIMULATOR = "vectorized"
 
@@ -42,6 +46,7 @@ class ReportData:
     date: pd.Timestamp
     equity: pd.DataFrame = field(default_factory=pd.DataFrame)  # index dates, columns candidates
     day_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
+    exposure: pd.DataFrame = field(default_factory=pd.DataFrame)  # date, candidate, EXPOSURE_COLUMNS
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # backtest frame of D
     decisions: dict[str, pd.DataFrame] = field(default_factory=dict)  # candidate -> weights by decision date
     held: pd.DataFrame = field(default_factory=pd.DataFrame)  # featured candidate's drifted book, weekly rows
@@ -146,6 +151,8 @@ def _performance(data: ReportData, start: pd.Timestamp) -> None:
             data.equity = (1.0 + data.day_returns).cumprod()
     for f in (data.equity, data.day_returns):
         f.index.name, f.columns.name = None, None
+    if set(EXPOSURE_COLUMNS) <= set(long.columns):
+        data.exposure = long[["_date", "candidate", *EXPOSURE_COLUMNS]].rename(columns={"_date": "date"})
 
 
 def drawdowns(equity: pd.DataFrame) -> pd.DataFrame:

@@ -270,6 +270,29 @@ def section_leaderboard(data: ReportData) -> str:
             f'Turnover is two-sided; costs are fractions of equity paid so far. Click a header to sort.</p></section>')
 
 
+def section_exposure(data: ReportData) -> str:
+    """Long, short, gross and net exposure of the featured candidate over time, and each candidate's
+    per-book contribution so far (shown when some candidate holds a short)."""
+    x = data.exposure
+    if x.empty or not (x["short_exposure"] < 0).any():
+        return ""
+    name = data.featured if data.featured in set(x["candidate"]) else str(x["candidate"].iloc[0])
+    mine = x[x["candidate"] == name].groupby("date").last().sort_index()
+    series = {c.replace("_exposure", ""): mine[c].to_numpy() for c in
+              ("long_exposure", "short_exposure", "gross_exposure", "net_exposure")}
+    chart = svg.line_chart("exposure", pd.DatetimeIndex(mine.index), series, y_fmt=svg.percent, include_zero=True,
+                           reference=0.0, height=240,
+                           caption=f"{name}: the book held after each close, as fractions of equity (short <= 0; "
+                                   f"gross = long - short, net = long + short).")
+    last = x[x["date"] == x["date"].max()].drop_duplicates("candidate", keep="last")
+    board = last[["candidate", "long_exposure", "short_exposure", "gross_exposure", "net_exposure",
+                  "long_contribution", "short_contribution"]].sort_values("candidate")
+    return (f'<section id="exposure"><h2>Exposure and per-book contribution</h2>{chart}'
+            f'{table(board, emphasis=data.featured)}<p class="note">Contribution: the sum of each book\'s daily '
+            f'return contribution (weights of the previous close times the day\'s returns) since the backtest '
+            f'start, before costs and borrow.</p></section>')
+
+
 def section_weights(data: ReportData) -> str:
     if not data.decisions:
         return ('<section id="weights"><h2>Weights over time</h2><p class="note">no decisions between the '
@@ -424,6 +447,7 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("drawdown", section_drawdown),
     ("rolling", section_rolling_sharpe),
     ("leaderboard", section_leaderboard),
+    ("exposure", section_exposure),
     ("weights", section_weights),
     ("holdings", section_holdings),
     ("clusters", section_clusters),
@@ -433,7 +457,8 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("provenance", section_provenance),
 )
 TITLES = {"summary": "Summary", "equity": "Equity", "drawdown": "Drawdowns", "rolling": "Rolling Sharpe",
-          "leaderboard": "Leaderboard", "weights": "Weights", "holdings": "Holdings", "clusters": "Clusters",
+          "leaderboard": "Leaderboard", "exposure": "Exposure", "weights": "Weights", "holdings": "Holdings",
+          "clusters": "Clusters",
           "regime": "Regime", "orders": "Orders", "other": "Other", "provenance": "Provenance"}
 
 

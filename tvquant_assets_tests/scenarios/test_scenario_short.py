@@ -58,3 +58,7 @@ def test_long_short_sp500_trades_both_books_through_dagster(tmp_path):
     assert set(drift["side"]) >= {"buy_to_cover"} or set(drift["side"]) >= {"sell_short"} or \
         (drift["target"] < 0).any()
     assert Ledger(lake.ledger_path(m.name)).verify().ok
+    from tvquant_assets.report.tearsheet import build_report
+
+    page = Path(build_report(m, END, lake=lake).path).read_text()
+    assert 'id="exposure"' in page and "short_contribution" in page
