@@ -218,3 +218,40 @@ def test_borrow_per_name_is_charged_on_each_short_at_its_rate():
 def test_borrow_refused_for_simulators_that_do_not_charge_it():
     with pytest.raises(ManifestError, match="vectorbt do.es. not charge borrow"):
         parse_manifest(BASE + "backtest: {simulators: [vectorized, vectorbt], borrow_bps_by_class: {crypto: 900}}")
+
+
+@pytest.mark.parametrize("book", ["short", "long_short"])
+def test_future_data_never_changes_short_book_weights(sp500_close, book):
+    """No look-ahead for the short profiles: the chain (scan, regime, selection with its short book,
+    estimation of the traded books, tournament on that book) for D is hash-identical when every price after
+    D is scaled at random."""
+    from tvquant_assets.core.estimation import estimate
+    from tvquant_assets.core.tournament import DECISION_COLUMNS, run_tournament
+    from tvquant_assets.hashing import df_hash
+    from tvquant_assets.manifest.schema import Candidate
+    from tvquant_assets_tests.stages.test_no_lookahead import _disturb, _inputs, _manifest, _presets
+
+    d = pd.Timestamp("2019-01-15")  # the demo's selling-rips book holds GE and XOM on D
+    m = _manifest()
+    wanted = ("short",) if book == "short" else ("long", "short")
+    candidates = [Candidate(engine="custom", profile=p) for p in ("min_variance", "max_sharpe", "hrp", "equal_weight")]
+    cfg = m.tournament.model_copy(update={"candidates": candidates, "book": book,
+                                          "constraints": Constraints(max_weight=0.6, gross=1.6, net=1.0)})
+
+    def chain(close):
+        up = _inputs(close, d)
+        sel = up["selection"][d]
+        chosen = {d: sorted(sel.loc[sel["selected"] & sel["direction"].isin(wanted), "symbol"])}
+        est = estimate(up["panel"], chosen, [d], m.estimation, up["selection"], up["regime"])
+        side = dict(zip(sel["symbol"], sel["direction"]))
+        est[d]["direction"] = pd.array([side[s] for s in est[d]["symbol"]], dtype="str")
+        t = run_tournament(up["panel"], est, up["regime"], [d], lambda _: True, cfg, _presets(m), m.estimation,
+                           book=book)[d]
+        return sel, est[d], t[DECISION_COLUMNS]
+
+    sel, est, clean = chain(sp500_close)
+    assert (est["direction"] == "short").any()  # the demo's selling-rips book has names on D
+    held = clean[clean["symbol"] != ""]
+    assert (held["weight"] < 0).any() and (held["weight"] <= 1e-9).all() == (book == "short")
+    shocked = chain(_disturb(sp500_close, d, "scale", 3))
+    assert [df_hash(x) for x in (sel, est, clean)] == [df_hash(x) for x in shocked]
