@@ -272,10 +272,11 @@ def section_leaderboard(data: ReportData) -> str:
 
 def section_exposure(data: ReportData) -> str:
     """Long, short, gross and net exposure of the featured candidate over time, and each candidate's
-    per-book contribution so far (shown when some candidate holds a short)."""
+    per-book contribution so far."""
     x = data.exposure
-    if x.empty or not (x["short_exposure"] < 0).any():
-        return ""
+    if x.empty:
+        return ('<section id="exposure"><h2>Exposure and per-book contribution</h2><p class="note">no '
+                'exposure columns in the backtest partitions</p></section>')
     name = data.featured if data.featured in set(x["candidate"]) else str(x["candidate"].iloc[0])
     mine = x[x["candidate"] == name].groupby("date").last().sort_index()
     series = {c.replace("_exposure", ""): mine[c].to_numpy() for c in
@@ -287,10 +288,11 @@ def section_exposure(data: ReportData) -> str:
     last = x[x["date"] == x["date"].max()].drop_duplicates("candidate", keep="last")
     board = last[["candidate", "long_exposure", "short_exposure", "gross_exposure", "net_exposure",
                   "long_contribution", "short_contribution"]].sort_values("candidate")
+    long_only = "" if (x["short_exposure"] < 0).any() else " No candidate held a short."
     return (f'<section id="exposure"><h2>Exposure and per-book contribution</h2>{chart}'
             f'{table(board, emphasis=data.featured)}<p class="note">Contribution: the sum of each book\'s daily '
             f'return contribution (weights of the previous close times the day\'s returns) since the backtest '
-            f'start, before costs and borrow.</p></section>')
+            f'start, before costs and borrow.{long_only}</p></section>')
 
 
 def section_weights(data: ReportData) -> str:
