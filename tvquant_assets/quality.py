@@ -187,10 +187,12 @@ def check_fresh(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[pd
 
 def selection_caps(manifest) -> tuple[int, int]:
     """Largest long and short books selection may publish: the manifest's caps, or a regime preset's larger
-    ``max_symbols`` (applied on the dates it is active); no short book unless it is enabled."""
+    ``max_symbols`` (applied on the dates it is active); no short book unless it is enabled or a scan
+    screens for the short side."""
     sel = manifest.selection
     long_cap = max([sel.max_symbols, *(p.max_symbols for p in manifest.regime_presets.values() if p.max_symbols)])
-    return long_cap, (sel.short.max_symbols if sel.short.enabled else 0)
+    short_scan = any(s.direction == "short" for s in getattr(manifest.source, "scans", None) or [])
+    return long_cap, (sel.short.max_symbols if sel.short.enabled or short_scan else 0)
 
 
 def check_selection_size(selections: Mapping[pd.Timestamp, pd.DataFrame], max_symbols: int,
@@ -216,10 +218,15 @@ def check_selection_size(selections: Mapping[pd.Timestamp, pd.DataFrame], max_sy
     return report
 
 
-def check_weights(tournaments: Mapping[pd.Timestamp, pd.DataFrame], cfg: QualityConfig) -> CheckReport:
-    """Per candidate: no NaN weight, none negative (long only) or above its cap, sum 1 (or an empty universe)."""
+def check_weights(tournaments: Mapping[pd.Timestamp, pd.DataFrame], cfg: QualityConfig,
+                  limits: Mapping[str, object] | None = None) -> CheckReport:
+    """Per candidate: no NaN weight, each against its own book (``limits``: candidate ->
+    :class:`~tvquant_assets.core.book_fit.BookLimits`; absent: long only): long only (none negative, sum
+    1), short only (none positive, sum -1) or long/short (sum = net, gross at most its limit); |w| within
+    its cap; an empty universe holds nothing."""
     report = CheckReport("tournament_weights", len(tournaments))
     tol = cfg.weight_tolerance
+    limits = limits or {}
     for d, frame in sorted(tournaments.items()):
         for cand, g in frame.groupby("candidate", sort=True):
             held = g[g["symbol"] != ""]
@@ -227,6 +234,11 @@ def check_weights(tournaments: Mapping[pd.Timestamp, pd.DataFrame], cfg: Quality
             cap = held["max_weight"].to_numpy(dtype="float64")
             if np.isnan(w).any():
                 report.findings.append(Finding(d, str(cand), "NaN weight"))
+                continue
+            lim = limits.get(str(cand))
+            if lim is not None and lim.book != "long":
+                report.findings.extend(Finding(d, str(cand), f) for f in _book_findings(
+                    held, w, cap, lim, tol, str(g["status"].iloc[0]) if "status" in g.columns else ""))
                 continue
             if (w < -tol).any():
                 report.findings.append(Finding(d, str(cand), f"negative weight {w.min():.6g}"))
@@ -238,6 +250,29 @@ def check_weights(tournaments: Mapping[pd.Timestamp, pd.DataFrame], cfg: Quality
             if len(held) and abs(w.sum() - 1.0) > tol:
                 report.findings.append(Finding(d, str(cand), f"weights sum to {w.sum():.9g}, not 1"))
     return report
+
+
+def _book_findings(held: pd.DataFrame, w: np.ndarray, cap: np.ndarray, lim, tol: float, status: str) -> list[str]:
+    """What breaks a short-only or long/short book's limits (``one_book_empty``: the net is not required)."""
+    out = []
+    over = np.abs(w) > cap + tol
+    if over.any():
+        i = int(np.argmax(np.abs(w) - cap))
+        out.append(f"{held['symbol'].iloc[i]} |weight| {abs(w[i]):.6g} above cap {cap[i]:.6g}")
+    if not len(held):
+        return out
+    if lim.book == "short":
+        if (w > tol).any():
+            out.append(f"positive weight {w.max():.6g} in a short-only book")
+        if abs(w.sum() + 1.0) > tol:
+            out.append(f"weights sum to {w.sum():.9g}, not -1")
+        return out
+    gross = float(np.abs(w).sum())
+    if gross > lim.gross + max(tol, 1e-5):
+        out.append(f"gross {gross:.9g} above the limit {lim.gross:g}")
+    if status != "one_book_empty" and abs(w.sum() - lim.net) > max(tol, 1e-5):
+        out.append(f"weights sum to {w.sum():.9g}, not the net {lim.net:g}")
+    return out
 
 
 def check_equity(backtests: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckReport:

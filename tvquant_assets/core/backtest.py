@@ -47,6 +47,12 @@ COLUMNS: dict[str, str] = {
     "turnover": "float64",
     "costs": "float64",
     "borrow": "float64",
+    "gross_exposure": "float64",
+    "net_exposure": "float64",
+    "long_exposure": "float64",
+    "short_exposure": "float64",
+    "long_contribution": "float64",
+    "short_contribution": "float64",
     "liquidations": "int64",
     "n_days": "int64",
     "rank": "int64",
@@ -72,7 +78,7 @@ class _Market:
     tradable: np.ndarray | None
     liquidate: np.ndarray | None
     cost_rate: float | np.ndarray
-    borrow_rate: float  # per row
+    borrow_rate: float | np.ndarray  # per row: one, or one per symbol (N,)
     band: float
 
 
@@ -89,7 +95,7 @@ def walk_forward(
     execution: str = "close",
     open_: pd.DataFrame | None = None,
     band: float = 0.0,
-    borrow_bps_per_year: float = 0.0,
+    borrow_bps_per_year: float | Mapping[str, float] = 0.0,
     delist_after: int | None = None,
     pbo_blocks: int = 8,
     events: list[dict] | None = None,
@@ -125,8 +131,8 @@ def walk_forward(
         Wide opens like ``close``; required for ``next_open``.
     band : float
         Drift band of partial rebalancing (0: full rebalance).
-    borrow_bps_per_year : float
-        Borrow cost on short notional, accrued per day.
+    borrow_bps_per_year : float or mapping symbol -> float
+        Borrow cost on short notional (one rate, or one per symbol), accrued per day.
     delist_after : int, optional
         A name without a bar for more than this many trading days is gone: sold at its last price.
     pbo_blocks : int
@@ -168,7 +174,8 @@ def walk_forward(
     # Everything below sees only rows <= horizon, so later rows cannot leak into any frame.
     past = close.loc[close.index <= horizon]
     days = past.index[past.index >= start]
-    market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
+    borrow = _borrow_rate(borrow_bps_per_year, past.columns, periods_per_year)
+    market = _market(past, days, open_, execution, cost_rate, band, borrow,
                      delist_after)
     names = sorted(decisions)
     shift = 1 if execution == "next_open" else 0
@@ -225,7 +232,9 @@ def walk_forward(
 _UNTRADED: dict[str, float] = {
     "day_return": 0.0, "equity": 1.0, "total_return": 0.0, "ann_return": np.nan, "ann_vol": np.nan,
     "sharpe": np.nan, "sortino": np.nan, "calmar": np.nan, "max_drawdown": 0.0, "hit_rate": np.nan,
-    "stability": np.nan, "turnover": 0.0, "costs": 0.0, "borrow": 0.0, "liquidations": 0, "n_days": 0,
+    "stability": np.nan, "turnover": 0.0, "costs": 0.0, "borrow": 0.0, "gross_exposure": 0.0, "net_exposure": 0.0,
+    "long_exposure": 0.0, "short_exposure": 0.0, "long_contribution": 0.0, "short_contribution": 0.0,
+    "liquidations": 0, "n_days": 0,
 }
 # Computed per date from the return series itself, or across the candidates of one simulator.
 _CROSS = ("var_95", "cvar_95", "dsr", "pbo")
@@ -258,8 +267,19 @@ def _relative(table: dict[str, np.ndarray], cols: list[int], i: int, series: lis
         table["bench_day_return"][i, j] = bench[-1] if on_day else 0.0
 
 
+def _borrow_rate(bps: float | Mapping[str, float], columns: pd.Index, periods_per_year: int) -> float | np.ndarray:
+    """Borrow per period on short notional: one rate, or one per symbol from a ``symbol -> bps`` mapping."""
+    if isinstance(bps, Mapping) or isinstance(bps, pd.Series):
+        rates = pd.Series(bps, dtype=float).reindex(columns)
+        if rates.isna().any():
+            missing = ", ".join(map(str, rates.index[rates.isna()][:5]))
+            raise ValueError(f"borrow_bps_per_year has no rate for {missing}")
+        return rates.to_numpy() / 1e4 / periods_per_year
+    return float(bps) / 1e4 / periods_per_year
+
+
 def _market(past: pd.DataFrame, days: pd.DatetimeIndex, open_: pd.DataFrame | None, execution: str,
-            cost_rate, band: float, borrow_rate: float, delist_after: int | None) -> _Market:
+            cost_rate, band: float, borrow_rate, delist_after: int | None) -> _Market:
     n_hist = len(past) - len(days)
     filled = past.ffill()
     raw = past.to_numpy(dtype=float)[n_hist:]
@@ -382,6 +402,30 @@ def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upt
     )
 
 
+def _row_sum(x: np.ndarray) -> np.ndarray:
+    """Left-to-right sums of each row: adding a zero is exact, so a symbol that lists later (a zero column)
+    never changes an earlier sum in the last bit (pairwise sums would)."""
+    return np.cumsum(x, axis=1)[:, -1] if x.shape[1] else np.zeros(len(x))
+
+
+def _exposures(weights: np.ndarray, returns: np.ndarray, per: int) -> dict[str, np.ndarray]:
+    """Per day: the book held after the close (long, short <= 0, gross, net) and the cumulative sum of each
+    book's daily contribution ``sum_i w_{t-1,i} r_{t,i}`` over the names held long / short (before costs
+    and borrow; weights of the previous row's value)."""
+    w = np.nan_to_num(np.asarray(weights, dtype="float64"))
+    r = np.nan_to_num(np.asarray(returns, dtype="float64"))
+    prev = np.vstack([np.zeros((1, w.shape[1])), w[:-1]]) if len(w) else w
+    long_c = _row_sum(np.where(prev > 0, prev, 0.0) * r)
+    short_c = _row_sum(np.where(prev < 0, prev, 0.0) * r)
+    if per == 2:  # (overnight, intraday) rows: the book after the close, contributions of both rows
+        w = w[1::2]
+        long_c, short_c = long_c[0::2] + long_c[1::2], short_c[0::2] + short_c[1::2]
+    long_e, short_e = _row_sum(np.where(w > 0, w, 0.0)), _row_sum(np.where(w < 0, w, 0.0))
+    return {"long_exposure": long_e, "short_exposure": short_e, "gross_exposure": long_e - short_e,
+            "net_exposure": long_e + short_e, "long_contribution": np.cumsum(long_c),
+            "short_contribution": np.cumsum(short_c)}
+
+
 def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None,
          periods_per_year: int) -> dict:
     """Metrics of one candidate over the first ``n_days`` days with its decisions known at ``upto``."""
@@ -401,6 +445,7 @@ def _run(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd
     for day, _, _ in liquidated:
         counts[day] += 1
     m["liquidations"] = np.cumsum(counts)
+    m.update(_exposures(res.weights, market.returns[:rows], per))
     m["returns"] = ret
     m["liquidated"] = liquidated
     return m
@@ -416,7 +461,7 @@ def books(
     execution: str = "close",
     open_: pd.DataFrame | None = None,
     band: float = 0.0,
-    borrow_bps_per_year: float = 0.0,
+    borrow_bps_per_year: float | Mapping[str, float] = 0.0,
     periods_per_year: int = 252,
     delist_after: int | None = None,
 ) -> dict[pd.Timestamp, tuple[pd.Series, pd.Series, float]]:
@@ -442,7 +487,8 @@ def books(
             out[d] = (zero, known.iloc[-1].fillna(0.0) if len(known) else zero, 1.0)
         return out
     shift = 1 if execution == "next_open" else 0
-    market = _market(past, days, open_, execution, cost_rate, band, borrow_bps_per_year / 1e4 / periods_per_year,
+    borrow = _borrow_rate(borrow_bps_per_year, past.columns, periods_per_year)
+    market = _market(past, days, open_, execution, cost_rate, band, borrow,
                      delist_after)
     plan = _plan("book", decisions, past.columns, days, horizon, shift)
     from tvquant_assets.core.simulators.vectorized import simulate  # numba: loaded on first use

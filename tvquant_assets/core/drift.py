@@ -39,7 +39,10 @@ COLUMNS: dict[str, str] = {
     "cluster": "int64",
     "execution_rank": "int64",
 }
-SIDES = ("buy", "sell", "none")
+SIDES = ("buy", "sell", "sell_short", "buy_to_cover", "none")
+"""Order sides: a sell that leaves the name short is ``sell_short``; a buy of a name held short is
+``buy_to_cover`` (an order that crosses zero is one ticket named after its first leg's side, its reason says
+so)."""
 
 
 def drift_orders(candidate: str, held: pd.Series, target: pd.Series, prices: pd.Series, book_value: float,
@@ -106,7 +109,9 @@ def drift_orders(candidate: str, held: pd.Series, target: pd.Series, prices: pd.
         gap_sign = np.sign(gap)
     with np.errstate(invalid="ignore", divide="ignore"):
         quantity = np.where(notional > 0, notional / px, 0.0)
-    side = np.where(notional > 0, np.where(gap_sign > 0, "buy", "sell"), "none")
+    post = w + gap_sign * notional / book_value
+    side = np.where(notional > 0, np.where(gap_sign > 0, np.where(w < -1e-12, "buy_to_cover", "buy"),
+                                           np.where(post < -1e-12, "sell_short", "sell")), "none")
     rates = (cost_rate.reindex(names).fillna(0.0).to_numpy(dtype=float) if isinstance(cost_rate, pd.Series)
              else np.full(len(names), float(cost_rate)))
     reasons = []
@@ -119,7 +124,8 @@ def drift_orders(candidate: str, held: pd.Series, target: pd.Series, prices: pd.
             reasons.append("no price: cannot size an order")
         elif trade[i]:
             reasons.append(f"drift {drift:.4f} > {threshold:.4f}: weight {w[i]:.4f} -> target {t[i]:.4f}"
-                           + (" (entry)" if w[i] == 0 else " (exit)" if t[i] == 0 else ""))
+                           + (" (entry)" if w[i] == 0 else " (exit)" if t[i] == 0 else
+                              " (crosses zero: close, then open the other side)" if w[i] * t[i] < 0 else ""))
         else:
             reasons.append(f"within band {band:.4f}" if mode == "partial" else "on target")
     frame = pd.DataFrame({

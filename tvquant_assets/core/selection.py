@@ -18,7 +18,10 @@ Per date D (t = last panel row <= D), over the scan's symbols:
    The first failed rule is the row's ``reason``.
 4. **Short book** (``selection.short.enabled``): ranked symbols with RSI >= ``rsi_overbought`` whose close
    is below a falling ``trend_window`` moving average (lower than ``slope_window`` rows ago) and whose
-   momentum is negative: ``direction`` "short". Everyone else is a long candidate.
+   momentum is negative: ``direction`` "short". A scan that screens symbols for the short side (the
+   scan frame's ``direction`` is "short" only, e.g. a TradingView scan with ``direction: short``) puts
+   them in the short book too. Everyone else is a long candidate. The long side's momentum-percentile
+   veto does not apply to short-book names.
 5. **Clusters**: survivors with returns on at least half the longest correlation window are clustered
    once (:mod:`tvquant_assets.core.linkage`) on the correlation distance ``sqrt(0.5 (1 - rho))``
    averaged over ``correlation_lookbacks``.
@@ -30,7 +33,8 @@ Per date D (t = last panel row <= D), over the scan's symbols:
 7. **Execution ranking** inside a cluster: order by ``score + execution_weight * execution_score``,
    ``execution_score`` = mean of the in-cluster percentiles of liquidity and stability (NaN skipped):
    higher value traded and lower realized volatility win near-ties. Then ``max_per_sector`` and
-   ``max_symbols`` (long book, by score) and ``short.max_symbols`` (short book, by RSI).
+   ``max_symbols`` (long book, by score) and ``short.max_symbols`` (short book: by RSI with the
+   selling-rips rule, else by lowest score, the weakest first).
 8. **Relaxation** (:func:`relaxation_ladder`): while fewer than ``min_symbols`` are selected, the pruning
    is relaxed one step at a time and every step walked is recorded in ``relaxation`` (joined by " > "):
    ``static_top_n`` (N_c = top_n_per_cluster), ``top_n_<k>`` (one more name per cluster per step, never
@@ -290,14 +294,18 @@ def select(
         day_cfg = cfg
         if overrides.get(date):
             day_cfg = cfg.model_copy(update={k: int(v) for k, v in overrides[date].items() if v is not None})
-        piece = _select_one(arrays, t, syms, eligible, scan_reason, js, day_cfg, sectors, volume_available)
+        scan_short = (scan["direction"].astype(str).to_numpy(dtype=object)[order] == "short"
+                      if "direction" in scan.columns else np.zeros(syms.size, dtype=bool))
+        piece = _select_one(arrays, t, syms, eligible, scan_reason, js, day_cfg, sectors, volume_available,
+                            scan_short)
         keys.append(date)
         for c in DTYPES:
             columns[c].append(piece[c])
     return frames_by_date(keys, columns, DTYPES)
 
 
-def _select_one(arrays, t, syms, eligible, scan_reason, js, cfg: SelectionConfig, sectors, volume_available):
+def _select_one(arrays, t, syms, eligible, scan_reason, js, cfg: SelectionConfig, sectors, volume_available,
+                scan_short=None):
     n = syms.size
     raw = compute_features(arrays, t, js, cfg)
     sector = np.asarray([sectors.get(s, "unknown") for s in syms], dtype=object)
@@ -348,6 +356,9 @@ def _select_one(arrays, t, syms, eligible, scan_reason, js, cfg: SelectionConfig
                 & (raw["trend_slope"] < 0) & (raw["momentum"] < 0)
         direction[rip] = "short"
         veto[rip & (feature_veto == "")] = ""  # long-side momentum vetoes do not apply to shorts
+    if scan_short is not None and scan_short.any():  # screened for the short side by the scan
+        direction[scan_short] = "short"
+        veto[scan_short & (feature_veto == "")] = ""
 
     # one clustering of every ranked symbol with enough returns
     windows = cfg.correlation_windows
@@ -474,7 +485,8 @@ def _prune(candidates, cluster, order_key, score, rsi, direction, sector, dynami
     survivors = np.asarray(survivors, dtype="int64")
     picks: dict[str, list[int]] = {"long": [], "short": []}
     per_sector: dict[str, int] = {}
-    books = (("long", -score, cfg.max_symbols), ("short", -np.nan_to_num(rsi), cfg.short.max_symbols))
+    short_key = -np.nan_to_num(rsi) if cfg.short.enabled else np.nan_to_num(score, nan=np.inf)
+    books = (("long", -score, cfg.max_symbols), ("short", short_key, cfg.short.max_symbols))
     for book, key, cap in books:
         idx = survivors[direction[survivors] == book] if survivors.size else survivors
         idx = idx[np.lexsort((idx, key[idx]))]

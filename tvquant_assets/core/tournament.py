@@ -26,6 +26,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from tvquant_assets.core.book_fit import fit_book, sides_of
 from tvquant_assets.core.engines import get_engine
 from tvquant_assets.core.engines.base import Engine, EngineInputs, FitSpec, Status
 from tvquant_assets.core.estimation import Estimates, returns_window, unpack
@@ -165,13 +166,15 @@ def decide(
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
     selection_windows: list[int] | None = None,
+    book: str = "long",
 ) -> pd.DataFrame:
     """Fit every candidate on one date's estimates (a rebalance decision).
 
     ``engines`` caches engine objects (and so their compiled problems) across dates; ``previous`` is the
     tournament frame of the last decision (turnover penalty, fallback); ``linkage`` the selection's
     linkage config (distance, method, HERC cut, allocation tree); ``selection_windows`` the selection's
-    correlation windows (the selection's tree, ``allocation_tree: selection``).
+    correlation windows (the selection's tree, ``allocation_tree: selection``); ``book`` the books traded
+    (``core/book_fit.py``: long, short, long_short; the estimation frame's ``direction`` says each symbol's book).
     """
     engines = {} if engines is None else engines
     date = pd.Timestamp(date)
@@ -195,10 +198,12 @@ def decide(
         distance = selection_distance(panel, est.symbols, date, list(selection_windows or [est_cfg.lookback]),
                                       linkage.distance)
     inputs = EngineInputs(est.symbols, est.mu, est.cov, returns, distance)
+    sides = sides_of(estimates)
     rows = []
     for c in cfg.candidates:
         spec = _risk_spec(c, fit_spec(cfg, est, regime, previous_weights(previous, c.name, est.symbols), presets))
-        result = engines[c.engine].fit(inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec)
+        result = fit_book(engines[c.engine], inputs, c.profile.value, max_weight, cfg.risk_free_rate, spec, book,
+                          sides)
         base = {
             "candidate": c.name, "engine": c.engine, "profile": c.profile.value, "status": result.status,
             "solve_ms": float(result.solve_ms), "fallback": result.fallback, "max_weight": max_weight,
@@ -231,6 +236,7 @@ def run_tournament(
     previous: pd.DataFrame | None = None,
     linkage: LinkageConfig | None = None,
     selection_windows: list[int] | None = None,
+    book: str = "long",
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Run the tournament over ``dates`` (ascending; a backfill range is one call).
 
@@ -254,6 +260,8 @@ def run_tournament(
         The selection's linkage config (trees of HRP, HERC and hierarchical equal weight, their cut).
     selection_windows : list of int, optional
         The selection's correlation windows (``linkage.allocation_tree: selection``).
+    book : str
+        The books traded: long, short or long_short (``core/book_fit.py``).
 
     Returns
     -------
@@ -276,7 +284,7 @@ def run_tournament(
                 missing = "estimation" if d not in estimates else "regime"
                 raise EngineError(f"tournament {d.date()}: no {missing} frame for this rebalance date")
             frame = decide(panel, estimates[d], regimes[d], d, cfg, presets, est_cfg, engines, prev, linkage,
-                           selection_windows)
+                           selection_windows, book)
         else:
             if prev is None:
                 raise EngineError(

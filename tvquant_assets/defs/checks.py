@@ -39,7 +39,8 @@ DESCRIPTIONS = {
     "plausible_returns": "No |log return| above quality.max_abs_log_return (warning: real crashes exist).",
     "fresh_prices": "No close unchanged over quality.stale_bars bars; no listed symbol stopped reporting.",
     "selection_size": "Selected count within [quality.min_selected, selection.max_symbols].",
-    "tournament_weights": "Every candidate's weights: no NaN, long only, within its cap, summing to 1.",
+    "tournament_weights": "Every candidate's weights against its own book: no NaN, within its cap; long only "
+                          "summing to 1, short only summing to -1, or long/short at its net and within its gross.",
     "backtest_equity": "Every candidate's equity is finite and positive.",
 }
 
@@ -69,7 +70,11 @@ def evaluate(manifest: Manifest, lake: Lake, name: str, dates: list[pd.Timestamp
         long_cap, short_cap = quality.selection_caps(m)
         return quality.check_selection_size(read(Stage.SELECTION, dates), long_cap, cfg, short_cap)
     if name == "tournament_weights":
-        return quality.check_weights(read(Stage.TOURNAMENT, dates), cfg)
+        from tvquant_assets.core.book_limits import candidate_limits  # each candidate against its own book
+
+        limits = {c.name: candidate_limits(m.book, c.engine, c.profile.value, m.tournament.constraints)
+                  for c in m.tournament.candidates}
+        return quality.check_weights(read(Stage.TOURNAMENT, dates), cfg, limits)
     if name == "backtest_equity":
         return quality.check_equity(read(Stage.BACKTEST, dates))
     raise KeyError(f"unknown check {name!r} (known: {', '.join(CHECKS)})")

@@ -99,8 +99,50 @@ def _check_engines(manifest: Manifest, path: Path | str) -> None:
                 f"{', '.join(f'{e}/{p}' for e, ps in LONG_SHORT_PROFILES.items() for p in ps)}"
             )
     problems += [f"{path}: {line}" for line in refusals(manifest)]
+    problems.extend(_book_problems(manifest, path))
     if problems:
         raise ManifestError("\n".join(problems))
+
+
+def _book_problems(manifest: Manifest, path: Path | str) -> list[str]:
+    """The books traded (``tournament.book``) against the selection, the candidates and the simulators."""
+    from tvquant_assets.core.book_limits import book_refusal, candidate_limits
+
+    m, book = manifest, manifest.book
+    c = m.tournament.constraints
+    out = []
+    scans = getattr(m.source, "scans", None) or []
+    short_side = m.selection.short.enabled or any(s.direction == "short" for s in scans)
+    long_side = not scans or any(s.direction == "long" for s in scans)
+    if book in ("short", "long_short") and not short_side:
+        out.append(f"{path}: tournament.book: {book} needs a short book: set selection.short.enabled or a "
+                   f"source scan with direction: short")
+    if book in ("long", "long_short") and not long_side:
+        out.append(f"{path}: tournament.book: {book} needs a long book but every source scan is direction: short")
+    if book != "long" and not c.long_only:
+        out.append(f"{path}: tournament.constraints.long_only: false (free signs on the long book) cannot be "
+                   f"combined with tournament.book {book}; remove it")
+    if book == "long_short" and not -c.gross < c.net < c.gross:
+        out.append(f"{path}: tournament.constraints: book long_short needs -gross < net < gross "
+                   f"(gross {c.gross:g}, net {c.net:g}; 130/30 is net 1, gross 1.6)")
+    for i, cand in enumerate(m.tournament.candidates):
+        why = book_refusal(cand.engine, cand.profile.value, book)
+        if why:
+            out.append(f"{path}: tournament.candidates[{i}]: {cand.name} cannot run on tournament.book {book}: {why}")
+    bt = m.backtest
+    borrowing = bt.borrow_bps_per_year > 0 or any(v > 0 for v in bt.borrow_bps_by_class.values())
+    no_borrow = [s for s in ("vectorbt", "nautilus") if s in bt.simulators]
+    if borrowing and no_borrow:
+        out.append(f"{path}: backtest.simulators: {', '.join(no_borrow)} do(es) not charge borrow; remove "
+                   f"backtest.borrow_bps_per_year / borrow_bps_by_class or use vectorized or cvxportfolio")
+    if any(v < 0 for v in bt.borrow_bps_by_class.values()):
+        out.append(f"{path}: backtest.borrow_bps_by_class: rates must be >= 0")
+    shorts = [cand.name for cand in m.tournament.candidates
+              if candidate_limits(book, cand.engine, cand.profile.value, c).book != "long"]
+    if shorts and "nautilus" in m.backtest.simulators:
+        out.append(f"{path}: backtest.simulators: nautilus runs a cash account and cannot short, but "
+                   f"{', '.join(shorts)} hold short positions; use vectorized, vectorbt or cvxportfolio")
+    return out
 
 
 def load_manifest(path: Path | str) -> Manifest:

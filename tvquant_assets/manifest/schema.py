@@ -531,6 +531,10 @@ class TournamentConfig(Strict):
     )
     adaptive: AdaptiveConfig = AdaptiveConfig()
     barbell: BarbellConfig = BarbellConfig()
+    book: Literal["long", "short", "long_short"] | None = Field(
+        None, description="books traded: long (the long book), short (the short book, weights <= 0 summing to "
+                          "-1) or long_short (both books: sum w = constraints.net, sum |w| <= constraints.gross); "
+                          "default short when every scan is short, else long")
 
     @field_validator("candidates")
     @classmethod
@@ -615,7 +619,11 @@ class BacktestConfig(Strict):
     costs: CostConfig = CostConfig()
     costs_by_class: dict[str, CostConfig] = Field(
         default_factory=dict, description="costs per asset class (the catalog's type, e.g. stock, crypto)")
-    borrow_bps_per_year: float = Field(0.0, ge=0.0, description="borrow cost on short notional")
+    borrow_bps_per_year: float = Field(0.0, ge=0.0, description="borrow cost on short notional (bps per year, "
+                                                                "accrued per period, paid from cash)")
+    borrow_bps_by_class: dict[str, float] = Field(
+        default_factory=dict, description="borrow per asset class (the catalog's type, e.g. stock, crypto); "
+                                          "other classes pay borrow_bps_per_year")
     execution: Literal["close", "next_open"] = Field("close", description="decision of D trades at D's close "
                                                                            "or at the next trading day's open")
     drift_band: float = Field(0.0, ge=0.0, lt=1.0, description="partial rebalancing: names within the band keep "
@@ -826,3 +834,11 @@ class Manifest(Strict):
     @property
     def backtest_start(self) -> dt.date:
         return self.backtest.start or self.start
+
+    @property
+    def book(self) -> str:
+        """The books the strategy trades: ``tournament.book``, else short when every scan is short, else long."""
+        if self.tournament.book is not None:
+            return self.tournament.book
+        scans = getattr(self.source, "scans", None)
+        return "short" if scans and all(s.direction == "short" for s in scans) else "long"

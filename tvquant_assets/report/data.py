@@ -32,6 +32,10 @@ ORDER_STAGES = ("drift", "orders", "drift_orders")
 PICK_COLUMNS = ("adaptive_pick", "picked", "pick", "is_pick", "chosen")
 """Boolean tournament columns that mark the candidate the strategy actually follows."""
 
+EXPOSURE_COLUMNS = ("long_exposure", "short_exposure", "gross_exposure", "net_exposure", "long_contribution",
+                    "short_contribution")
+"""Leaderboard columns of the book held after each close and each book's contribution so far."""
+
 REPORT_ASSET = "report"
 PRIMARY_SIMULATOR = "vectorized"
 
@@ -43,6 +47,7 @@ class ReportData:
     equity: pd.DataFrame = field(default_factory=pd.DataFrame)  # index dates, columns candidates
     day_returns: pd.DataFrame = field(default_factory=pd.DataFrame)
     benchmark: pd.Series | None = None  # the benchmark's growth of 1 since the backtest start, by date
+    exposure: pd.DataFrame = field(default_factory=pd.DataFrame)  # date, candidate, EXPOSURE_COLUMNS
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # backtest frame of D
     decisions: dict[str, pd.DataFrame] = field(default_factory=dict)  # candidate -> weights by decision date
     held: pd.DataFrame = field(default_factory=pd.DataFrame)  # featured candidate's drifted book, weekly rows
@@ -152,6 +157,8 @@ def _performance(data: ReportData, start: pd.Timestamp) -> None:
         bench = long.groupby("_date")["bench_equity"].first()
         bench.index.name = None
         data.benchmark = bench.rename(data.manifest.benchmark.label)
+    if set(EXPOSURE_COLUMNS) <= set(long.columns):
+        data.exposure = long[["_date", "candidate", *EXPOSURE_COLUMNS]].rename(columns={"_date": "date"})
 
 
 def drawdowns(equity: pd.DataFrame) -> pd.DataFrame:

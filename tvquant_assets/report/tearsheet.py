@@ -300,6 +300,31 @@ def section_leaderboard(data: ReportData) -> str:
             f'Turnover is two-sided; costs are fractions of equity paid so far. Click a header to sort.</p></section>')
 
 
+def section_exposure(data: ReportData) -> str:
+    """Long, short, gross and net exposure of the featured candidate over time, and each candidate's
+    per-book contribution so far."""
+    x = data.exposure
+    if x.empty:
+        return ('<section id="exposure"><h2>Exposure and per-book contribution</h2><p class="note">no '
+                'exposure columns in the backtest partitions</p></section>')
+    name = data.featured if data.featured in set(x["candidate"]) else str(x["candidate"].iloc[0])
+    mine = x[x["candidate"] == name].groupby("date").last().sort_index()
+    series = {c.replace("_exposure", ""): mine[c].to_numpy() for c in
+              ("long_exposure", "short_exposure", "gross_exposure", "net_exposure")}
+    chart = svg.line_chart("exposure", pd.DatetimeIndex(mine.index), series, y_fmt=svg.percent, include_zero=True,
+                           reference=0.0, height=240,
+                           caption=f"{name}: the book held after each close, as fractions of equity (short <= 0; "
+                                   f"gross = long - short, net = long + short).")
+    last = x[x["date"] == x["date"].max()].drop_duplicates("candidate", keep="last")
+    board = last[["candidate", "long_exposure", "short_exposure", "gross_exposure", "net_exposure",
+                  "long_contribution", "short_contribution"]].sort_values("candidate")
+    long_only = "" if (x["short_exposure"] < 0).any() else " No candidate held a short."
+    return (f'<section id="exposure"><h2>Exposure and per-book contribution</h2>{chart}'
+            f'{table(board, emphasis=data.featured)}<p class="note">Contribution: the sum of each book\'s daily '
+            f'return contribution (weights of the previous close times the day\'s returns) since the backtest '
+            f'start, before costs and borrow.{long_only}</p></section>')
+
+
 def section_weights(data: ReportData) -> str:
     if not data.decisions:
         return ('<section id="weights"><h2>Weights over time</h2><p class="note">no decisions between the '
@@ -469,6 +494,7 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("rolling", section_rolling_sharpe),
     ("leaderboard", section_leaderboard),
     ("verdict", section_verdict),
+    ("exposure", section_exposure),
     ("weights", section_weights),
     ("holdings", section_holdings),
     ("clusters", section_clusters),
@@ -478,8 +504,8 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("provenance", section_provenance),
 )
 TITLES = {"summary": "Summary", "equity": "Equity", "drawdown": "Drawdowns", "relative": "Vs benchmark",
-          "rolling": "Rolling Sharpe", "leaderboard": "Leaderboard", "verdict": "Verdict", "weights": "Weights",
-          "holdings": "Holdings", "clusters": "Clusters",
+          "rolling": "Rolling Sharpe", "leaderboard": "Leaderboard", "verdict": "Verdict", "exposure": "Exposure",
+          "weights": "Weights", "holdings": "Holdings", "clusters": "Clusters",
           "regime": "Regime", "orders": "Orders", "other": "Other", "provenance": "Provenance"}
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from tvquant_assets.core.backtest import walk_forward
 from tvquant_assets.errors import SourceError
 from tvquant_assets.sources.benchmark import benchmark_closes
-from tvquant_assets.stages.books import collect_decisions, cost_rates, execution_feedback
+from tvquant_assets.stages.books import borrow_rates, collect_decisions, cost_rates, execution_feedback
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table, to_float
 from tvquant_assets.stages.spec import StageResult, StageSpec
@@ -33,7 +33,7 @@ def backtest_frames(ctx: RunContext, dates: list[pd.Timestamp], events: list[dic
     start = pd.Timestamp(m.backtest_start)
     last = max(dates)
     settings = dict(simulators=bt.simulators, execution=bt.execution, band=bt.drift_band,
-                    borrow_bps_per_year=bt.borrow_bps_per_year, delist_after=bt.delist_after_days,
+                    borrow_bps_per_year=borrow_rates(ctx), delist_after=bt.delist_after_days,
                     pbo_blocks=bt.pbo_blocks, events=events)
     if last < start:
         empty = pd.Series(dtype="float64") if m.benchmark is not None else None

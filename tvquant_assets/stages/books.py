@@ -48,6 +48,17 @@ def cost_rates(ctx: RunContext) -> float | dict[str, float]:
     return {s: bt.costs_by_class.get(kinds.get(s, ""), bt.costs).rate for s in ctx.universe_symbols}
 
 
+def borrow_rates(ctx: RunContext) -> float | dict[str, float]:
+    """Borrow on short notional (bps per year): one rate, or one per symbol when the manifest sets
+    ``borrow_bps_by_class`` (the catalog's ``type``; other classes pay ``borrow_bps_per_year``)."""
+    bt = ctx.manifest.backtest
+    if not bt.borrow_bps_by_class:
+        return bt.borrow_bps_per_year
+    cat = ctx.source.catalog()
+    kinds = dict(zip(cat["symbol"].astype(str), cat["type"].astype(str)))
+    return {s: bt.borrow_bps_by_class.get(kinds.get(s, ""), bt.borrow_bps_per_year) for s in ctx.universe_symbols}
+
+
 def cost_classes(ctx: RunContext) -> dict[str, str]:
     """Asset class of every universe symbol for costs: the catalog's type when ``costs_by_class`` names it,
     else ``default`` (the manifest's ``backtest.costs``)."""
@@ -112,7 +123,7 @@ def book_settings(ctx: RunContext, panel) -> dict:
     """The manifest's simulation settings for :func:`tvquant_assets.core.backtest.books`."""
     bt = ctx.manifest.backtest
     return dict(execution=bt.execution, open_=panel.open, band=bt.drift_band,
-                borrow_bps_per_year=bt.borrow_bps_per_year, periods_per_year=bt.periods_per_year,
+                borrow_bps_per_year=borrow_rates(ctx), periods_per_year=bt.periods_per_year,
                 delist_after=bt.delist_after_days)
 
 

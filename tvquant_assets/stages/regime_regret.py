@@ -29,8 +29,10 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     m = ctx.manifest
     start, last = pd.Timestamp(m.backtest_start), max(dates)
     days = manifest_dates(m, start, last) if last >= start else []
-    backtests = read_columns(ctx.lake, ctx.name, "backtest", days, ["candidate", "day_return"])
-    returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, f in backtests.items()}).T
+    backtests = read_columns(ctx.lake, ctx.name, "backtest", days, ["candidate", "simulator", "day_return"])
+    first_sim = m.backtest.simulators[0]  # one row per candidate: the first simulator's returns
+    returns = pd.DataFrame({d: f[f["simulator"] == first_sim].set_index("candidate")["day_return"]
+                            for d, f in backtests.items()}).T
     returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
         index=pd.DatetimeIndex([]), dtype="float64")
     regimes = read_columns(ctx.lake, ctx.name, "regime", days, ["stress_score"])

@@ -51,7 +51,8 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     panel = ctx.window_panel(dates)
     presets = {k.value if hasattr(k, "value") else str(k): v for k, v in m.regime_presets.items()}
     frames = run_tournament(panel, estimates, regimes, dates, lambda d: d in rebalance, m.tournament, presets,
-                            m.estimation, previous, m.selection.linkage, m.selection.correlation_windows)
+                            m.estimation, previous, m.selection.linkage, m.selection.correlation_windows,
+                            m.book)
     notes = {}
     for d, f in frames.items():
         decided = pd.Timestamp(f["decision_date"].iloc[0]).date() if len(f) else None

@@ -7,7 +7,7 @@ import numpy as np
 from tvquant_assets.errors import SimulatorError
 
 
-def check_supported(name: str, *, borrow_rate: float = 0.0, band: float = 0.0, liquidate=None,
+def check_supported(name: str, *, borrow_rate=0.0, band: float = 0.0, liquidate=None,
                     allow_borrow: bool = False, cost_rate=0.0) -> None:
     """One clear line when a reference simulator is asked for a feature only ``vectorized`` models."""
     asked = []
@@ -15,7 +15,7 @@ def check_supported(name: str, *, borrow_rate: float = 0.0, band: float = 0.0, l
         asked.append("cost rates that change over time (backtest.execution_feedback)")
     if band:
         asked.append("backtest.drift_band")
-    if borrow_rate and not allow_borrow:
+    if np.any(np.asarray(borrow_rate) != 0) and not allow_borrow:
         asked.append("backtest.borrow_bps_per_year")
     if liquidate is not None and np.asarray(liquidate).any():
         asked.append("delisting (backtest.delist_after_days)")

@@ -16,7 +16,7 @@ from tvquant_assets.core.simulators._common import check_supported, filled_targe
 from tvquant_assets.core.simulators.vectorized import SimResult
 
 
-def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate: float = 0.0, band: float = 0.0,
+def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate=0.0, band: float = 0.0,
              tradable: np.ndarray | None = None, liquidate: np.ndarray | None = None) -> SimResult:
     """Same contract as :func:`tvquant_assets.core.simulators.vectorized.simulate`."""
     import cvxportfolio as cvx
@@ -32,7 +32,9 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
     s0 = int(rows[0])
     tg = filled_targets(targets, tradable)
     names = [f"a{i}" for i in range(N)]
-    index = pd.bdate_range("2000-01-03", periods=T + 1)  # one padded day: the last trade's holding period
+    # one padded day: the last trade's holding period. Evenly spaced days: in simulation HoldingCost uses the
+    # real length of each period (365.24 d / (t_next - t)), so a weekend gap would charge three days' borrow
+    index = pd.date_range("2000-01-03", periods=T + 1, freq="D")
     fwd = np.zeros((T + 1, N))
     fwd[: T - 1] = r[1:]
     frame_r = pd.DataFrame(fwd, index=index, columns=names).assign(cash=0.0)
@@ -42,14 +44,18 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
                                         min_history=pd.Timedelta(0))
     rates = np.broadcast_to(np.asarray(cost_rate, dtype=float), (N,))
     costs = [cvx.TransactionCost(a=pd.Series(rates, index=names), b=None)]
-    if borrow_rate:  # HoldingCost takes an annual percentage and de-compounds it to the period
-        costs.append(cvx.HoldingCost(short_fees=((1.0 + borrow_rate) ** 252 - 1.0) * 100, periods_per_year=252))
+    borrow = np.asarray(borrow_rate, dtype=float)
+    if borrow.any():  # HoldingCost takes an annual percentage and de-compounds it to the (one-day) period
+        annual = ((1.0 + borrow) ** 365.24 - 1.0) * 100
+        costs.append(cvx.HoldingCost(short_fees=pd.Series(annual, index=names) if borrow.ndim else float(annual)))
     sim = cvx.MarketSimulator(market_data=market, costs=costs, round_trades=False)
     policy = _target_weights({index[t]: tg[t] for t in rows}, names)
     result = sim.backtest(policy, start_time=index[s0], end_time=index[T], initial_value=1e6)
     h, u = result.h, result.u.iloc[: T - s0]  # the padded day's trade is outside the simulation
-    # cvxportfolio takes the period's costs out of cash on the way to the next holdings: subtract them here
-    charged = sum(c.reindex(u.index).fillna(0.0).to_numpy() for c in result.costs.values())
+    # cvxportfolio takes the period's costs out of cash on the way to the next holdings: subtract the trading
+    # costs here; the holding (borrow) cost is for the shorts held over the next period, which h already shows
+    charged = sum(c.reindex(u.index).fillna(0.0).to_numpy() for k, c in result.costs.items()
+                  if "Holding" not in str(k))
     pre = h.loc[u.index].sum(axis=1).to_numpy()
     post = (h.loc[u.index] + u).sum(axis=1).to_numpy() - charged  # after that close's trades and costs
     values = np.r_[1e6, post]
@@ -60,9 +66,9 @@ def simulate(returns: np.ndarray, targets: np.ndarray, cost_rate, *, borrow_rate
     trades = np.abs(u[names].to_numpy())
     out.turnover[days] = trades.sum(axis=1) / pre
     out.costs[days] = (rates * trades).sum(axis=1) / pre
-    if borrow_rate:
-        short = np.maximum(-held, 0.0).sum(axis=1)
-        out.borrow[s0 + 1 : s0 + len(u)] = borrow_rate * short[:-1] / post[:-1]
+    if borrow.any():
+        short = (np.maximum(-held, 0.0) * np.broadcast_to(borrow, (N,))).sum(axis=1)
+        out.borrow[s0 + 1 : s0 + len(u)] = short[:-1] / post[:-1]
     return out
 
 

@@ -64,7 +64,7 @@ def simulate(
     targets: np.ndarray,
     cost_rate: float | np.ndarray,
     *,
-    borrow_rate: float = 0.0,
+    borrow_rate: float | np.ndarray = 0.0,
     band: float = 0.0,
     tradable: np.ndarray | None = None,
     liquidate: np.ndarray | None = None,
@@ -81,8 +81,8 @@ def simulate(
     cost_rate : float or ndarray (N,) or (T, N)
         Cost per unit of traded notional (e.g. 6 bps = 0.0006): one rate, one per name, or one per row and
         name (a rate that changes over time, e.g. calibrated by the execution feedback).
-    borrow_rate : float
-        Cost per period per unit of short notional.
+    borrow_rate : float or ndarray (N,)
+        Cost per period per unit of short notional: one rate, or one per name (e.g. per asset class).
     band : float
         Drift band of partial rebalancing (0: trade every name to its target).
     tradable : ndarray (T, N) of bool, optional
@@ -104,8 +104,12 @@ def simulate(
             or not (np.isfinite(rates).all() and (rates >= 0.0).all()):
         raise ValueError(f"cost_rate must be finite numbers >= 0: one, one per name ({N}) or one per row and name "
                          f"({T}, {N}), got shape {rates.shape}")
-    if not (np.isfinite(borrow_rate) and borrow_rate >= 0.0):
-        raise ValueError(f"borrow_rate {borrow_rate!r} must be a finite number >= 0")
+    borrow = np.asarray(borrow_rate, dtype=float)
+    if borrow.ndim > 1 or (borrow.ndim == 1 and borrow.shape != (N,)) \
+            or not (np.isfinite(borrow).all() and (borrow >= 0.0).all()):
+        raise ValueError(f"borrow_rate {borrow_rate!r} must be finite numbers >= 0: one, or one per name ({N})")
+    per_name_borrow = borrow.ndim == 1
+    borrow_names = np.ascontiguousarray(borrow if per_name_borrow else np.ones(N))
     if not (np.isfinite(band) and band >= 0.0):
         raise ValueError(f"band {band!r} must be a finite number >= 0")
     for label, mask in (("tradable", tradable), ("liquidate", liquidate)):
@@ -133,7 +137,8 @@ def simulate(
     liq_rows, liq_cols, liq_weights = np.zeros(n_liq, np.int64), np.zeros(n_liq, np.int64), np.zeros(n_liq)
     k, bad_row, bad_cost = _kernel(
         np.ascontiguousarray(r), tg, has_target, rebal, rate_grid, per_name,
-        float(rates) if not per_name else 0.0, float(borrow_rate), float(band), can, dead,
+        float(rates) if not per_name else 0.0, 1.0 if per_name_borrow else float(borrow),
+        borrow_names, per_name_borrow and bool(borrow.any()), float(band), can, dead,
         out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights)
     if bad_row >= 0:
         raise ValueError(f"row {bad_row}: cost {bad_cost:.4g} of the portfolio value leaves nothing to invest")
@@ -222,7 +227,7 @@ def _pairwise_sum(a, n, stack):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, band, can, dead,
+def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, borrow_names, borrow_each, band, can, dead,
             out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights):  # pragma: no cover - compiled
     """One pass over the days: trades at the rows in ``rebal``, drift in between. Returns (liquidations
     written, row whose cost is >= 1 or -1, that cost)."""
@@ -295,12 +300,12 @@ def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, band, 
         if e == s:
             continue
         cash = 1.0 - _pairwise_sum(buf, m, stack)
-        charge_borrow = borrow_rate > 0.0 and n_short > 0
+        charge_borrow = (borrow_rate > 0.0 if not borrow_each else True) and n_short > 0
         carried = 0.0
         charged = 0.0
         if charge_borrow:
-            for j in range(n_short):
-                buf[j] = held[shorts[j]]
+            for j in range(n_short):  # weighted by the name's rate (1.0: exact) when rates differ per name
+                buf[j] = held[shorts[j]] * borrow_names[shorts[j]]
             carried = -_pairwise_sum(buf, n_short, stack)
         prev_total = 1.0
         for t in range(s + 1, e + 1):
@@ -322,7 +327,7 @@ def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, band, 
                 total -= charged
                 out_b[t] = charge / prev_total
                 for j in range(n_short):
-                    buf[j] = values[shorts[j]]
+                    buf[j] = values[shorts[j]] * borrow_names[shorts[j]]
                 carried = -_pairwise_sum(buf, n_short, stack)  # short notional held over the next period
             totals[t] = total
             prev_total = total

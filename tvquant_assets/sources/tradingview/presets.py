@@ -102,6 +102,38 @@ BUILTIN_PRESETS: dict[str, dict] = {
 }
 
 
+# --- selling rips (short mean reversion): overbought inside a confirmed downtrend, per asset class -------
+# Use with ``direction: short``. The short side keeps the parent's "close below its 200-day average" and
+# adds a falling 50/200 average (the downtrend is confirmed) and an overbought RSI; thresholds follow each
+# class's volatility: equities and FX revert from a lower RSI than crypto, which runs hot.
+SELLING_RIPS_PRESETS: dict[str, dict] = {
+    "us_equities_selling_rips": {
+        "extends": "us_equities",
+        "description": "Selling rips, US equities: S&P 500 members below a falling 200-day average with RSI >= 65, "
+                       "value traded >= $20M.",
+        "filter": {"liquid": _rule("Value.Traded", "egreater", 20_000_000), "trending": None},
+        "short": {"filter": {"trend": _rule("close", "less", "SMA200"), "confirmed": _rule("SMA50", "less", "SMA200"),
+                             "overbought": _rule("RSI", "egreater", 65)}},
+    },
+    "forex_selling_rips": {
+        "extends": "forex_majors",
+        "description": "Selling rips, FX majors: below a falling 200-day average with RSI >= 65 and ADX >= 15.",
+        "filter": {"trending": _rule("ADX", "egreater", 15)},
+        "short": {"filter": {"trend": _rule("close", "less", "SMA200"), "confirmed": _rule("SMA50", "less", "SMA200"),
+                             "overbought": _rule("RSI", "egreater", 65)}},
+    },
+    "crypto_selling_rips": {
+        "extends": "binance_spot",
+        "description": "Selling rips, crypto: Binance spot below a falling 200-day average with RSI >= 75, "
+                       "value traded >= $5M.",
+        "filter": {"liquid": _rule("Value.Traded", "egreater", 5_000_000)},
+        "short": {"filter": {"trend": _rule("close", "less", "SMA200"), "confirmed": _rule("SMA50", "less", "SMA200"),
+                             "overbought": _rule("RSI", "egreater", 75)}},
+    },
+}
+BUILTIN_PRESETS.update(SELLING_RIPS_PRESETS)
+
+
 def deep_merge(base: dict, over: dict) -> dict:
     """``over`` on top of ``base``: nested dicts merge, everything else (lists too) replaces."""
     out = copy.deepcopy(base)
