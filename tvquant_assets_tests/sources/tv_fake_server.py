@@ -100,6 +100,7 @@ class FakeTradingView:
         self.ws_silent: set[str] = set()
         self.ws_garble: set[str] = set()
         self.bad_bars: dict[tuple[str, str], dict] = {}  # (ticker, date) -> values replaced
+        self.anonymous_limit: int | None = None  # newest bars an anonymous token may page back to
         self.scan_requests: list[dict] = []
         self.ws_messages: list[dict] = []
         self.handshakes: list[dict] = []
@@ -284,14 +285,28 @@ class FakeTradingView:
     def _page(self, ws, st, n, bars_msg, encode, message, more=False) -> bool:
         ticker, chart = st["ticker"], st["chart"]
         if ticker in self.ws_silent:  # heartbeats only, never an answer
-            for _ in range(200):
-                st["hb"] += 1
-                ws.send(encode(f"~h~{st['hb']}"))
-                time.sleep(0.05)
+            from websockets.exceptions import ConnectionClosed
+
+            try:
+                until = time.monotonic() + 20.0
+                while time.monotonic() < until:
+                    time.sleep(0.05)
+                    st["hb"] += 1
+                    ws.send(encode(f"~h~{st['hb']}"))
+                    try:
+                        if "~h~" in ws.recv(timeout=0.05):
+                            self.heartbeats_echoed += 1
+                    except TimeoutError:
+                        pass
+            except ConnectionClosed:
+                pass
             return False
         frame, stamps, tz = self.served(ticker)
+        floor = 0
+        if self.anonymous_limit is not None and st["token"] == ANONYMOUS:
+            floor = max(0, len(frame) - self.anonymous_limit)  # older bars exist but are not served
         end = len(frame) - st["sent"]
-        lo = max(0, end - n)
+        lo = max(floor, end - n)
         chunk, chunk_stamps = frame.iloc[lo:end], stamps[lo:end]
         st["sent"] += len(chunk)
         ended = lo == 0
@@ -301,8 +316,9 @@ class FakeTradingView:
             ws.close()  # drop mid-history
             return False
         st["hb"] += 1
+        empty = {"s": [], **({"data_completed": "end"} if ended else {})}
         payload = bars_msg(chart, chunk, chunk_stamps, lo, ended) if len(chunk) else \
-            message("timescale_update", chart, {st["series"]: {"s": [], "data_completed": "end"}}, {})
+            message("timescale_update", chart, {st["series"]: empty}, {})
         if ticker in self.ws_garble:
             payload = payload.replace("~m~", "~m~9", 1)  # an announced length that does not match
         ws.send(encode(f"~h~{st['hb']}") + payload)

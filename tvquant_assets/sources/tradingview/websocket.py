@@ -229,10 +229,11 @@ class _Session:
         sym = json.dumps({"symbol": self.ticker, "adjustment": "splits"}, separators=(",", ":"))
         self.send("resolve_symbol", self.chart, self.SYMBOL, "=" + sym)
         self.send("create_series", self.chart, self.SERIES, "s1", self.SYMBOL, "1D", int(first_request or per), "")
-        self.wait_completed()
-        while first_request is None and not self.ended and self.bars and self._earliest() > start:
+        new = self.wait_completed()
+        # page back until the start, the server's end marker, or a page without bars (a history limit)
+        while first_request is None and new > 0 and not self.ended and self._earliest() > start:
             self.send("request_more_data", self.chart, self.SERIES, per)
-            self.wait_completed()
+            new = self.wait_completed()
         info = dict(self.info, _history_ended=self.ended)
         return self.frame(start), info
 
