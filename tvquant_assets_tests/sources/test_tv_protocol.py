@@ -171,7 +171,7 @@ def test_session_id_gives_the_users_token_anonymous_otherwise_and_is_never_shown
         src.history(["BINANCE:SOLUSDT"], pd.Timestamp("2024-06-01"), pd.Timestamp("2024-06-29"))
     assert "TVQUANT_TV_SESSIONID: TradingView did not accept the session" in str(err.value)
     assert "expired-secret-123" not in str(err.value) and "expired-secret-123" not in repr(src.chart._auth_token)
-    stored = (tv_env / "lake" / "_sources" / "tradingview" / "failed_symbols.json").read_text()
+    stored = src.failures_path().read_text()
     assert "expired-secret-123" not in stored and "user-token-1" not in stored
 
 

@@ -2,8 +2,8 @@
 
 Everything fetched is kept under ``<lake>/_sources/tradingview/``: one parquet per symbol of daily bars
 (plus a coverage note: the dates the received bars really cover), one universe snapshot per day and
-preset set, the SCD-2 catalog built from those snapshots, and ``failed_symbols.json`` (the symbols whose
-last fetch failed, with the cause). A symbol's bars are written only after its whole fetch succeeded,
+preset set, the SCD-2 catalog built from those snapshots, and beside them ``failed_symbols.json`` (the
+symbols whose last fetch failed, with the cause). A symbol's bars are written only after its whole fetch succeeded,
 atomically. Bars are dated by their session's trading date in ``source.exchange_calendar``, and a bar whose
 session has not closed yet (at ``now()``: the clock, ``TVQUANT_NOW`` or midnight UTC of ``TVQUANT_TODAY``)
 is never stored.
@@ -300,12 +300,12 @@ class TradingViewSource(Source):
             merged = merged.sort_values("date")
             self._write_bars(sym, merged, pd.Timestamp(cov["from"]), max(pd.Timestamp(cov["to"]), min(end, closed)))
 
-    def _failures_path(self):
-        return self.root / "failed_symbols.json"
+    def failures_path(self):
+        return self.scan_dir / "failed_symbols.json"  # per universe: manifests sharing bars keep their own
 
     def failed_symbols(self) -> dict[str, dict]:
         """Symbols whose last fetch failed: ``{symbol: {"error": cause, "at": when}}``."""
-        p = self._failures_path()
+        p = self.failures_path()
         return json.loads(p.read_text()) if p.exists() else {}
 
     def _record_failures(self, tried: set[str]) -> None:
@@ -314,7 +314,7 @@ class TradingViewSource(Source):
         updated = {s: v for s, v in known.items() if s not in tried or s in self.failures}
         updated.update({s: {"error": e, "at": at} for s, e in self.failures.items() if s in tried})
         if updated != known:
-            atomic_write_bytes(self._failures_path(), json.dumps(updated, indent=1, sort_keys=True).encode())
+            atomic_write_bytes(self.failures_path(), json.dumps(updated, indent=1, sort_keys=True).encode())
 
     def history(self, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         lo = max(pd.Timestamp(start), pd.Timestamp(self.cfg.history_start))
