@@ -180,8 +180,6 @@ def materialize_outputs(manifest_ref: str | Path, date=None, *, lake_root: str |
 
     from tvquant_assets.defs.outputs import LAKE_VIEWS, REPORT, build_output_assets
     from tvquant_assets.defs.resources import LakeResource
-    from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
-    from tvquant_assets.sources.tradingview import run_report
 
     path, manifest = resolve_manifest(manifest_ref)
     if date is not None:

@@ -15,8 +15,8 @@ import pandas as pd
 from dagster import DagsterInstance, build_schedule_context, build_sensor_context
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.defs.checks import REPAIRABLE, evaluate
 from tvquant_assets.definitions import build_definitions
+from tvquant_assets.defs.checks import REPAIRABLE, evaluate
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest

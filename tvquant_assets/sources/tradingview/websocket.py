@@ -104,6 +104,7 @@ class ChartClient:
         self.time_budget_s = time_budget_s
         self._auth_token = auth_token  # a callable returning the token (fetched on first use), or None
         self.requests_sent = 0
+        self.last_fetch: dict = {}  # pages, end marker and raw stamps of the last completed fetch
 
     def token(self) -> str:
         return self._auth_token() if callable(self._auth_token) else (self._auth_token or ANONYMOUS_TOKEN)
@@ -229,12 +230,14 @@ class _Session:
         sym = json.dumps({"symbol": self.ticker, "adjustment": "splits"}, separators=(",", ":"))
         self.send("resolve_symbol", self.chart, self.SYMBOL, "=" + sym)
         self.send("create_series", self.chart, self.SERIES, "s1", self.SYMBOL, "1D", int(first_request or per), "")
-        new = self.wait_completed()
+        new, pages = self.wait_completed(), 1
         # page back until the start, the server's end marker, or a page without bars (a history limit)
         while first_request is None and new > 0 and not self.ended and self._earliest() > start:
             self.send("request_more_data", self.chart, self.SERIES, per)
-            new = self.wait_completed()
+            new, pages = self.wait_completed(), pages + 1
         info = dict(self.info, _history_ended=self.ended)
+        self.client.last_fetch = {"pages": pages, "ended": self.ended, "stamps": sorted(self.bars),
+                                  "timezone": self.info.get("timezone") or "Etc/UTC"}
         return self.frame(start), info
 
     def _earliest(self) -> pd.Timestamp:
