@@ -35,9 +35,10 @@ LEAN = {
 }
 
 
-def drive(name, fake, tmp, monkeypatch, first_tick: dt.datetime, days: int, missed: dt.date, events):
+def drive(name, fake, tmp, monkeypatch, first_tick: dt.datetime, days: int, missed: dt.date, events, after=None):
     """Backfill up to the day before the first tick's target, then tick the daily schedule ``days`` times
-    (skipping the tick on ``missed``); ``events[date]`` runs before that tick. Returns manifest, lake, targets."""
+    (skipping the tick on ``missed``); ``events[date]`` runs before that tick, ``after[date]`` after its run
+    and before the repair sensor. Returns manifest, lake, run requests."""
     lake_root = tmp / "lake"
     monkeypatch.setenv("TVQUANT_LAKE", str(lake_root))
     path = shipped_manifest(name, fake, tmp, start="2024-06-03", backtest={"start": "2024-06-03"},
@@ -73,6 +74,8 @@ def drive(name, fake, tmp, monkeypatch, first_tick: dt.datetime, days: int, miss
             job = defs.resolve_job_def(daily.job_name)
             job.execute_in_process(instance=instance, partition_key=req.partition_key, tags=req.tags,
                                    run_config=QUIET, raise_on_error=False)
+        if when.date() in (after or {}):
+            after[when.date()]()
         with build_sensor_context(instance=instance, cursor=cursor, repository_def=repo) as sctx:
             out = sensor.evaluate_tick(sctx)
         cursor = out.cursor or cursor
@@ -119,10 +122,10 @@ def test_binance_spot_two_weeks_of_daily_ticks(fake_tv, recorded_bars, tmp_path,
         fake_tv.bars[eth] = (frame[frame["date"] < "2024-06-19"], tz)
 
     first = dt.datetime(2024, 6, 11, 0, 30, tzinfo=NY)  # targets 2024-06-10
-    events = {dt.date(2024, 6, 16): plant_bad_bar, dt.date(2024, 6, 17): correct_bad_bar,
-              dt.date(2024, 6, 19): delist}
+    # the bad bar is served by the tick's run only; the server has corrected it when data_repair re-fetches
+    events = {dt.date(2024, 6, 16): plant_bad_bar, dt.date(2024, 6, 19): delist}
     m, lake, requests = drive("binance_spot", fake_tv, tmp_path, monkeypatch, first, 14, dt.date(2024, 6, 13),
-                              events)
+                              events, after={dt.date(2024, 6, 16): correct_bad_bar})
     keys = [r.partition_key or (r.tags["dagster/asset_partition_range_start"], r.tags[
         "dagster/asset_partition_range_end"]) for r in requests]
     assert keys[0] == "2024-06-10" and keys[-1] == "2024-06-23"  # each tick: the UTC day that has closed
@@ -139,3 +142,19 @@ def test_binance_spot_two_weeks_of_daily_ticks(fake_tv, recorded_bars, tmp_path,
     assert eth in set(lake.read(m.name, "catalog", "2024-06-17")["symbol"])
     assert eth not in set(lake.read(m.name, "catalog", "2024-06-20")["symbol"])
     assert lake.read(m.name, "prices", "2024-06-23").shape[0] >= 3
+
+
+def test_us_equities_daily_tick_targets_the_closed_nyse_session(fake_tv, tmp_path, monkeypatch):
+    monkeypatch.setenv("TVQUANT_LAKE", str(tmp_path / "lake"))
+    path = shipped_manifest("us_equities", fake_tv, tmp_path, start="2024-06-03", backtest={"start": "2024-06-03"})
+    defs = build_definitions([path])
+    daily = defs.resolve_schedule_def("us_equities_daily")
+
+    def target(when):
+        with build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def()) as ctx:
+            return [r.partition_key for r in daily.evaluate_tick(ctx).run_requests]
+
+    assert daily.cron_schedule == "30 17 * * 1-5"
+    assert target(dt.datetime(2024, 6, 28, 17, 30, tzinfo=NY)) == ["2024-06-28"]  # after the 16:00 close
+    assert target(dt.datetime(2024, 6, 19, 17, 30, tzinfo=NY)) == ["2024-06-18"]  # Juneteenth: no session
+    assert target(dt.datetime(2024, 6, 28, 15, 0, tzinfo=NY)) == ["2024-06-27"]  # a tick before the close
