@@ -313,6 +313,12 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def cmd_sources_check(args) -> int:
+    from tvquant_assets.sources.tradingview.smoke import main
+
+    return main(args.manifest, args.lake)
+
+
 def cmd_manifests_validate(args) -> int:
     from tvquant_assets.manifest import discover_manifests, validate_files
 
@@ -593,6 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(bt)
     bt.set_defaults(func=cmd_backtest)
 
+
+    src = parser("sources", "check a live source against the real service")
+    ssub = src.add_subparsers(dest="sources_command", required=True, metavar="SUBCOMMAND")
+    sc = ssub.add_parser("check", help="live smoke test: handshake, a screener page, a paged history, overnight "
+                                       "dating, parity; exit 1 on a failure, 2 without network")
+    sc.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    sc.add_argument("--lake", help="lake root for the day's screener snapshot (default: a temp directory)")
+    sc.set_defaults(func=cmd_sources_check)
 
     m = parser("manifests", "validate or list manifests")
     msub = m.add_subparsers(dest="manifests_command", required=True, metavar="SUBCOMMAND")

@@ -108,14 +108,16 @@ def check_unique_bars(prices: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckRepor
 
 
 def check_complete(prices: Mapping[pd.Timestamp, pd.DataFrame],
-                   catalogs: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckReport:
-    """On a trading day (some symbol has a bar), every active catalog symbol has one too.
+                   catalogs: Mapping[pd.Timestamp, pd.DataFrame], sessions=None) -> CheckReport:
+    """On a trading day (some symbol has a bar, or ``sessions`` - the source's closed exchange sessions -
+    holds the date), every active catalog symbol has one too.
 
-    A weekday without any bar is a market holiday, not a gap. Symbols the catalog marks inactive or
-    excluded are not expected."""
+    Without ``sessions`` a weekday without any bar is a market holiday, not a gap. Symbols the catalog
+    marks inactive or excluded are not expected."""
     report = CheckReport("complete_bars", len(prices))
+    sessions = set(sessions or ())
     for d, frame in sorted(prices.items()):
-        if not len(frame) or d not in catalogs:
+        if (not len(frame) and d not in sessions) or d not in catalogs:
             continue
         cat = catalogs[d]
         expected = cat.loc[cat["active"].to_numpy(dtype=bool), "symbol"]

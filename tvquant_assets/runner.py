@@ -87,6 +87,7 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     from tvquant_assets.defs.io_manager import LakeIOManagerFactory
     from tvquant_assets.defs.launch import execute_job, manifest_job
     from tvquant_assets.defs.resources import LakeResource
+    from tvquant_assets.sources.tradingview import run_report
 
     path, manifest = resolve_manifest(manifest_ref)
     s, e = check_range(manifest, start, end)
@@ -112,13 +113,14 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     wall = time.perf_counter() - t0
     if not result.success:
         raise RunFailed(_first_failure(result, manifest.name))
+    run_report.tag_run(instance, result.run_id, manifest, root)
     after = progress.timings.seconds
     return RangeReport(
         manifest=manifest.name, start=s, end=e, partitions=len(manifest_dates(manifest, s, e)),
         run_id=result.run_id, wall_seconds=wall,
         compute_seconds=after.get("compute", 0.0) - before.get("compute", 0.0),
         lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
-        notes=plan.notes,
+        notes=plan.notes + run_report.notes(manifest, root),
         stage_seconds=_per_stage(before, after, "stage:"), stage_cpu_seconds=_per_stage(before, after, "cpu:"),
     )
 

@@ -61,7 +61,12 @@ def evaluate(manifest: Manifest, lake: Lake, name: str, dates: list[pd.Timestamp
     if name == "unique_bars":
         return quality.check_unique_bars(read(Stage.PRICES, dates))
     if name == "complete_bars":
-        return quality.check_complete(read(Stage.PRICES, dates), read(Stage.CATALOG, dates))
+        sessions = None
+        if m.source.kind == "tradingview":  # an exchange session without any bar is a gap, not a holiday
+            from tvquant_assets.sources.tradingview.schedule import closed_sessions
+
+            sessions = closed_sessions(m, dates[0], dates[-1])
+        return quality.check_complete(read(Stage.PRICES, dates), read(Stage.CATALOG, dates), sessions)
     if name == "plausible_returns":
         return quality.check_returns(read(Stage.PRICES, dates), history(), cfg)
     if name == "fresh_prices":

@@ -48,14 +48,15 @@ def workspace_yaml() -> str:
 
 
 def manifest_job(manifest, manifest_path, resources: dict):
-    """The manifest's pipeline job (its assets and data-quality checks; not TradingView's live parity check,
-    which only the UI and schedules run), bound to ``resources``."""
+    """The manifest's pipeline job (its assets, data-quality checks and, for TradingView, the live parity and
+    source-failure checks), bound to ``resources``."""
     from tvquant_assets.defs.checks import build_manifest_checks
     from tvquant_assets.defs.factory import build_manifest_assets, build_manifest_job
+    from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 
     job = build_manifest_job(manifest)
     defs = Definitions(assets=build_manifest_assets(manifest, manifest_path),
-                       asset_checks=build_manifest_checks(manifest),
+                       asset_checks=build_manifest_checks(manifest) + build_tradingview_checks(manifest),
                        jobs=[job], resources=resources, executor=in_process_executor)
     return defs.resolve_job_def(job.name)
 

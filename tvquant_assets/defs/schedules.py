@@ -2,7 +2,10 @@
 
 Times are in the manifest's ``schedule.timezone`` (default America/New_York, so daylight saving is
 Dagster's problem, not ours). The daily run materializes partition D = the local date of the tick
-(skipped when D is not a partition, e.g. a weekend for a weekdays calendar).
+(skipped when D is not a partition, e.g. a weekend for a weekdays calendar); for a live TradingView
+manifest D is the newest partition whose session has closed at the tick (``sources/tradingview/schedule.py``).
+Missed days are caught up: when partitions after the newest sealed one (``audit``) and before D are missing,
+the run covers them all (at most ``CATCH_UP_DAYS``), so one failed or skipped day does not block later runs.
 """
 
 import datetime as dt
@@ -16,6 +19,7 @@ from tvquant_assets.defs.sensors import RANGE_END, RANGE_START
 from tvquant_assets.manifest import Manifest
 
 DEFAULT_CRON = {"weekdays": "30 17 * * 1-5", "daily": "30 0 * * *"}
+CATCH_UP_DAYS = 31
 REVIEW_CRON = "0 19 1 * *"  # the 1st of each month, after the close: review the month before
 
 
@@ -36,13 +40,25 @@ def build_daily_schedule(manifest: Manifest):
               default_status=_status(manifest),
               description=f"Materializes today's partition of {manifest.name} after the close ({tz}).")
     def _daily(context: ScheduleEvaluationContext):
-        day = _local_date(context, tz)
         if manifest.source.kind == "files":  # the dates appended to the files since the last run
-            return _appended_dates_request(manifest, day)
+            return _appended_dates_request(manifest, _local_date(context, tz))
+        if manifest.source.kind == "tradingview":
+            from tvquant_assets.sources.tradingview.schedule import closed_partition
+
+            when = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+            day = closed_partition(manifest, when)
+            if day is None or day < pd.Timestamp(manifest.start):
+                return SkipReason(f"no closed session of {manifest.name} at {when:%Y-%m-%d %H:%M %Z}")
+        else:
+            day = _local_date(context, tz)
         if not is_partition(manifest, day):
             return SkipReason(f"{day.date()} is not a partition of {manifest.name} ({manifest.calendar})")
         key = day.strftime("%Y-%m-%d")
-        return RunRequest(run_key=key, partition_key=key, tags={"tvquant/manifest": manifest.name})
+        first = _first_missing(context, manifest, day)
+        tags = {"tvquant/manifest": manifest.name}
+        if first is None or first == key:
+            return RunRequest(run_key=key, partition_key=key, tags=tags)
+        return RunRequest(run_key=f"{first}..{key}", tags={**tags, RANGE_START: first, RANGE_END: key})
 
     return _daily
 
@@ -64,6 +80,29 @@ def _appended_dates_request(manifest: Manifest, day: pd.Timestamp):
     if start == stop:
         return RunRequest(run_key=start, partition_key=start, tags=tags)
     return RunRequest(run_key=f"{start}..{stop}", tags={**tags, RANGE_START: start, RANGE_END: stop})
+
+
+def _first_missing(context: ScheduleEvaluationContext, manifest: Manifest, day: pd.Timestamp) -> str | None:
+    """The first partition after the newest sealed one (audit materialized) up to ``day``, within
+    ``CATCH_UP_DAYS``; None when nothing was ever sealed (history is a backfill's job, not the schedule's)."""
+    from dagster import AssetKey, DagsterInvariantViolationError
+
+    try:
+        instance = context.instance
+    except DagsterInvariantViolationError:  # a tick built without an instance (tests): nothing to catch up
+        return None
+    done = instance.get_materialized_partitions(AssetKey([manifest.name, "audit"]))
+    lo = max(day - pd.Timedelta(days=CATCH_UP_DAYS), pd.Timestamp(manifest.start))
+    keys = [d.strftime("%Y-%m-%d") for d in manifest_dates(manifest, lo, day)]
+    sealed = [k for k in keys if k in done]
+    if not done or not sealed:
+        return None
+    after = [k for k in keys if k > sealed[-1] and k not in done]
+    return after[0] if after else key_of(day)
+
+
+def key_of(day: pd.Timestamp) -> str:
+    return day.strftime("%Y-%m-%d")
 
 
 def build_review_schedule(manifest: Manifest):

@@ -1,4 +1,5 @@
-"""Asset checks of manifests whose source is TradingView: catalog metadata parity with the live screener."""
+"""Asset checks of manifests whose source is TradingView: catalog metadata parity with the live screener,
+and the symbols whose fetch failed at the source."""
 
 import pandas as pd
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
@@ -36,4 +37,20 @@ def build_tradingview_checks(manifest: Manifest) -> list[AssetChecksDefinition]:
         ctx = RunContext(manifest, lake.open())
         return parity_result(ctx.source.live_parity(), manifest.source.parity.severity)
 
-    return [_metadata_parity]
+    @asset_check(asset=AssetKey([manifest.name, "prices"]), name="source_failures",
+                 description="No symbol of the catalog failed at the source (every failure listed with its "
+                             "cause); an error when source.failed_symbols is fail, else a warning.")
+    def _source_failures(lake: LakeResource) -> AssetCheckResult:
+        from tvquant_assets.sources.tradingview.run_report import failed_symbols
+
+        failed = failed_symbols(manifest, lake.open().root)
+        lines = [f"{s}: {v['error']}" for s, v in failed.items()]
+        return AssetCheckResult(
+            passed=not failed,
+            severity=AssetCheckSeverity.ERROR if manifest.source.failed_symbols == "fail" else AssetCheckSeverity.WARN,
+            description=f"{len(failed)} symbol(s) failed at the source" + (f": {lines[0]}" if lines else ""),
+            metadata={"failed": len(failed), "symbols": ", ".join(failed)[:2000],
+                      "causes": MetadataValue.md("\n".join(f"- {x}" for x in lines[:50]) or "none")},
+        )
+
+    return [_metadata_parity, _source_failures]

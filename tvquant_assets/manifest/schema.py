@@ -79,6 +79,10 @@ class TradingViewSourceConfig(Strict):
     scanner_url: str = Field("https://scanner.tradingview.com", description="Screener endpoint (tests: a fake).")
     websocket_url: str = Field("wss://data.tradingview.com/socket.io/websocket",
                                description="Chart websocket endpoint (tests: a fake).")
+    auth_url: str = Field("https://www.tradingview.com/", description="Page read for the user's auth token when "
+                          "TVQUANT_TV_SESSIONID is set (tests: a fake).")
+    failed_symbols: Literal["warn", "fail"] = Field(
+        "warn", description="A symbol whose fetch failed: reported (warn) or fails the run (fail).")
     toxic: ToxicDataConfig = Field(ToxicDataConfig(), description="Bars that mark a symbol toxic.")
     parity: ParityConfig = Field(ParityConfig(), description="Catalog parity with the live screener.")
 

@@ -81,6 +81,9 @@ def plan_and_record(ctx, dates: list[pd.Timestamp]) -> RepairRecords:
     lookback = m.quality.max_fill_bars + m.universe.max_stale_days + 5
     first = previous_dates(m, dates[0], lookback)[0]
     symbols = ctx.universe_symbols
+    refetch = getattr(ctx.source, "refetch", None)  # sources with a local store download the dates again
+    if refetch is not None:
+        refetch(symbols, first, dates[-1])
     bars = ctx.source.history(symbols, first, dates[-1])
     found = plan(bars, dates, tuple(ctx.source.fields), m.quality.max_fill_bars, m.universe.max_stale_days)
     records = load_records(ctx.lake, ctx.name).merge(found)

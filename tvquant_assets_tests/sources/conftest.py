@@ -15,7 +15,7 @@ def recorded_bars():
 
 @pytest.fixture
 def fake_tv(recorded_bars):
-    server = FakeTradingView(recorded_bars).start()
+    server = FakeTradingView(recorded_bars, now=TODAY).start()
     try:
         yield server
     finally:

@@ -57,7 +57,7 @@ def test_drop_mid_history_retries_then_succeeds_else_clear_error_and_nothing_in_
     bars = src.history(["BINANCE:ETHUSDT"], pd.Timestamp("2024-01-01"), pd.Timestamp("2024-06-30"))
     assert bars["date"].min() == pd.Timestamp("2024-01-01") and bars["date"].max() == pd.Timestamp("2024-06-29")
     assert fake_tv.ws_drops["BINANCE:ETHUSDT"] == 0  # both drops happened, the third attempt completed
-    fake_tv.ws_drops["BINANCE:SOLUSDT"] = 5
+    fake_tv.ws_drops["BINANCE:SOLUSDT"] = 10
     src.history(["BINANCE:SOLUSDT", "BINANCE:ETHUSDT"], pd.Timestamp("2024-01-01"), pd.Timestamp("2024-06-30"))
     assert "BINANCE:SOLUSDT" in src.failures and "gave up after 3 attempts" in src.failures["BINANCE:SOLUSDT"]
     assert "connection closed mid-history" in src.failures["BINANCE:SOLUSDT"]

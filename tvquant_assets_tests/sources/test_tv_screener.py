@@ -135,11 +135,12 @@ def test_pool_merges_by_identity_and_direction_one_venue_per_base_with_alternati
     btc = pool[pool["ticker"] == "BINANCE:BTCUSDT"]
     assert btc[["direction", "scans"]].values.tolist() == [["long", "binance_spot,binance_rating"]]
     assert pool.duplicated(["ticker", "direction"]).sum() == 0
-    uni = universe.one_venue_per_base(pool, "base_currency", ["USDT", "USDC", "FDUSD"])
-    # BTC trades as USDT and USDC: USDT wins although USDC has more value traded
+    uni = universe.one_venue_per_base(pool, "derived", ["USDT", "USDC", "FDUSD"])
+    # BTC trades as USDT and USDC (base derived from the name: the scanner has no base_currency field):
+    # USDT wins although USDC has more value traded
     assert "BINANCE:BTCUSDC" not in set(uni["ticker"]) and "BINANCE:BTCUSDT" in set(uni["ticker"])
     assert uni.groupby(["base", "direction"]).size().max() == 1
-    alt = universe.alternatives(uni, c.scan(resolve_preset("binance_perp"), "neutral"), "base_currency", ["USDT"])
+    alt = universe.alternatives(uni, c.scan(resolve_preset("binance_perp"), "neutral"), "derived", ["USDT"])
     assert dict(zip(alt["ticker"], alt["alt_ticker"], strict=True)) == {
         "BINANCE:BTCUSDT": "BINANCE:BTCUSDT.P", "BINANCE:ETHUSDT": "BINANCE:ETHUSDT.P",
         "BINANCE:SOLUSDT": "BINANCE:SOLUSDT.P", "BINANCE:DOGEUSDT": "BINANCE:DOGEUSDT.P"}

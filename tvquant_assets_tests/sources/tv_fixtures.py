@@ -31,6 +31,16 @@ def fake_bars() -> dict[str, tuple[pd.DataFrame, str]]:
     nyse = sessions("XNYS", "2022-06-01", TODAY)
     for i, row in enumerate(load_recording("america")[1]):
         bars[row["s"]] = (bar_table(nyse, seed=200 + i, start_price=100.0 + 20 * i, vol=0.015), "America/New_York")
+    fx_days = sessions("24/5", "2023-01-01", "2024-07-31")  # sessions open the evening before (17:00 NY)
+    for market, seed in (("forex", 300), ("cfd", 400)):
+        for i, row in enumerate(load_recording(market)[1]):
+            price = float(row["d"][8])
+            bars[row["s"]] = (bar_table(fx_days, seed=seed + i, start_price=price, vol=0.006), "America/New_York",
+                              "fx")
+    cme = sessions("CMES", "2023-01-01", "2024-07-31")
+    for i, row in enumerate(load_recording("futures")[1]):
+        bars[row["s"]] = (bar_table(cme, seed=500 + i, start_price=float(row["d"][8]), vol=0.01), "America/Chicago",
+                          "cme")
     return bars
 
 
@@ -38,8 +48,8 @@ def shipped_manifest(name: str, fake, directory=None, **override):
     """A shipped manifest pointed at the fake server (``override``: top-level or ``source.*`` keys);
     written to ``directory`` when given (returns the path), else returned as a Manifest."""
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifests" / f"{name}.yaml").read_text())
-    raw["source"].update(scanner_url=fake.scanner_url, websocket_url=fake.websocket_url, backoff_s=0.0,
-                         timeout_s=5.0)
+    raw["source"].update(scanner_url=fake.scanner_url, websocket_url=fake.websocket_url, auth_url=fake.auth_url,
+                         backoff_s=0.0, timeout_s=5.0)
     for key, value in override.items():
         if key.startswith("source."):
             raw["source"][key.split(".", 1)[1]] = value

@@ -15,7 +15,7 @@ from typing import Any
 PRESET_KEYS = {"extends", "description", "market", "columns", "filter", "long", "short", "sort", "symbols",
                "preset", "limit", "base_field"}
 DIRECTION_KEYS = {"filter"}
-MARKETS = ("crypto", "america", "forex", "futures")
+MARKETS = ("crypto", "america", "forex", "futures", "cfd")  # cfd: metals and index CFDs (XAUUSD...)
 OPERATIONS = {"greater", "egreater", "less", "eless", "equal", "nequal", "in_range", "not_in_range", "empty",
               "nempty", "match", "nmatch", "smatch", "has", "has_none_of", "above%", "below%", "in_range%",
               "not_in_range%", "crosses", "crosses_above", "crosses_below"}
@@ -23,12 +23,15 @@ OPERATIONS = {"greater", "egreater", "less", "eless", "equal", "nequal", "in_ran
 DIRECTIONAL_PREFIXES = ("Recommend.", "Perf.", "change", "Mom", "RSI", "MACD", "Stoch", "CCI", "AO", "W.R",
                         "BBPower", "UO", "EMA", "SMA", "HullMA", "VWMA", "Ichimoku", "gap", "High.", "Low.",
                         "price_52_week", "ADX+DI", "ADX-DI")
-# Columns every scan fetches: the catalog, the parity check and the live side of scanner fields need them.
+# Columns every scan fetches: the catalog, the parity check and the live side of scanner fields need them
+# (a market without one of them, e.g. futures without Value.Traded, skips it: see columns.py).
 REQUIRED_COLUMNS = ("name", "description", "exchange", "type", "currency", "pricescale", "minmov", "close",
                     "volume", "Value.Traded", "Perf.W", "Perf.1M", "Perf.3M", "Volatility.D", "ATR", "ADX",
                     "Recommend.All", "Recommend.MA", "Recommend.Other")
-MARKET_COLUMNS = {"crypto": ("base_currency",), "america": ("sector", "industry"), "forex": ("base_currency",),
-                  "futures": ()}
+MARKET_COLUMNS = {"crypto": (), "america": ("sector", "industry"), "forex": (), "futures": (), "cfd": ()}
+# base_field "derived": the base asset is the symbol's name without a perpetual suffix and its quote currency
+# (BTCUSDT.P quoted in USDT -> BTC); TradingView's scanner has no base_currency column.
+DERIVED_BASE = "derived"
 USD_STABLE = ["USDT", "USDC", "FDUSD", "TUSD", "DAI", "USD"]
 
 
@@ -41,7 +44,7 @@ BUILTIN_PRESETS: dict[str, dict] = {
         "description": "Crypto market, most liquid first.",
         "market": "crypto",
         "sort": {"sortBy": "Value.Traded", "sortOrder": "desc"},
-        "base_field": "base_currency",
+        "base_field": DERIVED_BASE,
         "filter": {"priced": _rule("close", "greater", 0)},
     },
     "binance_spot": {
@@ -94,10 +97,18 @@ BUILTIN_PRESETS: dict[str, dict] = {
     "futures_cme": {
         "description": "Continuous front-month futures on CME, CME mini, COMEX and NYMEX.",
         "market": "futures",
-        "sort": {"sortBy": "Value.Traded", "sortOrder": "desc"},
+        "sort": {"sortBy": "volume", "sortOrder": "desc"},  # futures have no Value.Traded field
         "base_field": "name",
         "filter": {"venue": _rule("exchange", "in_range", ["CME", "CME_MINI", "COMEX", "NYMEX"]),
                    "continuous": _rule("typespecs", "has", ["continuous"])},
+    },
+    "metals": {
+        "description": "Spot precious metals against USD (CFDs on OANDA: gold, silver, platinum, palladium).",
+        "market": "cfd",
+        "sort": {"sortBy": "name", "sortOrder": "asc"},
+        "base_field": "name",
+        "filter": {"metals": _rule("name", "in_range", ["XAUUSD", "XAGUSD", "XPTUSD", "XPDUSD"]),
+                   "venue": _rule("exchange", "equal", "OANDA")},
     },
 }
 
@@ -191,6 +202,7 @@ def validate_preset(name: str, preset: dict) -> None:
                          f"(allowed: {', '.join(sorted(PRESET_KEYS))})")
     if preset.get("market") not in MARKETS:
         raise ValueError(f"preset {name!r}: market {preset.get('market')!r} (allowed: {', '.join(MARKETS)})")
+    _check_columns(name, preset)
     for rule_name, rule in preset.get("filter", {}).items():
         _check_rule(f"preset {name!r}: filter.{rule_name}", rule)
         if _directional(rule["left"]) or _directional(rule.get("right")):
@@ -202,6 +214,26 @@ def validate_preset(name: str, preset: dict) -> None:
             raise ValueError(f"preset {name!r}: {side}: unknown key(s) {', '.join(extra)} (allowed: filter)")
         for rule_name, rule in preset[side]["filter"].items():
             _check_rule(f"preset {name!r}: {side}.filter.{rule_name}", rule)
+
+
+def _check_columns(name: str, preset: dict) -> None:
+    """Every column a preset names must exist in its market's scanner fields (the real scanner refuses others)."""
+    from tvquant_assets.sources.tradingview.columns import known
+
+    market = preset["market"]
+    named = [("columns", c) for c in preset.get("columns") or []]
+    if (preset.get("sort") or {}).get("sortBy"):
+        named.append(("sort.sortBy", preset["sort"]["sortBy"]))
+    if preset.get("base_field") not in (None, DERIVED_BASE):
+        named.append(("base_field", preset["base_field"]))
+    for where, filters in (("filter", preset.get("filter", {})), ("long.filter", preset["long"]["filter"]),
+                           ("short.filter", preset["short"]["filter"])):
+        for rule_name, rule in filters.items():
+            named.append((f"{where}.{rule_name}", rule["left"]))
+    for where, col in named:
+        if not known(market, col):
+            raise ValueError(f"preset {name!r}: {where}: {col!r} is not a TradingView {market} scanner field "
+                             "(the scanner answers HTTP 400 Unknown field)")
 
 
 def check_presets(presets: dict[str, dict], used: list[str]) -> None:
@@ -220,7 +252,11 @@ def scan_filters(preset: dict, direction: str) -> list[dict]:
 
 
 def scan_columns(preset: dict) -> list[str]:
-    cols = list(REQUIRED_COLUMNS) + list(MARKET_COLUMNS[preset["market"]]) + list(preset.get("columns") or [])
+    from tvquant_assets.sources.tradingview.columns import known
+
+    market = preset["market"]
+    required = [c for c in REQUIRED_COLUMNS if known(market, c)]
+    cols = required + list(MARKET_COLUMNS[market]) + list(preset.get("columns") or [])
     return list(dict.fromkeys(cols))
 
 

@@ -22,7 +22,9 @@ from tvquant_assets.sources.tradingview.presets import build_payload, scan_colum
 PAGE_SIZE = 1000  # rows per request (TradingView allows more; 1000 keeps responses small)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 HEADERS = {"content-type": "application/json", "origin": "https://www.tradingview.com",
-           "referer": "https://www.tradingview.com/", "user-agent": "tvquant (+https://github.com/)"}
+           "referer": "https://www.tradingview.com/",
+           "user-agent": ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                          "Chrome/131.0.0.0 Safari/537.36")}
 
 
 class RetryableError(Exception):
@@ -123,6 +125,9 @@ class ScreenerClient:
                 break
             offset += len(body["data"])
         frame = pd.DataFrame(rows, columns=["ticker", *columns])
+        if "Value.Traded" not in frame and {"close", "volume"} <= set(frame):  # futures: no such field
+            frame["Value.Traded"] = pd.to_numeric(frame["close"], errors="coerce") * \
+                pd.to_numeric(frame["volume"], errors="coerce")
         return frame.drop_duplicates("ticker", keep="first").reset_index(drop=True)
 
     def snapshot(self, market: str, tickers: list[str], columns: list[str]) -> pd.DataFrame:

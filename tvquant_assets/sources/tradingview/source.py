@@ -1,13 +1,17 @@
 """The live TradingView source: screener scans pick the universe, the chart websocket fills daily bars.
 
 Everything fetched is kept under ``<lake>/_sources/tradingview/``: one parquet per symbol of daily bars
-(plus a coverage note), one universe snapshot per day and preset set, and the SCD-2 catalog built from
-those snapshots. A symbol's bars are written only after its whole fetch succeeded, atomically.
-Only completed bars are kept: a bar stamped today (UTC, or ``TVQUANT_TODAY``) is still forming.
+(plus a coverage note: the dates the received bars really cover), one universe snapshot per day and
+preset set, the SCD-2 catalog built from those snapshots, and beside them ``failed_symbols.json`` (the
+symbols whose last fetch failed, with the cause). A symbol's bars are written only after its whole fetch succeeded,
+atomically. Bars are dated by their session's trading date in ``source.exchange_calendar``, and a bar whose
+session has not closed yet (at ``now()``: the clock, ``TVQUANT_NOW`` or midnight UTC of ``TVQUANT_TODAY``)
+is never stored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import os
@@ -20,18 +24,26 @@ from tvquant_assets.errors import SourceError
 from tvquant_assets.hashing import obj_hash
 from tvquant_assets.lake.store import atomic_write_bytes, default_lake_root, to_parquet_bytes
 from tvquant_assets.sources.base import CATALOG_COLUMNS, Source
-from tvquant_assets.sources.tradingview import calendars, catalog, fields, quality, universe
+from tvquant_assets.sources.tradingview import auth, calendars, catalog, fields, quality, universe
 from tvquant_assets.sources.tradingview.presets import resolve_preset, scan_filters
 from tvquant_assets.sources.tradingview.screener import RetryPolicy, ScreenerClient
 from tvquant_assets.sources.tradingview.websocket import ChartClient
 
 TODAY_ENV = "TVQUANT_TODAY"
+NOW_ENV = "TVQUANT_NOW"
 FIELDS = ("open", "high", "low", "close", "volume")
 
 
+def now() -> pd.Timestamp:
+    """The current instant, UTC (tz-aware): ``TVQUANT_NOW``, else midnight UTC of ``TVQUANT_TODAY``, else the clock."""
+    env = os.environ.get(NOW_ENV) or os.environ.get(TODAY_ENV)
+    t = pd.Timestamp(env) if env else pd.Timestamp.now("UTC")
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
 def today() -> pd.Timestamp:
-    env = os.environ.get(TODAY_ENV)
-    return pd.Timestamp(env).normalize() if env else pd.Timestamp.now("UTC").tz_localize(None).normalize()
+    """The UTC date of ``now()`` (tz-naive): the date a screener snapshot taken now is filed under."""
+    return now().tz_localize(None).normalize()
 
 
 def file_key(ticker: str) -> str:
@@ -52,7 +64,8 @@ class TradingViewSource(Source):
         policy = RetryPolicy(self.cfg.max_attempts, self.cfg.backoff_s)
         self.screener = ScreenerClient(self.cfg.scanner_url, policy, self.cfg.timeout_s)
         self.chart = ChartClient(self.cfg.websocket_url, policy, self.cfg.timeout_s, self.cfg.bars_per_request,
-                                 self.cfg.time_budget_s)
+                                 self.cfg.time_budget_s, auth_token=auth.TokenProvider(self.cfg.auth_url, policy,
+                                                                                       self.cfg.timeout_s))
         self.failures: dict[str, str] = {}
 
     def attach_lake(self, root) -> None:
@@ -136,28 +149,52 @@ class TradingViewSource(Source):
         """The point-in-time catalog on ``date`` (SCD-2 versions valid then)."""
         return catalog.as_of(self.catalog_history(), date)
 
+    def universe_snapshot_date(self, date, dates: list[pd.Timestamp] | None = None) -> tuple[pd.Timestamp, bool]:
+        """The screener snapshot that is D's universe: the latest one <= D, else the first (``True``: D is
+        before the first snapshot, so its universe comes from a later scan: survivorship)."""
+        if dates is None:
+            self.snapshot()
+            dates = self.snapshot_dates()
+        d = pd.Timestamp(date).normalize()
+        before = [s for s in dates if s <= d]
+        return (before[-1], False) if before else (dates[0], True)
+
     def catalog_as_of(self, frames: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, pd.DataFrame]:
-        """Each date's exchange, type, sector, industry and currency from the SCD-2 version valid then;
-        ``attributes_as_of`` names the version's first day (dates before the first snapshot use the
-        earliest version: the screener has no older history)."""
+        """Each date's members and attributes point in time: the symbols of D's universe snapshot
+        (``universe_as_of``: its date; after D when D precedes the first snapshot), exchange, type, sector,
+        industry and currency from the SCD-2 version valid then (``attributes_as_of``: the version's first
+        day, the earliest version before the first snapshot), and the implementation alternative of D
+        (``alt_ticker``: e.g. the perpetual to trade for a spot pair; empty when none)."""
         hist = self.catalog_history()
         earliest = hist.sort_values("valid_from", kind="stable").drop_duplicates("symbol").set_index("symbol")
         cols = ["exchange", "type", "sector", "industry", "currency"]
-        out = {}
+        self.snapshot()
+        snap_dates, snaps, out = self.snapshot_dates(), {}, {}
         for d, f in frames.items():
+            snap_day, _ = self.universe_snapshot_date(d, snap_dates)
+            if snap_day not in snaps:
+                snaps[snap_day] = self.snapshot(snap_day).drop_duplicates("ticker").set_index("ticker")
+            snap = snaps[snap_day]
+            f = f[f["symbol"].isin(snap.index)].reset_index(drop=True)
             valid = catalog.as_of(hist, d).set_index("symbol")
-            f = f.copy()
             syms = f["symbol"]
             for c in cols:
-                now, first = valid[c].to_dict(), earliest[c].to_dict()
-                f[c] = [str(now.get(s, first.get(s, old))) for s, old in zip(syms, f[c], strict=True)]
-            now, first = valid["valid_from"].to_dict(), earliest["valid_from"].to_dict()
-            f["attributes_as_of"] = pd.to_datetime([now.get(s, first.get(s)) for s in syms]).astype("datetime64[ns]")
+                now_, first = valid[c].to_dict(), earliest[c].to_dict()
+                f[c] = [str(now_.get(s, first.get(s, old))) for s, old in zip(syms, f[c], strict=True)]
+            now_, first = valid["valid_from"].to_dict(), earliest["valid_from"].to_dict()
+            f["attributes_as_of"] = pd.to_datetime([now_.get(s, first.get(s)) for s in syms]).astype("datetime64[ns]")
+            f["universe_as_of"] = pd.Series(snap_day, index=f.index, dtype="datetime64[ns]")
+            alt = snap["alt_ticker"].to_dict() if "alt_ticker" in snap else {}
+            f["alt_ticker"] = [str(alt.get(s) or "") for s in syms]
             out[d] = f
         return out
 
     def catalog(self) -> pd.DataFrame:
-        rows = catalog.catalog_rows(self.snapshot())
+        """Every symbol of every stored snapshot (newest attributes first): the catalog stage narrows each
+        date to its own snapshot in ``catalog_as_of``."""
+        self.snapshot()
+        parts = [catalog.catalog_rows(self.snapshot(d)) for d in reversed(self.snapshot_dates())]
+        rows = pd.concat(parts, ignore_index=True).drop_duplicates("symbol", keep="first")
         return rows[CATALOG_COLUMNS].sort_values("symbol").reset_index(drop=True)
 
     def directions(self) -> pd.DataFrame:
@@ -193,49 +230,117 @@ class TradingViewSource(Source):
     def stored_bars(self, ticker: str) -> pd.DataFrame:
         return self._read(self._bars_path(ticker)) if self.coverage(ticker) else None
 
+    def last_closed(self) -> pd.Timestamp | None:
+        """The newest trading date whose session has closed now (in the exchange calendar)."""
+        return calendars.last_closed_session(self.cfg.exchange_calendar, now())
+
+    def partitions_end(self, when: dt.datetime) -> dt.date | None:
+        """The last partition date with data at ``when``: the newest closed session of the exchange calendar."""
+        t = pd.Timestamp(when)
+        d = calendars.last_closed_session(self.cfg.exchange_calendar, t)
+        return None if d is None else d.date()
+
+    def _write_bars(self, ticker: str, bars: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
+        self._write(self._bars_path(ticker), bars.reset_index(drop=True))
+        atomic_write_bytes(self._coverage_path(ticker),
+                           json.dumps({"from": f"{lo:%Y-%m-%d}", "to": f"{hi:%Y-%m-%d}"}).encode())
+
     def ensure(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
-        """Fetch what the store lacks of [start, end] for one symbol (older history, then newer bars)."""
-        now = today()
-        end = min(pd.Timestamp(end).normalize(), now - pd.Timedelta(days=1))
+        """Fetch what the store lacks of [start, end] for one symbol (older history, then newer bars).
+        Coverage records only what was received: back to ``start`` when the bars reach it or the server
+        said its history ends, else back to the earliest bar received."""
+        closed = self.last_closed()
+        if closed is None:
+            return
+        end = min(pd.Timestamp(end).normalize(), closed)
         cov = self.coverage(ticker)
         need_old = cov is None or start < pd.Timestamp(cov["from"])
         last = calendars.last_session(self.cfg.exchange_calendar, end)
         need_new = cov is not None and last is not None and last > pd.Timestamp(cov["to"])
         if not (need_old or need_new):
             return
+        cal = self.cfg.exchange_calendar
         if need_old:
-            bars, _ = self.chart.history(ticker, start)
-            lo = start if cov is None else min(start, pd.Timestamp(cov["from"]))
+            bars, info = self.chart.history(ticker, start, calendar=cal)
+            reached = info.get("_history_ended") or (len(bars) and bars["date"].min() <= start)
+            lo = start if reached else (bars["date"].min() if len(bars) else closed)
+            if cov is not None:
+                lo = min(lo, pd.Timestamp(cov["from"]))
         else:
-            n = calendars.missing_sessions(self.cfg.exchange_calendar, cov["to"], now) + 2
-            bars, _ = self.chart.history(ticker, pd.Timestamp(cov["to"]), first_request=n)
+            n = calendars.missing_sessions(cal, cov["to"], today()) + 2  # the open session and an overlap
+            bars, _ = self.chart.history(ticker, pd.Timestamp(cov["to"]), first_request=n, calendar=cal)
             lo = pd.Timestamp(cov["from"])
         old = self.stored_bars(ticker)
         merged = pd.concat([old, bars], ignore_index=True) if old is not None else bars
         merged = merged.drop_duplicates("date", keep="last").sort_values("date")
-        merged = merged[merged["date"] < now].reset_index(drop=True)
+        merged = merged[merged["date"] <= closed]  # a session still open is never stored
         hi = end if cov is None else max(end, pd.Timestamp(cov["to"]))
-        self._write(self._bars_path(ticker), merged)
-        atomic_write_bytes(self._coverage_path(ticker),
-                           json.dumps({"from": f"{lo:%Y-%m-%d}", "to": f"{hi:%Y-%m-%d}"}).encode())
+        self._write_bars(ticker, merged, lo, hi)
+
+    def refetch(self, symbols: list[str], start, end) -> None:
+        """Download [start, end] of ``symbols`` again and replace the stored bars of those dates (the
+        data_repair job's re-fetch: the coverage record does not stop it). Failures are recorded."""
+        start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+        closed = self.last_closed()
+        if closed is None:
+            return
+        for sym in sorted(set(symbols)):
+            cov = self.coverage(sym)
+            if cov is None:
+                continue  # never fetched: history() downloads it whole
+            try:
+                bars, _ = self.chart.history(sym, start, calendar=self.cfg.exchange_calendar)
+            except SourceError as exc:
+                self.failures[sym] = str(exc)
+                continue
+            bars = bars[(bars["date"] >= start) & (bars["date"] <= min(end, closed))]
+            old = self.stored_bars(sym)
+            keep = old[(old["date"] < start) | (old["date"] > end)]
+            merged = pd.concat([keep, bars], ignore_index=True).drop_duplicates("date", keep="last")
+            merged = merged.sort_values("date")
+            self._write_bars(sym, merged, pd.Timestamp(cov["from"]), max(pd.Timestamp(cov["to"]), min(end, closed)))
+
+    def failures_path(self):
+        return self.scan_dir / "failed_symbols.json"  # per universe: manifests sharing bars keep their own
+
+    def failed_symbols(self) -> dict[str, dict]:
+        """Symbols whose last fetch failed: ``{symbol: {"error": cause, "at": when}}``."""
+        p = self.failures_path()
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def _record_failures(self, tried: set[str]) -> None:
+        known = self.failed_symbols()
+        at = f"{now():%Y-%m-%dT%H:%M:%SZ}"
+        updated = {s: v for s, v in known.items() if s not in tried or s in self.failures}
+        updated.update({s: {"error": e, "at": at} for s, e in self.failures.items() if s in tried})
+        if updated != known:
+            atomic_write_bytes(self.failures_path(), json.dumps(updated, indent=1, sort_keys=True).encode())
 
     def history(self, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         lo = max(pd.Timestamp(start), pd.Timestamp(self.cfg.history_start))
-        hi = min(pd.Timestamp(end), today() - pd.Timedelta(days=1))
+        closed = self.last_closed()
+        hi = min(pd.Timestamp(end), closed) if closed is not None else lo - pd.Timedelta(days=1)
         parts = []
+        tried = set(symbols) if lo <= hi else set()
         for sym in sorted(set(symbols)):
             if lo <= hi:
                 try:
                     self.ensure(sym, lo, hi)
+                    self.failures.pop(sym, None)
                 except SourceError as exc:  # one symbol's failure is recorded, the others go on
                     self.failures[sym] = str(exc)
                     continue
             bars = self.stored_bars(sym)
             if bars is not None and len(bars):
                 parts.append(bars.assign(symbol=sym))
-        if symbols and len(self.failures) >= len(set(symbols)):
-            first = next(iter(self.failures.values()))
+        self._record_failures(tried)
+        failed = sorted(s for s in tried if s in self.failures)
+        if symbols and tried and len(failed) >= len(set(symbols)):
+            first = self.failures[failed[0]]
             raise SourceError(f"tradingview: no history for any symbol; first error: {first}")
+        if failed and self.cfg.failed_symbols == "fail":
+            raise SourceError(f"tradingview: {len(failed)} symbol(s) failed (source.failed_symbols: fail): "
+                              + "; ".join(f"{s}: {self.failures[s]}" for s in failed[:5]))
         if not parts:
             return pd.DataFrame({"date": pd.Series(dtype="datetime64[ns]"), "symbol": pd.Series(dtype=str),
                                  **{f: pd.Series(dtype="float64") for f in FIELDS}})

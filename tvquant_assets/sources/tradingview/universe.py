@@ -18,7 +18,18 @@ def merge_pool(scans: list[tuple[str, str, pd.DataFrame]]) -> pd.DataFrame:
     return pool.reset_index(drop=True)
 
 
+def derived_base(name: str, currency: str) -> str:
+    """The base asset of a pair from its name and quote currency: ``BTCUSDT.P`` / USDT -> ``BTC``."""
+    core = name.split(".")[0] if name.endswith((".P", ".PERP")) else name
+    return core[: -len(currency)] if currency and core.endswith(currency) and len(core) > len(currency) else core
+
+
 def base_asset(pool: pd.DataFrame, base_field: str) -> pd.Series:
+    if base_field == "derived":
+        names = pool["name"] if "name" in pool else pool["ticker"].str.split(":").str[-1]
+        cur = pool["currency"] if "currency" in pool else pd.Series("", index=pool.index)
+        return pd.Series([derived_base(str(n), "" if c is None else str(c)) for n, c in zip(names, cur, strict=True)],
+                         index=pool.index, dtype=object)
     if base_field in pool and pool[base_field].notna().all():
         return pool[base_field].astype(str)
     return pool["ticker"].str.split(":").str[-1]
