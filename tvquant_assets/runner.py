@@ -15,6 +15,7 @@ from tvquant_assets.errors import ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
 from tvquant_assets.stages import STAGES
+from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
@@ -41,6 +42,8 @@ class RangeReport:
     notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall inside each asset body
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU of the same (less load-sensitive)
+    failures: list = field(default_factory=list)  # PartitionFailure: roots first, then what they block
+    run_ids: list[str] = field(default_factory=list)  # every run of the range (the first, then containment's)
 
     @property
     def dagster_seconds(self) -> float:
@@ -75,13 +78,13 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
 
 
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
-                      extend_start: bool = True) -> RangeReport:
+                      extend_start: bool = True, skip_fresh: bool = False) -> RangeReport:
     """Run every stage of a manifest for [start, end] as one in-process Dagster run (after the history its
     plan needs, as a run of its own)."""
     # One "planned" event per range instead of per partition; materializations stored in batches.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
-    from dagster import DagsterInstance
+    from dagster import AssetKey, DagsterInstance
 
     from tvquant_assets.defs.checks import build_manifest_checks
     from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets
@@ -109,18 +112,37 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         history = _materialize(history_assets, instance, resources, tags, first, last)
         if not history.success:
             raise RunFailed(_first_failure(history, manifest.name))
-    result = _materialize([*assets, *checks], instance, resources, tags, keys[0], keys[1])
+    from tvquant_assets.defs.containment import contain, fresh_partitions
+
+    def rerun(stages: list[str], first: str, last: str):
+        return _materialize([*assets, *checks], instance, resources, tags, first, last,
+                            selection=[AssetKey([manifest.name, st]) for st in stages])
+
+    ctx, dates = RunContext(manifest, Lake.open(root)), manifest_dates(manifest, s, e)
+    done = fresh_partitions(ctx, dates, instance) if skip_fresh else set()
+    if done:  # only what is missing or stale, in segments of dates
+        contained = contain(ctx, dates, None, rerun, instance, done)
+        failures, run_ids = contained.failures, contained.run_ids
+        plan.notes.append(f"skipped {len(done)} of {len(dates) * len(assets)} asset-partitions: in the lake, "
+                          f"materialized with the current code version, nothing they read redone")
+    else:
+        result = _materialize([*assets, *checks], instance, resources, tags, keys[0], keys[1])
+        failures, run_ids = [], [result.run_id]
+        if not result.success:  # contain the failure to its dates: re-run what does not depend on it
+            contained = contain(ctx, dates, result, rerun, instance)
+            if not contained.failures:
+                raise RunFailed(_first_failure(result, manifest.name))
+            failures, run_ids = contained.failures, contained.run_ids
     wall = time.perf_counter() - t0
-    if not result.success:
-        raise RunFailed(_first_failure(result, manifest.name))
     after = progress.timings.seconds
     return RangeReport(
         manifest=manifest.name, start=s, end=e, partitions=len(manifest_dates(manifest, s, e)),
-        run_id=result.run_id, wall_seconds=wall,
+        run_id=run_ids[0] if run_ids else "", wall_seconds=wall,
         compute_seconds=after.get("compute", 0.0) - before.get("compute", 0.0),
         lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
         notes=plan.notes,
         stage_seconds=_per_stage(before, after, "stage:"), stage_cpu_seconds=_per_stage(before, after, "cpu:"),
+        failures=failures, run_ids=run_ids,
     )
 
 
@@ -129,16 +151,17 @@ def _per_stage(before: dict, after: dict, prefix: str) -> dict[str, float]:
             if k.startswith(prefix) and v - before.get(k, 0.0) > 0}
 
 
-def _materialize(assets, instance, resources, tags, first: str, last: str):
-    """One in-process run over [first, last] (a single partition when they are equal)."""
+def _materialize(assets, instance, resources, tags, first: str, last: str, selection=None):
+    """One in-process run over [first, last] (a single partition when they are equal) of ``selection``
+    (default: every asset given) and their checks."""
     from dagster import materialize
 
     if first == last:
         return materialize(assets, instance=instance, resources=resources, tags=tags, partition_key=first,
-                           run_config=QUIET, raise_on_error=False)
+                           run_config=QUIET, raise_on_error=False, selection=selection)
     range_tags = {**tags, "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
     return materialize(assets, instance=instance, resources=resources, tags=range_tags, run_config=QUIET,
-                       raise_on_error=False)
+                       raise_on_error=False, selection=selection)
 
 
 def _first_failure(result, manifest_name: str) -> str:
