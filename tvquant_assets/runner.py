@@ -61,20 +61,51 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """Both ends must be partitions of the manifest (Dagster silently accepts bad range ends)."""
+def range_bounds(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timestamp, list[str]]:
+    """The partitions inside [start, end]: bounds that are not partitions (a weekend, a holiday) move inward,
+    and the notes say so. Dagster silently accepts bad range ends, so they never reach it."""
     s, e = pd.Timestamp(start), pd.Timestamp(end)
-    for label, d in (("--start", s), ("--end", e)):
-        if not is_partition(manifest, d):
-            hint = manifest_dates(manifest, d - pd.Timedelta(days=7), d)
-            near = f"; nearest earlier partition is {hint[-1].date()}" if hint else ""
-            raise ManifestError(
-                f"{label} {d.date()} is not a partition of {manifest.name} (calendar {manifest.calendar}, "
-                f"first partition {manifest.start}){near}"
-            )
     if e < s:
         raise ManifestError(f"--end {e.date()} is before --start {s.date()}")
+    first = pd.Timestamp(manifest.start)
+    if e < first:
+        raise ManifestError(f"--end {e.date()} is before the first partition of {manifest.name} "
+                            f"(calendar {manifest.calendar}, first partition {manifest.start})")
+    dates = manifest_dates(manifest, max(s, first), e)
+    if not dates:
+        raise ManifestError(f"no partition of {manifest.name} between {s.date()} and {e.date()} "
+                            f"(calendar {manifest.calendar})")
+    notes = []
+    if dates[0] != s:
+        why = "before the first partition" if s < first else f"a {s.day_name()}, not a partition"
+        notes.append(f"--start {s.date()} is {why} ({manifest.calendar}): the range starts on {dates[0].date()}")
+    if dates[-1] != e:
+        notes.append(f"--end {e.date()} is a {e.day_name()}, not a partition ({manifest.calendar}): the range ends "
+                     f"on {dates[-1].date()}")
+    return dates[0], dates[-1], notes
+
+
+def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last partitions inside [start, end] (see :func:`range_bounds`)."""
+    s, e, _ = range_bounds(manifest, start, end)
     return s, e
+
+
+def check_data_end(ctx, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    """One line when the range starts after the source's last bar (nothing there to materialize)."""
+    from tvquant_assets.errors import SourceError
+    from tvquant_assets.stages.plan import latest_partition
+
+    probe_end = min(end, start + pd.Timedelta(days=14))
+    if len(ctx.source.history(ctx.universe_symbols, start, probe_end)):
+        return
+    try:
+        last = latest_partition(ctx, today=start)
+    except SourceError:
+        return  # no bars before either: the stages say what is missing
+    if last < start and not len(ctx.source.history(ctx.universe_symbols, start, end)):
+        raise ManifestError(f"--start {start.date()} is after the last bar of {ctx.name}'s source "
+                            f"{ctx.source.name} ({last.date()}): nothing to materialize")
 
 
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
@@ -92,9 +123,11 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     from tvquant_assets.defs.resources import LakeResource
 
     path, manifest = resolve_manifest(manifest_ref)
-    s, e = check_range(manifest, start, end)
+    s, e, bound_notes = range_bounds(manifest, start, end)
     root = lake_root or default_lake_root()
+    check_data_end(RunContext(manifest, Lake.open(root)), s, e)
     plan = plan_range(manifest, Lake.open(root), s, e, extend_start=extend_start)
+    plan.notes[:0] = bound_notes
     s = plan.start
     if instance is None:
         ensure_dagster_home()
@@ -237,5 +270,5 @@ def materialize_outputs(manifest_ref: str | Path, date=None, *, lake_root: str |
     )
 
 
-__all__ = ["STAGES", "OutputsReport", "RangeReport", "RunFailed", "check_range", "ensure_dagster_home",
+__all__ = ["STAGES", "OutputsReport", "RangeReport", "RunFailed", "check_data_end", "check_range", "range_bounds", "ensure_dagster_home",
            "materialize_outputs", "materialize_range", "plan_start", "stage_frame"]
