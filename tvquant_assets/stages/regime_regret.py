@@ -28,11 +28,14 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     m = ctx.manifest
     start, last = pd.Timestamp(m.backtest_start), max(dates)
     days = manifest_dates(m, start, last) if last >= start else []
-    backtests = ctx.read("backtest", days) if days else {}
+    # Advisory: a backtest partition missing from the lake (a date that failed) drops that day's returns
+    # instead of failing every later date; the note names the missing days.
+    backtests = ctx.lake.read_many(ctx.name, "backtest", days, missing_ok=True) if days else {}
+    missing = [d for d in days if d not in backtests]
     returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, (f, _) in backtests.items()}).T
     returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
         index=pd.DatetimeIndex([]), dtype="float64")
-    regimes = ctx.read("regime", days) if days else {}
+    regimes = ctx.lake.read_many(ctx.name, "regime", days, missing_ok=True) if days else {}
     scores = pd.Series({d: float(f["stress_score"].iloc[0]) if len(f) else np.nan
                         for d, (f, _) in regimes.items()}, dtype="float64")
     presets = {str(getattr(k, "value", k)): v for k, v in m.regime_presets.items()}
@@ -50,6 +53,10 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
         pick = f.loc[f["suggested"], "turbulent_threshold"]
         notes[d] = (f"advisory, not applied: regret is smallest at turbulent {pick.iloc[0]:g} "
                     f"(manifest: {m.regime.thresholds.turbulent:g})") if len(pick) else "advisory: no returns yet"
+        gaps = [x for x in missing if x <= d]
+        if gaps:
+            notes[d] += (f"; {len(gaps)} backtest day(s) missing from the lake and left out "
+                         f"({gaps[0].date()}{'..' + str(gaps[-1].date()) if len(gaps) > 1 else ''})")
     return StageResult(frames, ctx.same_date_hashes(SPEC.upstream, dates), notes)
 
 
