@@ -270,5 +270,6 @@ def materialize_outputs(manifest_ref: str | Path, date=None, *, lake_root: str |
     )
 
 
-__all__ = ["STAGES", "OutputsReport", "RangeReport", "RunFailed", "check_data_end", "check_range", "range_bounds", "ensure_dagster_home",
+__all__ = ["STAGES", "OutputsReport", "RangeReport", "RunFailed", "check_data_end", "check_range",
+           "range_bounds", "ensure_dagster_home",
            "materialize_outputs", "materialize_range", "plan_start", "stage_frame"]

@@ -182,8 +182,8 @@ def history(m: Manifest) -> list[str]:
         return [f"backtest.start {bt} is after the last bar of source {m.source.kind} ({facts.last})"]
     have = _rows(facts.first, bt, facts.every_day) - 1 if bt > facts.first else 0
     if have < need:
-        out.append(f"backtest.start {bt} leaves {have} bars of history in source {m.source.kind} (from {facts.first}) and "
-                   f"{need_field} needs {need}; start the backtest on or after the warm-up")
+        out.append(f"backtest.start {bt} leaves {have} bars of history in source {m.source.kind} "
+                   f"(from {facts.first}) and {need_field} needs {need}; start the backtest on or after the warm-up")
     return out
 
 

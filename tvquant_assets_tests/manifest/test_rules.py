@@ -37,7 +37,8 @@ def _refused(raw: dict) -> str:
 @pytest.mark.parametrize("changes, fields", [
     ({"regime_presets__CRISIS__max_weight": 0.15},
      ["regime_presets.CRISIS.max_weight 0.15 x selection.min_symbols 6"]),
-    ({"tournament__constraints__max_weight": 0.05}, ["tournament.constraints.max_weight 0.05 x selection.max_symbols 12"]),
+    ({"tournament__constraints__max_weight": 0.05},
+     ["tournament.constraints.max_weight 0.05 x selection.max_symbols 12"]),
     ({"regime_presets__CRISIS__max_symbols": 4},
      ["regime_presets.CRISIS.max_weight 0.2 x max_symbols 4 = 0.8 < 1"]),
     ({"tournament__constraints__cluster_cap": 0.15}, ["tournament.constraints.cluster_cap 0.15 x "
@@ -51,7 +52,8 @@ def _refused(raw: dict) -> str:
     ({"selection__vetoes__min_liquidity": 1e6}, ["selection.vetoes.min_liquidity needs volume and source bundled "
                                                  "has close only"]),
     ({"backtest__execution": "next_open"}, ["backtest.execution next_open needs open prices"]),
-    ({"estimation__lookback": 20000}, ["estimation.lookback 20000 is longer than the history of source bundled (8607 weekdays"]),
+    ({"estimation__lookback": 20000},
+     ["estimation.lookback 20000 is longer than the history of source bundled (8607 weekdays"]),
     ({"regime__long_window": 20000}, ["regime.long_window 20000 is longer than the history of source bundled"]),
     ({"start": "1990-03-01", "backtest__start": "1990-06-01"},
      ["backtest.start 1990-06-01 leaves 108 bars of history in source bundled", "needs 273"]),
