@@ -70,7 +70,8 @@ def locate(stage: str, dates: list[pd.Timestamp], compute: Callable[[list[pd.Tim
     """The dates on which ``compute`` fails, after it failed over all of ``dates`` with ``first_error``.
 
     A path-dependent stage fails from its first failing date on (found by bisecting prefixes, which start
-    where the range starts and so compute what the range computes); the others are split in halves, since
+    where the range starts and so compute what the range computes): the dates before it are computed, the
+    ones after it cannot be in a range that holds it; the others are split in halves, since
     a sub-range computes what the range computes for its dates. The audit stage appends to the ledger, so
     it is not re-run: every date fails with the error."""
     if len(dates) == 1 or SPECS[stage].seals:
@@ -84,7 +85,8 @@ def locate(stage: str, dates: list[pd.Timestamp], compute: Callable[[list[pd.Tim
                 lo = mid + 1
             except Exception as exc:  # noqa: BLE001 - any failure of the stage is the date's failure
                 hi, error = mid, exc
-        return {dates[lo]: _reason(error)}
+        # a range that holds dates[lo] cannot be computed: the later dates fail with it (one reason)
+        return dict.fromkeys(dates[lo:], f"{_reason(error)} (fails from {dates[lo].date()} on)")
     out: dict[pd.Timestamp, str] = {}
 
     def split(ds: list[pd.Timestamp], error: BaseException | None) -> None:

@@ -32,7 +32,9 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     # instead of failing every later date; the note names the missing days.
     backtests = ctx.lake.read_many(ctx.name, "backtest", days, missing_ok=True) if days else {}
     missing = [d for d in days if d not in backtests]
-    returns = pd.DataFrame({d: f.set_index("candidate")["day_return"] for d, (f, _) in backtests.items()}).T
+    first_sim = m.backtest.simulators[0]  # one row per candidate: the first configured simulator's
+    returns = pd.DataFrame({d: (f[f["simulator"] == first_sim] if "simulator" in f.columns else f)
+                            .set_index("candidate")["day_return"] for d, (f, _) in backtests.items()}).T
     returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
         index=pd.DatetimeIndex([]), dtype="float64")
     regimes = ctx.lake.read_many(ctx.name, "regime", days, missing_ok=True) if days else {}
