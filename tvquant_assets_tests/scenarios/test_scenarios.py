@@ -188,3 +188,52 @@ def test_the_last_partition_is_today(scenario):
 
     ran = scenario("sc_last_partition_today")
     assert ran.dates[-1].date() == dt.date.today()
+
+
+def test_the_reported_case_is_contained_to_its_dates(tmp_path, monkeypatch, capsys):
+    """Cluster cap + tighter CRISIS cap: HRP's crisis decisions from 2020-03-16 fail the blocking weight
+    check. Through the CLI: exit 2 naming them, every earlier date complete and sealed, the failed dates'
+    upstream stages materialized, the UI told why; a re-run redoes only the incomplete dates."""
+    from dagster import DagsterInstance
+
+    from tvquant_assets.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    lake = tmp_path / "lake"
+    path = HERE / "contain_cluster_cap_crisis.yaml"
+    args = ["backfill", "--manifest", str(path), "--start", "2020-02-15", "--end", "2020-03-20", "--lake", str(lake),
+            "--no-report"]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "note: --start 2020-02-15 is before the first partition (weekdays): the range starts on 2020-02-18" in out
+    assert ("failed: tournament 2020-03-16..2020-03-20 (5 dates): check tournament_weights failed: skfolio/hrp: AMD "
+            "weight 0.170355 above cap 0.17") in err
+    assert "blocked (they read a failed partition): backtest 2020-03-16..2020-03-20 (5); drift" in err
+    assert "5 of 24 dates not complete (2020-03-16..2020-03-20)" in err
+    name = "contain_cluster_cap_crisis"
+    lk = Lake(str(lake))
+    dates = lk.partitions(name, "catalog")
+    good = [d for d in dates if d < pd.Timestamp("2020-03-16")]
+    bad = [d for d in dates if d >= pd.Timestamp("2020-03-16")]
+    assert len(good) == 19 and len(bad) == 5
+    for stage in ASSETS:
+        assert all(lk.exists(name, stage, d) for d in good), stage
+    for stage in ("catalog", "prices", "scan", "regime", "selection", "estimation", "tournament"):
+        assert all(lk.exists(name, stage, d) for d in bad), stage
+    for stage in ("backtest", "drift", "audit", "regime_regret"):
+        assert not any(lk.exists(name, stage, d) for d in bad), stage
+    ledger = Ledger(lk.ledger_path(name))
+    assert ledger.verify().ok
+    assert {e["payload"]["date"] for e in ledger.entries()} == {d.strftime("%Y-%m-%d") for d in good}
+    instance = DagsterInstance.get()
+    obs = instance.fetch_observations(AssetKey([name, "tournament"]), limit=10).records
+    by_partition = {r.partition_key: r.event_log_entry.asset_observation.metadata for r in obs}
+    assert "above cap 0.17" in by_partition["2020-03-16"]["failed"].value
+    assert "backtest 2020-03-16..2020-03-20 (5)" in by_partition["2020-03-16"]["blocks"].value
+
+    assert main(args) == 2  # re-run: only the incomplete dates are redone, and fail the same way
+    out, err = capsys.readouterr()
+    assert f"skipped {19 * len(ASSETS)} of {24 * len(ASSETS)} asset-partitions" in out
+    catalog = instance.fetch_materializations(AssetKey([name, "catalog"]), limit=100).records
+    assert sorted(r.partition_key for r in catalog).count("2020-02-18") == 1
+    assert sorted(r.partition_key for r in catalog).count("2020-03-16") == 2
