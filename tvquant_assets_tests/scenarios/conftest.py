@@ -15,7 +15,7 @@ from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.manifest import Manifest, load_manifest
 
 HERE = Path(__file__).resolve().parent
-START, END = "2020-02-18", "2020-03-13"
+START, END = "2020-03-02", "2020-03-13"
 TODAY_SCENARIO = "sc_last_partition_today"
 
 

@@ -48,7 +48,8 @@ def test_scenario_materializes_checks_seals_and_replays(scenario, name):
     ledger = Ledger(lake.ledger_path(ran.name))
     assert ledger.verify().ok
     assert {e["payload"]["date"] for e in ledger.entries()} >= keys
-    middle = ran.dates[len(ran.dates) // 2]
+    weekdays = [d for d in ran.dates if d.day_of_week < 5]  # weekend dates: see the xfail below
+    middle = weekdays[len(weekdays) // 2]
     report = replay(ran.manifest, ran.lake_root, middle)
     assert report.ok, [(s.stage, s.problems) for s in report.failed]
 
@@ -163,6 +164,15 @@ def test_daily_calendar_covers_weekends_which_carry_the_book(scenario):
                                board[friday].set_index("candidate")["equity"])
 
 
+@pytest.mark.xfail(strict=True, reason="known bug found by this suite: on a daily calendar over a weekday market, "
+                   "scan/regime/selection of a weekend date computed in a range differ from the same date alone")
+def test_daily_calendar_weekend_date_replays(scenario):
+    ran = scenario("sc_daily_synthetic")
+    sunday = next(d for d in ran.dates if d.day_of_week == 6)
+    report = replay(ran.manifest, ran.lake_root, sunday)
+    assert report.ok, [(s.stage, s.problems) for s in report.failed]
+
+
 def test_next_open_execution_trades_after_the_decision(scenario):
     ran = scenario("sc_next_open")
     first = Lake(ran.lake_root).read(ran.name, "backtest", ran.dates[0])
@@ -200,21 +210,21 @@ def test_the_reported_case_is_contained_to_its_dates(tmp_path, monkeypatch, caps
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     lake = tmp_path / "lake"
     path = HERE / "contain_cluster_cap_crisis.yaml"
-    args = ["backfill", "--manifest", str(path), "--start", "2020-02-15", "--end", "2020-03-20", "--lake", str(lake),
+    args = ["backfill", "--manifest", str(path), "--start", "2020-03-07", "--end", "2020-03-20", "--lake", str(lake),
             "--no-report"]
     assert main(args) == 2
     out, err = capsys.readouterr()
-    assert "note: --start 2020-02-15 is before the first partition (weekdays): the range starts on 2020-02-18" in out
+    assert "note: --start 2020-03-07 is a Saturday, not a partition (weekdays): the range starts on 2020-03-09" in out
     assert ("failed: tournament 2020-03-16..2020-03-20 (5 dates): check tournament_weights failed: skfolio/hrp: AMD "
             "weight 0.170355 above cap 0.17") in err
     assert "blocked (they read a failed partition): backtest 2020-03-16..2020-03-20 (5); drift" in err
-    assert "5 of 24 dates not complete (2020-03-16..2020-03-20)" in err
+    assert "5 of 11 dates not complete (2020-03-16..2020-03-20)" in err
     name = "contain_cluster_cap_crisis"
     lk = Lake(str(lake))
     dates = lk.partitions(name, "catalog")
     good = [d for d in dates if d < pd.Timestamp("2020-03-16")]
     bad = [d for d in dates if d >= pd.Timestamp("2020-03-16")]
-    assert len(good) == 19 and len(bad) == 5
+    assert len(good) == 6 and len(bad) == 5  # 03-06 too: the backtest starts there (the run says so)
     for stage in ASSETS:
         assert all(lk.exists(name, stage, d) for d in good), stage
     for stage in ("catalog", "prices", "scan", "regime", "selection", "estimation", "tournament"):
@@ -232,7 +242,7 @@ def test_the_reported_case_is_contained_to_its_dates(tmp_path, monkeypatch, caps
 
     assert main(args) == 2  # re-run: only the incomplete dates are redone, and fail the same way
     out, err = capsys.readouterr()
-    assert f"skipped {19 * len(ASSETS)} of {24 * len(ASSETS)} asset-partitions" in out
+    assert f"skipped {6 * len(ASSETS)} of {11 * len(ASSETS)} asset-partitions" in out
     catalog = instance.fetch_materializations(AssetKey([name, "catalog"]), limit=100).records
-    assert sorted(r.partition_key for r in catalog).count("2020-02-18") == 1
+    assert sorted(r.partition_key for r in catalog).count("2020-03-09") == 1
     assert sorted(r.partition_key for r in catalog).count("2020-03-16") == 2
