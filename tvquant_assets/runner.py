@@ -91,21 +91,15 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
     return s, e
 
 
-def check_data_end(ctx, start: pd.Timestamp, end: pd.Timestamp) -> None:
-    """One line when the range starts after the source's last bar (nothing there to materialize)."""
-    from tvquant_assets.errors import SourceError
-    from tvquant_assets.stages.plan import latest_partition
+def check_data_end(manifest: Manifest, start: pd.Timestamp) -> None:
+    """One line when the range starts after the last bar of a source whose history is known statically
+    (``manifest.rules.source_facts``; live sources are not asked)."""
+    from tvquant_assets.manifest.rules import source_facts
 
-    probe_end = min(end, start + pd.Timedelta(days=14))
-    if len(ctx.source.history(ctx.universe_symbols, start, probe_end)):
-        return
-    try:
-        last = latest_partition(ctx, today=start)
-    except SourceError:
-        return  # no bars before either: the stages say what is missing
-    if last < start and not len(ctx.source.history(ctx.universe_symbols, start, end)):
-        raise ManifestError(f"--start {start.date()} is after the last bar of {ctx.name}'s source "
-                            f"{ctx.source.name} ({last.date()}): nothing to materialize")
+    facts = source_facts(manifest)
+    if facts is not None and facts.last is not None and start.date() > facts.last:
+        raise ManifestError(f"--start {start.date()} is after the last bar of {manifest.name}'s source "
+                            f"{manifest.source.kind} ({facts.last}): nothing to materialize")
 
 
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
@@ -125,7 +119,7 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     path, manifest = resolve_manifest(manifest_ref)
     s, e, bound_notes = range_bounds(manifest, start, end)
     root = lake_root or default_lake_root()
-    check_data_end(RunContext(manifest, Lake.open(root)), s, e)
+    check_data_end(manifest, s)
     plan = plan_range(manifest, Lake.open(root), s, e, extend_start=extend_start)
     plan.notes[:0] = bound_notes
     s = plan.start
