@@ -252,7 +252,8 @@ def test_the_reported_case_is_contained_to_its_dates(tmp_path, monkeypatch, caps
 
     assert main(args) == 2  # re-run: only the incomplete dates are redone, and fail the same way
     out, err = capsys.readouterr()
-    assert f"skipped {19 * len(ASSETS)} of {24 * len(ASSETS)} asset-partitions" in out
+    # 2020-02-24..03-20 this time (the decisions the backtest needs are in the lake now), 15 dates complete
+    assert f"skipped {15 * len(ASSETS)} of {20 * len(ASSETS)} asset-partitions" in out
     catalog = instance.fetch_materializations(AssetKey([name, "catalog"]), limit=100).records
     assert sorted(r.partition_key for r in catalog).count("2020-02-24") == 1
     assert sorted(r.partition_key for r in catalog).count("2020-03-16") == 2
