@@ -87,7 +87,7 @@ def _leaderboard_table(manifest: str, date, board, layout: str):
 
 
 def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool,
-               outputs: bool = True) -> int:
+               outputs: bool = True, skip_fresh: bool = False) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tvquant_assets import progress
@@ -108,7 +108,7 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
             bar.advance(task)
 
     with bar, progress.listening(on_event):
-        report = materialize_range(manifest, start, end, lake_root=lake_root)
+        report = materialize_range(manifest, start, end, lake_root=lake_root, skip_fresh=skip_fresh)
     lake = Path(lake_root or default_lake_root()).resolve()
     summary = {
         "manifest": report.manifest, "start": str(report.start.date()), "end": str(report.end.date()),
@@ -120,16 +120,29 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
                     "dagster_bookkeeping": round(report.dagster_seconds, 2)},
         "lake": str(lake / report.manifest), "ledger": str(lake / report.manifest / "ledger.jsonl"),
         "dagster_home": str(home), "notes": report.notes,
+        "failed_dates": sorted({str(f.date.date()) for f in report.failures}),
+        "failures": [f.line() for f in report.failures if f.blocked_by is None], "run_ids": report.run_ids,
     }
-    if outputs:  # the tearsheet of the range's last date and the DuckDB views, as a second small run
-        out = _outputs(manifest, report.end, lake_root, as_json)
+    failed_backtests = {f.date for f in report.failures if f.stage == "backtest"}
+    shown = report.end
+    if report.end in failed_backtests:  # the tearsheet and leaderboard of the last date that has a backtest
+        from tvquant_assets.calendar import manifest_dates
+        from tvquant_assets.manifest import resolve_manifest
+
+        good = [d for d in manifest_dates(resolve_manifest(manifest)[1], report.start, report.end)
+                if d not in failed_backtests]
+        shown = good[-1] if good else None
+    if outputs and shown is not None:  # the tearsheet of the range's last date and the DuckDB views
+        out = _outputs(manifest, shown, lake_root, as_json)
         summary.update({"tearsheet": out.tearsheet, "duckdb": out.database})
+    code = 2 if report.failures else 0
     if as_json:
         print(json.dumps(summary, indent=2))
-        return 0
+        return code
     for note in report.notes:
         print(f"note: {note}")
-    _print_leaderboard(report.manifest, report.end, lake_root)
+    if shown is not None:
+        _print_leaderboard(report.manifest, shown, lake_root)
     s = summary["seconds"]
     print(f"{report.partitions} partitions x {len(ASSETS)} assets: runs {s['run_wall']:.1f} s = our compute "
           f"{s['our_compute']:.1f} s + lake writes {s['lake_writes']:.1f} s + Dagster bookkeeping "
@@ -141,7 +154,35 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
         print(f"duckdb:  {summary['duckdb']}  (query it: tvquant lake sql \"SELECT * FROM {report.manifest}.backtest "
               f"LIMIT 5\")")
         print(f"tearsheet: {summary['tearsheet']}")
-    return 0
+    if report.failures:
+        _print_failures(report)
+    return code
+
+
+def _print_failures(report) -> None:
+    """The failed dates and why, on stderr: each root failure and what it blocks, then a one-line verdict."""
+    from tvquant_assets.defs.containment import Containment
+
+    contained = Containment(report.failures, report.run_ids)
+    groups: dict[tuple[str, str], list] = {}  # one line per stage and reason
+    for root in contained.roots:
+        groups.setdefault((root.stage, root.reason), []).append(root.date)
+    for (stage, reason), ds in list(groups.items())[:20]:
+        span = f"{ds[0].date()}" if len(ds) == 1 else f"{ds[0].date()}..{ds[-1].date()} ({len(ds)} dates)"
+        print(f"failed: {stage} {span}: {reason}", file=sys.stderr)
+    if len(groups) > 20:
+        print(f"failed: ... {len(groups) - 20} more (tvquant backfill --json lists them)", file=sys.stderr)
+    per: dict[str, list] = {}
+    for f in contained.failures:
+        if f.blocked_by is not None:
+            per.setdefault(f.stage, []).append(f.date)
+    if per:
+        print("blocked (they read a failed partition): " + "; ".join(
+            f"{s} {min(ds).date()}..{max(ds).date()} ({len(ds)})" for s, ds in per.items()), file=sys.stderr)
+    dates = contained.failed_dates
+    print(f"tvquant: error: {report.manifest}: {len(dates)} of {report.partitions} dates not complete "
+          f"({dates[0].date()}..{dates[-1].date()}); every other date is materialized, checked and in the ledger "
+          f"({len(report.run_ids)} runs)", file=sys.stderr)
 
 
 def _outputs(manifest: str, date, lake_root: str | None, as_json: bool, report: bool = True, views: bool = True):
@@ -166,7 +207,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    return _run_range(args.manifest, args.start, args.end, args.lake, args.json, not args.no_report)
+    return _run_range(args.manifest, args.start, args.end, args.lake, args.json, not args.no_report,
+                      skip_fresh=not args.all)
 
 
 def cmd_run(args) -> int:
@@ -559,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
     b.add_argument("--start", required=True, help="first date YYYY-MM-DD")
     b.add_argument("--end", required=True, help="last date YYYY-MM-DD")
+    b.add_argument("--all", action="store_true",
+                   help="re-materialize every date (default: only the dates missing or stale in the lake/instance)")
     add_common(b)
     add_no_report(b)
     b.set_defaults(func=cmd_backfill)

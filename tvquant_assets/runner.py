@@ -14,7 +14,8 @@ from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.errors import ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
-from tvquant_assets.stages import STAGES
+from tvquant_assets.stages import ASSETS, STAGES
+from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
@@ -41,6 +42,8 @@ class RangeReport:
     notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall inside each asset body
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU of the same (less load-sensitive)
+    failures: list = field(default_factory=list)  # PartitionFailure: roots first, then what they block
+    run_ids: list[str] = field(default_factory=list)  # every run of the range (the first, then containment's)
 
     @property
     def dagster_seconds(self) -> float:
@@ -58,24 +61,49 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """Both ends must be partitions of the manifest (Dagster silently accepts bad range ends)."""
+def range_bounds(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timestamp, list[str]]:
+    """The partitions inside [start, end]: bounds that are not partitions (a weekend, a holiday) move inward,
+    and the notes say so. Dagster silently accepts bad range ends, so they never reach it."""
     s, e = pd.Timestamp(start), pd.Timestamp(end)
-    for label, d in (("--start", s), ("--end", e)):
-        if not is_partition(manifest, d):
-            hint = manifest_dates(manifest, d - pd.Timedelta(days=7), d)
-            near = f"; nearest earlier partition is {hint[-1].date()}" if hint else ""
-            raise ManifestError(
-                f"{label} {d.date()} is not a partition of {manifest.name} (calendar {manifest.calendar}, "
-                f"first partition {manifest.start}){near}"
-            )
     if e < s:
         raise ManifestError(f"--end {e.date()} is before --start {s.date()}")
+    first = pd.Timestamp(manifest.start)
+    if e < first:
+        raise ManifestError(f"--end {e.date()} is before the first partition of {manifest.name} "
+                            f"(calendar {manifest.calendar}, first partition {manifest.start})")
+    dates = manifest_dates(manifest, max(s, first), e)
+    if not dates:
+        raise ManifestError(f"no partition of {manifest.name} between {s.date()} and {e.date()} "
+                            f"(calendar {manifest.calendar})")
+    notes = []
+    if dates[0] != s:
+        why = "before the first partition" if s < first else f"a {s.day_name()}, not a partition"
+        notes.append(f"--start {s.date()} is {why} ({manifest.calendar}): the range starts on {dates[0].date()}")
+    if dates[-1] != e:
+        notes.append(f"--end {e.date()} is a {e.day_name()}, not a partition ({manifest.calendar}): the range ends "
+                     f"on {dates[-1].date()}")
+    return dates[0], dates[-1], notes
+
+
+def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last partitions inside [start, end] (see :func:`range_bounds`)."""
+    s, e, _ = range_bounds(manifest, start, end)
     return s, e
 
 
+def check_data_end(manifest: Manifest, start: pd.Timestamp) -> None:
+    """One line when the range starts after the last bar of a source whose history is known statically
+    (``manifest.rules.source_facts``; live sources are not asked)."""
+    from tvquant_assets.manifest.rules import source_facts
+
+    facts = source_facts(manifest)
+    if facts is not None and facts.last is not None and start.date() > facts.last:
+        raise ManifestError(f"--start {start.date()} is after the last bar of {manifest.name}'s source "
+                            f"{manifest.source.kind} ({facts.last}): nothing to materialize")
+
+
 def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | None = None, instance=None,
-                      extend_start: bool = True) -> RangeReport:
+                      extend_start: bool = True, skip_fresh: bool = False) -> RangeReport:
     """Run every stage of a manifest for [start, end] as one in-process Dagster run (after the history its
     plan needs, as a run of its own)."""
     # One "planned" event per range instead of per partition; materializations stored in batches.
@@ -90,9 +118,11 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     from tvquant_assets.sources.tradingview import run_report
 
     path, manifest = resolve_manifest(manifest_ref)
-    s, e = check_range(manifest, start, end)
+    s, e, bound_notes = range_bounds(manifest, start, end)
     root = lake_root or default_lake_root()
+    check_data_end(manifest, s)
     plan = plan_range(manifest, Lake.open(root), s, e, extend_start=extend_start)
+    plan.notes[:0] = bound_notes
     s = plan.start
     if instance is None:
         ensure_dagster_home()
@@ -109,19 +139,39 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
                               asset_selection=[AssetKey([manifest.name, str(st)]) for st in HISTORY_STAGES])
         if not history.success:
             raise RunFailed(_first_failure(history, manifest.name))
-    result = execute_job(job, instance, tags=tags, run_config=QUIET, first=keys[0], last=keys[1])
+    from tvquant_assets.defs.containment import contain, fresh_partitions
+
+    def rerun(stages: list[str], first: str, last: str):
+        return execute_job(job, instance, tags=tags, run_config=QUIET, first=first, last=last,
+                           asset_selection=[AssetKey([manifest.name, st]) for st in stages], with_checks=True)
+
+    ctx, dates = RunContext(manifest, Lake.open(root)), manifest_dates(manifest, s, e)
+    done = fresh_partitions(ctx, dates, instance) if skip_fresh else set()
+    if done:  # only what is missing or stale, in segments of dates
+        contained = contain(ctx, dates, None, rerun, instance, done)
+        failures, run_ids = contained.failures, contained.run_ids
+        plan.notes.append(f"skipped {len(done)} of {len(dates) * len(ASSETS)} asset-partitions: in the lake, "
+                          f"materialized with the current code version, nothing they read redone")
+    else:
+        result = execute_job(job, instance, tags=tags, run_config=QUIET, first=keys[0], last=keys[1])
+        failures, run_ids = [], [result.run_id]
+        if not result.success:  # contain the failure to its dates: re-run what does not depend on it
+            contained = contain(ctx, dates, result, rerun, instance)
+            if not contained.failures:
+                raise RunFailed(_first_failure(result, manifest.name))
+            failures, run_ids = contained.failures, contained.run_ids
     wall = time.perf_counter() - t0
-    if not result.success:
-        raise RunFailed(_first_failure(result, manifest.name))
-    run_report.tag_run(instance, result.run_id, manifest, root)
+    for run_id in run_ids:
+        run_report.tag_run(instance, run_id, manifest, root)
     after = progress.timings.seconds
     return RangeReport(
         manifest=manifest.name, start=s, end=e, partitions=len(manifest_dates(manifest, s, e)),
-        run_id=result.run_id, wall_seconds=wall,
+        run_id=run_ids[0] if run_ids else "", wall_seconds=wall,
         compute_seconds=after.get("compute", 0.0) - before.get("compute", 0.0),
         lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
         notes=plan.notes + run_report.notes(manifest, root),
         stage_seconds=_per_stage(before, after, "stage:"), stage_cpu_seconds=_per_stage(before, after, "cpu:"),
+        failures=failures, run_ids=run_ids,
     )
 
 
@@ -203,5 +253,6 @@ def materialize_outputs(manifest_ref: str | Path, date=None, *, lake_root: str |
     )
 
 
-__all__ = ["STAGES", "OutputsReport", "RangeReport", "RunFailed", "check_range", "ensure_dagster_home",
+__all__ = ["STAGES", "OutputsReport", "RangeReport", "RunFailed", "check_data_end", "check_range",
+           "range_bounds", "ensure_dagster_home",
            "materialize_outputs", "materialize_range", "plan_start", "stage_frame"]

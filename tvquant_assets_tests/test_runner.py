@@ -14,7 +14,7 @@ from tvquant_assets.errors import ManifestError
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
-from tvquant_assets.runner import check_range, materialize_range
+from tvquant_assets.runner import check_range, materialize_range, range_bounds
 from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
@@ -138,9 +138,19 @@ def test_cli_verify_names_the_first_tampered_entry(run, tmp_path, capsys):
 
 def test_bad_ranges_are_one_line_errors(run, capsys):
     m = run["manifest"]
-    with pytest.raises(ManifestError, match="2020-02-01 is not a partition of sp500_it .*nearest earlier "
-                                            "partition is 2020-01-31"):
-        check_range(m, "2020-02-01", "2020-02-05")
+    # non-partition bounds (Saturday 2020-02-01, Sunday 2020-02-09) cover the partitions inside, and say so
+    s, e, notes = range_bounds(m, "2020-02-01", "2020-02-09")
+    assert (s, e) == (pd.Timestamp("2020-02-03"), pd.Timestamp("2020-02-07"))
+    assert notes == ["--start 2020-02-01 is a Saturday, not a partition (weekdays): the range starts on 2020-02-03",
+                     "--end 2020-02-09 is a Sunday, not a partition (weekdays): the range ends on 2020-02-07"]
+    assert check_range(m, "2020-02-01", "2020-02-05") == (pd.Timestamp("2020-02-03"), pd.Timestamp("2020-02-05"))
+    with pytest.raises(ManifestError, match="no partition of sp500_it between 2020-02-08 and 2020-02-09"):
+        check_range(m, "2020-02-08", "2020-02-09")
+    code = main(["backfill", "--manifest", str(run["manifest_path"]), "--start", "2024-06-03", "--end",
+                 "2024-06-07", "--lake", run["lake_root"]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--start 2024-06-03 is after the last bar of sp500_it's source bundled (2022-12-28)" in err
     with pytest.raises(ManifestError, match="before --start"):
         check_range(m, "2020-02-05", "2020-02-03")
     code = main(["backfill", "--manifest", str(run["manifest_path"]), "--start", "1980-01-02", "--end",

@@ -13,7 +13,6 @@ from dagster import (
     BackfillPolicy,
     BetaWarning,
     DataVersion,
-    Failure,
     Output,
     TimeWindowPartitionsDefinition,
     asset,
@@ -23,17 +22,16 @@ from dagster import (
 
 from tvquant_assets import progress, repair
 from tvquant_assets.calendar import CRON
+from tvquant_assets.defs.containment import run_contained
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.run_warnings import warnings_to_run_log
-from tvquant_assets.errors import BadDataError
 from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.stages import ASSETS, SPECS
 from tvquant_assets.stages.code_versions import code_version
 from tvquant_assets.stages.context import RunContext
-from tvquant_assets.stages.plan import run_stage
 
 IO_MANAGER_KEY = "tvquant_lake_io"
 
@@ -73,10 +71,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
             repair.plan_and_record(ctx, [pd.Timestamp(k) for k in keys])
         with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log):
-            try:
-                result = run_stage(ctx, spec.name, [pd.Timestamp(k) for k in keys])
-            except BadDataError as exc:  # a wrong input file: retrying cannot fix it
-                raise Failure(str(exc), allow_retries=False) from exc
+            result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys])
         outputs, hashes = {}, {}
         with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)
             for key in keys:

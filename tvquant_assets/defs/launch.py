@@ -79,12 +79,13 @@ def _recorded_as(instance: DagsterInstance, job_name: str) -> Iterator[None]:
 
 
 def execute_job(job_def, instance: DagsterInstance, *, tags: dict, run_config: dict, first: str, last: str,
-                asset_selection=None):
+                asset_selection=None, with_checks: bool = False):
     """One in-process run of ``job_def`` over partitions [first, last] (one partition when equal),
-    recorded as that job of the ``tvquant`` location; with ``asset_selection``, only those assets and no
-    checks. Returns Dagster's ``ExecuteInProcessResult``."""
-    if asset_selection is not None:  # those assets only, without their checks (a history run)
-        job_def = job_def.get_subset(asset_selection=frozenset(asset_selection), asset_check_selection=frozenset())
+    recorded as that job of the ``tvquant`` location; with ``asset_selection``, only those assets, and their
+    checks when ``with_checks``. Returns Dagster's ``ExecuteInProcessResult``."""
+    if asset_selection is not None:  # those assets only (without their checks: a history run)
+        job_def = job_def.get_subset(asset_selection=frozenset(asset_selection),
+                                     asset_check_selection=None if with_checks else frozenset())
     with _recorded_as(instance, job_def.name):
         if first == last:
             return job_def.execute_in_process(instance=instance, tags=tags, run_config=run_config,

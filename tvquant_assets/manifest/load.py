@@ -72,6 +72,11 @@ def parse_manifest(text: str, path: Path | str = "<string>") -> Manifest:
     except ValidationError as exc:
         raise ManifestError("\n".join(format_validation_error(path, exc))) from None
     _check_engines(manifest, path)
+    from tvquant_assets.manifest.rules import problems  # cross-field combinations, one line each
+
+    broken = problems(manifest)
+    if broken:
+        raise ManifestError("\n".join(f"{path}: {line}" for line in broken))
     return manifest
 
 

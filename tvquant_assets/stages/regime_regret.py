@@ -29,13 +29,18 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     m = ctx.manifest
     start, last = pd.Timestamp(m.backtest_start), max(dates)
     days = manifest_dates(m, start, last) if last >= start else []
-    backtests = read_columns(ctx.lake, ctx.name, "backtest", days, ["candidate", "simulator", "day_return"])
-    first_sim = m.backtest.simulators[0]  # one row per candidate: the first simulator's returns
+    # Advisory: a backtest partition missing from the lake (a date that failed) drops that day's returns
+    # instead of failing every later date; the note names the missing days.
+    missing = [d for d in days if not ctx.lake.exists(ctx.name, "backtest", d)]
+    present = [d for d in days if d not in set(missing)]
+    backtests = read_columns(ctx.lake, ctx.name, "backtest", present, ["candidate", "simulator", "day_return"])
+    first_sim = m.backtest.simulators[0]  # one row per candidate: the first configured simulator's
     returns = pd.DataFrame({d: f[f["simulator"] == first_sim].set_index("candidate")["day_return"]
                             for d, f in backtests.items()}).T
     returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
         index=pd.DatetimeIndex([]), dtype="float64")
-    regimes = read_columns(ctx.lake, ctx.name, "regime", days, ["stress_score"])
+    scored = [d for d in days if ctx.lake.exists(ctx.name, "regime", d)]
+    regimes = read_columns(ctx.lake, ctx.name, "regime", scored, ["stress_score"])
     scores = pd.Series({d: float(f["stress_score"].iloc[0]) if len(f) else np.nan
                         for d, f in regimes.items()}, dtype="float64")
     presets = {str(getattr(k, "value", k)): v for k, v in m.regime_presets.items()}
@@ -53,6 +58,10 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
         pick = f.loc[f["suggested"], "turbulent_threshold"]
         notes[d] = (f"advisory, not applied: regret is smallest at turbulent {pick.iloc[0]:g} "
                     f"(manifest: {m.regime.thresholds.turbulent:g})") if len(pick) else "advisory: no returns yet"
+        gaps = [x for x in missing if x <= d]
+        if gaps:
+            notes[d] += (f"; {len(gaps)} backtest day(s) missing from the lake and left out "
+                         f"({gaps[0].date()}{'..' + str(gaps[-1].date()) if len(gaps) > 1 else ''})")
     return StageResult(frames, ctx.same_date_hashes(SPEC.upstream, dates), notes)
 
 

@@ -12,8 +12,9 @@ from tvquant_assets import quality
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.defs.checks import CHECKS, evaluate
 from tvquant_assets.lake import Lake
+from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
-from tvquant_assets.runner import RunFailed, materialize_range
+from tvquant_assets.runner import materialize_range
 from tvquant_assets.stages import Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
@@ -145,16 +146,22 @@ def test_downstream_checks_fail_on_planted_faults(clean):
 
 
 def test_blocking_price_check_stops_downstream_in_a_dagster_run(tmp_path, monkeypatch):
-    """A NaN close from the source: prices materializes, its blocking check fails, nothing downstream
-    of prices runs (no scan, no ledger entry) and the failure names the partition and symbol."""
+    """A NaN close from the source: prices materializes, its blocking check fails, nothing that reads that
+    partition runs (no scan from that date on, no ledger entry for it), the dates before it are complete
+    and sealed, and the failure names the partition and symbol."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     path = write_manifest(tmp_path, "sp500_block", backtest_start="2020-03-02")
     faults.install(monkeypatch, {("MSFT", "2020-03-04"): float("nan")})
-    with pytest.raises(RunFailed, match="blocking asset check"):
-        materialize_range(path, START, END, lake_root=str(tmp_path / "lake"))
+    report = materialize_range(path, START, END, lake_root=str(tmp_path / "lake"))
+    roots = [f for f in report.failures if f.blocked_by is None]
+    assert [(f.stage, f.date) for f in roots] == [("prices", pd.Timestamp("2020-03-04"))]
+    assert roots[0].reason == "check price_values failed: MSFT: NaN close"
     lake, m = Lake(tmp_path / "lake"), load_manifest(path)
     assert lake.exists(m.name, "prices", "2020-03-04")
-    assert not lake.exists(m.name, "scan", "2020-03-04") and not lake.ledger_path(m.name).exists()
+    assert not lake.exists(m.name, "scan", "2020-03-04") and not lake.exists(m.name, "scan", "2020-03-06")
+    assert lake.exists(m.name, "audit", "2020-03-03")
+    sealed = {e["payload"]["date"] for e in Ledger(lake.ledger_path(m.name)).entries()}
+    assert sealed and max(sealed) == "2020-03-03"
     instance = DagsterInstance.get()
     record = instance.event_log_storage.get_asset_check_execution_history(
         _check_key(m.name, "price_values"), limit=1)[0]

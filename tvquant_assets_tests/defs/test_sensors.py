@@ -8,6 +8,7 @@ import json
 import zoneinfo
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import (
     AssetCheckKey,
@@ -28,7 +29,7 @@ from tvquant_assets.definitions import build_definitions
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
-from tvquant_assets.runner import RunFailed, materialize_range
+from tvquant_assets.runner import materialize_range
 from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_stage
@@ -77,8 +78,8 @@ def env(tmp_path, monkeypatch):
 def test_failed_check_to_one_repair_run_that_fills_and_is_idempotent(env, monkeypatch):
     m, lake, defs = env["manifest"], env["lake"], env["defs"]
     faults.install(monkeypatch, {("MSFT", BAD): float("nan")})  # the source keeps serving the bad bar
-    with pytest.raises(RunFailed, match="blocking asset check"):
-        materialize_range(env["path"], START, END, lake_root=str(env["tmp"] / "lake"))
+    report = materialize_range(env["path"], START, END, lake_root=str(env["tmp"] / "lake"))
+    assert report.failures and min(f.date for f in report.failures) == pd.Timestamp(BAD)  # contained
     instance = DagsterInstance.get()
     sensor = defs.resolve_sensor_def("data_repair_sensor")
 
@@ -86,8 +87,8 @@ def test_failed_check_to_one_repair_run_that_fills_and_is_idempotent(env, monkey
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
     keys = validate_request(defs, request, f"{m.name}_data_repair")
-    # starts on the March rebalance date: the blocked run never wrote the tournament decision before BAD
-    assert keys == [d.strftime("%Y-%m-%d") for d in manifest_dates(m, START, END)]
+    # starts on BAD: containment materialized every date before it, the decision BAD carries included
+    assert keys == [d.strftime("%Y-%m-%d") for d in manifest_dates(m, BAD, END)]
     assert json.loads(request.tags["tvquant/bad_partitions"]) == [BAD]
 
     again = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
