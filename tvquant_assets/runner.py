@@ -14,6 +14,7 @@ from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.errors import ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
+from tvquant_assets.sources import last_partition_date
 from tvquant_assets.stages import STAGES
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
 
@@ -71,6 +72,10 @@ def check_range(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Timest
             )
     if e < s:
         raise ManifestError(f"--end {e.date()} is before --start {s.date()}")
+    last = last_partition_date(manifest)
+    if e > last:
+        raise ManifestError(f"--end {e.date()} is after {manifest.name}'s last partition with data {last.date()} "
+                            f"(source {manifest.source.kind})")
     return s, e
 
 

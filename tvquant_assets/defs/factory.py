@@ -2,6 +2,7 @@
 (``tvquant_assets.stages``), in one group."""
 
 
+import datetime as dt
 import warnings
 from pathlib import Path
 
@@ -21,12 +22,13 @@ from dagster import (
 )
 
 from tvquant_assets import progress, repair
-from tvquant_assets.calendar import CRON
+from tvquant_assets.calendar import CRON, calendar_dates, previous_dates
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
+from tvquant_assets.sources import last_partition_date
 from tvquant_assets.stages import ASSETS, SPECS
 from tvquant_assets.stages.code_versions import code_version
 from tvquant_assets.stages.context import RunContext
@@ -35,11 +37,36 @@ from tvquant_assets.stages.plan import run_stage
 IO_MANAGER_KEY = "tvquant_lake_io"
 
 
-def partitions_for(manifest: Manifest) -> TimeWindowPartitionsDefinition:
-    return TimeWindowPartitionsDefinition(
-        start=manifest.start.strftime("%Y-%m-%d"), cron_schedule=CRON[manifest.calendar], fmt="%Y-%m-%d",
-        timezone="UTC", end_offset=1,  # today's partition exists: the schedule runs it after the close
-    )
+def partitions_for(manifest: Manifest, now: dt.datetime | None = None) -> TimeWindowPartitionsDefinition:
+    """Daily partitions from ``manifest.start`` to the last date with data (``Source.partitions_end``).
+
+    A source that has data up to today (or its last closed session) keeps a moving end (``end_offset`` 1 or
+    0: today's partition, or the one before it), so a long-running code server keeps up; a fixed history
+    (bundled, synthetic, files) ends at its last date, so "Latest", the materialize dialog and the schedule
+    never target dates without data."""
+    now = now or dt.datetime.now(dt.UTC)
+    common = dict(start=manifest.start.strftime("%Y-%m-%d"), cron_schedule=CRON[manifest.calendar],
+                  fmt="%Y-%m-%d", timezone="UTC")
+    today = calendar_dates(manifest.calendar, pd.Timestamp(now.date()) - pd.Timedelta(days=7), now.date())[-1]
+    last = _last_partition(manifest, now)
+    if last >= today:
+        return TimeWindowPartitionsDefinition(**common, end_offset=1)  # the schedule runs it after the close
+    if last == previous_dates(manifest, today, 1)[0]:
+        return TimeWindowPartitionsDefinition(**common, end_offset=0)
+    after = calendar_dates(manifest.calendar, last + pd.Timedelta(days=1), last + pd.Timedelta(days=8))[0]
+    return TimeWindowPartitionsDefinition(**common, end=after.strftime("%Y-%m-%d"))  # end: exclusive window end
+
+
+_LAST: dict[tuple[str, str], pd.Timestamp] = {}
+
+
+def _last_partition(manifest: Manifest, now: dt.datetime) -> pd.Timestamp:
+    """``last_partition_date``, asked of the source once per manifest and minute (every asset and check of a
+    manifest shares one partitions definition)."""
+    key = (manifest_hash(manifest), now.strftime("%Y-%m-%dT%H:%M"))
+    if key not in _LAST:
+        _LAST[key] = last_partition_date(manifest, now)
+    return _LAST[key]
 
 
 def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None = None) -> AssetsDefinition:

@@ -2,7 +2,8 @@
 
 Times are in the manifest's ``schedule.timezone`` (default America/New_York, so daylight saving is
 Dagster's problem, not ours). The daily run materializes partition D = the local date of the tick
-(skipped when D is not a partition, e.g. a weekend for a weekdays calendar).
+(skipped when D is not a partition, e.g. a weekend for a weekdays calendar, or is after the source's last
+date with data, ``Source.partitions_end``).
 """
 
 import datetime as dt
@@ -14,6 +15,7 @@ from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.defs.jobs import REVIEW_STAGES, pipeline_job_name, review_job_name
 from tvquant_assets.defs.sensors import RANGE_END, RANGE_START
 from tvquant_assets.manifest import Manifest
+from tvquant_assets.sources import last_partition_date
 
 DEFAULT_CRON = {"weekdays": "30 17 * * 1-5", "daily": "30 0 * * *"}
 REVIEW_CRON = "0 19 1 * *"  # the 1st of each month, after the close: review the month before
@@ -39,6 +41,9 @@ def build_daily_schedule(manifest: Manifest):
         day = _local_date(context, tz)
         if not is_partition(manifest, day):
             return SkipReason(f"{day.date()} is not a partition of {manifest.name} ({manifest.calendar})")
+        last = last_partition_date(manifest, context.scheduled_execution_time)
+        if day > last:
+            return SkipReason(f"{day.date()}: {manifest.name}'s source has data up to {last.date()} only")
         key = day.strftime("%Y-%m-%d")
         return RunRequest(run_key=key, partition_key=key, tags={"tvquant/manifest": manifest.name})
 
