@@ -88,7 +88,8 @@ def evaluate(manifest: Manifest, lake: Lake, name: str, dates: list[pd.Timestamp
     raise KeyError(f"unknown check {name!r} (known: {', '.join(CHECKS)})")
 
 
-def check_dates(context: AssetCheckExecutionContext, manifest: Manifest, lake: Lake, stage: Stage) -> list[pd.Timestamp]:
+def check_dates(context: AssetCheckExecutionContext, manifest: Manifest, lake: Lake,
+                stage: Stage) -> list[pd.Timestamp]:
     """The partitions a check run covers: the run's partition or range; a run without one (the UI's
     "Execute all" on a partitioned asset) checks every partition of the asset in the lake."""
     op = context.op_execution_context
