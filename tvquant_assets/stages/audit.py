@@ -59,7 +59,8 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
                "prev_hash": entry["prev_hash"], "manifest_hash": ctx.manifest_hash}
         row.update({f"hash_{s}": h for s, h in sorted(stages.items())})
         frames[d] = pd.DataFrame([row])  # the same on a re-run: whether it appended is run metadata
-        metadata[d] = {"ledger_appended": was_appended, "ledger_seq": int(entry["seq"]), "ledger_entry_hash": entry["entry_hash"],
+        metadata[d] = {"ledger_appended": was_appended, "ledger_seq": int(entry["seq"]),
+                       "ledger_entry_hash": entry["entry_hash"],
                        "ledger_head_seq": int(head["seq"]) if head else -1,
                        "ledger_head_hash": head["entry_hash"] if head else "", "ledger": str(ledger.path)}
     return StageResult(frames, hashes, metadata=metadata)

@@ -66,7 +66,6 @@ def test_missing_and_unsafe_paths_are_clear_errors(tmp_path):
 
 def test_read_uses_the_hash_stored_at_write_and_verify_recomputes_it(tmp_path, monkeypatch):
     import pyarrow as pa
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from tvquant_assets.hashing import df_hash
