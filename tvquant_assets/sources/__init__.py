@@ -17,6 +17,9 @@ SOURCES = Registry("source", {
     "tradingview": "tvquant_assets.sources.tradingview.source:TradingViewSource",
 })
 
+NETWORK_SOURCES = frozenset({"tradingview"})
+"""Sources that need the network: ``tvquant ui`` leaves their manifests out unless asked."""
+
 
 def build_source(cfg: SourceConfig) -> Source:
     """The source ``cfg.kind`` built with the rest of ``cfg`` as its parameters."""
@@ -41,4 +44,4 @@ def last_partition_date(manifest, now: dt.datetime | None = None) -> pd.Timestam
     return dates[-1]
 
 
-__all__ = ["SOURCES", "Source", "build_source", "last_partition_date", "partitions_end"]
+__all__ = ["NETWORK_SOURCES", "SOURCES", "Source", "build_source", "last_partition_date", "partitions_end"]
