@@ -9,7 +9,7 @@ from dagster import Definitions, in_process_executor
 from tvquant_assets.defs.checks import build_manifest_checks
 from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
-from tvquant_assets.defs.jobs import build_checks_job, build_repair_job, build_review_job
+from tvquant_assets.defs.jobs import build_repair_job, build_review_job
 from tvquant_assets.defs.outputs import build_output_assets, build_output_job
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.schedules import build_daily_schedule, build_review_schedule
@@ -29,7 +29,7 @@ def build_definitions(manifest_paths=None) -> Definitions:
         assets += build_output_assets(manifest, path)  # tearsheet and DuckDB views
         manifests.append(manifest)
         jobs += [build_manifest_job(manifest), build_output_job(manifest), build_repair_job(manifest),
-                 build_review_job(manifest), build_checks_job(manifest)]
+                 build_review_job(manifest)]
         schedules += [build_daily_schedule(manifest), build_review_schedule(manifest)]
     pipeline_jobs = [j for j in jobs if j.name.endswith("_pipeline")]
     sensors = [build_repair_sensor(manifests, [j for j in jobs if j.name.endswith("_data_repair")]),

@@ -1,6 +1,6 @@
 """Jobs besides the per-manifest pipeline job: data repair and the monthly tournament review."""
 
-from dagster import AssetKey, AssetSelection, define_asset_job, in_process_executor
+from dagster import AssetKey, define_asset_job, in_process_executor
 
 from tvquant_assets import repair
 from tvquant_assets.manifest import Manifest
@@ -20,27 +20,6 @@ def repair_job_name(manifest: Manifest) -> str:
 
 def review_job_name(manifest: Manifest) -> str:
     return f"{manifest.name}_tournament_review"
-
-
-def checks_job_name(manifest: Manifest) -> str:
-    return f"{manifest.name}_checks"
-
-
-def build_checks_job(manifest: Manifest):
-    """Every asset check of the manifest and nothing else, on a partition or a range: re-checks what is in
-    the lake (the UI's launchpad or partitions tab; Dagster 1.13's per-check Execute button is disabled for
-    partitioned checks)."""
-    from tvquant_assets.defs.factory import partitions_for
-
-    return define_asset_job(
-        checks_job_name(manifest),
-        selection=AssetSelection.checks_for_assets(*[AssetKey([manifest.name, s]) for s in ASSETS]),
-        executor_def=in_process_executor,
-        partitions_def=partitions_for(manifest),
-        tags={"tvquant/manifest": manifest.name},
-        description=f"Re-run every data-quality check of {manifest.name} on the partitions chosen, reading the "
-                    "lake as it is (nothing is materialized).",
-    )
 
 
 def build_repair_job(manifest: Manifest):
