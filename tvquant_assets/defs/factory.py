@@ -54,7 +54,9 @@ def partitions_for(manifest: Manifest, now: dt.datetime | None = None) -> TimeWi
     if last == previous_dates(manifest, today, 1)[0]:
         return TimeWindowPartitionsDefinition(**common, end_offset=0)
     after = calendar_dates(manifest.calendar, last + pd.Timedelta(days=1), last + pd.Timedelta(days=8))[0]
-    return TimeWindowPartitionsDefinition(**common, end=after.strftime("%Y-%m-%d"))  # end: exclusive window end
+    # end: the exclusive end of the last window; end_offset 1 keeps a date's partition open on its own
+    # evening (the schedule's tick) when that date is before the end
+    return TimeWindowPartitionsDefinition(**common, end=after.strftime("%Y-%m-%d"), end_offset=1)
 
 
 _LAST: dict[tuple[str, str], pd.Timestamp] = {}
@@ -77,7 +79,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
 
     @asset(
         key=AssetKey([name, spec.name]),
-        deps=[AssetKey([name, up]) for up in spec.upstream],
+        deps=[AssetKey([name, str(up)]) for up in spec.upstream],
         partitions_def=partitions_for(manifest),
         backfill_policy=BackfillPolicy.single_run(),
         group_name=name,
@@ -94,8 +96,11 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
     def _stage_asset(context: AssetExecutionContext, lake: LakeResource):
         keys = list(context.partition_keys)
         ctx = RunContext(manifest, lake.open(), run_id=context.run.run_id)
+        repaired = None
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
-            repair.plan_and_record(ctx, [pd.Timestamp(k) for k in keys])
+            repaired = repair.run_repair(ctx, [pd.Timestamp(k) for k in keys])
+            for line in repaired.lines():  # what it found and decided, in the run log
+                context.log.info(line)
         with progress.stage(f"{name}/{spec.name}", len(keys)):
             result = run_stage(ctx, spec.name, [pd.Timestamp(k) for k in keys])
         outputs, hashes = {}, {}
@@ -109,6 +114,8 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
                 md = partition_metadata(outputs[key], hashes[key], result.upstream.get(pd.Timestamp(key), {}),
                                         mhash, result.notes.get(pd.Timestamp(key), ""), spec.name)
                 md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
+                if repaired is not None:
+                    md.update(repaired.metadata(pd.Timestamp(key)))
                 context.add_asset_metadata(md, partition_key=key)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one
             return Output(outputs, data_version=DataVersion(hashes[keys[0]]))
@@ -126,7 +133,7 @@ def build_manifest_assets(manifest: Manifest, manifest_path: Path | None = None)
 def build_manifest_job(manifest: Manifest):
     return define_asset_job(
         f"{manifest.name}_pipeline",
-        selection=[AssetKey([manifest.name, s]) for s in ASSETS],
+        selection=[AssetKey([manifest.name, str(s)]) for s in ASSETS],
         executor_def=in_process_executor,
         description=f"Every stage of manifest {manifest.name} and its threshold auditor, in one process "
         "(ranges run as one run).",

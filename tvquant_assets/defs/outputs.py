@@ -37,7 +37,7 @@ def build_report_asset(manifest: Manifest, manifest_path: Path | None = None) ->
 
     @asset(
         key=AssetKey([name, REPORT]),
-        deps=[AssetKey([name, s]) for s in REPORT_DEPS],
+        deps=[AssetKey([name, s.value]) for s in REPORT_DEPS],
         group_name=name,
         description=f"Self-contained HTML tearsheet of {name} (equity, drawdowns, rolling Sharpe, weights, "
                     "regimes, clusters, leaderboard, orders) for the latest backtest date, or the date in "
@@ -65,7 +65,7 @@ def build_lake_views_asset(manifest: Manifest) -> AssetsDefinition:
 
     @asset(
         key=AssetKey([name, LAKE_VIEWS]),
-        deps=[AssetKey([name, s]) for s in STAGES],
+        deps=[AssetKey([name, str(s)]) for s in STAGES],
         group_name=name,
         description=f"DuckDB views over the parquet lake, schema {name}: one view per stage "
                     f"({name}.backtest, ...) plus {name}.ledger, in one database file for BI tools and "
