@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from dagster import (
-    AssetRecordsFilter,
     AssetCheckKey,
     AssetKey,
+    AssetRecordsFilter,
     DagsterInstance,
     PartitionKeyRange,
     RunRequest,
