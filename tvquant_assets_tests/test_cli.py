@@ -70,3 +70,18 @@ def test_run_defaults_to_the_last_date_the_source_has():
     assert last_bar == pd.Timestamp("2022-12-28")  # skfolio's set ends on a Wednesday
     assert latest_partition(pipe, today="2026-11-26") == last_bar
     assert latest_partition(pipe, today="2020-03-22") == pd.Timestamp("2020-03-20")  # a Sunday: Friday's bars
+
+
+def test_ui_shows_the_offline_manifests_by_default(tmp_path):
+    """``tvquant ui`` without TVQUANT_MANIFESTS: only manifests whose source needs no network (rebuilt on
+    each start, so a stale link never lingers)."""
+    from tvquant_assets import cli
+    from tvquant_assets.manifest import discover_manifests, load_manifest
+
+    (tmp_path / "old.yaml").write_text("stale")
+    d = cli._offline_manifests(tmp_path)
+    names = sorted(load_manifest(p).name for p in discover_manifests(d))
+    every = [load_manifest(p) for p in discover_manifests()]
+    assert names == sorted(m.name for m in every if m.source.kind != "tradingview")
+    assert {"sp500_demo", "synthetic_demo"} <= set(names) and len(names) < len(every)
+    assert not (tmp_path / "old.yaml").exists()
