@@ -22,6 +22,7 @@ from dagster import (
 )
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster._core.definitions.metadata import normalize_metadata
+from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
 
 from tvquant_assets import quality
 from tvquant_assets.calendar import is_partition, previous_dates
@@ -118,6 +119,20 @@ def partition_evaluations(context: AssetCheckExecutionContext, check_key: AssetC
     return out
 
 
+def log_passed(context: AssetCheckExecutionContext, evaluations: list[AssetCheckEvaluation]) -> None:
+    """Record passed evaluations as one batch of events (a range run has one per partition and check: one
+    by one they cost three SQLite commits each; ``defs/storage.py`` writes a batch in one transaction).
+    The same events Dagster logs for a yielded evaluation, only with batch metadata."""
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001 (no public batch API)
+    batch = generate_event_batch_id()
+    for i, e in enumerate(evaluations):
+        DagsterEvent.from_step(
+            event_type=DagsterEventType.ASSET_CHECK_EVALUATION, step_context=step, event_specific_data=e,
+            message=f"Asset check '{e.check_name}' on '{e.asset_key.to_user_string()}' passed."
+                    + ("" if e.description is None else f" Description: '{e.description}'"),
+            batch_metadata=DagsterEventBatchMetadata(batch, i == len(evaluations) - 1))
+
+
 def latest_materializations(instance, asset_key: AssetKey,
                             keys: list[str]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
     """The latest materialization of each partition in ``keys`` (two queries, however many partitions)."""
@@ -152,8 +167,10 @@ def build_check(manifest: Manifest, name: str):
             context.log.warning(report.summary())
         else:
             context.log.info(report.summary())
-        yield from partition_evaluations(context, check_key, report, dates, severity, blocking)
-        yield Output(None)  # the check's own output; its results are the evaluations above
+        evaluations = partition_evaluations(context, check_key, report, dates, severity, blocking)
+        log_passed(context, [e for e in evaluations if e.passed])
+        yield from (e for e in evaluations if not e.passed)  # through Dagster: a blocking failure stops the run
+        yield Output(None)  # the check's own output; its results are the evaluations
 
     return _check
 
