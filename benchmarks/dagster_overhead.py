@@ -7,7 +7,7 @@ SQLite one, or a throwaway PostgreSQL 15 server (initdb + pg_ctl on a loopback p
 stopped at the end). The backtest hashes of each Dagster lake and the one-shot lake are compared (backfill
 equals walk-forward).
 
-    uv run python -m benchmarks dagster_overhead [--manifest sp500_demo] [--start 2018-01-02] [--end 2022-12-30]
+    uv run python -m benchmarks dagster_overhead [--manifest sp500_demo] [--start 2018-01-02] [--end 2022-12-28]
                                                  [--instance memory,sqlite,postgres]
 """
 
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks dagster_overhead", description=__doc__.splitlines()[0])
     p.add_argument("--manifest", default="sp500_demo")
     p.add_argument("--start", default="2018-01-02")
-    p.add_argument("--end", default="2022-12-30")
+    p.add_argument("--end", default="2022-12-28")
     p.add_argument("--instance", default="memory",
                    help=f"comma-separated, one Dagster run each: {', '.join(INSTANCES)}")
     args = p.parse_args(argv)

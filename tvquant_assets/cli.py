@@ -19,7 +19,7 @@ EXIT_CODES = """exit codes:
   3    unexpected internal error (set TVQUANT_DEBUG=1 for the traceback)
   130  interrupted (Ctrl-C)"""
 DEMO_MANIFEST = "sp500_demo"
-DEMO_START, DEMO_END = "2019-01-02", "2022-12-30"
+DEMO_START, DEMO_END = "2019-01-02", "2022-12-28"  # the bundled data's last bar
 
 
 LEADERBOARD_COLUMNS = (  # (backtest column, header, format); headers short so 80 columns hold the table
@@ -545,23 +545,62 @@ def _print_decisions(rec: dict) -> None:
 
 
 def cmd_ui(args) -> int:
+    """``dagster dev`` on this project's instance, plus the loopback server of the tearsheets; by default
+    only the manifests that run offline (TVQUANT_MANIFESTS or --all-manifests choose others)."""
+    import signal
+    import subprocess
+
+    from tvquant_assets.report import server
     from tvquant_assets.runner import ensure_dagster_home
 
     home = ensure_dagster_home()
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
     from tvquant_assets.lake import LAKE_ENV, default_lake_root
+    from tvquant_assets.manifest.load import MANIFEST_DIR_ENV
 
-    os.environ[LAKE_ENV] = str(Path(args.lake or default_lake_root()).resolve())  # dagster dev runs in home
-    print(f"DAGSTER_HOME={home}  lake={os.environ[LAKE_ENV]}")
-    print(f"starting dagster dev on http://127.0.0.1:{args.port}")
+    lake = Path(args.lake or default_lake_root()).resolve()
+    os.environ[LAKE_ENV] = str(lake)  # dagster dev runs in home
+    if not os.environ.get(MANIFEST_DIR_ENV) and not args.all_manifests:
+        os.environ[MANIFEST_DIR_ENV] = str(_offline_manifests(home / "manifests_offline"))
+    os.environ[server.REPORTS_URL_ENV] = f"http://127.0.0.1:{args.reports_port}"
+    reports = server.start(lake, args.reports_port)
+    print(f"DAGSTER_HOME={home}  lake={lake}  manifests={os.environ.get(MANIFEST_DIR_ENV, 'manifests/ (all)')}")
+    print(f"tearsheets on http://127.0.0.1:{args.reports_port}/<manifest>/report/<date>.html")
+    print(f"starting dagster dev on http://127.0.0.1:{args.port}", flush=True)
     from tvquant_assets.defs.launch import workspace_yaml
 
     workspace = home / "workspace.yaml"  # the location is named "tvquant", as CLI runs record it
     workspace.write_text(workspace_yaml())
-    os.chdir(home)
-    os.execvp("dagster", ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
-    return 0  # pragma: no cover
+    child = subprocess.Popen(["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)],
+                             cwd=home)
+
+    def stop(signum, frame):  # pass SIGTERM on (Ctrl-C reaches the child through the terminal)
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        return child.wait()
+    finally:
+        reports.shutdown()
+
+
+def _offline_manifests(directory: Path) -> Path:
+    """A directory of links to the project's manifests whose source needs no network (rebuilt each start)."""
+    from tvquant_assets.manifest import discover_manifests, load_manifest
+    from tvquant_assets.sources import NETWORK_SOURCES
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.iterdir():
+        if old.is_symlink() or old.suffix in (".yaml", ".yml"):
+            old.unlink()
+    for path in discover_manifests():
+        if load_manifest(path).source.kind not in NETWORK_SOURCES:
+            (directory / path.name).symlink_to(path.resolve())
+    return directory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -684,8 +723,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(ash)
     ash.set_defaults(func=cmd_audit_show)
 
-    u = parser("ui", "start the Dagster UI (dagster dev) on this project's instance")
+    u = parser("ui", "start the Dagster UI (dagster dev) on this project's instance, with the tearsheets served "
+                     "on --reports-port; only the manifests that run offline unless TVQUANT_MANIFESTS names a "
+                     "directory or --all-manifests")
     u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--reports-port", type=int, default=3001, help="port of the tearsheet server (loopback)")
+    u.add_argument("--all-manifests", action="store_true",
+                   help="every manifest in manifests/, including those whose source needs the network")
     u.add_argument("--lake", default=None, help="lake root (default: $TVQUANT_LAKE or ./.tvquant/lake)")
     u.set_defaults(func=cmd_ui)
     return p

@@ -53,6 +53,10 @@ class CheckReport:
         return (f"{self.name}: {len(self.findings)} finding(s) in {len(self.failed_dates)} partition(s): "
                 + "; ".join(lines) + tail)
 
+    def only(self, date: pd.Timestamp) -> CheckReport:
+        """This report restricted to one partition (each partition's check result is its own)."""
+        return CheckReport(self.name, 1, [f for f in self.findings if f.date == date])
+
     def metadata(self, limit: int = 20) -> dict:
         """Plain values for the check's metadata: the failed partitions drive the repair sensor."""
         return {

@@ -14,6 +14,7 @@ from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.errors import ManifestError, TvquantError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
+from tvquant_assets.sources import last_partition_date
 from tvquant_assets.stages import ASSETS, STAGES
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
@@ -68,6 +69,12 @@ def range_bounds(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Times
     if e < s:
         raise ManifestError(f"--end {e.date()} is before --start {s.date()}")
     first = pd.Timestamp(manifest.start)
+    last = last_partition_date(manifest)
+    end_note = []
+    if e > last >= max(s, first):  # a fixed history (or today's closed session) ends the range
+        end_note = [f"--end {e.date()} is after {manifest.name}'s last partition with data {last.date()} "
+                    f"(source {manifest.source.kind}): the range ends on {last.date()}"]
+        e = last
     if e < first:
         raise ManifestError(f"--end {e.date()} is before the first partition of {manifest.name} "
                             f"(calendar {manifest.calendar}, first partition {manifest.start})")
@@ -75,7 +82,7 @@ def range_bounds(manifest: Manifest, start, end) -> tuple[pd.Timestamp, pd.Times
     if not dates:
         raise ManifestError(f"no partition of {manifest.name} between {s.date()} and {e.date()} "
                             f"(calendar {manifest.calendar})")
-    notes = []
+    notes = list(end_note)
     if dates[0] != s:
         why = "before the first partition" if s < first else f"a {s.day_name()}, not a partition"
         notes.append(f"--start {s.date()} is {why} ({manifest.calendar}): the range starts on {dates[0].date()}")

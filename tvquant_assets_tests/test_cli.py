@@ -98,3 +98,18 @@ def test_leaderboard_fits_80_columns_without_cutting_names(tmp_path, monkeypatch
     else:
         assert out.count("on cvxportfolio") == len(names) and out.count("on vectorized") == len(names)
     assert "195.2%" in out and "-30.6%" in out and "116.2" in out
+
+
+def test_ui_shows_the_offline_manifests_by_default(tmp_path):
+    """``tvquant ui`` without TVQUANT_MANIFESTS: only manifests whose source needs no network (rebuilt on
+    each start, so a stale link never lingers)."""
+    from tvquant_assets import cli
+    from tvquant_assets.manifest import discover_manifests, load_manifest
+
+    (tmp_path / "old.yaml").write_text("stale")
+    d = cli._offline_manifests(tmp_path)
+    names = sorted(load_manifest(p).name for p in discover_manifests(d))
+    every = [load_manifest(p) for p in discover_manifests()]
+    assert names == sorted(m.name for m in every if m.source.kind != "tradingview")
+    assert {"sp500_demo", "synthetic_demo"} <= set(names) and len(names) < len(every)
+    assert not (tmp_path / "old.yaml").exists()

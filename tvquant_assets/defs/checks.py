@@ -1,17 +1,31 @@
 """Asset checks per manifest: thin wrappers over ``tvquant_assets.quality``.
 
-Checks are partitioned like their asset. One evaluation covers every partition of the run (a range run
-or one partition); its metadata ``failed_partitions`` names the bad ones, which the repair sensor reads.
-(Dagster 1.13 also leaves a PLANNED row per partition of a range run that never resolves; the sensor
-ignores PLANNED rows of finished runs.) Blocking checks stop downstream steps of the same run: a corrupt
-price partition never reaches selection or the ledger.
+Checks are partitioned like their asset. A run checks its partition or range (every partition in the lake
+when it has none: the UI's "Execute all") from what is in the lake, and records one evaluation per
+partition (``partition_evaluations``), so the UI shows each partition's check as passed or failed; its
+metadata ``failed_partitions`` names the partition when it failed, which the repair sensor reads.
+Blocking checks stop downstream steps of the same run: a corrupt price partition never reaches selection
+or the ledger.
 """
 
 import pandas as pd
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    Output,
+    asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+from dagster._core.definitions.metadata import normalize_metadata
+from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
 
 from tvquant_assets import quality
-from tvquant_assets.calendar import previous_dates
+from tvquant_assets.calendar import is_partition, previous_dates
 from tvquant_assets.defs.factory import partitions_for
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.lake import Lake
@@ -85,21 +99,88 @@ def evaluate(manifest: Manifest, lake: Lake, name: str, dates: list[pd.Timestamp
     raise KeyError(f"unknown check {name!r} (known: {', '.join(CHECKS)})")
 
 
+def check_dates(context: AssetCheckExecutionContext, manifest: Manifest, lake: Lake,
+                stage: Stage) -> list[pd.Timestamp]:
+    """The partitions a check run covers: the run's partition or range; a run without one (the UI's
+    "Execute all" on a partitioned asset) checks every partition of the asset in the lake."""
+    op = context.op_execution_context
+    if op.has_partitions:
+        return sorted(pd.Timestamp(k) for k in op.partition_keys)
+    return [d for d in lake.partitions(manifest.name, stage.value) if is_partition(manifest, d)]
+
+
+def partition_evaluations(context: AssetCheckExecutionContext, check_key: AssetCheckKey, report: quality.CheckReport,
+                          dates: list[pd.Timestamp], severity: AssetCheckSeverity,
+                          blocking: bool) -> list[AssetCheckEvaluation]:
+    """One evaluation per partition, passed or failed for that partition alone, each naming the latest
+    materialization of its partition (Dagster shows a check result only while it targets the partition's
+    current materialization). An ``AssetCheckResult`` of a range run would be recorded once, for no
+    partition, and every partition of the range would stay "planned", then "skipped"."""
+    keys = [d.strftime("%Y-%m-%d") for d in dates]
+    targets = latest_materializations(context.instance, check_key.asset_key, keys)
+    out = []
+    for d, key in zip(dates, keys, strict=True):
+        one = report.only(d)
+        out.append(AssetCheckEvaluation(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=one.passed, partition=key,
+            metadata=normalize_metadata(one.metadata()), severity=severity, description=one.summary(),
+            blocking=blocking, target_materialization_data=targets.get(key),
+        ))
+    return out
+
+
+def log_passed(context: AssetCheckExecutionContext, evaluations: list[AssetCheckEvaluation]) -> None:
+    """Record passed evaluations as one batch of events (a range run has one per partition and check: one
+    by one they cost three SQLite commits each; ``defs/storage.py`` writes a batch in one transaction).
+    The same events Dagster logs for a yielded evaluation, only with batch metadata."""
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001 (no public batch API)
+    batch = generate_event_batch_id()
+    for i, e in enumerate(evaluations):
+        DagsterEvent.from_step(
+            event_type=DagsterEventType.ASSET_CHECK_EVALUATION, step_context=step, event_specific_data=e,
+            message=f"Asset check '{e.check_name}' on '{e.asset_key.to_user_string()}' passed."
+                    + ("" if e.description is None else f" Description: '{e.description}'"),
+            batch_metadata=DagsterEventBatchMetadata(batch, i == len(evaluations) - 1))
+
+
+def latest_materializations(instance, asset_key: AssetKey,
+                            keys: list[str]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """The latest materialization of each partition in ``keys`` (two queries, however many partitions)."""
+    ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION, set(keys))
+    out = {}
+    wanted = sorted(ids.values())
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        records = instance.fetch_materializations(AssetRecordsFilter(asset_key=asset_key, storage_ids=chunk),
+                                                  limit=len(chunk)).records
+        for r in records:
+            out[r.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp)
+    return out
+
+
 def build_check(manifest: Manifest, name: str):
     stage, blocking, severity = CHECKS[name]
+    check_key = AssetCheckKey(AssetKey([manifest.name, stage.value]), name)
 
     @asset_check(
-        asset=AssetKey([manifest.name, stage.value]), name=name, blocking=blocking,
+        asset=check_key.asset_key, name=name, blocking=blocking,
         description=DESCRIPTIONS[name], partitions_def=partitions_for(manifest),
         metadata={"manifest": manifest.name, "repairable": name in REPAIRABLE},
     )
-    def _check(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-        dates = [pd.Timestamp(k) for k in context.op_execution_context.partition_keys]
-        report = evaluate(manifest, lake.open(), name, sorted(dates))
+    def _check(context: AssetCheckExecutionContext, lake: LakeResource):
+        opened = lake.open()
+        dates = check_dates(context, manifest, opened, stage)
+        report = evaluate(manifest, opened, name, dates) if dates else quality.CheckReport(name, 0)
         if not report.passed:
             context.log.warning(report.summary())
-        return AssetCheckResult(passed=report.passed, severity=severity, description=report.summary(),
-                                metadata=report.metadata())
+        else:
+            context.log.info(report.summary())
+        evaluations = partition_evaluations(context, check_key, report, dates, severity, blocking)
+        log_passed(context, [e for e in evaluations if e.passed])
+        yield from (e for e in evaluations if not e.passed)  # through Dagster: a blocking failure stops the run
+        yield Output(None)  # the check's own output; its results are the evaluations
 
     return _check
 

@@ -2,6 +2,7 @@
 (``tvquant_assets.stages``), in one group."""
 
 
+import datetime as dt
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from dagster import (
 )
 
 from tvquant_assets import progress, repair
-from tvquant_assets.calendar import CRON
+from tvquant_assets.calendar import CRON, calendar_dates, previous_dates
 from tvquant_assets.defs.containment import run_contained
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
@@ -29,6 +30,7 @@ from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.run_warnings import warnings_to_run_log
 from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
+from tvquant_assets.sources import last_partition_date
 from tvquant_assets.stages import ASSETS, SPECS
 from tvquant_assets.stages.code_versions import code_version
 from tvquant_assets.stages.context import RunContext
@@ -36,11 +38,38 @@ from tvquant_assets.stages.context import RunContext
 IO_MANAGER_KEY = "tvquant_lake_io"
 
 
-def partitions_for(manifest: Manifest) -> TimeWindowPartitionsDefinition:
-    return TimeWindowPartitionsDefinition(
-        start=manifest.start.strftime("%Y-%m-%d"), cron_schedule=CRON[manifest.calendar], fmt="%Y-%m-%d",
-        timezone="UTC", end_offset=1,  # today's partition exists: the schedule runs it after the close
-    )
+def partitions_for(manifest: Manifest, now: dt.datetime | None = None) -> TimeWindowPartitionsDefinition:
+    """Daily partitions from ``manifest.start`` to the last date with data (``Source.partitions_end``).
+
+    A source that has data up to today (or its last closed session) keeps a moving end (``end_offset`` 1 or
+    0: today's partition, or the one before it), so a long-running code server keeps up; a fixed history
+    (bundled, synthetic, files) ends at its last date, so "Latest", the materialize dialog and the schedule
+    never target dates without data."""
+    now = now or dt.datetime.now(dt.UTC)
+    common = dict(start=manifest.start.strftime("%Y-%m-%d"), cron_schedule=CRON[manifest.calendar],
+                  fmt="%Y-%m-%d", timezone="UTC")
+    today = calendar_dates(manifest.calendar, pd.Timestamp(now.date()) - pd.Timedelta(days=7), now.date())[-1]
+    last = _last_partition(manifest, now)
+    if last >= today:
+        return TimeWindowPartitionsDefinition(**common, end_offset=1)  # the schedule runs it after the close
+    if last == previous_dates(manifest, today, 1)[0]:
+        return TimeWindowPartitionsDefinition(**common, end_offset=0)
+    after = calendar_dates(manifest.calendar, last + pd.Timedelta(days=1), last + pd.Timedelta(days=8))[0]
+    # end: the exclusive end of the last window; end_offset 1 keeps a date's partition open on its own
+    # evening (the schedule's tick) when that date is before the end
+    return TimeWindowPartitionsDefinition(**common, end=after.strftime("%Y-%m-%d"), end_offset=1)
+
+
+_LAST: dict[tuple[str, str], pd.Timestamp] = {}
+
+
+def _last_partition(manifest: Manifest, now: dt.datetime) -> pd.Timestamp:
+    """``last_partition_date``, asked of the source once per manifest and minute (every asset and check of a
+    manifest shares one partitions definition)."""
+    key = (manifest_hash(manifest), now.strftime("%Y-%m-%dT%H:%M"))
+    if key not in _LAST:
+        _LAST[key] = last_partition_date(manifest, now)
+    return _LAST[key]
 
 
 def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None = None) -> AssetsDefinition:
@@ -51,7 +80,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
 
     @asset(
         key=AssetKey([name, spec.name]),
-        deps=[AssetKey([name, up]) for up in spec.upstream],
+        deps=[AssetKey([name, str(up)]) for up in spec.upstream],
         partitions_def=partitions_for(manifest),
         backfill_policy=BackfillPolicy.single_run(),
         group_name=name,
@@ -68,8 +97,11 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
     def _stage_asset(context: AssetExecutionContext, lake: LakeResource):
         keys = list(context.partition_keys)
         ctx = RunContext(manifest, lake.open(), run_id=context.run.run_id)
+        repaired = None
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
-            repair.plan_and_record(ctx, [pd.Timestamp(k) for k in keys])
+            repaired = repair.run_repair(ctx, [pd.Timestamp(k) for k in keys])
+            for line in repaired.lines():  # what it found and decided, in the run log
+                context.log.info(line)
         with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log):
             result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys])
         outputs, hashes = {}, {}
@@ -83,6 +115,8 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
                 md = partition_metadata(outputs[key], hashes[key], result.upstream.get(pd.Timestamp(key), {}),
                                         mhash, result.notes.get(pd.Timestamp(key), ""), spec.name)
                 md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
+                if repaired is not None:
+                    md.update(repaired.metadata(pd.Timestamp(key)))
                 context.add_asset_metadata(md, partition_key=key)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one
             return Output(outputs, data_version=DataVersion(hashes[keys[0]]))
@@ -100,7 +134,7 @@ def build_manifest_assets(manifest: Manifest, manifest_path: Path | None = None)
 def build_manifest_job(manifest: Manifest):
     return define_asset_job(
         f"{manifest.name}_pipeline",
-        selection=[AssetKey([manifest.name, s]) for s in ASSETS],
+        selection=[AssetKey([manifest.name, str(s)]) for s in ASSETS],
         executor_def=in_process_executor,
         description=f"Every stage of manifest {manifest.name} and its threshold auditor, in one process "
         "(ranges run as one run).",

@@ -38,8 +38,17 @@ class LakeIOManager(UPathIOManager):
             missing = sorted(set(paths) - set(obj or {}))[:3]
             raise LakeError(f"{context.asset_key.to_user_string()}: output must hold every partition of the run; "
                             f"missing {missing}")
+        seen = len(self.lake.edited_replaced)
         with progress.timed("lake_write"):
             self.lake.write_many([(path, obj[key]) for key, path in paths.items()])
+        edited = self.lake.edited_replaced[seen:]
+        if edited:  # a partition changed outside the lake: say so before its replacement hides it
+            from tvquant_assets import alerts
+
+            message = (f"{context.asset_key.to_user_string()}: {len(edited)} partition file(s) had been edited "
+                       f"outside the lake (content != its stored hash) and were replaced: {', '.join(edited[:5])}")
+            context.log.warning(message)
+            alerts.alert(message, {"asset": context.asset_key.to_user_string(), "files": edited})
 
     def load_input(self, context: InputContext) -> Any:
         if context.has_asset_partitions:

@@ -27,7 +27,7 @@ def build_repair_job(manifest: Manifest):
     (fill or exclude), then every stage and check re-runs on the repaired prices."""
     return define_asset_job(
         repair_job_name(manifest),
-        selection=[AssetKey([manifest.name, s]) for s in ASSETS],
+        selection=[AssetKey([manifest.name, str(s)]) for s in ASSETS],
         executor_def=in_process_executor,
         tags={repair.RUN_TAG: "true", "tvquant/manifest": manifest.name},
         description=f"Repair bad price partitions of {manifest.name} from the source, then re-materialize "
@@ -38,7 +38,7 @@ def build_repair_job(manifest: Manifest):
 def build_review_job(manifest: Manifest):
     return define_asset_job(
         review_job_name(manifest),
-        selection=[AssetKey([manifest.name, s]) for s in REVIEW_STAGES],
+        selection=[AssetKey([manifest.name, str(s)]) for s in REVIEW_STAGES],
         executor_def=in_process_executor,
         tags={"tvquant/manifest": manifest.name},
         description=f"Monthly review of {manifest.name}: re-runs {', '.join(REVIEW_STAGES)} over last month.",

@@ -75,17 +75,22 @@ def stage_summary(stage: str, df: pd.DataFrame) -> dict:
     return out
 
 
-def report_metadata(result) -> dict:
-    """Metadata of a ``report`` materialization: where the tearsheet is, and what it says."""
+def report_metadata(result, lake_root=None) -> dict:
+    """Metadata of a ``report`` materialization: where the tearsheet is, and what it says. The link is
+    ``tvquant ui``'s report server (``report/server.py``): the UI cannot open ``file://`` links."""
+    from tvquant_assets.report.server import report_url
+
     path = str(result.path)
+    url = report_url(lake_root, path) if lake_root is not None and path.startswith("/") else None
     md = [f"Tearsheet of **{result.manifest}** as of **{result.date.date()}**", "",
-          f"- file: `{path}`", f"- featured candidate: {result.featured or '-'}",
+          f"- file: `{path}`", *([f"- open: [{url}]({url}) (served by `tvquant ui`)"] if url else []),
+          f"- featured candidate: {result.featured or '-'}",
           f"- leader: {result.leader or '-'}", f"- regime on D: {result.regime or '-'}"]
     if result.missing:
         md += ["", "Not shown:"] + [f"- {m}" for m in result.missing]
     return {
         "tearsheet": MetadataValue.path(path),
-        "tearsheet_url": MetadataValue.url("file://" + path) if path.startswith("/") else MetadataValue.text(path),
+        "tearsheet_url": MetadataValue.url(url) if url else MetadataValue.text(path),
         "as_of": result.date.strftime("%Y-%m-%d"),
         "summary": MetadataValue.md("\n".join(md)),
         "size_bytes": int(result.bytes),

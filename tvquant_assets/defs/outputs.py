@@ -37,11 +37,11 @@ def build_report_asset(manifest: Manifest, manifest_path: Path | None = None) ->
 
     @asset(
         key=AssetKey([name, REPORT]),
-        deps=[AssetKey([name, s]) for s in REPORT_DEPS],
+        deps=[AssetKey([name, s.value]) for s in REPORT_DEPS],
         group_name=name,
         description=f"Self-contained HTML tearsheet of {name} (equity, drawdowns, rolling Sharpe, weights, "
                     "regimes, clusters, leaderboard, orders) for the latest backtest date, or the date in "
-                    "the run config. Open the path in the 'tearsheet' metadata.",
+                    "the run config. Open it with the 'tearsheet_url' link (served by `tvquant ui`).",
         kinds={"python", "html"},
         owners=list(OWNERS),
         tags={"output": "report", "manifest": name},
@@ -51,9 +51,11 @@ def build_report_asset(manifest: Manifest, manifest_path: Path | None = None) ->
     def _report(context: AssetExecutionContext, config: ReportConfig, lake: LakeResource) -> MaterializeResult:
         from tvquant_assets.report import build_report
 
-        result = build_report(manifest, config.date or None, lake=lake.open())
+        opened = lake.open()
+        result = build_report(manifest, config.date or None, lake=opened)
         context.log.info(f"tearsheet of {name} as of {result.date.date()}: {result.path}")
-        return MaterializeResult(metadata=report_metadata(result))
+        local = opened.root.protocol in ("", "file", "local")
+        return MaterializeResult(metadata=report_metadata(result, opened.root.path if local else None))
 
     return _report
 
@@ -63,7 +65,7 @@ def build_lake_views_asset(manifest: Manifest) -> AssetsDefinition:
 
     @asset(
         key=AssetKey([name, LAKE_VIEWS]),
-        deps=[AssetKey([name, s]) for s in STAGES],
+        deps=[AssetKey([name, str(s)]) for s in STAGES],
         group_name=name,
         description=f"DuckDB views over the parquet lake, schema {name}: one view per stage "
                     f"({name}.backtest, ...) plus {name}.ledger, in one database file for BI tools and "

@@ -2,10 +2,11 @@
 
 Times are in the manifest's ``schedule.timezone`` (default America/New_York, so daylight saving is
 Dagster's problem, not ours). The daily run materializes partition D = the local date of the tick
-(skipped when D is not a partition, e.g. a weekend for a weekdays calendar); for a live TradingView
-manifest D is the newest partition whose session has closed at the tick (``sources/tradingview/schedule.py``).
-Missed days are caught up: when partitions after the newest sealed one (``audit``) and before D are missing,
-the run covers them all (at most ``CATCH_UP_DAYS``), so one failed or skipped day does not block later runs.
+(skipped when D is not a partition, e.g. a weekend for a weekdays calendar, or is after the source's last
+date with data, ``Source.partitions_end``); for a live TradingView manifest D is the newest partition whose
+session has closed at the tick (``sources/tradingview/schedule.py``). Missed days are caught up: when
+partitions after the newest sealed one (``audit``) and before D are missing, the run covers them all (at most
+``CATCH_UP_DAYS``), so one failed or skipped day does not block later runs.
 """
 
 import datetime as dt
@@ -17,6 +18,7 @@ from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.defs.jobs import REVIEW_STAGES, pipeline_job_name, review_job_name
 from tvquant_assets.defs.sensors import RANGE_END, RANGE_START
 from tvquant_assets.manifest import Manifest
+from tvquant_assets.sources import last_partition_date
 
 DEFAULT_CRON = {"weekdays": "30 17 * * 1-5", "daily": "30 0 * * *"}
 CATCH_UP_DAYS = 31
@@ -53,6 +55,9 @@ def build_daily_schedule(manifest: Manifest):
             day = _local_date(context, tz)
         if not is_partition(manifest, day):
             return SkipReason(f"{day.date()} is not a partition of {manifest.name} ({manifest.calendar})")
+        last = last_partition_date(manifest, context.scheduled_execution_time)
+        if day > last:
+            return SkipReason(f"{day.date()}: {manifest.name}'s source has data up to {last.date()} only")
         key = day.strftime("%Y-%m-%d")
         first = _first_missing(context, manifest, day)
         tags = {"tvquant/manifest": manifest.name}

@@ -48,6 +48,19 @@ def _repair_range(context, manifest: Manifest, bad: list[str]) -> tuple[str, str
     return start.strftime("%Y-%m-%d"), end
 
 
+def _new_executions(storage, key: AssetCheckKey, cursor: int) -> list:
+    """Every execution record of ``key`` after ``cursor``, newest first (one per partition: a range run
+    of 1,043 partitions leaves 1,043, so read them page by page)."""
+    out, before = [], None
+    while True:
+        page = storage.get_asset_check_execution_history(key, limit=BATCH, cursor=before)
+        fresh = [r for r in page if r.id > cursor]
+        out += fresh
+        if len(fresh) < len(page) or len(page) < BATCH:
+            return out
+        before = page[-1].id
+
+
 def build_repair_sensor(manifests: list[Manifest], jobs) -> object:
     by_key = {AssetKey([m.name, Stage.PRICES.value]): m for m in manifests}
 
@@ -61,10 +74,7 @@ def build_repair_sensor(manifests: list[Manifest], jobs) -> object:
         records, pending = [], []
         for asset_key in by_key:
             for name in sorted(REPAIRABLE):
-                history = storage.get_asset_check_execution_history(AssetCheckKey(asset_key, name), limit=BATCH)
-                for record in history:  # newest first
-                    if record.id <= cursor:
-                        break
+                for record in _new_executions(storage, AssetCheckKey(asset_key, name), cursor):
                     if record.status == AssetCheckExecutionRecordStatus.PLANNED:
                         run = context.instance.get_run_by_id(record.run_id)
                         if run is not None and not run.is_finished:

@@ -14,13 +14,14 @@ the bookkeeping of a one-partition daily run); connections are still opened per 
 """
 
 import os
+import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from dagster import DagsterInvariantViolationError, Field, StringSource
 from dagster._core.event_api import EventLogEntry
-from dagster._core.events import ASSET_EVENTS
+from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
@@ -80,9 +81,43 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         self.__dict__["_asset_key_index_cols"] = found
         return found
 
+    @contextmanager
+    def index_connection(self):
+        """The stock connection, or the one of the batch being written (check evaluations, below)."""
+        shared = getattr(self.__dict__.setdefault("_shared", threading.local()), "conn", None)
+        if shared is not None:
+            yield shared
+            return
+        with super().index_connection() as conn:
+            yield conn
+
+    def _store_check_evaluations(self, events: Sequence[EventLogEntry]) -> None:
+        """A batch of check evaluations (one per partition of a range): the event rows and Dagster's own
+        check-execution updates in one transaction per database, instead of three commits per event."""
+        by_run: dict[str, list[EventLogEntry]] = defaultdict(list)
+        for event in events:
+            by_run[event.run_id].append(event)
+        for run_id, run_events in by_run.items():
+            with self.run_connection(run_id) as conn:
+                for event in run_events:
+                    conn.execute(self.prepare_insert_event(event))
+        local = self.__dict__.setdefault("_shared", threading.local())
+        with self.index_transaction() as conn:
+            local.conn = conn
+            try:
+                for event in events:
+                    with db_result(conn, self.prepare_insert_event(event)) as result:
+                        event_id = result.inserted_primary_key[0]
+                    self.store_asset_check_event(event, event_id)
+            finally:
+                local.conn = None
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        if all(e.is_dagster_event and e.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION and e.run_id
+               for e in events):
+            return self._store_check_evaluations(events)
         simple = all(e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS for e in events)
-        if not simple:  # checks, run-status events: keep the stock per-event path
+        if not simple:  # run-status and other events: keep the stock per-event path
             for event in events:
                 self.store_event(event)
             return

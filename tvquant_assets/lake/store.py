@@ -49,6 +49,11 @@ HASH_KEY = b"tvquant_df_hash"
 
 
 def to_parquet_bytes(df: pd.DataFrame, digest: str | None = None) -> bytes:
+    """Same frame, same bytes: ``df.attrs`` (pyarrow would store them, with the in-memory hash stamp's
+    object id) stay out of the file."""
+    if df.attrs:
+        df = df.copy(deep=False)
+        df.attrs = {}
     buf = io.BytesIO()
     table = pa.Table.from_pandas(df, preserve_index=False)
     if digest is not None:
@@ -120,6 +125,7 @@ class Lake:
         self._cache: OrderedDict[str, tuple[tuple, pd.DataFrame, str]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        self.edited_replaced: list[str] = []  # files found edited outside the lake and rewritten
 
     @classmethod
     def open(cls, root: str | os.PathLike | None = None) -> Lake:
@@ -181,16 +187,55 @@ class Lake:
 
     # write / read ----------------------------------------------------------------------------------
     def write_path(self, path: UPath, df: pd.DataFrame) -> str:
-        """Atomically write one frame; returns its df_hash."""
+        """Atomically write one frame; returns its df_hash. A partition already holding this content is left
+        as it is (same inputs, same bytes: re-runs rewrite nothing, even when only ``_ms`` timings differ).
+        A file edited outside the lake (its content no longer matches its stored hash) is replaced and its
+        path recorded in ``edited_replaced``, so the run that overwrote it can say so."""
         if not isinstance(df, pd.DataFrame):
             raise LakeError(f"lake: {path} expects a DataFrame, got {type(df).__name__}")
         digest = hash_of(df)
         if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0:
             df = df.reset_index(drop=True)
             digest = df_hash(df)
-        atomic_write_bytes(path, to_parquet_bytes(df, digest))
+        data = to_parquet_bytes(df, digest)
+        kept = self._unchanged(path, data, digest)
+        if kept is not None:
+            if kept:  # byte-identical: the frame is the file's content
+                self._remember(path, df, digest)
+            return digest
+        atomic_write_bytes(path, data)
         self._remember(path, df, digest)
         return digest
+
+    def _unchanged(self, path, data: bytes, digest: str) -> bool | None:
+        """True: the file holds exactly ``data``; False: the same content, other ``_ms`` timings (keep the
+        file, forget the frame); None: write (absent, other content, or edited outside the lake)."""
+        try:
+            old = open(_local(path), "rb").read() if _is_local(path) else UPath(path).read_bytes()
+        except (FileNotFoundError, OSError):
+            return None
+        if old == data:
+            return True
+        try:
+            table = pq.read_table(pa.BufferReader(old))
+        except (pa.ArrowInvalid, OSError):
+            self._edited(path)
+            return None
+        label = (table.schema.metadata or {}).get(HASH_KEY)
+        if label is not None and label.decode("ascii") != digest:
+            return None  # new content
+        if df_hash(table.to_pandas()) == digest:
+            if label is None:
+                return None  # rewrite it with its label
+            with self._cache_lock:
+                self._cache.pop(self._key(path), None)
+            return False
+        self._edited(path)  # labelled as this content (or unlabelled), holding another: edited outside the lake
+        return None
+
+    def _edited(self, path) -> None:
+        with self._cache_lock:
+            self.edited_replaced.append(str(path))
 
     def write_many(self, items: list[tuple[UPath | str, pd.DataFrame]]) -> list[str]:
         """Write many partitions (threaded: parquet encoding and file IO release the GIL)."""

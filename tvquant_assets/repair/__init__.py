@@ -3,7 +3,7 @@
 ``records`` stores the decisions and applies them (the catalog and prices stages use it on every run);
 ``planning`` decides them from freshly fetched bars (the data_repair job's catalog step)."""
 
-from tvquant_assets.repair.planning import plan, plan_and_record
+from tvquant_assets.repair.planning import RepairOutcome, plan, plan_and_record, run_repair
 from tvquant_assets.repair.records import (
     REPAIRS_FILE,
     RUN_TAG,
@@ -16,4 +16,4 @@ from tvquant_assets.repair.records import (
 )
 
 __all__ = ["REPAIRS_FILE", "RUN_TAG", "RepairRecords", "apply_to_catalog", "apply_to_prices", "load_records",
-           "plan", "plan_and_record", "records_path", "save_records"]
+           "plan", "plan_and_record", "records_path", "save_records", "RepairOutcome", "run_repair"]

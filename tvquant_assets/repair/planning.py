@@ -16,6 +16,8 @@ partitions (the job is idempotent: the same failure planned twice records the sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pandas as pd
 
 from tvquant_assets.calendar import previous_dates
@@ -74,8 +76,47 @@ def plan(bars: pd.DataFrame, dates: list[pd.Timestamp], fields: tuple[str, ...],
     return out
 
 
-def plan_and_record(ctx, dates: list[pd.Timestamp]) -> RepairRecords:
-    """Re-fetch ``dates`` (plus the history the decisions need) from the source, plan, merge, save."""
+@dataclass
+class RepairOutcome:
+    """What one repair run found and decided: per date, the symbols whose lake bar was unusable and the
+    re-fetch returned usable (``refetched``), and the fills and exclusions planned (``found``)."""
+
+    dates: list[pd.Timestamp]
+    found: RepairRecords
+    refetched: dict[str, list[str]] = field(default_factory=dict)
+    lake_bad: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """One line per decision (for the run log), then a total."""
+        out = []
+        for d, syms in sorted(self.refetched.items()):
+            out += [f"{d} {s}: re-fetched ({self.lake_bad.get(d, {}).get(s, 'unusable')} in the lake; the "
+                    "source now has a usable bar)" for s in syms]
+        for d, v in sorted(self.found.fills.items()):
+            out += [f"{d} {s}: filled: {x['reason']}" for s, x in sorted(v.items())]
+        for d, v in sorted(self.found.exclusions.items()):
+            out += [f"{d} {s}: {why}" for s, why in sorted(v.items())]
+        return out + [self.summary()]
+
+    def summary(self) -> str:
+        n = lambda groups: sum(len(v) for v in groups.values())  # noqa: E731
+        span = f"{self.dates[0].date()}..{self.dates[-1].date()}" if self.dates else "no dates"
+        return (f"data_repair over {span}: {n(self.lake_bad)} unusable bar(s) in the lake; "
+                f"{n(self.refetched)} re-fetched, {n(self.found.fills)} filled, "
+                f"{n(self.found.exclusions)} excluded")
+
+    def metadata(self, date: pd.Timestamp) -> dict:
+        """The catalog partition's record of what the repair decided for ``date`` (plain values)."""
+        k = pd.Timestamp(date).strftime("%Y-%m-%d")
+        return {"repair_refetched": self.refetched.get(k, []),
+                "repair_filled": sorted(self.found.fills.get(k, {})),
+                "repair_excluded": sorted(self.found.exclusions.get(k, {})),
+                "repair_summary": self.summary()}
+
+
+def run_repair(ctx, dates: list[pd.Timestamp]) -> RepairOutcome:
+    """Re-fetch ``dates`` (plus the history the decisions need) from the source, compare with the lake,
+    plan the fills and exclusions, merge them into ``repairs.json``, and say what was found and decided."""
     m = ctx.manifest
     dates = sorted(pd.Timestamp(d) for d in dates)
     lookback = m.quality.max_fill_bars + m.universe.max_stale_days + 5
@@ -86,9 +127,28 @@ def plan_and_record(ctx, dates: list[pd.Timestamp]) -> RepairRecords:
         refetch(symbols, first, dates[-1])
     bars = ctx.source.history(symbols, first, dates[-1])
     found = plan(bars, dates, tuple(ctx.source.fields), m.quality.max_fill_bars, m.universe.max_stale_days)
-    records = load_records(ctx.lake, ctx.name).merge(found)
-    save_records(ctx.lake, ctx.name, records)
-    return found
+    outcome = RepairOutcome(dates, found)
+    lake = ctx.lake.read_many(m.name, "prices", dates, missing_ok=True)
+    fresh = {pd.Timestamp(d): g for d, g in bars.groupby("date", sort=True)} if len(bars) else {}
+    for d, (frame, _) in lake.items():
+        bad = bad_price_symbols(frame)
+        if not bad:
+            continue
+        k = d.strftime("%Y-%m-%d")
+        outcome.lake_bad[k] = bad
+        g = fresh.get(d)
+        now_bad = bad_price_symbols(g) if g is not None else {}
+        have = set(g["symbol"].astype(str)) if g is not None else set()
+        fixed = sorted(s for s in bad if s in have and s not in now_bad)
+        if fixed:
+            outcome.refetched[k] = fixed
+    save_records(ctx.lake, ctx.name, load_records(ctx.lake, ctx.name).merge(found))
+    return outcome
 
 
-__all__ = ["plan", "plan_and_record"]
+def plan_and_record(ctx, dates: list[pd.Timestamp]) -> RepairRecords:
+    """``run_repair``'s decisions only."""
+    return run_repair(ctx, dates).found
+
+
+__all__ = ["RepairOutcome", "plan", "plan_and_record", "run_repair"]

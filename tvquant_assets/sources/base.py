@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import ABC, abstractmethod
 
 import pandas as pd
@@ -27,6 +28,11 @@ class Source(ABC):
     def scan_fields(self, frames: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, pd.DataFrame]:
         """Sources with scanner fields of their own add them (point in time) to the scan frames."""
         return frames
+
+    def partitions_end(self, now: dt.datetime) -> dt.date | None:
+        """The last partition date that has data as of ``now``: a fixed history ends at its last bar, a live
+        source at ``now``'s last closed session. None (the default): partitions run to today."""
+        return None
 
     @abstractmethod
     def catalog(self) -> pd.DataFrame:

@@ -7,6 +7,7 @@ split/dividend adjustment uses later corporate actions; prices themselves are no
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 
 import pandas as pd
@@ -96,6 +97,10 @@ class BundledSource(Source):
         long = sub.stack().rename("close").reset_index()
         long.columns = ["date", "symbol", "close"]
         return long.sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
+
+    def partitions_end(self, now: dt.datetime) -> dt.date | None:
+        """The dataset's last bar (2022-12-28 for sp500): no partition after it has data."""
+        return _sp500_close().index.max().date()
 
     def first_dates(self) -> pd.Series:
         close = _sp500_close()

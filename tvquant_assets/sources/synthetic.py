@@ -7,6 +7,7 @@ Regimes: a two-state Markov chain (calm / stress) switching market drift and vol
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 
 import numpy as np
@@ -102,6 +103,10 @@ class SyntheticSource(Source):
         for f in self.fields:
             out[f] = fields[f][rr, cc].ravel()[keep]
         return pd.DataFrame(out)
+
+    def partitions_end(self, now: dt.datetime) -> dt.date | None:
+        """The configured ``end`` (its last business day): the generated market stops there."""
+        return pd.bdate_range(self._args[1], self._args[2])[-1].date()
 
     def first_dates(self) -> pd.Series:
         dates, symbols, _, listed, _, _ = self._data()

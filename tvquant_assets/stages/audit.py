@@ -4,7 +4,8 @@ The entry's payload holds, for every sealed stage, its output ``df_hash`` and th
 partitions it read for D (``lineage.input_partitions``), the manifest hash, the environment (uv.lock hash,
 Python, package versions, BLAS threads), the git sha, the run id and the entry it supersedes. A date whose
 record is unchanged appends nothing, so re-running is idempotent; the chain head after the append goes into
-the partition's metadata.
+the partition's metadata, with ``ledger_appended`` (false on an unchanged re-run, whose audit partition is
+then byte-identical).
 """
 
 from __future__ import annotations
@@ -55,11 +56,11 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
         entry, was_appended = entries_by_date[d]
         stages = hashes[d]
         row = {"date": d, "seq": int(entry["seq"]), "entry_hash": entry["entry_hash"],
-               "prev_hash": entry["prev_hash"], "manifest_hash": ctx.manifest_hash, "appended": was_appended}
+               "prev_hash": entry["prev_hash"], "manifest_hash": ctx.manifest_hash}
         row.update({f"hash_{s}": h for s, h in sorted(stages.items())})
-        frames[d] = pd.DataFrame([row])
-        frames[d]["appended"] = frames[d]["appended"].astype(bool)
-        metadata[d] = {"ledger_seq": int(entry["seq"]), "ledger_entry_hash": entry["entry_hash"],
+        frames[d] = pd.DataFrame([row])  # the same on a re-run: whether it appended is run metadata
+        metadata[d] = {"ledger_appended": was_appended, "ledger_seq": int(entry["seq"]),
+                       "ledger_entry_hash": entry["entry_hash"],
                        "ledger_head_seq": int(head["seq"]) if head else -1,
                        "ledger_head_hash": head["entry_hash"] if head else "", "ledger": str(ledger.path)}
     return StageResult(frames, hashes, metadata=metadata)
@@ -69,6 +70,5 @@ def summary(frame: pd.DataFrame) -> dict:
     if frame.empty or "entry_hash" not in frame.columns:
         return {}
     row = frame.iloc[0]
-    md = (f"chain position **#{int(row['seq'])}**, entry `{row['entry_hash']}`, previous `{row['prev_hash']}`"
-          + ("" if bool(row.get("appended", True)) else " (unchanged: no new entry appended)"))
+    md = f"chain position **#{int(row['seq'])}**, entry `{row['entry_hash']}`, previous `{row['prev_hash']}`"
     return {"summary": md}  # the typed chain head values come from the run's metadata

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from tvquant_assets import quality
 from tvquant_assets.calendar import manifest_dates
@@ -163,12 +164,23 @@ def test_blocking_price_check_stops_downstream_in_a_dagster_run(tmp_path, monkey
     sealed = {e["payload"]["date"] for e in Ledger(lake.ledger_path(m.name)).entries()}
     assert sealed and max(sealed) == "2020-03-03"
     instance = DagsterInstance.get()
-    record = instance.event_log_storage.get_asset_check_execution_history(
-        _check_key(m.name, "price_values"), limit=1)[0]
-    evaluation = record.event.dagster_event.event_specific_data
-    assert not evaluation.passed
+    storage = instance.event_log_storage
+    key = _check_key(m.name, "price_values")
+    # one evaluation per partition of the range: the bad one failed, the others passed, all current
+    records = storage.get_asset_check_execution_history(key, limit=100)
+    by_partition = {r.partition: r for r in records}
+    keys = [d.strftime("%Y-%m-%d") for d in manifest_dates(m, START, END)]
+    assert sorted(by_partition) == keys and len(records) == len(keys)
+    failed = {p for p, r in by_partition.items() if r.status == AssetCheckExecutionRecordStatus.FAILED}
+    assert failed == {"2020-03-04"}
+    assert all(r.status == AssetCheckExecutionRecordStatus.SUCCEEDED for p, r in by_partition.items()
+               if p != "2020-03-04")
+    evaluation = by_partition["2020-03-04"].event.dagster_event.event_specific_data
+    assert not evaluation.passed and evaluation.partition == "2020-03-04"
     assert evaluation.metadata["failed_partitions"].value == ["2020-03-04"]
     assert evaluation.metadata["findings"].value == ["2020-03-04 MSFT: NaN close"]
+    infos = {i.partition_key: i for i in storage.get_asset_check_partition_info([key])}
+    assert sorted(infos) == keys and all(i.is_current for i in infos.values())
 
 
 def _check_key(manifest: str, name: str):

@@ -37,6 +37,46 @@ def test_definitions_load_and_validate():
     Definitions.validate_loadable(build_definitions(discover_manifests(ROOT / "manifests")))
 
 
+def test_the_code_location_serializes_and_partitions_end_with_the_data():
+    """What ``dagster dev``'s code server sends the UI serializes (a ``Stage`` enum in an asset key once
+    made every asset show as "external"); fixed histories end their partitions at their last date."""
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster_shared.serdes import serialize_value
+
+    defs = build_definitions(discover_manifests(ROOT / "manifests"))
+    assert serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    ends = {m: partitions_for(load_manifest(ROOT / "manifests" / f"{m}.yaml")).get_last_partition_key()
+            for m in ("sp500_demo", "synthetic_demo")}
+    assert ends == {"sp500_demo": "2022-12-28", "synthetic_demo": "2020-12-31"}
+
+
+def test_a_live_end_keeps_partitions_moving(monkeypatch):
+    """A source whose data reaches today (or its last closed session) keeps a moving end, so a code server
+    started yesterday still offers today's partition; a fixed end stays where the data stops."""
+    import datetime as dt
+
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
+    from tvquant_assets.defs import factory
+    from tvquant_assets.sources.synthetic import SyntheticSource
+
+    m = load_manifest(ROOT / "manifests" / "synthetic_demo.yaml")
+    now = dt.datetime(2026, 12, 2, 23, 0, tzinfo=dt.UTC)  # a Wednesday evening
+    for end, moving, last, tomorrow in [(dt.date(2026, 12, 2), True, "2026-12-02", "2026-12-03"),
+                                        (dt.date(2026, 12, 1), True, "2026-12-01", "2026-12-02"),
+                                        (None, True, "2026-12-02", "2026-12-03"),
+                                        (dt.date(2026, 11, 27), False, "2026-11-27", "2026-11-27")]:
+        monkeypatch.setattr(SyntheticSource, "partitions_end", lambda self, now, e=end: e)
+        factory._LAST.clear()
+        pdef = partitions_for(m, now)
+        assert (pdef.end is None) == moving, end
+        with partition_loading_context(now):
+            assert pdef.get_last_partition_key() == last, end
+        with partition_loading_context(now + dt.timedelta(days=1)):
+            assert pdef.get_last_partition_key() == tomorrow, end
+    factory._LAST.clear()
+
+
 def test_graph_matches_snapshot():
     defs = build_definitions(discover_manifests(ROOT / "manifests"))
     snap = graph_snapshot(defs)

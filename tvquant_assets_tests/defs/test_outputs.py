@@ -35,7 +35,8 @@ def test_report_and_views_are_materialized_with_links(outputs):
     assert r.database == str(outputs["root"] / "tvquant.duckdb") and r.views == len(ASSETS) + 1
     event = instance.get_latest_materialization_event(AssetKey([m.name, "report"]))
     md = event.asset_materialization.metadata
-    assert md["tearsheet"].value == r.tearsheet and md["tearsheet_url"].value == "file://" + r.tearsheet
+    assert md["tearsheet"].value == r.tearsheet and md["tearsheet_url"].value == \
+        f"http://127.0.0.1:3001/{m.name}/report/2020-03-20.html"
     assert "2020-03-20" in md["summary"].value
     views = instance.get_latest_materialization_event(AssetKey([m.name, "lake_views"])).asset_materialization
     assert views.metadata["views"].value == len(ASSETS) + 1 and f"{m.name}.backtest" in views.metadata["summary"].value

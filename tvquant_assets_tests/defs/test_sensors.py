@@ -13,6 +13,7 @@ import pytest
 from dagster import (
     AssetCheckKey,
     AssetKey,
+    AssetRecordsFilter,
     DagsterInstance,
     PartitionKeyRange,
     RunRequest,
@@ -111,9 +112,18 @@ def test_failed_check_to_one_repair_run_that_fills_and_is_idempotent(env, monkey
     n_entries = ledger.verify().n_entries
     hashes = {s: lake.read_with_hash(m.name, s.value, BAD)[1] for s in STAGES if s is not Stage.AUDIT}
     entry = lake.read(m.name, "audit", BAD)["entry_hash"].iloc[0]
-    check = instance.event_log_storage.get_asset_check_execution_history(
-        AssetCheckKey(AssetKey([m.name, "prices"]), "price_values"), limit=1)[0]
-    assert check.event.dagster_event.event_specific_data.passed
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey([m.name, "prices"]), "price_values"), limit=50)
+    check = next(r for r in history if r.partition == BAD)  # the newest evaluation of the bad partition
+    assert check.run_id == result.run_id and check.event.dagster_event.event_specific_data.passed
+    # the repair run said what it found and decided: in its log and in the catalog partition's metadata
+    catalog = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey([m.name, "catalog"]),
+                                                                 asset_partitions=[BAD]), limit=1).records[0]
+    md = catalog.asset_materialization.metadata
+    assert md["repair_filled"].value == ["MSFT"] and md["repair_excluded"].value == []
+    assert "1 unusable bar(s) in the lake; 0 re-fetched, 1 filled, 0 excluded" in md["repair_summary"].value
+    logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any(msg.startswith(f"{BAD} MSFT: filled: NaN close; carried forward") for msg in logged), logged[-20:]
 
     after = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
     assert after.run_requests == []  # the repair run's checks passed: nothing new to repair

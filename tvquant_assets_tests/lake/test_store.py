@@ -90,3 +90,40 @@ def test_read_uses_the_hash_stored_at_write_and_verify_recomputes_it(tmp_path, m
         df_hash(forged.to_pandas()) != df_hash(df)
     pq.write_table(forged.replace_schema_metadata(None), path)  # files written by other tools: hashed on read
     assert Lake(tmp_path).read_with_hash("demo", "prices", "2020-01-02")[1] == df_hash(forged.to_pandas())
+
+
+def test_rewriting_the_same_content_keeps_the_file_and_an_edited_file_is_named(tmp_path):
+    """Same content -> same bytes and the file untouched, even when only a ``_ms`` timing differs (and a
+    hash stamp in ``df.attrs`` holds an object id); a file edited behind the lake's back is replaced
+    and named in ``edited_replaced``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tvquant_assets.hashing import df_hash, stamp_hash
+
+    lake = Lake(tmp_path)
+    d = pd.Timestamp("2020-01-02")
+    frame = pd.DataFrame({"symbol": ["A", "B"], "weight": [0.4, 0.6], "solve_ms": [1.5, 2.5]})
+    stamp_hash(frame, df_hash(frame))
+    lake.write("demo", "tournament", d, frame)
+    path = tmp_path / "demo" / "tournament" / "2020-01-02.parquet"
+    first, stat = path.read_bytes(), path.stat()
+    again = frame.copy()
+    stamp_hash(again, df_hash(again))  # another object id in attrs
+    lake.write("demo", "tournament", d, again)
+    timed = frame.assign(solve_ms=[9.0, 9.0])
+    lake.write("demo", "tournament", d, timed)
+    assert path.read_bytes() == first and path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert lake.read("demo", "tournament", d)["solve_ms"].tolist() == [1.5, 2.5]  # the file, not the cache
+    # a NaN planted in the file, keeping its hash label: the next write replaces it and says so
+    table = pq.read_table(path)
+    edited = table.to_pandas().assign(weight=[float("nan"), 0.6])
+    pq.write_table(pa.Table.from_pandas(edited, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   path)
+    assert lake.edited_replaced == []
+    lake.write("demo", "tournament", d, frame)
+    assert lake.edited_replaced == [str(path)]
+    assert lake.read_with_hash("demo", "tournament", d, verify=True)[1] == df_hash(frame)
+    # new content is simply written
+    lake.write("demo", "tournament", d, frame.assign(weight=[0.5, 0.5]))
+    assert lake.read("demo", "tournament", d)["weight"].tolist() == [0.5, 0.5] and len(lake.edited_replaced) == 1

@@ -78,7 +78,8 @@ def test_entry_holds_every_stage_inputs_outputs_and_provenance(lake):
     assert set(input_partitions(pipe, SPECS[Stage.BACKTEST], d)) == {"tournament", "prices"}
     # the audit frame points at the entry; metadata carries the chain head
     frame = result.frames[d].iloc[0]
-    assert (frame["seq"], frame["entry_hash"], frame["appended"]) == (1, entries[1]["entry_hash"], True)
+    assert (frame["seq"], frame["entry_hash"], result.metadata[d]["ledger_appended"]) == \
+        (1, entries[1]["entry_hash"], True)
     assert result.metadata[d]["ledger_head_seq"] == 1
     assert result.metadata[d]["ledger_head_hash"] == entries[1]["entry_hash"]
     assert result.metadata[d]["ledger"] == str(lk.ledger_path(m.name))
@@ -87,11 +88,12 @@ def test_entry_holds_every_stage_inputs_outputs_and_provenance(lake):
 def test_rematerializing_appends_a_superseding_entry_never_rewrites(lake):
     m, lk = lake
     pipe = RunContext(m, lk, environment=ENV)
-    run_audit(pipe, DATES, run_id="run-1")
+    first = run_audit(pipe, DATES, run_id="run-1")
     ledger = Ledger(lk.ledger_path(m.name))
     before = ledger.path.read_bytes()
     again = run_audit(pipe, DATES, run_id="run-2")  # identical record: nothing new to prove
-    assert ledger.path.read_bytes() == before and not again.frames[DATES[0]]["appended"].iloc[0]
+    assert ledger.path.read_bytes() == before and not again.metadata[DATES[0]]["ledger_appended"]
+    assert all(df_hash(again.frames[d]) == df_hash(first.frames[d]) for d in DATES)  # the audit partition too
     assert again.metadata[DATES[0]]["ledger_head_seq"] == 1
     # a stage re-materialized with other content
     lk.write(m.name, "tournament", DATES[1], pd.DataFrame({"stage": ["tournament"], "day": [DATES[1]], "v": [2]}))
