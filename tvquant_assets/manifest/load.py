@@ -111,7 +111,7 @@ def _check_engines(manifest: Manifest, path: Path | str) -> None:
 
 def _book_problems(manifest: Manifest, path: Path | str) -> list[str]:
     """The books traded (``tournament.book``) against the selection, the candidates and the simulators."""
-    from tvquant_assets.core.book_limits import book_refusal, candidate_limits
+    from tvquant_assets.core.book_limits import book_refusal
 
     m, book = manifest, manifest.book
     c = m.tournament.constraints
@@ -134,19 +134,8 @@ def _book_problems(manifest: Manifest, path: Path | str) -> list[str]:
         why = book_refusal(cand.engine, cand.profile.value, book)
         if why:
             out.append(f"{path}: tournament.candidates[{i}]: {cand.name} cannot run on tournament.book {book}: {why}")
-    bt = m.backtest
-    borrowing = bt.borrow_bps_per_year > 0 or any(v > 0 for v in bt.borrow_bps_by_class.values())
-    no_borrow = [s for s in ("vectorbt", "nautilus") if s in bt.simulators]
-    if borrowing and no_borrow:
-        out.append(f"{path}: backtest.simulators: {', '.join(no_borrow)} do(es) not charge borrow; remove "
-                   f"backtest.borrow_bps_per_year / borrow_bps_by_class or use vectorized or cvxportfolio")
-    if any(v < 0 for v in bt.borrow_bps_by_class.values()):
+    if any(v < 0 for v in m.backtest.borrow_bps_by_class.values()):
         out.append(f"{path}: backtest.borrow_bps_by_class: rates must be >= 0")
-    shorts = [cand.name for cand in m.tournament.candidates
-              if candidate_limits(book, cand.engine, cand.profile.value, c).book != "long"]
-    if shorts and "nautilus" in m.backtest.simulators:
-        out.append(f"{path}: backtest.simulators: nautilus runs a cash account and cannot short, but "
-                   f"{', '.join(shorts)} hold short positions; use vectorized, vectorbt or cvxportfolio")
     return out
 
 

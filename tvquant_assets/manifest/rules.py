@@ -108,6 +108,15 @@ def long_short_with_long_only(m: Manifest) -> list[str]:
             for i, c in enumerate(m.tournament.candidates) if c.profile.value in LONG_SHORT_ONLY]
 
 
+def short_holders(m: Manifest) -> list[str]:
+    """The candidates whose book holds shorts (``core/book_limits.py``: no optimizer imported)."""
+    from tvquant_assets.core.book_limits import candidate_limits
+
+    c = m.tournament.constraints
+    return [cand.name for cand in m.tournament.candidates
+            if candidate_limits(m.book, cand.engine, cand.profile.value, c).book != "long"]
+
+
 def simulator_features(m: Manifest) -> list[str]:
     bt, out = m.backtest, []
     for i, sim in enumerate(bt.simulators):
@@ -118,9 +127,16 @@ def simulator_features(m: Manifest) -> list[str]:
         if "borrow" in gaps and bt.borrow_bps_per_year > 0:
             out.append(f"backtest.simulators[{i}] {sim} does not model backtest.borrow_bps_per_year "
                        f"{bt.borrow_bps_per_year:g}; set it to 0 or use vectorized or cvxportfolio")
+        elif "borrow" in gaps and any(v > 0 for v in bt.borrow_bps_by_class.values()):
+            out.append(f"backtest.simulators[{i}] {sim} does not model backtest.borrow_bps_by_class; remove it "
+                       "or use vectorized or cvxportfolio")
         if "shorts" in gaps and not m.tournament.constraints.long_only:
             out.append(f"backtest.simulators[{i}] {sim} runs a cash account and cannot short, but "
                        "tournament.constraints.long_only is false; use vectorized or cvxportfolio")
+        elif "shorts" in gaps and short_holders(m):
+            out.append(f"backtest.simulators[{i}] {sim} runs a cash account and cannot short, but "
+                       f"{', '.join(short_holders(m))} hold short positions (tournament.book {m.book}); use "
+                       "vectorized, vectorbt or cvxportfolio")
     return out
 
 

@@ -184,7 +184,7 @@ selection: {short: {enabled: true}}
     ("tournament: {book: short, candidates: [{engine: custom, profile: market_neutral}]}",
      "custom/market_neutral cannot run on tournament.book short"),
     ("tournament: {book: short}\nbacktest: {simulators: [vectorized, nautilus]}",
-     "backtest.simulators: nautilus runs a cash account and cannot short"),
+     "backtest.simulators.1. nautilus runs a cash account and cannot short"),
     ("tournament: {book: long_short, constraints: {gross: 1.0, net: 1.0}}", "needs -gross < net < gross"),
 ])
 def test_validation_refuses_what_a_book_cannot_run(extra, needle):
