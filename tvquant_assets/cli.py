@@ -167,18 +167,14 @@ def cmd_lake_views(args) -> int:
 
 
 def cmd_lake_sql(args) -> int:
-    from tvquant_assets.errors import LakeError
-    from tvquant_assets.lake import Lake, default_lake_root, duckdb_views
+    from tvquant_assets.lake import Lake, default_lake_root, sql_console
 
     lake = Lake.open(args.lake or default_lake_root())
-    db = duckdb_views.default_db_path(lake)
-    try:  # cheap, and picks up stages added since the last refresh
-        duckdb_views.refresh(lake, None, db)
-    except LakeError as exc:
-        if not db.exists():
-            raise
-        print(f"tvquant: warning: views not refreshed ({exc})", file=sys.stderr)
-    cols, rows = duckdb_views.query(db, args.query, limit=args.limit)
+    result = sql_console.run(lake, args.query, limit=args.limit, timeout=args.timeout or None)
+    cols, rows = result.columns, result.rows
+    if result.truncated:
+        print(f"tvquant: showing the first {args.limit} rows (--limit N for more, --limit 0 for all)",
+              file=sys.stderr)
     if args.json:
         print(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], indent=2, default=str))
         return 0
@@ -198,7 +194,7 @@ def cmd_lake_sql(args) -> int:
     for r in rows:
         table.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
     Console(width=max(120, Console().width)).print(table)
-    print(f"{len(rows)} row(s){' (limit reached)' if args.limit and len(rows) == args.limit else ''}",
+    print(f"{len(rows)} row(s){' (limit reached)' if result.truncated else ''}",
           file=sys.stderr)
     return 0
 
@@ -503,8 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--manifest", action="append", help="only this manifest (repeatable; default: all in the lake)")
     add_common(lv)
     lv.set_defaults(func=cmd_lake_views)
-    lq = lsub.add_parser("sql", help='run one SQL statement, e.g. "SELECT * FROM sp500_demo.backtest LIMIT 5"')
-    lq.add_argument("query", help="SQL; views are named <manifest>.<stage> (and <manifest>.ledger)")
+    lq = lsub.add_parser("sql", help='run one SELECT over the views (sandboxed: no other statement, no other '
+                                     'file), e.g. "SELECT * FROM sp500_demo.backtest LIMIT 5"')
+    lq.add_argument("query", help="one SELECT; views are named <manifest>.<stage> (and <manifest>.ledger)")
+    lq.add_argument("--timeout", type=float, default=300.0, help="interrupt after this many seconds (0: never)")
     lq.add_argument("--limit", type=int, default=1000, help="print at most this many rows (0: all; default 1000)")
     lq.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     add_common(lq)
