@@ -50,8 +50,11 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
 
     from tvquant_assets import progress
     from tvquant_assets.lake import default_lake_root
+    from tvquant_assets.manifest import resolve_manifest
     from tvquant_assets.runner import ensure_dagster_home, materialize_range
     from tvquant_assets.stages import ASSETS
+
+    resolve_manifest(manifest)  # a bad manifest is one line before any folder (instance, lake) is created
     home = ensure_dagster_home()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                    TimeElapsedColumn(), disable=as_json, transient=False)
