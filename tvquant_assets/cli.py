@@ -563,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tvquant_assets.errors import TvquantError
+    from tvquant_assets.permissions import restrict_umask
+
+    restrict_umask()  # the lake, the ledger and the instance are owner-only (docs/operations.md)
 
     try:
         return int(args.func(args) or 0)

@@ -12,8 +12,9 @@ import pandas as pd
 from tvquant_assets import progress
 from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.errors import ManifestError, TvquantError
-from tvquant_assets.lake import Lake, default_lake_root
+from tvquant_assets.lake import Lake, atomic_write_bytes, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
+from tvquant_assets.permissions import DIR_MODE
 from tvquant_assets.stages import STAGES
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
 
@@ -50,10 +51,10 @@ class RangeReport:
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME (default ./.tvquant/dagster), created with a dagster.yaml when missing."""
     home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME_DEFAULT).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     cfg, template = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
     if not cfg.exists() and template.exists():
-        cfg.write_text(template.read_text())
+        atomic_write_bytes(cfg, template.read_bytes())
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

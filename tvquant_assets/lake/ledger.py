@@ -21,6 +21,7 @@ from typing import Any
 
 from tvquant_assets.core.ledger import Head, VerifyReport, entry_hash, latest_for, next_lines, verify_lines
 from tvquant_assets.errors import LedgerError
+from tvquant_assets.permissions import DIR_MODE, FILE_MODE
 
 HMAC_ENV = "TVQUANT_LEDGER_HMAC_KEY"
 
@@ -56,8 +57,8 @@ class Ledger:
         # shared so they never see an append half-written.
         fd = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             if exclusive:
                 raise LedgerError(f"{self.lock_path}: cannot open the lock file to append: {exc}") from exc
@@ -140,7 +141,7 @@ class Ledger:
         created = not self.path.exists()
         # Writes on an O_APPEND descriptor, then fsync, all under the lock: the lines land whole at the
         # end, or (on a crash) as a truncated tail that verify reports; existing bytes are never touched.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             view = memoryview(data)
             while view:

@@ -24,6 +24,7 @@ from upath import UPath
 
 from tvquant_assets.errors import LakeError
 from tvquant_assets.hashing import df_hash, hash_of
+from tvquant_assets.permissions import DIR_MODE, FILE_MODE
 
 LAKE_ENV = "TVQUANT_LAKE"
 DEFAULT_LAKE = "./.tvquant/lake"
@@ -77,11 +78,11 @@ def atomic_write_bytes(path: UPath | Path | str, data: bytes, fsync: bool | None
         local = _local(path)
         directory, name = os.path.split(local)
         local_tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
         if fsync is None:
             fsync = os.environ.get(FSYNC_ENV) == "1"
         try:
-            with open(local_tmp, "wb") as fh:
+            with os.fdopen(os.open(local_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 if fsync:
