@@ -222,7 +222,8 @@ class Lake:
         except FileNotFoundError:
             raise LakeError(f"lake: missing partition {path}; materialize it first") from None
         except (pa.ArrowInvalid, OSError) as exc:
-            raise LakeError(f"lake: unreadable partition {path} ({exc}); re-materialize it") from None
+            why = " ".join(str(exc).split())  # one line: pyarrow's messages span several
+            raise LakeError(f"lake: unreadable partition {path} ({why}); re-materialize it") from None
         df = table.to_pandas()
         stored = None if verify else (table.schema.metadata or {}).get(HASH_KEY)
         digest = stored.decode("ascii") if stored else df_hash(df)

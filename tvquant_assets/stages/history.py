@@ -1,0 +1,172 @@
+"""Bad history never reaches a decision: the price partitions a trailing window reads from the lake are
+checked before any stage uses them, and a failure is one ``LakeError`` line naming the partition (and the
+symbol), raised before the stage writes anything.
+
+Two checks (``RunContext.panel`` calls ``verify``):
+
+- **bars** (every partition read): one bar per symbol, stamped with the partition's date, no NaN,
+  infinite or non-positive price, no negative volume. A Dagster run never lets such a partition reach
+  the stages after prices (the blocking checks ``price_values`` and ``unique_bars``), so one inside a
+  window was changed afterwards; computing on it crashed cryptically ("cannot reshape", "SVD did not
+  converge") or silently changed every later date.
+- **content** (history: partitions dated before the first date the stage computes, i.e. not written by
+  this run): the ``df_hash`` of the file's content must equal the hash label stored in the file and the
+  prices hash the ledger sealed for that date (its latest entry). Hashing is done once per file version:
+  the file's (size, mtime) and content hash are recorded in ``<lake>/<manifest>/.history_verified.json``
+  and the content is hashed again only when the file's size or mtime changed.
+
+What is caught: any change of a sealed partition (a NaN, a zero, a dropped or added symbol, a 10x outlier,
+a stale series, a flipped bit, duplicate or restamped bars), relabelled or not. What is not: a partition
+changed before it was ever sealed, and a forger who rewrites the ledger too (``audit verify`` checks the
+ledger against the heads Dagster recorded, see ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from tvquant_assets.errors import LakeError
+from tvquant_assets.hashing import df_hash
+from tvquant_assets.lake.ledger import Ledger
+from tvquant_assets.lake.store import atomic_write_bytes
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+RECORD_NAME = ".history_verified.json"
+
+
+def bar_problem(frame: pd.DataFrame, d: pd.Timestamp) -> tuple[str, str] | None:
+    """(symbol, problem) of the first bar of ``frame`` (the partition of ``d``) that cannot be used."""
+    if not len(frame):
+        return None
+    missing = [c for c in ("date", "symbol", "close") if c not in frame.columns]
+    if missing:
+        return "", f"column(s) {', '.join(missing)} missing"
+    symbols = frame["symbol"].to_numpy(dtype=object)
+    dup = pd.Series(symbols).duplicated(keep=False).to_numpy()
+    if dup.any():
+        s = symbols[np.flatnonzero(dup)[0]]
+        return str(s), f"duplicate bars ({int((symbols == s).sum())} rows)"
+    stamps = pd.to_datetime(frame["date"]).to_numpy(dtype="datetime64[ns]")
+    off = np.flatnonzero(stamps != np.datetime64(pd.Timestamp(d), "ns"))
+    if len(off):
+        return str(symbols[off[0]]), f"bar stamped {pd.Timestamp(stamps[off[0]]).date()}, not the partition date"
+    for f in (c for c in (*PRICE_FIELDS, "volume") if c in frame.columns):
+        values = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype="float64")
+        if f == "volume":
+            bad = np.flatnonzero(values < 0)
+        else:
+            bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+        if len(bad):
+            return str(symbols[bad[0]]), f"{f} {values[bad[0]]:g}"
+    return None
+
+
+class HistoryVerifier:
+    """Checks a run's price reads; one per run context (the ledger and the record are read once)."""
+
+    def __init__(self, lake, manifest: str) -> None:
+        self.lake, self.manifest = lake, manifest
+        self._sealed: dict[str, str] | None = None
+        self._record: dict | None = None
+        self._dirty = False
+
+    # the ledger's sealed prices hashes -------------------------------------------------------------
+    def sealed(self) -> dict[str, str]:
+        if self._sealed is None:
+            out: dict[str, str] = {}
+            path = self.lake.ledger_path(self.manifest)
+            if path.exists():
+                for entry in Ledger(str(path)).entries():  # later entries supersede earlier ones
+                    payload = entry.get("payload") or {}
+                    stage = (payload.get("stages") or {}).get("prices")
+                    h = stage.get("output") if isinstance(stage, dict) else stage
+                    if payload.get("date") and h:
+                        out[payload["date"]] = h
+            self._sealed = out
+        return self._sealed
+
+    # the (size, mtime) -> content hash record ------------------------------------------------------
+    def _record_path(self) -> str | None:
+        root = getattr(self.lake, "_local_root", None)
+        return None if root is None else os.path.join(root, self.manifest, RECORD_NAME)
+
+    def _load_record(self) -> dict:
+        if self._record is None:
+            path, self._record = self._record_path(), {}
+            if path and os.path.exists(path):
+                try:
+                    self._record = json.loads(open(path, encoding="utf-8").read()).get("prices", {})
+                except (OSError, ValueError, AttributeError):
+                    self._record = {}  # unreadable: everything is hashed again
+        return self._record
+
+    def save(self) -> None:
+        path = self._record_path()
+        if not self._dirty or path is None or not os.path.isdir(os.path.dirname(path)):
+            return
+        merged = {}
+        if os.path.exists(path):  # another run may have recorded other dates meanwhile
+            try:
+                merged = json.loads(open(path, encoding="utf-8").read()).get("prices", {})
+            except (OSError, ValueError, AttributeError):
+                merged = {}
+        merged.update(self._record or {})
+        atomic_write_bytes(path, json.dumps({"prices": merged}, sort_keys=True).encode())
+        self._dirty = False
+
+    def content_hash(self, d: pd.Timestamp, frame: pd.DataFrame) -> str:
+        key = f"{d:%Y-%m-%d}"
+        path = self.lake.path(self.manifest, "prices", d)
+        stamp = self.lake._stamp(path)
+        record = self._load_record()
+        got = record.get(key)
+        if stamp is not None and got and [got[0], got[1]] == [stamp[1], stamp[0]]:
+            return got[2]
+        digest = df_hash(frame)
+        if stamp is not None:
+            record[key] = [stamp[1], stamp[0], digest]  # size, mtime_ns, content hash
+            self._dirty = True
+        return digest
+
+    # the check -------------------------------------------------------------------------------------
+    def verify(self, prices: dict[pd.Timestamp, tuple[pd.DataFrame, str]], history_before: pd.Timestamp | None
+               ) -> None:
+        """Raise LakeError naming the first partition of ``prices`` ({date: (frame, stored label)}) that
+        fails a check. Content checks apply to dates before ``history_before`` (None: to none)."""
+        where = f"{self.lake.root}/{self.manifest}/prices"
+        for d in sorted(prices):
+            frame, label = prices[d]
+            problem = bar_problem(frame, d)
+            if problem:
+                symbol, what = problem
+                raise LakeError(f"lake: history partition {where}/{d:%Y-%m-%d}.parquet{' ' + symbol if symbol else ''}: "
+                                f"{what}; nothing was computed from it: restore the partition or re-run "
+                                f"{d:%Y-%m-%d} (tvquant backfill --start {d:%Y-%m-%d} --end {d:%Y-%m-%d})")
+        if history_before is None:
+            return
+        sealed = None
+        try:
+            for d in sorted(prices):
+                if d >= history_before:
+                    continue
+                frame, label = prices[d]
+                content = self.content_hash(d, frame)
+                if content != label:
+                    raise LakeError(f"lake: history partition {where}/{d:%Y-%m-%d}.parquet: content hash "
+                                    f"{content[:12]} does not match its label {label[:12]} (the file changed "
+                                    f"after it was written); nothing was computed from it: re-run {d:%Y-%m-%d} "
+                                    f"(tvquant backfill --start {d:%Y-%m-%d} --end {d:%Y-%m-%d})")
+                sealed = self.sealed() if sealed is None else sealed
+                want = sealed.get(f"{d:%Y-%m-%d}")
+                if want is not None and want != content:
+                    raise LakeError(f"lake: history partition {where}/{d:%Y-%m-%d}.parquet: content hash "
+                                    f"{content[:12]} differs from the hash the ledger sealed {want[:12]} (the "
+                                    f"partition changed after it was sealed); nothing was computed from it: "
+                                    f"restore it, or re-run {d:%Y-%m-%d} through audit (tvquant backfill "
+                                    f"--start {d:%Y-%m-%d} --end {d:%Y-%m-%d}) and then the dates after it")
+        finally:
+            self.save()

@@ -1,0 +1,168 @@
+"""Bad history never reaches a decision: 16 faults planted in one sealed price partition of a real lake
+(the shared Dagster run 2020-02-03..2020-03-31) are each refused in one line naming the partition (and the
+symbol) when the next dates are computed, by the first stage that reads the trailing price window (scan)
+and the one reading the longest (backtest; for two faults every reader), before it returns anything; restoring the file makes the same run pass. The verification is cached per file
+version (size, mtime): an unchanged lake is hashed once."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.errors import LakeError
+from tvquant_assets.hashing import df_hash
+from tvquant_assets.lake import Lake
+from tvquant_assets.stages import Stage
+from tvquant_assets.stages import history as history_mod
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_stage, write
+
+BAD = pd.Timestamp("2020-03-16")
+NEXT = ("2020-04-01", "2020-04-03")
+READERS = (Stage.SCAN, Stage.REGIME, Stage.SELECTION, Stage.ESTIMATION, Stage.TOURNAMENT, Stage.BACKTEST,
+           Stage.DRIFT)
+
+
+@pytest.fixture(scope="module")
+def lake(small_lake, tmp_path_factory):
+    root = tmp_path_factory.mktemp("history") / "lake"
+    shutil.copytree(small_lake["lake_root"], root)
+    m = small_lake["manifest"]
+    lk = Lake(str(root))
+    ctx = RunContext(m, lk)
+    dates = manifest_dates(m, *NEXT)
+    for stage in (Stage.CATALOG, Stage.PRICES, *READERS):  # the next dates, computed on the clean lake
+        write(ctx, stage, run_stage(ctx, stage, dates))
+    return {"root": root, "manifest": m, "dates": dates, "path": lk.path(m.name, "prices", BAD)}
+
+
+def _run(lake, stages=(Stage.SCAN,)):
+    Lake._instances.clear()
+    ctx = RunContext(lake["manifest"], Lake(str(lake["root"])))  # a new process: nothing cached
+    return {s: run_stage(ctx, s, lake["dates"]) for s in stages}
+
+
+def _relabelled(path, change):
+    """Rewrite the partition through the lake (a fresh, correct hash label): only the ledger can tell."""
+    frame = pq.read_table(path).to_pandas()
+    Lake(str(path).rsplit("/", 3)[0]).write_path(path, change(frame.copy()))
+
+
+def _label_kept(path, change):
+    """Change the content but keep the stored label (silent corruption that still decodes)."""
+    table = pq.read_table(path)
+    frame = change(table.to_pandas())
+    new = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(new, path, compression="snappy")
+
+
+def _set(col, row, value):
+    def change(f):
+        f.loc[row, col] = value
+        return f
+    return change
+
+
+def _flip_bit(f):
+    v = np.array([f.loc[3, "close"]], dtype="float64").view("uint64")
+    v ^= np.uint64(1 << 20)
+    f.loc[3, "close"] = v.view("float64")[0]
+    return f
+
+
+def _stale(f):
+    prev = pq.read_table(str(_stale.prev)).to_pandas().set_index("symbol")["close"]
+    f["close"] = f["close"].where(f["symbol"] != f.loc[0, "symbol"], prev[f.loc[0, "symbol"]])
+    return f
+
+
+def _swap(f):
+    f.loc[[0, 1], "close"] = f.loc[[1, 0], "close"].to_numpy()
+    return f
+
+
+FAULTS = {
+    # (how, change, expected fragment): bars that cannot be used, named by symbol
+    "nan close": (_relabelled, _set("close", 0, np.nan), "close nan"),
+    "negative close": (_relabelled, _set("close", 0, -12.5), "close -12.5"),
+    "zero close": (_relabelled, _set("close", 0, 0.0), "close 0"),
+    "infinite close": (_relabelled, _set("close", 0, np.inf), "close inf"),
+    "duplicate bar": (_relabelled, lambda f: pd.concat([f, f.iloc[[2]]], ignore_index=True), "duplicate bars (2 rows)"),
+    "restamped bar": (_relabelled, _set("date", 1, pd.Timestamp("2020-03-13")), "bar stamped 2020-03-13"),
+    # plausible-looking changes: the ledger's sealed hash tells
+    "missing symbol": (_relabelled, lambda f: f.iloc[1:].reset_index(drop=True), "the ledger sealed"),
+    "10x outlier": (_relabelled, lambda f: _set("close", 0, f.loc[0, "close"] * 10)(f), "the ledger sealed"),
+    "stale series": (_relabelled, _stale, "the ledger sealed"),
+    "added symbol": (_relabelled, lambda f: pd.concat(
+        [f, f.iloc[[0]].assign(symbol="ZZZZ")], ignore_index=True), "the ledger sealed"),
+    "swapped closes": (_relabelled, _swap, "the ledger sealed"),
+    "rounded closes": (_relabelled, lambda f: f.assign(close=f["close"].round(1)), "the ledger sealed"),
+    # the stored label no longer describes the content
+    "flipped bit": (_label_kept, _flip_bit, "does not match its label"),
+    "tiny change, label kept": (_label_kept, lambda f: _set("close", 5, f.loc[5, "close"] + 1e-9)(f),
+                                "does not match its label"),
+}
+
+
+def test_the_clean_lake_runs_and_is_verified_once(lake):
+    out = _run(lake, READERS)
+    assert all(len(r.frames) == len(lake["dates"]) for r in out.values())
+    lk = Lake(str(lake["root"]))
+    for stage, result in out.items():  # the same frames as the fixture's run wrote
+        assert all(df_hash(result.frames[d]) == lk.read_with_hash(lake["manifest"].name, stage.value, d)[1]
+                   for d in lake["dates"]), stage
+    record = lake["root"] / lake["manifest"].name / history_mod.RECORD_NAME
+    assert record.exists()
+    calls = []
+    real = history_mod.df_hash
+    try:
+        history_mod.df_hash = lambda f: calls.append(1) or real(f)
+        _run(lake)
+    finally:
+        history_mod.df_hash = real
+    assert calls == []  # unchanged files are not hashed again
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_each_fault_is_refused_by_every_reader_in_one_line(lake, name):
+    how, change, fragment = FAULTS[name]
+    path = lake["path"]
+    original = open(path, "rb").read()
+    _stale.prev = lake["path"].replace("2020-03-16", "2020-03-13")
+    try:
+        how(path, change)
+        for stage in READERS if name in ("zero close", "10x outlier") else (Stage.SCAN, Stage.BACKTEST):
+            with pytest.raises(LakeError) as info:
+                _run(lake, (stage,))
+            msg = str(info.value)
+            assert len(msg.splitlines()) == 1, msg
+            assert "prices/2020-03-16.parquet" in msg and fragment in msg, (stage, msg)
+    finally:
+        with open(path, "wb") as fh:
+            fh.write(original)
+    assert len(_run(lake)[Stage.SCAN].frames) == len(lake["dates"])  # restored: the run passes again
+
+
+def test_a_raw_byte_flip_is_refused_or_harmless(lake):
+    path = lake["path"]
+    original = open(path, "rb").read()
+    clean = _run(lake)[Stage.SCAN].frames
+    try:
+        for offset in range(8, len(original) - 8, max(1, len(original) // 6)):
+            data = bytearray(original)
+            data[offset] ^= 0x10
+            with open(path, "wb") as fh:
+                fh.write(bytes(data))
+            try:
+                got = _run(lake)[Stage.SCAN].frames
+            except LakeError as exc:
+                assert "2020-03-16" in str(exc) and len(str(exc).splitlines()) == 1
+                continue
+            assert all(df_hash(got[d]) == df_hash(clean[d]) for d in clean), offset  # a flip the reader never sees
+    finally:
+        with open(path, "wb") as fh:
+            fh.write(original)
