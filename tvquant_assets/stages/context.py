@@ -19,8 +19,8 @@ from tvquant_assets.errors import SourceError
 from tvquant_assets.lake.store import Lake
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.repair import records as repair
-from tvquant_assets.stages.history import HistoryVerifier
 from tvquant_assets.sources import Source, build_source
+from tvquant_assets.stages.history import HistoryVerifier
 
 
 class RunContext:

@@ -143,7 +143,8 @@ class HistoryVerifier:
             problem = bar_problem(frame, d)
             if problem:
                 symbol, what = problem
-                raise LakeError(f"lake: history partition {where}/{d:%Y-%m-%d}.parquet{' ' + symbol if symbol else ''}: "
+                name = f"{where}/{d:%Y-%m-%d}.parquet" + (f" {symbol}" if symbol else "")
+                raise LakeError(f"lake: history partition {name}: "
                                 f"{what}; nothing was computed from it: restore the partition or re-run "
                                 f"{d:%Y-%m-%d} (tvquant backfill --start {d:%Y-%m-%d} --end {d:%Y-%m-%d})")
         if history_before is None:

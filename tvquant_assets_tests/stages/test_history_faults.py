@@ -1,8 +1,9 @@
-"""Bad history never reaches a decision: 16 faults planted in one sealed price partition of a real lake
+"""Bad history never reaches a decision: 14 faults planted in one sealed price partition of a real lake
 (the shared Dagster run 2020-02-03..2020-03-31) are each refused in one line naming the partition (and the
 symbol) when the next dates are computed, by the first stage that reads the trailing price window (scan)
-and the one reading the longest (backtest; for two faults every reader), before it returns anything; restoring the file makes the same run pass. The verification is cached per file
-version (size, mtime): an unchanged lake is hashed once."""
+and the one reading the longest (backtest; for two faults every reader), before it returns anything;
+restoring the file makes the same run pass. The verification is cached per file version (size, mtime):
+an unchanged lake is hashed once."""
 
 import shutil
 
