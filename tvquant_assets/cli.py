@@ -433,8 +433,15 @@ def _print_decisions(rec: dict) -> None:
 
 
 def cmd_ui(args) -> int:
+    import shutil
+
+    from tvquant_assets.errors import TvquantError
     from tvquant_assets.runner import ensure_dagster_home
 
+    dagster_exe = shutil.which("dagster") or shutil.which("dagster", path=os.path.dirname(sys.executable))
+    if dagster_exe is None:
+        raise TvquantError("ui: the 'dagster' command is not on PATH; run 'uv run tvquant ui' from the project, "
+                           "or activate its environment (.venv/bin)")
     home = ensure_dagster_home()
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
@@ -444,7 +451,7 @@ def cmd_ui(args) -> int:
     print(f"DAGSTER_HOME={home}  lake={os.environ[LAKE_ENV]}")
     print(f"starting dagster dev on http://127.0.0.1:{args.port}")
     os.chdir(home)
-    os.execvp("dagster", ["dagster", "dev", "-m", "tvquant_assets.definitions", "-h", "127.0.0.1",
+    os.execv(dagster_exe, [dagster_exe, "dev", "-m", "tvquant_assets.definitions", "-h", "127.0.0.1",
                           "-p", str(args.port)])
     return 0  # pragma: no cover
 

@@ -23,7 +23,7 @@ from dagster import (
 from tvquant_assets import progress, repair
 from tvquant_assets.calendar import CRON
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
-from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
+from tvquant_assets.defs.policies import SOURCE_RETRY, no_retry_on_configuration_errors, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
@@ -69,7 +69,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
         ctx = RunContext(manifest, lake.open(), run_id=context.run.run_id)
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
             repair.plan_and_record(ctx, [pd.Timestamp(k) for k in keys])
-        with progress.stage(f"{name}/{spec.name}", len(keys)):
+        with progress.stage(f"{name}/{spec.name}", len(keys)), no_retry_on_configuration_errors():
             result = run_stage(ctx, spec.name, [pd.Timestamp(k) for k in keys])
         outputs, hashes = {}, {}
         with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)

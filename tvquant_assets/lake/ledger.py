@@ -11,6 +11,7 @@ appenders in several processes serialize and nothing is lost or interleaved.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -174,7 +175,11 @@ class Ledger:
                 buf = f.read(step) + buf
                 cut = buf.rfind(b"\n", 0, len(buf) - 1)
                 if cut >= 0:
-                    return buf[cut + 1 :]
+                    last = buf[cut + 1 :]
+                    if last.strip():
+                        return last
+                    lines = self._read_lines_unlocked()  # trailing blank line(s): the last entry is before them
+                    return lines[-1].encode("utf-8") + b"\n" if lines else b""
             return buf
 
     # reading ---------------------------------------------------------------------------------------
@@ -186,7 +191,10 @@ class Ledger:
         # Split on "\n" only: JSON escapes newlines, while str.splitlines would also split on
         # U+2028 and friends, which canonical JSON (ensure_ascii=False) writes raw.
         lines = text.split("\n")
-        return lines[:-1] if lines and lines[-1] == "" else lines
+        lines = lines[:-1] if lines and lines[-1] == "" else lines
+        kept = [line for line in lines if line.strip()]  # a blank line (an editor's trailing newline) holds no entry
+        self._blank = len(lines) - len(kept)
+        return kept
 
     def _read_lines(self) -> list[str]:
         if not self.path.exists():
@@ -223,4 +231,7 @@ class Ledger:
     def verify(self, heads: Sequence[Head] = ()) -> VerifyReport:
         """Check JSON, hashes, links, sequence numbers, HMACs (when a key is set) and that every
         recorded chain head in ``heads`` is still in the file; report the first fault and why."""
-        return verify_lines(self._read_lines(), heads, self._key, key_name=HMAC_ENV)
+        report = verify_lines(self._read_lines(), heads, self._key, key_name=HMAC_ENV)
+        if getattr(self, "_blank", 0):
+            report = dataclasses.replace(report, notes=(*report.notes, f"{self._blank} blank line(s) skipped"))
+        return report

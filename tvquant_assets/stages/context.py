@@ -15,7 +15,7 @@ import pandas as pd
 
 from tvquant_assets.calendar import manifest_dates, previous_dates, rebalance_set
 from tvquant_assets.core.panel import PricePanel
-from tvquant_assets.errors import SourceError
+from tvquant_assets.errors import SourceConfigError
 from tvquant_assets.lake.store import Lake
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.repair import records as repair
@@ -95,7 +95,7 @@ class RunContext:
         if self.manifest.universe.symbols:
             unknown = sorted(set(self.manifest.universe.symbols) - set(syms))
             if unknown:
-                raise SourceError(f"universe.symbols: {', '.join(unknown)} not in source {self.source.name}; "
+                raise SourceConfigError(f"universe.symbols: {', '.join(unknown)} not in source {self.source.name}; "
                                   "fix the manifest")
             syms = sorted(self.manifest.universe.symbols)
         return syms

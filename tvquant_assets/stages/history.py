@@ -171,3 +171,56 @@ class HistoryVerifier:
                                     f"--start {d:%Y-%m-%d} --end {d:%Y-%m-%d}) and then the dates after it")
         finally:
             self.save()
+
+
+# later dates built on a changed date ---------------------------------------------------------------
+
+STALE_NAME = "stale.json"
+
+
+def _stale_path(lake, manifest: str) -> str | None:
+    root = getattr(lake, "_local_root", None)
+    return None if root is None else os.path.join(root, manifest, STALE_NAME)
+
+
+def stale_dates(lake, manifest: str) -> dict[str, str]:
+    """``{date: why}`` of sealed dates computed from prices that changed after they were sealed."""
+    path = _stale_path(lake, manifest)
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        return dict(json.loads(open(path, encoding="utf-8").read()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def update_stale(lake, manifest: str, resealed: list[str], changed: dict[str, str], sealed_dates: list[str]
+                 ) -> dict[str, list[str]]:
+    """Record which sealed dates are stale now: every sealed date after a date whose prices changed
+    (``changed``: {date: run}) that this run did not seal again; the dates it sealed (``resealed``) are
+    fresh. Returns {changed date: its stale later dates}."""
+    path = _stale_path(lake, manifest)
+    stale = stale_dates(lake, manifest)
+    cleared = [d for d in resealed if stale.pop(d, None) is not None]
+    out: dict[str, list[str]] = {}
+    again = set(resealed)
+    for d in sorted(changed):
+        later = [e for e in sealed_dates if e > d and e not in again]
+        out[d] = later
+        for e in later:
+            stale.setdefault(e, f"computed from prices {d} before it changed")
+    if path and (any(out.values()) or cleared) and os.path.isdir(os.path.dirname(path)):
+        atomic_write_bytes(path, json.dumps(dict(sorted(stale.items())), indent=1).encode())
+    return out
+
+
+def stale_note(lake, manifest: str) -> str | None:
+    """One line for the CLI when sealed dates are stale, with the command that re-runs them."""
+    stale = stale_dates(lake, manifest)
+    if not stale:
+        return None
+    dates = sorted(stale)
+    causes = sorted({why.split("prices ", 1)[-1].split(" ", 1)[0] for why in stale.values()})
+    return (f"{len(dates)} sealed date(s) {dates[0]}..{dates[-1]} are stale: computed from prices "
+            f"{', '.join(causes)} before it changed; re-run them: tvquant backfill --manifest {manifest} "
+            f"--start {dates[0]} --end {dates[-1]}")

@@ -1,7 +1,7 @@
 """Bad history never reaches a decision: 14 faults planted in one sealed price partition of a real lake
 (the shared Dagster run 2020-02-03..2020-03-31) are each refused in one line naming the partition (and the
-symbol) when the next dates are computed, by the first stage that reads the trailing price window (scan)
-and the one reading the longest (backtest; for two faults every reader), before it returns anything;
+symbol) when the next dates are computed, by the first stage that reads the trailing price window (scan;
+for two faults every stage that reads it), before it returns anything;
 restoring the file makes the same run pass. The verification is cached per file version (size, mtime):
 an unchanged lake is hashed once."""
 
@@ -42,9 +42,9 @@ def lake(small_lake, tmp_path_factory):
 
 
 def _run(lake, stages=(Stage.SCAN,)):
-    Lake._instances.clear()
-    ctx = RunContext(lake["manifest"], Lake(str(lake["root"])))  # a new process: nothing cached
-    return {s: run_stage(ctx, s, lake["dates"]) for s in stages}
+    ctx = lake.setdefault("ctx", RunContext(lake["manifest"], Lake(str(lake["root"]))))
+    ctx.__dict__.pop("history", None)  # a new run: the ledger and the verification record read again
+    return {s: run_stage(ctx, s, lake["dates"]) for s in stages}  # (the lake's cache checks size and mtime)
 
 
 def _relabelled(path, change):
@@ -136,7 +136,7 @@ def test_each_fault_is_refused_by_every_reader_in_one_line(lake, name):
     _stale.prev = lake["path"].replace("2020-03-16", "2020-03-13")
     try:
         how(path, change)
-        for stage in READERS if name in ("zero close", "10x outlier") else (Stage.SCAN, Stage.BACKTEST):
+        for stage in READERS if name in ("zero close", "10x outlier") else (Stage.SCAN,):
             with pytest.raises(LakeError) as info:
                 _run(lake, (stage,))
             msg = str(info.value)
@@ -167,3 +167,35 @@ def test_a_raw_byte_flip_is_refused_or_harmless(lake):
     finally:
         with open(path, "wb") as fh:
             fh.write(original)
+
+
+def test_later_dates_built_on_a_changed_date_are_flagged_stale(small_lake, tmp_path, monkeypatch):
+    """Re-running a date whose source bars changed (a repair) seals new prices; every later sealed date
+    was computed from the old bars: the audit says so, stale.json lists them, the CLI note gives the
+    command, and re-sealing them clears it."""
+    from tvquant_assets.stages import STAGES
+    from tvquant_assets_tests import faults
+
+    root = tmp_path / "lake"
+    shutil.copytree(small_lake["lake_root"], root)
+    m = small_lake["manifest"]
+    symbol = pq.read_table(str(Lake(str(root)).path(m.name, "prices", BAD))).to_pandas()["symbol"].iloc[0]
+    faults.install(monkeypatch, {(symbol, "2020-03-16"): 123.0})
+    ctx = RunContext(m, Lake(str(root)))
+    results = {}
+    for stage in STAGES:
+        results[stage] = run_stage(ctx, stage, [BAD])
+        write(ctx, stage, results[stage])
+    later = [f"{d:%Y-%m-%d}" for d in manifest_dates(m, "2020-03-17", "2020-03-31")]
+    assert results[Stage.AUDIT].notes[BAD] == (f"prices changed since sealed; {len(later)} later sealed date(s) "
+                                               f"computed from the old bars are stale: {later[0]}..{later[-1]}")
+    assert sorted(history_mod.stale_dates(ctx.lake, m.name)) == later
+    note = history_mod.stale_note(ctx.lake, m.name)
+    assert note.startswith(f"{len(later)} sealed date(s) 2020-03-17..2020-03-31 are stale: computed from prices "
+                           f"2020-03-16") and f"--start {later[0]} --end {later[-1]}" in note
+    monkeypatch.undo()
+    ctx = RunContext(m, Lake(str(root)))
+    dates = [pd.Timestamp(d) for d in later]
+    for stage in STAGES[2:]:  # scan .. audit from the lake: the later dates recomputed and sealed again
+        write(ctx, stage, run_stage(ctx, stage, dates))
+    assert history_mod.stale_dates(ctx.lake, m.name) == {} and history_mod.stale_note(ctx.lake, m.name) is None
