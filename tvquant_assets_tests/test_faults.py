@@ -104,7 +104,7 @@ def test_sigkill_mid_write_leaves_no_partial_partition_and_the_rerun_is_identica
 
     materialize_range(killed_run["path"], START, END, lake_root=str(lake_root))
     killed = instance.get_run_by_id(started[0])
-    assert killed.status == DagsterRunStatus.FAILED  # the next run marks it failed: its queue slot is free
+    assert killed.status == DagsterRunStatus.FAILURE  # the next run marks it failed: its queue slot is free
     failure = [e for e in instance.all_logs(started[0]) if e.is_dagster_event
                and e.dagster_event.event_type_value == "PIPELINE_FAILURE"]
     assert failure and "is gone (killed); marked failed" in failure[-1].dagster_event.message

@@ -40,29 +40,64 @@ RECORD_NAME = ".history_verified.json"
 
 def bar_problem(frame: pd.DataFrame, d: pd.Timestamp) -> tuple[str, str] | None:
     """(symbol, problem) of the first bar of ``frame`` (the partition of ``d``) that cannot be used."""
-    if not len(frame):
+    found = bar_problems({pd.Timestamp(d): frame})
+    return found[1:] if found else None
+
+
+def bar_problems(frames: dict[pd.Timestamp, pd.DataFrame]) -> tuple[pd.Timestamp, str, str] | None:
+    """(date, symbol, problem) of the first unusable bar over many partitions, checked in one pass."""
+    frames = {d: f for d, f in frames.items() if len(f)}
+    if not frames:
         return None
-    missing = [c for c in ("date", "symbol", "close") if c not in frame.columns]
-    if missing:
-        return "", f"column(s) {', '.join(missing)} missing"
-    symbols = frame["symbol"].to_numpy(dtype=object)
-    dup = pd.Series(symbols).duplicated(keep=False).to_numpy()
+    for d, f in frames.items():
+        missing = [c for c in ("date", "symbol", "close") if c not in f.columns]
+        if missing:
+            return d, "", f"column(s) {', '.join(missing)} missing"
+    fields = [c for c in (*PRICE_FIELDS, "volume") if all(c in f.columns for f in frames.values())]
+    dates = list(frames)
+    lengths = np.array([len(frames[d]) for d in dates])
+    part = np.repeat(np.array(dates, dtype="datetime64[ns]"), lengths)
+    long = pd.concat([frames[d][["date", "symbol", *fields]] for d in dates], ignore_index=True)
+    symbols = long["symbol"].to_numpy(dtype=object)
+    stamps = _as_datetimes(long["date"])
+    problems: list[tuple[int, str]] = []
+    dup = pd.DataFrame({"p": part, "s": symbols}).duplicated(keep=False).to_numpy()
     if dup.any():
-        s = symbols[np.flatnonzero(dup)[0]]
-        return str(s), f"duplicate bars ({int((symbols == s).sum())} rows)"
-    stamps = pd.to_datetime(frame["date"]).to_numpy(dtype="datetime64[ns]")
-    off = np.flatnonzero(stamps != np.datetime64(pd.Timestamp(d), "ns"))
+        i = int(np.flatnonzero(dup)[0])
+        n = int(((part == part[i]) & (symbols == symbols[i])).sum())
+        problems.append((i, f"duplicate bars ({n} rows)"))
+    off = np.flatnonzero(stamps != part)
     if len(off):
-        return str(symbols[off[0]]), f"bar stamped {pd.Timestamp(stamps[off[0]]).date()}, not the partition date"
-    for f in (c for c in (*PRICE_FIELDS, "volume") if c in frame.columns):
-        values = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype="float64")
-        if f == "volume":
-            bad = np.flatnonzero(values < 0)
-        else:
-            bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+        problems.append((int(off[0]), f"bar stamped {pd.Timestamp(stamps[off[0]]).date()}, not the partition date"))
+    for f in fields:
+        values = _as_floats(long[f])
+        bad = np.flatnonzero(values < 0) if f == "volume" else np.flatnonzero(~np.isfinite(values) | (values <= 0))
         if len(bad):
-            return str(symbols[bad[0]]), f"{f} {values[bad[0]]:g}"
-    return None
+            problems.append((int(bad[0]), f"{f} {values[bad[0]]:g}"))
+    if not problems:
+        return None
+    i, what = min(problems, key=lambda x: (part[x[0]], x[0]))
+    return pd.Timestamp(part[i]), str(symbols[i]), what
+
+
+def _as_datetimes(col: pd.Series) -> np.ndarray:
+    try:
+        return col.to_numpy(dtype="datetime64[ns]")
+    except (TypeError, ValueError):
+        return pd.to_datetime(col, errors="coerce").to_numpy(dtype="datetime64[ns]")
+
+
+def _as_floats(col: pd.Series) -> np.ndarray:
+    try:
+        return col.to_numpy(dtype="float64", na_value=np.nan)
+    except (TypeError, ValueError):
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64")
+
+
+# (path, size/mtime stamp) of partitions whose bars passed, and ledger stamps -> sealed hashes: every stage
+# of a run in one process reads the same window, so each file version is checked once per process.
+_BARS_OK: set[tuple] = set()
+_SEALED: dict[str, tuple] = {}
 
 
 class HistoryVerifier:
@@ -79,6 +114,11 @@ class HistoryVerifier:
         if self._sealed is None:
             out: dict[str, str] = {}
             path = self.lake.ledger_path(self.manifest)
+            stamp = self.lake._stamp(path)
+            memo = _SEALED.get(str(path))
+            if memo is not None and memo[0] == stamp:
+                self._sealed = memo[1]
+                return self._sealed
             if path.exists():
                 for entry in Ledger(str(path)).entries():  # later entries supersede earlier ones
                     payload = entry.get("payload") or {}
@@ -87,6 +127,7 @@ class HistoryVerifier:
                     if payload.get("date") and h:
                         out[payload["date"]] = h
             self._sealed = out
+            _SEALED[str(path)] = (stamp, out)
         return self._sealed
 
     # the (size, mtime) -> content hash record ------------------------------------------------------
@@ -138,15 +179,18 @@ class HistoryVerifier:
         """Raise LakeError naming the first partition of ``prices`` ({date: (frame, stored label)}) that
         fails a check. Content checks apply to dates before ``history_before`` (None: to none)."""
         where = f"{self.lake.root}/{self.manifest}/prices"
-        for d in sorted(prices):
-            frame, label = prices[d]
-            problem = bar_problem(frame, d)
-            if problem:
-                symbol, what = problem
-                name = f"{where}/{d:%Y-%m-%d}.parquet" + (f" {symbol}" if symbol else "")
-                raise LakeError(f"lake: history partition {name}: "
-                                f"{what}; nothing was computed from it: restore the partition or re-run "
-                                f"{d:%Y-%m-%d} (tvquant backfill --start {d:%Y-%m-%d} --end {d:%Y-%m-%d})")
+        keys = {d: (str(self.lake.path(self.manifest, "prices", d)), self.lake._stamp(
+            self.lake.path(self.manifest, "prices", d))) for d in prices}
+        todo = {d: prices[d][0] for d in prices if keys[d] not in _BARS_OK}
+        problem = bar_problems(todo)
+        if problem is None:
+            _BARS_OK.update(keys[d] for d in todo if keys[d][1] is not None)
+        else:
+            d, symbol, what = problem
+            name = f"{where}/{d:%Y-%m-%d}.parquet" + (f" {symbol}" if symbol else "")
+            raise LakeError(f"lake: history partition {name}: {what}; nothing was computed from it: restore the "
+                            f"partition or re-run {d:%Y-%m-%d} (tvquant backfill --start {d:%Y-%m-%d} "
+                            f"--end {d:%Y-%m-%d})")
         if history_before is None:
             return
         sealed = None
