@@ -105,6 +105,8 @@ class HistoryVerifier:
 
     def __init__(self, lake, manifest: str) -> None:
         self.lake, self.manifest = lake, manifest
+        self.content = True  # audit replay compares content itself: it keeps only the bars check
+        self.persist = True  # write the verification record (replay writes nothing)
         self._sealed: dict[str, str] | None = None
         self._record: dict | None = None
         self._dirty = False
@@ -147,7 +149,7 @@ class HistoryVerifier:
 
     def save(self) -> None:
         path = self._record_path()
-        if not self._dirty or path is None or not os.path.isdir(os.path.dirname(path)):
+        if not self._dirty or not self.persist or path is None or not os.path.isdir(os.path.dirname(path)):
             return
         merged = {}
         if os.path.exists(path):  # another run may have recorded other dates meanwhile
@@ -191,7 +193,7 @@ class HistoryVerifier:
             raise LakeError(f"lake: history partition {name}: {what}; nothing was computed from it: restore the "
                             f"partition or re-run {d:%Y-%m-%d} (tvquant backfill --start {d:%Y-%m-%d} "
                             f"--end {d:%Y-%m-%d})")
-        if history_before is None:
+        if history_before is None or not self.content:
             return
         sealed = None
         try:
