@@ -224,7 +224,12 @@ class Lake:
         except (pa.ArrowInvalid, OSError) as exc:
             why = " ".join(str(exc).split())  # one line: pyarrow's messages span several
             raise LakeError(f"lake: unreadable partition {path} ({why}); re-materialize it") from None
-        df = table.to_pandas()
+        try:
+            df = table.to_pandas()
+        except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:  # e.g. a corrupt pandas-metadata block
+            why = " ".join(str(exc).split())
+            raise LakeError(f"lake: unreadable partition {path} ({type(exc).__name__}: {why}); "
+                            f"re-materialize it") from None
         stored = None if verify else (table.schema.metadata or {}).get(HASH_KEY)
         digest = stored.decode("ascii") if stored else df_hash(df)
         self._remember(path, df, digest)
