@@ -200,3 +200,28 @@ def test_later_dates_built_on_a_changed_date_are_flagged_stale(small_lake, tmp_p
     for stage in STAGES[2:]:  # scan .. audit from the lake: the later dates recomputed and sealed again
         write(ctx, stage, run_stage(ctx, stage, dates))
     assert history_mod.stale_dates(ctx.lake, m.name) == {} and history_mod.stale_note(ctx.lake, m.name) is None
+
+
+def test_a_dagster_backfill_on_changed_history_ends_with_the_partition(lake, small_lake, tmp_path, monkeypatch,
+                                                                        capsys):
+    """Through the CLI and a real Dagster run: the 10x outlier in sealed history stops the run at scan,
+    the last line names the partition, and no scan partition of the range is written."""
+    from tvquant_assets.cli import main
+
+    path = lake["path"]
+    original = open(path, "rb").read()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    scan_dir = lake["root"] / lake["manifest"].name / "scan"
+    scans = {p.name: p.stat().st_mtime_ns for p in scan_dir.iterdir()}
+    try:
+        _relabelled(path, lambda f: _set("close", 0, f.loc[0, "close"] * 10)(f))
+        code = main(["backfill", "--manifest", str(small_lake["manifest_path"]), "--start", NEXT[0], "--end", NEXT[1],
+                     "--lake", str(lake["root"]), "--no-report", "--json"])
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+    finally:
+        with open(path, "wb") as fh:
+            fh.write(original)
+    assert code == 2
+    assert last.startswith(f"tvquant: error: {lake['manifest'].name}: step ") and "scan failed: LakeError: lake: " \
+        "history partition" in last and "prices/2020-03-16.parquet: content hash" in last, last
+    assert {p.name: p.stat().st_mtime_ns for p in scan_dir.iterdir()} == scans  # nothing of scan rewritten
