@@ -92,8 +92,11 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
 
     from tvquant_assets import progress
     from tvquant_assets.lake import default_lake_root
+    from tvquant_assets.manifest import resolve_manifest
     from tvquant_assets.runner import ensure_dagster_home, materialize_range
     from tvquant_assets.stages import ASSETS
+
+    resolve_manifest(manifest)  # a bad manifest is one line before any folder (instance, lake) is created
     home = ensure_dagster_home()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                    TimeElapsedColumn(), disable=as_json, transient=False)
@@ -256,18 +259,14 @@ def cmd_lake_views(args) -> int:
 
 
 def cmd_lake_sql(args) -> int:
-    from tvquant_assets.errors import LakeError
-    from tvquant_assets.lake import Lake, default_lake_root, duckdb_views
+    from tvquant_assets.lake import Lake, default_lake_root, sql_console
 
     lake = Lake.open(args.lake or default_lake_root())
-    db = duckdb_views.default_db_path(lake)
-    try:  # cheap, and picks up stages added since the last refresh
-        duckdb_views.refresh(lake, None, db)
-    except LakeError as exc:
-        if not db.exists():
-            raise
-        print(f"tvquant: warning: views not refreshed ({exc})", file=sys.stderr)
-    cols, rows = duckdb_views.query(db, args.query, limit=args.limit)
+    result = sql_console.run(lake, args.query, limit=args.limit, timeout=args.timeout or None)
+    cols, rows = result.columns, result.rows
+    if result.truncated:
+        print(f"tvquant: showing the first {args.limit} rows (--limit N for more, --limit 0 for all)",
+              file=sys.stderr)
     if args.json:
         print(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], indent=2, default=str))
         return 0
@@ -287,7 +286,7 @@ def cmd_lake_sql(args) -> int:
     for r in rows:
         table.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
     Console(width=max(120, Console().width)).print(table)
-    print(f"{len(rows)} row(s){' (limit reached)' if args.limit and len(rows) == args.limit else ''}",
+    print(f"{len(rows)} row(s){' (limit reached)' if result.truncated else ''}",
           file=sys.stderr)
     return 0
 
@@ -547,12 +546,18 @@ def _print_decisions(rec: dict) -> None:
 def cmd_ui(args) -> int:
     """``dagster dev`` on this project's instance, plus the loopback server of the tearsheets; by default
     only the manifests that run offline (TVQUANT_MANIFESTS or --all-manifests choose others)."""
+    import shutil
     import signal
     import subprocess
 
+    from tvquant_assets.errors import TvquantError
     from tvquant_assets.report import server
     from tvquant_assets.runner import ensure_dagster_home
 
+    dagster_exe = shutil.which("dagster") or shutil.which("dagster", path=os.path.dirname(sys.executable))
+    if dagster_exe is None:
+        raise TvquantError("ui: the 'dagster' command is not on PATH; run 'uv run tvquant ui' from the project, "
+                           "or activate its environment (.venv/bin)")
     home = ensure_dagster_home()
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "500")
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
@@ -572,7 +577,7 @@ def cmd_ui(args) -> int:
 
     workspace = home / "workspace.yaml"  # the location is named "tvquant", as CLI runs record it
     workspace.write_text(workspace_yaml())
-    child = subprocess.Popen(["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)],
+    child = subprocess.Popen([dagster_exe, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)],
                              cwd=home)
 
     def stop(signum, frame):  # pass SIGTERM on (Ctrl-C reaches the child through the terminal)
@@ -658,8 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--manifest", action="append", help="only this manifest (repeatable; default: all in the lake)")
     add_common(lv)
     lv.set_defaults(func=cmd_lake_views)
-    lq = lsub.add_parser("sql", help='run one SQL statement, e.g. "SELECT * FROM sp500_demo.backtest LIMIT 5"')
-    lq.add_argument("query", help="SQL; views are named <manifest>.<stage> (and <manifest>.ledger)")
+    lq = lsub.add_parser("sql", help='run one SELECT over the views (sandboxed: no other statement, no other '
+                                     'file), e.g. "SELECT * FROM sp500_demo.backtest LIMIT 5"')
+    lq.add_argument("query", help="one SELECT; views are named <manifest>.<stage> (and <manifest>.ledger)")
+    lq.add_argument("--timeout", type=float, default=300.0, help="interrupt after this many seconds (0: never)")
     lq.add_argument("--limit", type=int, default=1000, help="print at most this many rows (0: all; default 1000)")
     lq.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     add_common(lq)
@@ -739,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tvquant_assets.bytecode import ensure_compiled
     from tvquant_assets.errors import TvquantError
+    from tvquant_assets.permissions import restrict_umask
+
+    restrict_umask()  # the lake, the ledger and the instance are owner-only (docs/operations.md)
 
     ensure_compiled()  # once, where PYTHONDONTWRITEBYTECODE is set: cold imports ~10 s instead of ~30 s
 

@@ -16,6 +16,9 @@ from tvquant_assets.defs.schedules import build_daily_schedule, build_review_sch
 from tvquant_assets.defs.sensors import build_repair_sensor, build_run_failure_sensor
 from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 from tvquant_assets.manifest import discover_manifests, load_manifest
+from tvquant_assets.permissions import restrict_umask
+
+restrict_umask()  # code server, webserver and daemon create the lake, ledger and instance owner-only
 
 
 def build_definitions(manifest_paths=None) -> Definitions:

@@ -5,7 +5,11 @@ class TvquantError(Exception):
     """Base class for every error tvquant raises on purpose."""
 
 
-class ManifestError(TvquantError):
+class ConfigurationError(TvquantError):
+    """What the manifest asks for cannot work (unknown symbol, engine, parameter): retrying will not help."""
+
+
+class ManifestError(ConfigurationError):
     """A manifest file is missing, unreadable or invalid."""
 
 
@@ -33,5 +37,9 @@ class SimulatorError(TvquantError):
     """A backtest simulator cannot run what the manifest asks."""
 
 
-class RegistryError(TvquantError, ValueError):
+class SourceConfigError(SourceError, ConfigurationError):
+    """The source cannot serve what the manifest names (e.g. a symbol it does not have)."""
+
+
+class RegistryError(ConfigurationError, ValueError):
     """A registry (sources, engines, simulators) has no entry of that name, or it takes no such parameter."""

@@ -94,6 +94,7 @@ def replay(manifest: Manifest, lake_root, date) -> ReplayReport:
     payload = entry["payload"]
     recorded = output_hashes(payload)
     ctx = RunContext(manifest, lake)
+    ctx.history.content = ctx.history.persist = False  # replay names changed inputs itself, and writes nothing
     inputs_now = input_hashes(ctx, [d], [SPECS[s] for s in COMPUTED], verify=True)[d]  # from the files' content
     rows = []
     for stage in COMPUTED:

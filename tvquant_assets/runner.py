@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +14,13 @@ import pandas as pd
 from tvquant_assets import progress
 from tvquant_assets.calendar import is_partition, manifest_dates
 from tvquant_assets.errors import ManifestError, TvquantError
-from tvquant_assets.lake import Lake, default_lake_root
+from tvquant_assets.lake import Lake, atomic_write_bytes, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
+from tvquant_assets.permissions import DIR_MODE
 from tvquant_assets.sources import last_partition_date
 from tvquant_assets.stages import ASSETS, STAGES
 from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.history import stale_note
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
 
 DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
@@ -54,10 +58,10 @@ class RangeReport:
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME (default ./.tvquant/dagster), created with a dagster.yaml when missing."""
     home = Path(os.environ.get("DAGSTER_HOME") or DAGSTER_HOME_DEFAULT).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     cfg, template = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
     if not cfg.exists() and template.exists():
-        cfg.write_text(template.read_text())
+        atomic_write_bytes(cfg, template.read_bytes())
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -135,7 +139,8 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         ensure_dagster_home()
         instance = DagsterInstance.get()
     keys = [d.strftime("%Y-%m-%d") for d in (s, e)]
-    tags = {"tvquant/manifest": manifest.name}
+    fail_dead_runs(instance)  # runs of killed CLI processes would hold the queue's slots forever
+    tags = {"tvquant/manifest": manifest.name, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     resources = {IO_MANAGER_KEY: LakeIOManagerFactory(root=str(root)), "lake": LakeResource(root=str(root))}
     job = manifest_job(manifest, path, resources)  # runs are recorded as <manifest>_pipeline, not ad hoc
     before = dict(progress.timings.seconds)
@@ -176,7 +181,8 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
         run_id=run_ids[0] if run_ids else "", wall_seconds=wall,
         compute_seconds=after.get("compute", 0.0) - before.get("compute", 0.0),
         lake_write_seconds=after.get("lake_write", 0.0) - before.get("lake_write", 0.0),
-        notes=plan.notes + run_report.notes(manifest, root),
+        notes=[*plan.notes, *run_report.notes(manifest, root),
+               *filter(None, [stale_note(Lake.open(root), manifest.name)])],
         stage_seconds=_per_stage(before, after, "stage:"), stage_cpu_seconds=_per_stage(before, after, "cpu:"),
         failures=failures, run_ids=run_ids,
     )
@@ -187,14 +193,68 @@ def _per_stage(before: dict, after: dict, prefix: str) -> dict[str, float]:
             if k.startswith(prefix) and v - before.get(k, 0.0) > 0}
 
 
+PID_TAG, HOST_TAG = "tvquant/pid", "tvquant/host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_runs(instance) -> list[str]:
+    """Mark failed the STARTED/STARTING runs this machine's CLI launched whose process is gone (SIGKILL,
+    OOM, a closed laptop): Dagster's run monitoring watches only runs its daemon launched. Returns their ids."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    host, dead = socket.gethostname(), []
+    runs = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING],
+                                                tags={HOST_TAG: host}))
+    for run in runs:
+        pid = run.tags.get(PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            instance.report_run_failed(run, f"tvquant: the process running it (pid {pid} on {host}) is gone "
+                                            f"(killed); marked failed")
+            dead.append(run.run_id)
+    return dead
+
+
+_WRAPPERS = ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError", "RetryRequestedFromPolicy")
+
+
+def _one_line(message: str) -> str:
+    """An error's text on one line, without Dagster's class-path prefix (``dagster._core...Failure: ``)."""
+    text = " ".join(part.strip() for part in (message or "").strip().splitlines() if part.strip())
+    return re.sub(r"^(?:[a-z_][\w]*\.)+(?=[A-Z]\w*: )", "", text)
+
+
 def _first_failure(result, manifest_name: str) -> str:
+    """The root cause of the run's first failed step, on one line: through Dagster's wrappers and past
+    "Exceeded max_retries" to the error that caused it; a blocking check names its findings."""
+    failed_checks = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            if not ev.passed:
+                findings = ev.metadata.get("findings")
+                detail = ", ".join(findings.value[:3]) if findings is not None else (ev.description or "")
+                failed_checks.append(f"{ev.asset_check_key.name} ({detail})" if detail
+                                     else ev.asset_check_key.name)
     for event in result.all_events:
         if event.is_step_failure:
             err = event.step_failure_data.error
             while err is not None and err.cause is not None and "TvquantError" not in err.cls_name \
-                    and err.cls_name in ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"):
+                    and err.cls_name in _WRAPPERS:
                 err = err.cause
-            message = (err.message if err else "unknown error").strip().splitlines()[0]
+            message = _one_line(err.message if err else "unknown error")
+            if err is not None and err.cls_name == "Failure" and err.cause is not None:
+                message = _one_line(err.cause.message)  # our configuration error, as raised
+            if err is not None and err.cls_name == "DagsterAssetCheckFailedError" and failed_checks:
+                message = f"blocking asset check failed: {'; '.join(failed_checks)}"
             return f"{manifest_name}: step {event.step_key} failed: {message}"
     return f"{manifest_name}: run {result.run_id} failed"
 

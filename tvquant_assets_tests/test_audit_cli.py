@@ -181,3 +181,17 @@ def test_show_prints_the_decisions_and_their_provenance(it, capsys):
     # default date: the latest in the ledger
     assert main(args[:-2] + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out)["date"] >= "2020-03-31"
+
+
+def test_verify_refuses_an_entry_forged_after_the_recorded_head(it, ledger_file, capsys):
+    """A correctly chained entry appended at the end (the probe's forgery) passed before; the heads Dagster
+    recorded end before it. A trailing blank line is no truncation."""
+    ledger_file.write_text(ledger_file.read_text() + "\n")
+    assert _verify(it) == 0
+    assert "1 blank line(s) skipped" in capsys.readouterr().out
+    ledger = Ledger(ledger_file)
+    ledger.append({**ledger.entries()[-1]["payload"], "note": "forged"})
+    assert Ledger(ledger_file).verify().ok  # the chain alone is fine
+    assert _verify(it) == 1
+    err = capsys.readouterr().err
+    assert f"entry {len(ledger.entries()) - 1}: 1 entry after the last chain head recorded in Dagster" in err

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus
 
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.errors import LakeError, ManifestError
@@ -98,8 +98,16 @@ def test_sigkill_mid_write_leaves_no_partial_partition_and_the_rerun_is_identica
             pd.read_parquet(file)  # every visible partition is whole
     ledger = Ledger(str(lake.ledger_path(m.name)))
     assert not ledger.path.exists() or ledger.verify().ok  # killed before the audit: nothing half-written
+    instance = DagsterInstance.get()
+    started = [r.run_id for r in instance.get_runs() if r.status == DagsterRunStatus.STARTED]
+    assert len(started) == 1  # nobody is left to end the killed run
 
     materialize_range(killed_run["path"], START, END, lake_root=str(lake_root))
+    killed = instance.get_run_by_id(started[0])
+    assert killed.status == DagsterRunStatus.FAILURE  # the next run marks it failed: its queue slot is free
+    failure = [e for e in instance.all_logs(started[0]) if e.is_dagster_event
+               and e.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+    assert failure and "is gone (killed); marked failed" in failure[-1].dagster_event.message
     reference = Lake(tmp_path / "reference")
     run_one_shot(RunContext(m, reference), dates)
     for stage in STAGES:

@@ -144,6 +144,16 @@ def verify_lines(lines: Sequence[str], heads: Sequence[Head] = (), key: bytes | 
         top = max(heads, key=lambda h: h.seq)
         notes.append(f"{len(heads)} chain head(s) recorded in Dagster match (latest: entry {top.seq}, "
                      f"{top.source})")
+        tail = n - 1 - top.seq
+        if tail > 0 and not (check_hmac and key):  # with a key every entry's HMAC was checked above
+            return VerifyReport(
+                False, n, top.seq + 1,
+                f"entry {top.seq + 1}: {tail} entr{'y' if tail == 1 else 'ies'} after the last chain head "
+                f"recorded in Dagster (entry {top.seq}, {top.source}) are covered by no head: appended outside "
+                f"a Dagster run, by a run still in progress, or forged (set {key_name} to sign and check "
+                f"every entry)", tuple(notes))
+        if tail > 0:
+            notes.append(f"{tail} entries after the last recorded head are covered by their HMAC")
     return VerifyReport(True, n, None, "ok", tuple(notes))
 
 

@@ -25,7 +25,7 @@ from tvquant_assets import progress, repair
 from tvquant_assets.calendar import CRON, calendar_dates, previous_dates
 from tvquant_assets.defs.containment import run_contained
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
-from tvquant_assets.defs.policies import SOURCE_RETRY, source_pool
+from tvquant_assets.defs.policies import SOURCE_RETRY, no_retry_on_configuration_errors, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.run_warnings import warnings_to_run_log
 from tvquant_assets.hashing import df_hash, stamp_hash
@@ -102,7 +102,8 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
             repaired = repair.run_repair(ctx, [pd.Timestamp(k) for k in keys])
             for line in repaired.lines():  # what it found and decided, in the run log
                 context.log.info(line)
-        with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log):
+        with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log), \
+                no_retry_on_configuration_errors():
             result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys])
         outputs, hashes = {}, {}
         with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)

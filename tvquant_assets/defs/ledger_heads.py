@@ -15,10 +15,15 @@ DAGSTER_HOME_DEFAULT = "./.tvquant/dagster"
 
 
 def open_instance(home: str | os.PathLike | None = None):
-    """The Dagster instance at ``home`` (default: $DAGSTER_HOME or ./.tvquant/dagster), None if absent."""
+    """The Dagster instance at ``home`` (default: $DAGSTER_HOME or ./.tvquant/dagster), None if absent or
+    empty (a folder without run storage, unless its dagster.yaml names PostgreSQL): nothing is created."""
     path = Path(home or os.environ.get("DAGSTER_HOME") or DAGSTER_HOME_DEFAULT).resolve()
     if not path.is_dir():
         return None
+    cfg = path / "dagster.yaml"
+    config = cfg.read_text(encoding="utf-8", errors="replace") if cfg.is_file() else ""
+    if not (path / "history" / "runs.db").exists() and "postgres" not in config:
+        return None  # no local instance data: opening it would only create empty databases there
     from dagster import DagsterInstance
 
     return DagsterInstance.from_config(str(path))

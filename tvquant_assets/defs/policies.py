@@ -5,7 +5,11 @@ steps do not retry in lockstep) and run in the ``tradingview_api`` pool, which t
 (``concurrency.pools`` in dagster.yaml) so parallel runs do not hammer the source.
 """
 
-from dagster import Backoff, Jitter, RetryPolicy
+import contextlib
+
+from dagster import Backoff, Failure, Jitter, RetryPolicy
+
+from tvquant_assets.errors import ConfigurationError
 
 TRADINGVIEW_POOL = "tradingview_api"
 LIVE_SOURCES = frozenset({"tradingview"})
@@ -16,3 +20,13 @@ SOURCE_RETRY = RetryPolicy(max_retries=3, delay=2.0, backoff=Backoff.EXPONENTIAL
 def source_pool(source_kind: str) -> str | None:
     """The pool of steps that call ``source_kind``: ``tradingview_api`` for live sources, none for local data."""
     return TRADINGVIEW_POOL if source_kind in LIVE_SOURCES else None
+
+
+@contextlib.contextmanager
+def no_retry_on_configuration_errors():
+    """A configuration error (unknown symbol, engine, parameter) fails the step at once: retrying it three
+    times only delays the same line. Other errors (a refused connection, a timeout) keep ``SOURCE_RETRY``."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc

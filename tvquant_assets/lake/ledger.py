@@ -11,6 +11,7 @@ appenders in several processes serialize and nothing is lost or interleaved.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 from tvquant_assets.core.ledger import Head, VerifyReport, entry_hash, latest_for, next_lines, verify_lines
 from tvquant_assets.errors import LedgerError
+from tvquant_assets.permissions import DIR_MODE, FILE_MODE
 
 HMAC_ENV = "TVQUANT_LEDGER_HMAC_KEY"
 
@@ -56,8 +58,8 @@ class Ledger:
         # shared so they never see an append half-written.
         fd = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             if exclusive:
                 raise LedgerError(f"{self.lock_path}: cannot open the lock file to append: {exc}") from exc
@@ -140,7 +142,7 @@ class Ledger:
         created = not self.path.exists()
         # Writes on an O_APPEND descriptor, then fsync, all under the lock: the lines land whole at the
         # end, or (on a crash) as a truncated tail that verify reports; existing bytes are never touched.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             view = memoryview(data)
             while view:
@@ -173,7 +175,11 @@ class Ledger:
                 buf = f.read(step) + buf
                 cut = buf.rfind(b"\n", 0, len(buf) - 1)
                 if cut >= 0:
-                    return buf[cut + 1 :]
+                    last = buf[cut + 1 :]
+                    if last.strip():
+                        return last
+                    lines = self._read_lines_unlocked()  # trailing blank line(s): the last entry is before them
+                    return lines[-1].encode("utf-8") + b"\n" if lines else b""
             return buf
 
     # reading ---------------------------------------------------------------------------------------
@@ -185,7 +191,10 @@ class Ledger:
         # Split on "\n" only: JSON escapes newlines, while str.splitlines would also split on
         # U+2028 and friends, which canonical JSON (ensure_ascii=False) writes raw.
         lines = text.split("\n")
-        return lines[:-1] if lines and lines[-1] == "" else lines
+        lines = lines[:-1] if lines and lines[-1] == "" else lines
+        kept = [line for line in lines if line.strip()]  # a blank line (an editor's trailing newline) holds no entry
+        self._blank = len(lines) - len(kept)
+        return kept
 
     def _read_lines(self) -> list[str]:
         if not self.path.exists():
@@ -222,4 +231,7 @@ class Ledger:
     def verify(self, heads: Sequence[Head] = ()) -> VerifyReport:
         """Check JSON, hashes, links, sequence numbers, HMACs (when a key is set) and that every
         recorded chain head in ``heads`` is still in the file; report the first fault and why."""
-        return verify_lines(self._read_lines(), heads, self._key, key_name=HMAC_ENV)
+        report = verify_lines(self._read_lines(), heads, self._key, key_name=HMAC_ENV)
+        if getattr(self, "_blank", 0):
+            report = dataclasses.replace(report, notes=(*report.notes, f"{self._blank} blank line(s) skipped"))
+        return report

@@ -24,6 +24,7 @@ from upath import UPath
 
 from tvquant_assets.errors import LakeError
 from tvquant_assets.hashing import df_hash, hash_of
+from tvquant_assets.permissions import DIR_MODE, FILE_MODE
 
 LAKE_ENV = "TVQUANT_LAKE"
 DEFAULT_LAKE = "./.tvquant/lake"
@@ -82,11 +83,11 @@ def atomic_write_bytes(path: UPath | Path | str, data: bytes, fsync: bool | None
         local = _local(path)
         directory, name = os.path.split(local)
         local_tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
         if fsync is None:
             fsync = os.environ.get(FSYNC_ENV) == "1"
         try:
-            with open(local_tmp, "wb") as fh:
+            with os.fdopen(os.open(local_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 if fsync:
@@ -266,8 +267,14 @@ class Lake:
         except FileNotFoundError:
             raise LakeError(f"lake: missing partition {path}; materialize it first") from None
         except (pa.ArrowInvalid, OSError) as exc:
-            raise LakeError(f"lake: unreadable partition {path} ({exc}); re-materialize it") from None
-        df = table.to_pandas()
+            why = " ".join(str(exc).split())  # one line: pyarrow's messages span several
+            raise LakeError(f"lake: unreadable partition {path} ({why}); re-materialize it") from None
+        try:
+            df = table.to_pandas()
+        except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:  # e.g. a corrupt pandas-metadata block
+            why = " ".join(str(exc).split())
+            raise LakeError(f"lake: unreadable partition {path} ({type(exc).__name__}: {why}); "
+                            f"re-materialize it") from None
         stored = None if verify else (table.schema.metadata or {}).get(HASH_KEY)
         digest = stored.decode("ascii") if stored else df_hash(df)
         self._remember(path, df, digest)

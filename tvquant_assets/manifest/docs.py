@@ -34,6 +34,11 @@ A manifest is one YAML file in `manifests/` describing one pipeline instance: wh
 which universe to scan, how to select, detect regimes, estimate, optimize and backtest. The file name
 must equal its `name`. Unknown keys are errors; fields marked **required** have no default, all others
 may be left out. `tvquant manifests validate` reports every problem as one line naming the field.
+The reader (`manifest/reader.py`) also refuses what YAML allows but a manifest must not: a key repeated
+in one mapping, NaN or infinity, numbers beyond 1e15 in magnitude, text that is not UTF-8 or holds a NUL
+or control character, files over 1 MB, nesting deeper than 64 levels, more than 100 aliases, or aliases
+that expand to more than 200,000 values. `synthetic` needs `start` before `end`; `selection.min_symbols`
+may not exceed `selection.max_symbols`.
 
 Each section lists the fields of one block; a field whose type is another block links to it.
 """

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typing
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from tvquant_assets.errors import ManifestError
 from tvquant_assets.hashing import obj_hash
+from tvquant_assets.manifest.reader import load_yaml, read_text
 from tvquant_assets.manifest.schema import Manifest
 
 MANIFEST_DIR_ENV = "TVQUANT_MANIFESTS"
@@ -46,25 +46,32 @@ def _location(loc: tuple) -> str:
 
 
 def format_validation_error(path: Path | str, exc: ValidationError) -> list[str]:
-    lines = []
+    lines: list[str] = []
+    bad_keys: dict[str, list[str]] = {}  # a mapping key that is none of the allowed names (one line per key)
     for err in exc.errors():
-        loc = _location(tuple(err["loc"]))
+        raw_loc = tuple(err["loc"])
+        if "[key]" in raw_loc:
+            loc = _location(raw_loc[:raw_loc.index("[key]")])
+            allowed = (err.get("ctx") or {}).get("expected")
+            bad_keys.setdefault(loc, [])
+            if allowed and allowed not in bad_keys[loc]:
+                bad_keys[loc].append(allowed)
+            continue
+        loc = _location(raw_loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field; remove it or fix its spelling"
         elif err["type"] == "missing":
             msg = "required field is missing"
         lines.append(f"{path}: {loc}: {msg}{_allowed(err)}")
+    for loc, allowed in bad_keys.items():
+        names = ", ".join(dict.fromkeys(n.strip() for a in allowed for n in a.replace(" or ", ", ").split(",")))
+        lines.append(f"{path}: {loc}: unknown key" + (f" (allowed: {names})" if names else ""))
     return lines
 
 
 def parse_manifest(text: str, path: Path | str = "<string>") -> Manifest:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "somewhere"
-        raise ManifestError(f"{path}: not valid YAML at {where}: {getattr(exc, 'problem', exc)}") from None
+    raw = load_yaml(text, path)  # bounded: aliases, depth, size; duplicate keys, NaN/inf refused
     if not isinstance(raw, dict):
         raise ManifestError(f"{path}: (top level): must be a mapping of fields, got {type(raw).__name__}")
     try:
@@ -144,7 +151,7 @@ def load_manifest(path: Path | str) -> Manifest:
     p = Path(path)
     if not p.is_file():
         raise ManifestError(f"{p}: no such manifest file; list them with 'tvquant manifests list'")
-    manifest = parse_manifest(p.read_text(encoding="utf-8"), p)
+    manifest = parse_manifest(read_text(p), p)
     if manifest.name != p.stem:
         raise ManifestError(f"{p}: name: {manifest.name!r} must equal the file name without .yaml ({p.stem!r})")
     manifest = _relative_to(manifest, p.resolve().parent)

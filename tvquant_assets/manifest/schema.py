@@ -34,6 +34,13 @@ class SyntheticSourceConfig(Strict):
     seed: int = Field(7, description="Random seed: the same seed gives the same market.")
     n_sectors: int = Field(6, ge=1, le=50, description="Number of sectors the symbols are spread over.")
 
+    @model_validator(mode="after")
+    def _dates(self) -> SyntheticSourceConfig:
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}" if self.start > self.end
+                             else f"start and end are both {self.start}")
+        return self
+
 
 class TradingViewScan(Strict):
     """One screener scan: a preset (built-in or from ``presets``) run for one direction."""
@@ -246,6 +253,12 @@ class SelectionConfig(Strict):
         if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
             raise ValueError("score_weights: weights must be >= 0 with at least one > 0")
         return v
+
+    @model_validator(mode="after")
+    def _book_sizes(self) -> SelectionConfig:
+        if self.min_symbols > self.max_symbols:
+            raise ValueError(f"min_symbols {self.min_symbols} is more than max_symbols {self.max_symbols}")
+        return self
 
     @field_validator("correlation_lookbacks")
     @classmethod

@@ -15,7 +15,8 @@ import pandas as pd
 import tvquant_assets.stages as registry
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.stages.context import RunContext
-from tvquant_assets.stages.lineage import audit_payload, input_hashes, same_record
+from tvquant_assets.stages.history import update_stale
+from tvquant_assets.stages.lineage import audit_payload, input_hashes, output_hashes, same_record
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="audit", description=__doc__, kinds=("json",), sealed=False, seals=True)
@@ -33,9 +34,13 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     kept: dict[pd.Timestamp, dict] = {}  # dates whose last entry already says all of it
     seen = {"head": None}
 
+    changed: dict[str, str] = {}  # dates whose sealed prices this run replaces
+    sealed_dates: list[str] = []
+
     def plan(entries: list[dict]) -> list[dict]:  # runs under the ledger's lock
         seen["head"] = entries[-1] if entries else None
         latest = {e["payload"].get("date"): e for e in entries}  # later entries supersede earlier
+        sealed_dates[:] = sorted(d for d in latest if d)
         new = []
         for d, payload in payloads.items():
             prior = latest.get(payload["date"])
@@ -44,9 +49,15 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
             else:
                 payload["supersedes"] = prior["entry_hash"] if prior else None
                 new.append(payload)
+                old = output_hashes(prior["payload"]).get("prices") if prior else None
+                if old is not None and old != hashes[d].get("prices"):
+                    changed[payload["date"]] = ctx.run_id
         return new
 
     new_entries = ledger.append_planned(plan)
+    later = update_stale(ctx.lake, ctx.name, [p["date"] for p in payloads.values()], changed, sealed_dates)
+    notes = {pd.Timestamp(d): f"prices changed since sealed; {len(e)} later sealed date(s) computed from the old "
+                              f"bars are stale" + (f": {e[0]}..{e[-1]}" if e else "") for d, e in later.items()}
     head = new_entries[-1] if new_entries else seen["head"]
     appended = iter(new_entries)
     frames, metadata, entries_by_date = {}, {}, {}
@@ -63,7 +74,7 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
                        "ledger_entry_hash": entry["entry_hash"],
                        "ledger_head_seq": int(head["seq"]) if head else -1,
                        "ledger_head_hash": head["entry_hash"] if head else "", "ledger": str(ledger.path)}
-    return StageResult(frames, hashes, metadata=metadata)
+    return StageResult(frames, hashes, notes=notes, metadata=metadata)
 
 
 def summary(frame: pd.DataFrame) -> dict:

@@ -15,11 +15,12 @@ import pandas as pd
 
 from tvquant_assets.calendar import manifest_dates, previous_dates, rebalance_set
 from tvquant_assets.core.panel import PricePanel
-from tvquant_assets.errors import SourceError
+from tvquant_assets.errors import SourceConfigError
 from tvquant_assets.lake.store import Lake
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.repair import records as repair
 from tvquant_assets.sources import Source, build_source
+from tvquant_assets.stages.history import HistoryVerifier
 
 
 class RunContext:
@@ -33,6 +34,11 @@ class RunContext:
         self.manifest_hash = manifest_hash(manifest)
         self.run_id = run_id
         self.environment = environment
+        self.first_computed: pd.Timestamp | None = None  # set by plan.run_stage: earlier partitions are history
+
+    @functools.cached_property
+    def history(self) -> HistoryVerifier:
+        return HistoryVerifier(self.lake, self.manifest.name)
 
     @functools.cached_property
     def source(self) -> Source:
@@ -89,7 +95,7 @@ class RunContext:
         if self.manifest.universe.symbols:
             unknown = sorted(set(self.manifest.universe.symbols) - set(syms))
             if unknown:
-                raise SourceError(f"universe.symbols: {', '.join(unknown)} not in source {self.source.name}; "
+                raise SourceConfigError(f"universe.symbols: {', '.join(unknown)} not in source {self.source.name}; "
                                   "fix the manifest")
             syms = sorted(self.manifest.universe.symbols)
         return syms
@@ -122,8 +128,9 @@ class RunContext:
         the lake does not hold yet come from the source too)."""
         last, first = pd.Timestamp(last), pd.Timestamp(first)
         lake_dates = manifest_dates(self.manifest, first, last)
-        parts = [self._warmup_bars(pd.Timestamp(first))]
         prices = self.lake.read_many(self.name, "prices", lake_dates, missing_ok=True)
+        self.history.verify(prices, self.first_computed)  # bad or changed history: one line, nothing computed
+        parts = [self._warmup_bars(pd.Timestamp(first))]
         missing = [d for d in lake_dates if d not in prices]
         if missing:  # history not materialized yet (e.g. a UI backfill of a late range): read it from the source
             parts.append(self._source_bars(missing))

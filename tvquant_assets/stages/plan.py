@@ -30,7 +30,9 @@ HISTORY_STAGES = (Stage.CATALOG, Stage.PRICES)
 def run_stage(ctx: RunContext, stage: str, dates) -> StageResult:
     """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths."""
     pin_threads()  # libraries loaded since the last stage get one thread too
-    return MODULES[str(stage)].run(ctx, sorted(pd.Timestamp(d) for d in dates))
+    dates = sorted(pd.Timestamp(d) for d in dates)
+    ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
+    return MODULES[str(stage)].run(ctx, dates)
 
 
 def write(ctx: RunContext, stage: str, result: StageResult) -> None:

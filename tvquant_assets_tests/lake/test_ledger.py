@@ -296,3 +296,60 @@ def test_concurrent_appenders_serialize(tmp_path):
     assert report.n_entries == 200
     got = sorted((e["payload"]["worker"], e["payload"]["i"]) for e in ledger.entries())
     assert got == [(w, i) for w in range(8) for i in range(25)]
+
+
+def test_a_forged_tail_entry_is_not_covered_by_the_recorded_head(tmp_path, monkeypatch):
+    """A correctly chained entry appended after the last head Dagster recorded: without a key the tail
+    is refused (no head covers it); with the key set, every entry's HMAC covers it (a forger without
+    the key cannot sign)."""
+    ledger = filled(tmp_path)
+    recorded = Head(4, ledger.head()["entry_hash"], "Dagster run abcd1234")
+    assert ledger.verify([recorded]).ok
+    ledger.append({"partition": "2024-01-06", "i": 5, "note": "forged at the end"})
+    assert ledger.verify().ok  # the chain alone is fine
+    report = ledger.verify([recorded])
+    assert (report.ok, report.first_bad) == (False, 5)
+    assert report.reason.startswith("entry 5: 1 entry after the last chain head recorded in Dagster (entry 4, "
+                                    "Dagster run abcd1234) are covered by no head")
+    key = b"k" * 32
+    monkeypatch.setenv(HMAC_ENV, key.hex())
+    signed = Ledger(tmp_path / "signed.jsonl")
+    for i in range(3):
+        signed.append({"i": i})
+    head = Head(1, signed.entries()[1]["entry_hash"], "Dagster run 1")
+    report = signed.verify([head])
+    assert report.ok and "1 entries after the last recorded head are covered by their HMAC" in report.notes
+    forged = signed.entries()[-1]
+    nxt = {"seq": 3, "prev_hash": forged["entry_hash"], "payload": {"i": 3}}
+    nxt["entry_hash"] = entry_hash(nxt)  # chained right, but signed without the key
+    nxt["hmac"] = "0" * 64
+    with open(signed.path, "a", encoding="utf-8") as fh:
+        fh.write(canonical_json(nxt) + "\n")
+    report = signed.verify([head])
+    assert (report.ok, report.first_bad) == (False, 3) and "HMAC mismatch" in report.reason
+
+
+def test_a_trailing_blank_line_is_not_truncation(tmp_path):
+    ledger = filled(tmp_path, 3)
+    with open(ledger.path, "a", encoding="utf-8") as fh:
+        fh.write("\n  \n")  # an editor's extra newline(s)
+    report = ledger.verify()
+    assert report.ok and report.n_entries == 3 and "2 blank line(s) skipped" in report.notes
+    ledger.append({"partition": "2024-01-04"})  # appending after them keeps the chain intact
+    assert ledger.verify().ok and len(ledger.entries()) == 4
+
+
+def test_audit_verify_with_an_empty_dagster_home_creates_nothing(tmp_path, monkeypatch, capsys):
+    from tvquant_assets.cli import main
+
+    text = (Path(__file__).resolve().parents[2] / "manifests" / "sp500_demo.yaml").read_text()
+    manifest = tmp_path / "sp500_v.yaml"
+    manifest.write_text(text.replace("name: sp500_demo", "name: sp500_v"))
+    lake = tmp_path / "lake"
+    Ledger(lake / "sp500_v" / "ledger.jsonl").append({"date": "2020-01-02"})
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert main(["audit", "verify", "--manifest", str(manifest), "--lake", str(lake)]) == 0
+    assert "no Dagster instance found" in capsys.readouterr().out
+    assert list(home.iterdir()) == []
