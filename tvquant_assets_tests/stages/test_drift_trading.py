@@ -15,7 +15,7 @@ from tvquant_assets.manifest import load_manifest
 from tvquant_assets.runner import materialize_range
 
 ROOT = Path(__file__).resolve().parents[2]
-START, END = "2020-02-03", "2020-04-30"
+START, END = "2020-02-24", "2020-03-31"
 CANDIDATE = "custom/equal_weight"
 
 
@@ -26,12 +26,12 @@ def drift_run(tmp_path_factory):
     text = (text.replace("name: sp500_demo", "name: sp500_drift").replace("start: 2019-01-02", f"start: {START}")
             .replace("    - {engine: custom, profile: max_sharpe}\n    - {engine: skfolio, profile: hrp}\n", "")
             .replace("rebalance:\n  rule: monthly\n", "rebalance:\n  rule: drift\n")
-            .replace("    slippage_bps: 5.0\n", "    slippage_bps: 5.0\n  drift:\n    threshold: 0.04\n"
+            .replace("    slippage_bps: 5.0\n", "    slippage_bps: 5.0\n  drift:\n    threshold: 0.10\n"
                      f"    mode: full\n    candidate: {CANDIDATE}\n"))
     path = tmp / "sp500_drift.yaml"
     path.write_text(text)
     m = load_manifest(path)
-    assert m.rebalance.rule == "drift" and m.backtest.drift.threshold == 0.04
+    assert m.rebalance.rule == "drift" and m.backtest.drift.threshold == 0.10
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(tmp / "home"))
     try:
@@ -63,8 +63,8 @@ def test_drift_orders_are_the_backtest_trades(drift_run):
             signed = np.where(sent["side"] == "buy", 1.0, -1.0) * sent["notional"] / book
             np.testing.assert_allclose(signed, sent["target"] - sent["weight"], atol=1e-12)
         else:
-            assert turnover == 0.0 and (not len(frame) or float(frame["drift"].iloc[0]) <= 0.04)
-    assert checked >= 50
-    # the crash moves an equal-weight book past 4% more than once, yet far from every day: trading is gated
-    assert 2 <= traded_days <= checked // 2
+            assert turnover == 0.0 and (not len(frame) or float(frame["drift"].iloc[0]) <= 0.10)
+    assert checked >= 20
+    # the crash (and the selection's changes) move the book past 10% more than once, not every day: gated
+    assert 2 <= traded_days < checked
 
