@@ -1,6 +1,7 @@
-"""Drift-triggered trading through real Dagster (``rebalance.rule: drift``) on the bundled S&P data over the
-Covid crash: the drift asset's orders on D are the trade the backtest makes at D's close, and on no other day
-does the backtest trade."""
+"""Drift-triggered trading through real Dagster (``rebalance.rule: drift``) on the bundled S&P data (November
+2019, a full-mode equal-weight book with a 10% threshold): the drift asset's orders on D are the trade the
+backtest makes at D's close, and on no other day does the backtest trade. Measured: 13 of 19 days trade (the
+daily selection swaps a name of the book on most days; the quiet days drift < 1% and are not traded)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tvquant_assets.manifest import load_manifest
 from tvquant_assets.runner import materialize_range
 
 ROOT = Path(__file__).resolve().parents[2]
-START, END = "2020-02-24", "2020-03-31"
+START, END = "2019-11-01", "2019-11-29"
 CANDIDATE = "custom/equal_weight"
 
 
@@ -64,7 +65,7 @@ def test_drift_orders_are_the_backtest_trades(drift_run):
             np.testing.assert_allclose(signed, sent["target"] - sent["weight"], atol=1e-12)
         else:
             assert turnover == 0.0 and (not len(frame) or float(frame["drift"].iloc[0]) <= 0.10)
-    assert checked >= 20
-    # the crash (and the selection's changes) move the book past 10% more than once, not every day: gated
+    assert checked >= 18
+    # the selection's changes move the book past 10% on most days, not every day: trading is gated
     assert 2 <= traded_days < checked
 
