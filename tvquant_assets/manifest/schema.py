@@ -710,6 +710,9 @@ class Manifest(Strict):
         if self.backtest.execution != "close":
             raise ValueError("rebalance.rule drift trades the drift orders at D's close; backtest.execution "
                              f"{self.backtest.execution} is not supported: use execution: close")
+        if self.backtest.execution_feedback.enabled:
+            raise ValueError("rebalance.rule drift with backtest.execution_feedback.enabled: the event-driven fills "
+                             "would trade every decision, not the drift-gated ones; turn one of them off")
         return self
 
     @property

@@ -81,6 +81,23 @@ def test_every_simulator_trades_on_the_gated_days(close):
     assert (per_sim["cvxportfolio"] == per_sim["vectorized"]).all()
 
 
+@pytest.mark.parametrize("mode, band", [("partial", 0.02), ("full", 0.0)])
+def test_drift_monitor_orders_are_the_backtest_trade_every_day(close, mode, band):
+    dec = _daily_targets(close)
+    dates = list(close.index[1:])
+    boards = walk_forward(close, {"x/iv": dec}, close.index[0], [close.index[0], *dates], 0.0006, 252,
+                          threshold=0.05, band=band)
+    held = books(close, dec, close.index[0], dates, 0.0006, threshold=0.05, band=band)
+    traded = 0
+    for prev, d in zip([close.index[0], *dates], dates):
+        turnover = boards[d]["turnover"].iloc[0] - boards[prev]["turnover"].iloc[0]
+        w, target, equity = held[d]
+        o = drift_orders("x/iv", w, target, close.loc[d], equity, 0.05, band, mode)
+        assert o["notional"].sum() / equity == pytest.approx(turnover, abs=1e-12), d
+        traded += turnover > 0
+    assert 3 <= traded < len(dates) // 3
+
+
 def test_no_look_ahead_and_range_equals_per_date(close, perturbed_after):
     dec = _daily_targets(close)
     dates = list(close.index[20:90:7])
@@ -105,6 +122,12 @@ def test_rule_drift_is_refused_with_limits_it_cannot_simulate():
     assert "rebalance.rule drift" in str(err.value)
     with pytest.raises(ValueError, match="backtest.execution next_open"):
         Manifest.model_validate({**base, "backtest": {"execution": "next_open"}})
+    with pytest.raises(ValueError, match="backtest.execution_feedback.enabled"):
+        Manifest.model_validate({**base, "backtest": {"execution_feedback": {"enabled": True}}})
+    # the tournament decides on every partition date
+    from tvquant_assets.calendar import rebalance_dates
+
+    assert rebalance_dates(DAYS, Manifest.model_validate(base).rebalance) == list(DAYS)
     with pytest.raises(ValueError, match="needs execution close"):
         walk_forward(CLOSE, {"x/ew": DAILY}, DAYS[0], DAYS, 0.0, 252, threshold=0.08, execution="next_open",
                      open_=CLOSE)
