@@ -12,6 +12,9 @@ Conventions (shared by every simulator, see FACTS.md "cash mode"):
 * Partial rebalancing: with ``band > 0`` a name whose ``|target - drifted|`` is within the band keeps
   its drifted weight (no trade); the difference stays in cash. ``band = 0`` is a full rebalance.
 * A name that is not ``tradable`` on a trade day (no price that day) keeps its drifted weight.
+* Drift-triggered trading (``threshold > 0``, ours only): a target row trades only when
+  ``sum_i |target_i - drifted_i|`` exceeds the threshold; ``SimResult.triggered`` marks those rows and
+  ``pre_trade`` holds the book before each close's trade (the drift monitor's view).
 * ``liquidate[t, i]`` marks a name that is gone (delisted / stale) on day ``t``: held, it is sold to cash at
   that close (valued at its last price, costs charged) and recorded in ``liquidations``; targets on it
   are forced to 0 while the mask stays set.
