@@ -77,7 +77,8 @@ def rebalance_dates(calendar_dates: Iterable[pd.Timestamp], cfg: RebalanceConfig
         date of the list, so a list cut elsewhere would move every rebalance date.
     cfg : RebalanceConfig
         ``monthly``: first date of each month in the list; ``weekly``: first date of each ISO week;
-        ``every_k_days``: every k-th date of the list, starting with the first.
+        ``every_k_days``: every k-th date of the list, starting with the first; ``drift``: every date (the
+        backtest trades only when the drift exceeds ``backtest.drift.threshold``).
 
     Returns
     -------
@@ -87,6 +88,8 @@ def rebalance_dates(calendar_dates: Iterable[pd.Timestamp], cfg: RebalanceConfig
     days = days.unique().sort_values()
     if cfg.rule == "every_k_days":
         return list(days[:: int(cfg.every_k_days)])
+    if cfg.rule == "drift":  # fresh targets every date; the backtest trades them only when drift exceeds
+        return list(days)
     if cfg.rule == "monthly":
         key = days.year.to_numpy() * 12 + days.month.to_numpy()
     else:

@@ -7,7 +7,7 @@ dated <= ``D``; one call over a range gives the same frames (hash-equal) as one 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,7 @@ class _Market:
     cost_rate: float | np.ndarray
     borrow_rate: float | np.ndarray  # per row: one, or one per symbol (N,)
     band: float
+    threshold: float = 0.0  # drift-triggered trading (rebalance.rule drift): 0 = every decision trades
 
 
 def walk_forward(
@@ -100,6 +101,7 @@ def walk_forward(
     pbo_blocks: int = 8,
     events: list[dict] | None = None,
     benchmark: pd.Series | None = None,
+    threshold: float = 0.0,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Simulate every candidate from ``start`` and rank them on each requested date.
 
@@ -143,6 +145,11 @@ def walk_forward(
         The benchmark's closes by date. Adds ``RELATIVE_METRICS`` (``core/metrics.py``), ``bench_equity``
         (growth of 1 since ``start``) and ``bench_day_return`` from its closes <= D on the simulated days (a
         day without a benchmark close carries the last one); NaN on dates after its last close.
+    threshold : float
+        Drift-triggered trading (``rebalance.rule: drift``; 0: every decision trades): a decision trades
+        only when the drift ``sum_i |target_i - drifted_i|`` of the book at that close exceeds it, as the
+        drift monitor orders. The ``vectorized`` simulation decides the trade days; every other simulator
+        trades the same decisions on the same days. Close execution only.
 
     Returns
     -------
@@ -177,6 +184,7 @@ def walk_forward(
     borrow = _borrow_rate(borrow_bps_per_year, past.columns, periods_per_year)
     market = _market(past, days, open_, execution, cost_rate, band, borrow,
                      delist_after)
+    market = _gate(market, threshold)
     names = sorted(decisions)
     shift = 1 if execution == "next_open" else 0
     plans = {c: _plan(c, decisions[c], past.columns, days, horizon, shift) for c in names}
@@ -389,17 +397,34 @@ def _targets(market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | Non
     return targets
 
 
+def _gate(market: _Market, threshold: float) -> _Market:
+    """The market with drift-triggered trading at ``threshold`` (checked: close execution only)."""
+    if not threshold:
+        return market
+    if not (np.isfinite(threshold) and 0.0 < threshold):
+        raise ValueError(f"drift threshold {threshold!r} must be a finite number > 0")
+    if market.per_day != 1:
+        raise ValueError("drift-triggered trading sizes orders at D's close: it needs execution close")
+    return replace(market, threshold=float(threshold))
+
+
 def _simulate(simulate: Callable, market: _Market, plan: _Plan, n_days: int, upto: pd.Timestamp | None):
     """One candidate over the first ``n_days`` days with its decisions known at ``upto`` (None: all)."""
     rows = n_days * market.per_day
     targets = _targets(market, plan, n_days, upto)
     rate = market.cost_rate
-    return simulate(
-        market.returns[:rows], targets, rate[:rows] if np.ndim(rate) == 2 else rate,
-        borrow_rate=market.borrow_rate, band=market.band,
-        tradable=None if market.tradable is None else market.tradable[:rows],
-        liquidate=None if market.liquidate is None else market.liquidate[:rows],
-    )
+    args = dict(borrow_rate=market.borrow_rate, band=market.band,
+                tradable=None if market.tradable is None else market.tradable[:rows],
+                liquidate=None if market.liquidate is None else market.liquidate[:rows])
+    rate = rate[:rows] if np.ndim(rate) == 2 else rate
+    if market.threshold:
+        from tvquant_assets.core.simulators.vectorized import simulate as vectorized  # numba: loaded on first use
+
+        gated = vectorized(market.returns[:rows], targets, rate, threshold=market.threshold, **args)
+        if simulate is vectorized:
+            return gated
+        targets = np.where(gated.triggered[:, None], targets, np.nan)  # the same trades on the same days
+    return simulate(market.returns[:rows], targets, rate, **args)
 
 
 def _row_sum(x: np.ndarray) -> np.ndarray:
@@ -464,11 +489,16 @@ def books(
     borrow_bps_per_year: float | Mapping[str, float] = 0.0,
     periods_per_year: int = 252,
     delist_after: int | None = None,
+    threshold: float = 0.0,
 ) -> dict[pd.Timestamp, tuple[pd.Series, pd.Series, float]]:
     """The book of one candidate after the close of each date (the simulation of :func:`walk_forward`, with
     ``vectorized``): drifted weights, the targets of its latest decision <= the date, and equity since
     ``start``. The book for ``D`` uses only closes and decisions dated <= ``D``; one call over a range equals
-    one call per date (a prefix of the simulation is bit-identical)."""
+    one call per date (a prefix of the simulation is bit-identical).
+
+    With a drift ``threshold`` (drift-triggered trading) the book of ``D`` is the one *before* D's trade: the
+    weights drifted to D's close and the equity before D's costs, so the drift monitor's orders on ``D`` are
+    the trade the backtest makes at that close."""
     start = pd.Timestamp(start)
     dates = sorted(pd.Timestamp(d) for d in dates)
     if not dates:
@@ -490,6 +520,7 @@ def books(
     borrow = _borrow_rate(borrow_bps_per_year, past.columns, periods_per_year)
     market = _market(past, days, open_, execution, cost_rate, band, borrow,
                      delist_after)
+    market = _gate(market, threshold)
     plan = _plan("book", decisions, past.columns, days, horizon, shift)
     from tvquant_assets.core.simulators.vectorized import simulate  # numba: loaded on first use
 
@@ -507,8 +538,12 @@ def books(
         if later < len(plan.pos) and plan.pos[later] <= k:  # a later decision trades by k: rerun without it
             res = _simulate(simulate, market, plan, k + 1, d)
         rows = (k + 1) * per
-        out[d] = (pd.Series(res.weights[rows - 1], index=past.columns), target,
-                  float(np.cumprod(1.0 + res.returns[:rows])[-1]))
+        equity = float(np.cumprod(1.0 + res.returns[:rows])[-1])
+        if market.threshold:  # before D's trade: drifted weights, equity before D's costs
+            out[d] = (pd.Series(res.pre_trade[rows - 1], index=past.columns), target,
+                      equity / (1.0 - float(res.costs[rows - 1])))
+            continue
+        out[d] = (pd.Series(res.weights[rows - 1], index=past.columns), target, equity)
     return out
 
 

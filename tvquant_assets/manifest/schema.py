@@ -566,9 +566,11 @@ class TournamentConfig(Strict):
 class RebalanceConfig(Strict):
     """When the tournament decides; on other dates it carries the last decision forward."""
 
-    rule: Literal["monthly", "weekly", "every_k_days"] = Field(
+    rule: Literal["monthly", "weekly", "every_k_days", "drift"] = Field(
         "monthly", description="First partition date of each month or ISO week, or every k-th partition date "
-                               "counted from `start`.")
+                               "counted from `start`; `drift`: the tournament decides every date and the "
+                               "backtest trades a candidate only when its drift exceeds `backtest.drift.threshold` "
+                               "(the drift monitor's orders, `backtest.drift.mode`/`drift_band`), close execution.")
     every_k_days: int | None = Field(None, ge=1, description="k, for `rule: every_k_days`.")
 
     @model_validator(mode="after")
@@ -846,6 +848,24 @@ class Manifest(Strict):
         if self.source.kind == "files" and self.source.catalog is None and needs:
             raise ValueError(f"{', '.join(needs)} read the catalog's {', '.join(sorted(set(needs.values())))}; "
                              "a files source without source.catalog has none: add a catalog file or drop them")
+        return self
+
+    @model_validator(mode="after")
+    def _drift_rule(self) -> Manifest:
+        if self.rebalance.rule != "drift":
+            return self
+        d = self.backtest.drift
+        limits = [f for f, v in (("backtest.drift.max_orders", d.max_orders), ("backtest.drift.max_traded",
+                                                                              d.max_traded)) if v is not None]
+        if limits:
+            raise ValueError(f"rebalance.rule drift simulates the drift orders; {' and '.join(limits)} (execution "
+                             "ranking limits) cannot be simulated by the backtest: unset them or use another rule")
+        if self.backtest.execution != "close":
+            raise ValueError("rebalance.rule drift trades the drift orders at D's close; backtest.execution "
+                             f"{self.backtest.execution} is not supported: use execution: close")
+        if self.backtest.execution_feedback.enabled:
+            raise ValueError("rebalance.rule drift with backtest.execution_feedback.enabled: the event-driven fills "
+                             "would trade every decision, not the drift-gated ones; turn one of them off")
         return self
 
     @property

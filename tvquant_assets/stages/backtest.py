@@ -6,6 +6,8 @@ drift band, borrow on shorts, forced sale of delisted names); scores, the deflat
 returns <= D only, and so do the metrics against the manifest's ``benchmark`` (excess return, alpha, beta,
 tracking error, information ratio, up/down capture). With ``backtest.execution_feedback`` the costs are
 calibrated from event-driven fills.
+With ``rebalance.rule: drift`` a decision trades only when the candidate's drift exceeds
+``backtest.drift.threshold`` (the drift monitor's orders, simulated).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 from tvquant_assets.core.backtest import walk_forward
 from tvquant_assets.errors import SourceError
 from tvquant_assets.sources.benchmark import benchmark_closes
-from tvquant_assets.stages.books import borrow_rates, collect_decisions, cost_rates, execution_feedback
+from tvquant_assets.stages.books import borrow_rates, collect_decisions, cost_rates, execution_feedback, trading_gate
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table, to_float
 from tvquant_assets.stages.spec import StageResult, StageSpec
@@ -32,7 +34,7 @@ def backtest_frames(ctx: RunContext, dates: list[pd.Timestamp], events: list[dic
     bt = m.backtest
     start = pd.Timestamp(m.backtest_start)
     last = max(dates)
-    settings = dict(simulators=bt.simulators, execution=bt.execution, band=bt.drift_band,
+    settings = dict(simulators=bt.simulators, execution=bt.execution, **trading_gate(m),
                     borrow_bps_per_year=borrow_rates(ctx), delist_after=bt.delist_after_days,
                     pbo_blocks=bt.pbo_blocks, events=events)
     if last < start:

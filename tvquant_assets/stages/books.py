@@ -119,10 +119,19 @@ def execution_feedback(ctx: RunContext, close: pd.DataFrame, open_: pd.DataFrame
     return ExecutionFeedback(calibrated_rates(path, commission, classes), path, skipped)
 
 
+def trading_gate(manifest) -> dict:
+    """Band and drift threshold of the simulation: with ``rebalance.rule: drift`` a decision trades only when
+    the drift exceeds ``backtest.drift.threshold``, with the drift monitor's mode (``full``: no band)."""
+    bt = manifest.backtest
+    if manifest.rebalance.rule != "drift":
+        return dict(band=bt.drift_band)
+    return dict(band=bt.drift_band if bt.drift.mode == "partial" else 0.0, threshold=bt.drift.threshold)
+
+
 def book_settings(ctx: RunContext, panel) -> dict:
     """The manifest's simulation settings for :func:`tvquant_assets.core.backtest.books`."""
     bt = ctx.manifest.backtest
-    return dict(execution=bt.execution, open_=panel.open, band=bt.drift_band,
+    return dict(execution=bt.execution, open_=panel.open, **trading_gate(ctx.manifest),
                 borrow_bps_per_year=borrow_rates(ctx), periods_per_year=bt.periods_per_year,
                 delist_after=bt.delist_after_days)
 

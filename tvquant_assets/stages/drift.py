@@ -4,6 +4,8 @@ The monitored candidate (``backtest.drift.candidate``, else the leaderboard's le
 simulator) is held after D's close as the backtest holds it; when its drift exceeds
 ``backtest.drift.threshold`` the orders (partial or full) restore the targets, in the selection's execution
 rank when ``max_orders``/``max_traded`` bind (``core/drift.py``). Each order is priced with D's cost rate.
+With ``rebalance.rule: drift`` the book of D is the one before D's close trade and the orders are the trade the
+backtest makes at that close (drift-triggered trading: the advice is simulated).
 """
 
 from __future__ import annotations

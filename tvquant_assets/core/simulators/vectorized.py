@@ -12,6 +12,9 @@ Conventions (shared by every simulator, see FACTS.md "cash mode"):
 * Partial rebalancing: with ``band > 0`` a name whose ``|target - drifted|`` is within the band keeps
   its drifted weight (no trade); the difference stays in cash. ``band = 0`` is a full rebalance.
 * A name that is not ``tradable`` on a trade day (no price that day) keeps its drifted weight.
+* Drift-triggered trading (``threshold > 0``, ours only): a target row trades only when
+  ``sum_i |target_i - drifted_i|`` exceeds the threshold; ``SimResult.triggered`` marks those rows and
+  ``pre_trade`` holds the book before each close's trade (the drift monitor's view).
 * ``liquidate[t, i]`` marks a name that is gone (delisted / stale) on day ``t``: held, it is sold to cash at
   that close (valued at its last price, costs charged) and recorded in ``liquidations``; targets on it
   are forced to 0 while the mask stays set.
@@ -49,6 +52,10 @@ class SimResult:
         Borrow cost of shorts accrued over that day, as a fraction of the previous day's value.
     liquidations : tuple of (row, column, weight)
         Forced sales of names marked in ``liquidate``: the day, the name and the weight sold.
+    triggered : ndarray (T,) of bool or None
+        With a drift ``threshold``: the target rows whose drift exceeded it (the rows that traded).
+    pre_trade : ndarray (T, N) or None
+        With a drift ``threshold``: the drifted weights at each day's close before its trade.
     """
 
     returns: np.ndarray
@@ -57,6 +64,8 @@ class SimResult:
     costs: np.ndarray
     borrow: np.ndarray | None = None
     liquidations: tuple[tuple[int, int, float], ...] = field(default=())
+    triggered: np.ndarray | None = None
+    pre_trade: np.ndarray | None = None
 
 
 def simulate(
@@ -68,6 +77,7 @@ def simulate(
     band: float = 0.0,
     tradable: np.ndarray | None = None,
     liquidate: np.ndarray | None = None,
+    threshold: float = 0.0,
 ) -> SimResult:
     """Simulate close-to-close trading of target weights with drift between rebalances.
 
@@ -89,6 +99,10 @@ def simulate(
         False where a name has no price that day (it cannot trade then).
     liquidate : ndarray (T, N) of bool, optional
         True while a name is gone; held names are sold at the close of the first such day.
+    threshold : float
+        Drift-triggered trading (0: every target row trades): a target row trades only when its drift
+        ``sum_i |target_i - drifted_i|`` (NaN = 0, before the band and the tradable mask) exceeds it; other
+        rows keep the drifted book. Path dependent: the drift is measured on the book the earlier trades left.
 
     Returns
     -------
@@ -112,13 +126,16 @@ def simulate(
     borrow_names = np.ascontiguousarray(borrow if per_name_borrow else np.ones(N))
     if not (np.isfinite(band) and band >= 0.0):
         raise ValueError(f"band {band!r} must be a finite number >= 0")
+    if not (np.isfinite(threshold) and threshold >= 0.0):
+        raise ValueError(f"threshold {threshold!r} must be a finite number >= 0")
     for label, mask in (("tradable", tradable), ("liquidate", liquidate)):
         if mask is not None and np.shape(mask) != (T, N):
             raise ValueError(f"{label} mask {np.shape(mask)} must have the shape of returns {(T, N)}")
     tg = np.ascontiguousarray(tg)
     has_target = _rows_with_target(tg)
     if not has_target.any():
-        return SimResult(np.zeros(T), np.zeros((T, N)), np.zeros(T), np.zeros(T), np.zeros(T))
+        none = (np.zeros(T, np.bool_), np.zeros((T, N))) if threshold > 0.0 else (None, None)
+        return SimResult(np.zeros(T), np.zeros((T, N)), np.zeros(T), np.zeros(T), np.zeros(T), (), *none)
     no_mask = np.zeros((0, 0), dtype=np.bool_)
     dead = no_mask
     trade_rows = has_target
@@ -135,15 +152,22 @@ def simulate(
     w = np.empty((T, N))
     n_liq = int(dead[rebal].sum()) if dead.size else 0
     liq_rows, liq_cols, liq_weights = np.zeros(n_liq, np.int64), np.zeros(n_liq, np.int64), np.zeros(n_liq)
+    gated = threshold > 0.0
+    fired = np.zeros(T if gated else 0, np.bool_)
+    before = np.empty((len(rebal), N) if gated else (0, 0))
     k, bad_row, bad_cost = _kernel(
         np.ascontiguousarray(r), tg, has_target, rebal, rate_grid, per_name,
         float(rates) if not per_name else 0.0, 1.0 if per_name_borrow else float(borrow),
         borrow_names, per_name_borrow and bool(borrow.any()), float(band), can, dead,
-        out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights)
+        out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights, float(threshold), fired, before)
     if bad_row >= 0:
         raise ValueError(f"row {bad_row}: cost {bad_cost:.4g} of the portfolio value leaves nothing to invest")
     liquidations = tuple((int(a), int(b), float(c)) for a, b, c in zip(liq_rows[:k], liq_cols[:k], liq_weights[:k]))
-    return SimResult(out_ret, w, out_to, out_c, out_b, liquidations)
+    if not gated:
+        return SimResult(out_ret, w, out_to, out_c, out_b, liquidations)
+    pre = w.copy()
+    pre[rebal] = before
+    return SimResult(out_ret, w, out_to, out_c, out_b, liquidations, fired, pre)
 
 
 @numba.njit(cache=True)
@@ -228,9 +252,12 @@ def _pairwise_sum(a, n, stack):  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, borrow_names, borrow_each, band, can, dead,
-            out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights):  # pragma: no cover - compiled
+            out_ret, w, out_to, out_c, out_b, liq_rows, liq_cols, liq_weights,
+            threshold, fired, before):  # pragma: no cover - compiled
     """One pass over the days: trades at the rows in ``rebal``, drift in between. Returns (liquidations
-    written, row whose cost is >= 1 or -1, that cost)."""
+    written, row whose cost is >= 1 or -1, that cost). With ``threshold > 0`` a target row whose drift is
+    within it keeps the drifted book (a segment restart without trade); ``fired`` marks the rows that traded
+    and ``before`` (one row per rebal row) receives the pre-trade drifted weights."""
     T, N = r.shape
     totals = np.ones(T)  # value relative to the latest trade's post-trade value
     drifted = np.zeros(N)  # pre-trade weights at the current rebalance close (all cash before the first)
@@ -248,8 +275,20 @@ def _kernel(r, tg, has_target, rebal, rates, per_name, rate, borrow_rate, borrow
     for k in range(n_rebal):
         s = rebal[k]
         e = rebal[k + 1] if k + 1 < n_rebal else T - 1
+        go = has_target[s]
+        if threshold > 0.0:
+            m = 0
+            for i in range(N):
+                before[k, i] = drifted[i]
+                x = tg[s, i]
+                x = 0.0 if np.isnan(x) else x
+                if x != 0.0 or drifted[i] != 0.0:
+                    buf[m] = abs(x - drifted[i])
+                    m += 1
+            go = go and _pairwise_sum(buf, m, stack) > threshold
+            fired[s] = go
         for i in range(N):
-            if has_target[s]:
+            if go:
                 x = tg[s, i]
                 x = 0.0 if np.isnan(x) else x
                 if band > 0.0 and abs(x - drifted[i]) <= band:
