@@ -68,9 +68,9 @@ def test_the_alias_bomb_is_refused_quickly_and_a_few_aliases_still_work():
     with pytest.raises(ManifestError, match=r"universe.symbols: YAML aliases expand to [\d,]+ values"):
         parse_manifest(bomb, "bomb.yaml")
     assert time.perf_counter() - t0 < 2.0  # counted on the node graph, never expanded
-    ok = parse_manifest(_base() + "universe:\n  symbols: [&a AAA, BBB]\nselection:\n  correlation_lookbacks: "
+    ok = parse_manifest(_base() + "universe:\n  symbols: [&a AAA, BBB, CCC]\nselection:\n  correlation_lookbacks: "
                                   "[&w 60, 120]\n  correlation_lookback: *w\n", "ok.yaml")
-    assert ok.universe.symbols == ["AAA", "BBB"] and ok.selection.correlation_lookback == 60
+    assert ok.universe.symbols == ["AAA", "BBB", "CCC"] and ok.selection.correlation_lookback == 60
 
 
 def test_merge_keys_are_not_duplicates_and_large_plain_numbers_pass():
