@@ -254,7 +254,8 @@ def _bench_returns(closes: pd.Series, days: pd.DatetimeIndex, horizon: pd.Timest
     """Benchmark returns on the simulated days (closes <= horizon, the last one carried over days without
     one; 0 on the first day) and the date of its last close <= horizon."""
     past = pd.Series(closes, dtype="float64").dropna()
-    past = past[past.index <= horizon]
+    if not past.empty:  # (an empty series may have no DatetimeIndex: before backtest.start)
+        past = past[pd.DatetimeIndex(past.index) <= horizon]
     if past.empty or not len(days):
         return np.zeros(len(days)), pd.Timestamp.min
     on_days = past.reindex(past.index.union(days)).ffill().reindex(days).to_numpy(dtype=float)

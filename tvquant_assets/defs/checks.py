@@ -129,6 +129,13 @@ def partition_evaluations(context: AssetCheckExecutionContext, check_key: AssetC
     return out
 
 
+def batched_checks(instance) -> bool:
+    """Whether the instance's event log writes a batch of check evaluations at once (``defs/storage.py``)."""
+    from tvquant_assets.defs.storage import BatchedSqliteEventLogStorage
+
+    return isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+
+
 def log_passed(context: AssetCheckExecutionContext, evaluations: list[AssetCheckEvaluation]) -> None:
     """Record passed evaluations as one batch of events (a range run has one per partition and check: one
     by one they cost three SQLite commits each; ``defs/storage.py`` writes a batch in one transaction).
@@ -178,8 +185,11 @@ def build_check(manifest: Manifest, name: str):
         else:
             context.log.info(report.summary())
         evaluations = partition_evaluations(context, check_key, report, dates, severity, blocking)
-        log_passed(context, [e for e in evaluations if e.passed])
-        yield from (e for e in evaluations if not e.passed)  # through Dagster: a blocking failure stops the run
+        if batched_checks(context.instance):
+            log_passed(context, [e for e in evaluations if e.passed])
+            yield from (e for e in evaluations if not e.passed)  # through Dagster: a blocking failure stops the run
+        else:  # a storage without batched check events (PostgreSQL): Dagster's own path, one by one
+            yield from evaluations
         yield Output(None)  # the check's own output; its results are the evaluations
 
     return _check

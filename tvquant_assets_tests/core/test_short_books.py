@@ -216,7 +216,7 @@ def test_borrow_per_name_is_charged_on_each_short_at_its_rate():
 
 
 def test_borrow_refused_for_simulators_that_do_not_charge_it():
-    with pytest.raises(ManifestError, match="vectorbt do.es. not charge borrow"):
+    with pytest.raises(ManifestError, match="vectorbt does not model backtest.borrow_bps"):
         parse_manifest(BASE + "backtest: {simulators: [vectorized, vectorbt], borrow_bps_by_class: {crypto: 900}}")
 
 

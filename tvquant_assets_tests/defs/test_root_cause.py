@@ -76,7 +76,7 @@ def test_a_blocking_check_failure_names_its_findings():
 
 def test_cli_backfill_with_an_unknown_symbol_ends_with_the_cause(tmp_path, monkeypatch, capsys):
     text = (ROOT / "manifests" / "sp500_demo.yaml").read_text().replace("name: sp500_demo", "name: sp500_nope")
-    text = text.replace("universe:\n", "universe:\n  symbols: [AAPL, NOPE]\n", 1)
+    text = text.replace("universe:\n", "universe:\n  symbols: [AAPL, AMD, BAC, NOPE, JPM, KO]\n", 1)
     path = tmp_path / "sp500_nope.yaml"
     path.write_text(text)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))

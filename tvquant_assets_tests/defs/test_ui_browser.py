@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tvquant_assets.runner import materialize_outputs, materialize_range
+from tvquant_assets.stages import ASSETS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -71,7 +72,7 @@ def scratch(tmp_path_factory):
 def test_rerunning_an_unchanged_range_leaves_every_parquet_file_byte_identical(scratch):
     first, second = scratch["first"], scratch["second"]
     stages = {k.split("/")[1] for k in first}
-    assert len(stages) == 11 and len(first) == 11 * len(MATERIALIZED), sorted(stages)  # every stage, every partition
+    assert len(stages) == len(ASSETS) and len(first) == len(ASSETS) * len(MATERIALIZED), sorted(stages)  # all
     assert first.keys() == second.keys()
     assert [k for k in first if first[k] != second[k]] == []
 
@@ -210,7 +211,7 @@ def test_the_ui_shows_partitions_checks_and_the_tearsheet(scratch):
                 # 4. one check on one partition, launched through the UI's GraphQL API (Dagster 1.13's check
                 #    page disables Execute for partitioned checks): the run checks that partition only
                 one = _graphql(port, LAUNCH, {"params": {
-                    "selector": {"repositoryLocationName": "tvquant_assets.definitions",
+                    "selector": {"repositoryLocationName": "tvquant",
                                  "repositoryName": "__repository__", "jobName": f"{NAME}_pipeline",
                                  "assetSelection": [], "assetCheckSelection": [
                                      {"assetKey": {"path": PRICES}, "name": "unique_bars"}]},

@@ -166,7 +166,8 @@ def test_every_shipped_live_manifest_builds_its_payloads_offline():
             assert payload["markets"] == [preset["market"]] and preset["market"] in MARKETS
             seen[m.name] = (preset["market"], {f["left"]: f for f in payload["filter"]}, payload)
     assert set(seen) == {"binance_spot", "binance_perp", "us_equities", "forex_majors", "futures",
-                         "binance_ratings_long", "binance_ratings_short"}
+                         "binance_ratings_long", "binance_ratings_short", "us_equities_selling_rips",
+                         "forex_selling_rips", "crypto_selling_rips"}
     market, rules, _ = seen["forex_majors"]
     assert market == "forex" and len(rules["name"]["right"]) == 7
     market, rules, _ = seen["futures"]

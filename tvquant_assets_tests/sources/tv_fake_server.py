@@ -57,6 +57,14 @@ def _value(row: dict, x):
     return row.get(x, x) if isinstance(x, str) else x
 
 
+def tradingview_field(market: str, column: str) -> bool:
+    """Whether ``column`` is on TradingView's published field list of ``market`` (tradingview-screener's
+    ``data/metainfo`` lists, as transcribed in ``sources/tradingview/columns.py``)."""
+    from tvquant_assets.sources.tradingview import columns
+
+    return columns.known(market, column)
+
+
 def matches(row: dict, rule: dict) -> bool:
     left, op, right = row.get(rule["left"]), rule["operation"], _value(row, rule.get("right"))
     if op in ("greater", "egreater", "less", "eless"):
@@ -118,7 +126,9 @@ class FakeTradingView:
         named = list(body.get("columns", [])) + [f["left"] for f in body.get("filter", [])]
         if body.get("sort"):
             named.append(body["sort"]["sortBy"])
-        unknown = [c for c in named if c not in known]
+        # A field of TradingView's list for the market that the recording lacks is known but has no values
+        # (null in rows, never matching a comparison), as the real scanner answers for an empty field.
+        unknown = [c for c in named if c not in known and not tradingview_field(market, c)]
         if unknown:
             return 400, {"totalCount": 0, "error": f"Unknown field \"{unknown[0]}\"", "data": None}
         symbols = body.get("symbols") or {}
@@ -133,7 +143,7 @@ class FakeTradingView:
                           reverse=sort.get("sortOrder") == "desc")
         lo, hi = body.get("range", [0, 50])
         page = rows[lo:hi]
-        return 200, {"totalCount": len(rows), "data": [{"s": r["ticker"], "d": [r[c] for c in body["columns"]]}
+        return 200, {"totalCount": len(rows), "data": [{"s": r["ticker"], "d": [r.get(c) for c in body["columns"]]}
                                                         for r in page]}
 
     def _handler(self):
