@@ -141,6 +141,8 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
     code = 2 if report.failures else 0
     if as_json:
         print(json.dumps(summary, indent=2))
+        if report.failures:
+            _print_failures(report)
         return code
     for note in report.notes:
         print(f"note: {note}")
@@ -183,9 +185,11 @@ def _print_failures(report) -> None:
         print("blocked (they read a failed partition): " + "; ".join(
             f"{s} {min(ds).date()}..{max(ds).date()} ({len(ds)})" for s, ds in per.items()), file=sys.stderr)
     dates = contained.failed_dates
+    first = contained.roots[0] if contained.roots else None
+    cause = f"; first: {first.stage} {first.date.date()}: {first.reason}" if first is not None else ""
     print(f"tvquant: error: {report.manifest}: {len(dates)} of {report.partitions} dates not complete "
           f"({dates[0].date()}..{dates[-1].date()}); every other date is materialized, checked and in the ledger "
-          f"({len(report.run_ids)} runs)", file=sys.stderr)
+          f"({len(report.run_ids)} runs){cause}", file=sys.stderr)
 
 
 def _outputs(manifest: str, date, lake_root: str | None, as_json: bool, report: bool = True, views: bool = True):

@@ -66,6 +66,8 @@ _LAST: dict[tuple[str, str], pd.Timestamp] = {}
 def _last_partition(manifest: Manifest, now: dt.datetime) -> pd.Timestamp:
     """``last_partition_date``, asked of the source once per manifest and minute (every asset and check of a
     manifest shares one partitions definition)."""
+    if manifest.source.kind == "files":  # the user's files grow between two runs of a minute (read cached by stat)
+        return last_partition_date(manifest, now)
     key = (manifest_hash(manifest), now.strftime("%Y-%m-%dT%H:%M"))
     if key not in _LAST:
         _LAST[key] = last_partition_date(manifest, now)

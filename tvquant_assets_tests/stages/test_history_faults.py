@@ -222,6 +222,7 @@ def test_a_dagster_backfill_on_changed_history_ends_with_the_partition(lake, sma
         with open(path, "wb") as fh:
             fh.write(original)
     assert code == 2
-    assert last.startswith(f"tvquant: error: {lake['manifest'].name}: step ") and "scan failed: LakeError: lake: " \
-        "history partition" in last and "prices/2020-03-16.parquet: content hash" in last, last
+    # contained to its dates: the last line says which dates and names the first cause, the partition
+    assert last.startswith(f"tvquant: error: {lake['manifest'].name}: ") and "first: scan " in last \
+        and "LakeError: lake: history partition" in last and "prices/2020-03-16.parquet: content hash" in last, last
     assert {p.name: p.stat().st_mtime_ns for p in scan_dir.iterdir()} == scans  # nothing of scan rewritten
