@@ -130,9 +130,10 @@ def partition_evaluations(context: AssetCheckExecutionContext, check_key: AssetC
     out = []
     for d, key in zip(dates, keys, strict=True):
         one = report.only(d)
+        metadata = {**one.metadata(), **(extra or {}).get(key, {})}
         out.append(AssetCheckEvaluation(
             asset_key=check_key.asset_key, check_name=check_key.name, passed=one.passed, partition=key,
-            metadata=normalize_metadata({**one.metadata(), **(extra or {}).get(key, {})}), severity=severity, description=one.summary(),
+            metadata=normalize_metadata(metadata), severity=severity, description=one.summary(),
             blocking=blocking, target_materialization_data=targets.get(key),
         ))
     return out

@@ -4,7 +4,6 @@ re-seals it, and every later sealed date, computed from the old bars, shows as a
 
 from pathlib import Path
 
-import pandas as pd
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
