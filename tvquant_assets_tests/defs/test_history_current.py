@@ -14,7 +14,7 @@ from tvquant_assets.runner import materialize_range
 from tvquant_assets_tests import faults
 
 ROOT = Path(__file__).resolve().parents[2]
-START, CHANGED, END = "2020-03-02", "2020-03-04", "2020-03-10"
+START, CHANGED, END = "2020-03-02", "2020-03-04", "2020-03-09"
 
 
 def _latest(instance, key):
