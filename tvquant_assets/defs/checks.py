@@ -31,6 +31,7 @@ from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
 from tvquant_assets.stages import Stage
+from tvquant_assets.stages.history import stale_dates, stale_metadata
 
 # check name -> (stage, blocking, severity)
 CHECKS: dict[str, tuple[Stage, bool, AssetCheckSeverity]] = {
@@ -42,6 +43,7 @@ CHECKS: dict[str, tuple[Stage, bool, AssetCheckSeverity]] = {
     "selection_size": (Stage.SELECTION, True, AssetCheckSeverity.ERROR),
     "tournament_weights": (Stage.TOURNAMENT, True, AssetCheckSeverity.ERROR),
     "backtest_equity": (Stage.BACKTEST, True, AssetCheckSeverity.ERROR),
+    "history_current": (Stage.AUDIT, False, AssetCheckSeverity.WARN),
 }
 # Failures of these mean the price lake itself is wrong: the repair sensor acts on them.
 REPAIRABLE = frozenset({"price_values", "unique_bars", "complete_bars"})
@@ -56,6 +58,8 @@ DESCRIPTIONS = {
     "tournament_weights": "Every candidate's weights against its own book: no NaN, within its cap; long only "
                           "summing to 1, short only summing to -1, or long/short at its net and within its gross.",
     "backtest_equity": "Every candidate's equity is finite and positive.",
+    "history_current": "The sealed date was not computed from prices that changed after it (an earlier date "
+                       "re-run with new bars makes every later sealed date stale until it is re-run).",
 }
 
 
@@ -96,6 +100,10 @@ def evaluate(manifest: Manifest, lake: Lake, name: str, dates: list[pd.Timestamp
         return quality.check_weights(read(Stage.TOURNAMENT, dates), cfg, limits)
     if name == "backtest_equity":
         return quality.check_equity(read(Stage.BACKTEST, dates))
+    if name == "history_current":
+        stale = stale_dates(lake, m.name)
+        return quality.CheckReport(name, len(dates), [quality.Finding(d, "", stale[k]) for d in dates
+                                                      if (k := f"{d:%Y-%m-%d}") in stale])
     raise KeyError(f"unknown check {name!r} (known: {', '.join(CHECKS)})")
 
 
@@ -111,19 +119,21 @@ def check_dates(context: AssetCheckExecutionContext, manifest: Manifest, lake: L
 
 def partition_evaluations(context: AssetCheckExecutionContext, check_key: AssetCheckKey, report: quality.CheckReport,
                           dates: list[pd.Timestamp], severity: AssetCheckSeverity,
-                          blocking: bool) -> list[AssetCheckEvaluation]:
+                          blocking: bool, extra: dict[str, dict] | None = None) -> list[AssetCheckEvaluation]:
     """One evaluation per partition, passed or failed for that partition alone, each naming the latest
     materialization of its partition (Dagster shows a check result only while it targets the partition's
     current materialization). An ``AssetCheckResult`` of a range run would be recorded once, for no
-    partition, and every partition of the range would stay "planned", then "skipped"."""
+    partition, and every partition of the range would stay "planned", then "skipped". ``extra``: more
+    metadata by partition key."""
     keys = [d.strftime("%Y-%m-%d") for d in dates]
     targets = latest_materializations(context.instance, check_key.asset_key, keys)
     out = []
     for d, key in zip(dates, keys, strict=True):
         one = report.only(d)
+        metadata = {**one.metadata(), **(extra or {}).get(key, {})}
         out.append(AssetCheckEvaluation(
             asset_key=check_key.asset_key, check_name=check_key.name, passed=one.passed, partition=key,
-            metadata=normalize_metadata(one.metadata()), severity=severity, description=one.summary(),
+            metadata=normalize_metadata(metadata), severity=severity, description=one.summary(),
             blocking=blocking, target_materialization_data=targets.get(key),
         ))
     return out
@@ -179,12 +189,17 @@ def build_check(manifest: Manifest, name: str):
     def _check(context: AssetCheckExecutionContext, lake: LakeResource):
         opened = lake.open()
         dates = check_dates(context, manifest, opened, stage)
+        extra = None
+        if name == "history_current":  # a re-sealed date makes later ones stale: they are evaluated too
+            stale = stale_metadata(opened, manifest.name)
+            dates = sorted(set(dates) | {pd.Timestamp(k) for k in stale if opened.exists(manifest.name, "audit", k)})
+            extra = stale
         report = evaluate(manifest, opened, name, dates) if dates else quality.CheckReport(name, 0)
         if not report.passed:
             context.log.warning(report.summary())
         else:
             context.log.info(report.summary())
-        evaluations = partition_evaluations(context, check_key, report, dates, severity, blocking)
+        evaluations = partition_evaluations(context, check_key, report, dates, severity, blocking, extra)
         if batched_checks(context.instance):
             log_passed(context, [e for e in evaluations if e.passed])
             yield from (e for e in evaluations if not e.passed)  # through Dagster: a blocking failure stops the run

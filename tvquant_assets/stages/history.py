@@ -269,13 +269,30 @@ def update_stale(lake, manifest: str, resealed: list[str], changed: dict[str, st
     return out
 
 
+def _cause(why: str) -> str:
+    return why.split("prices ", 1)[-1].split(" ", 1)[0]  # "computed from prices D before it changed"
+
+
+def _clear_command(manifest: str, dates: list[str]) -> str:
+    return f"tvquant backfill --manifest {manifest} --start {dates[0]} --end {dates[-1]}"
+
+
+def stale_metadata(lake, manifest: str) -> dict[str, dict]:
+    """Per stale date: the re-sealed date whose changed prices made it stale and the command that re-runs
+    every stale date (metadata of the ``history_current`` check)."""
+    stale = stale_dates(lake, manifest)
+    if not stale:
+        return {}
+    command = _clear_command(manifest, sorted(stale))
+    return {d: {"stale_since": _cause(why), "clear_with": command} for d, why in stale.items()}
+
+
 def stale_note(lake, manifest: str) -> str | None:
     """One line for the CLI when sealed dates are stale, with the command that re-runs them."""
     stale = stale_dates(lake, manifest)
     if not stale:
         return None
     dates = sorted(stale)
-    causes = sorted({why.split("prices ", 1)[-1].split(" ", 1)[0] for why in stale.values()})
+    causes = sorted({_cause(why) for why in stale.values()})
     return (f"{len(dates)} sealed date(s) {dates[0]}..{dates[-1]} are stale: computed from prices "
-            f"{', '.join(causes)} before it changed; re-run them: tvquant backfill --manifest {manifest} "
-            f"--start {dates[0]} --end {dates[-1]}")
+            f"{', '.join(causes)} before it changed; re-run them: {_clear_command(manifest, dates)}")
