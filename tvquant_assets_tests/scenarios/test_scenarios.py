@@ -157,7 +157,8 @@ def test_daily_calendar_every_date_replays_as_computed_in_the_range(scenario):
     """The trailing windows are counted in bars, not partitions: a date alone (audit replay) reads the same
     rows as in the range, weekend partitions included, and the scan counts a full history."""
     ran = scenario("sc_daily_synthetic")
-    for d in ran.dates:
+    saturday = next(d for d in ran.dates if d.day_of_week == 5)
+    for d in (ran.dates[0], saturday, ran.dates[-1]):  # the middle date (a Sunday): the test above
         report = replay(ran.manifest, ran.lake_root, d)
         assert report.ok, (d, [(s.stage, s.problems) for s in report.failed])
     scan = Lake(ran.lake_root).read(ran.name, "scan", ran.dates[0])
@@ -238,3 +239,26 @@ def test_the_reported_case_is_contained_to_its_dates(tmp_path, monkeypatch, caps
     catalog = instance.fetch_materializations(AssetKey([name, "catalog"]), limit=100).records
     assert sorted(r.partition_key for r in catalog).count("2020-02-24") == 1
     assert sorted(r.partition_key for r in catalog).count("2020-03-16") == 2
+
+
+def test_files_source_stores_the_csv_rows_and_checks_them_against_the_files(scenario):
+    """Every prices partition holds exactly the CSV's rows of its date (read here with plain pandas), and the
+    files source's own check (stored partitions vs the files now) ran on the range and passed."""
+    from dagster import AssetCheckKey
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from tvquant_assets.source_edits import NAME
+
+    ran = scenario("sc_files_long_csv")
+    csv = pd.read_csv(HERE.parents[1] / "examples" / "files" / "prices.csv", parse_dates=["date"])
+    for d, stored in frames(ran, "prices").items():
+        want = csv[csv["date"] == d].sort_values("symbol").reset_index(drop=True)
+        got = stored.sort_values("symbol").reset_index(drop=True)
+        assert len(want) == 12 and list(got["symbol"]) == list(want["symbol"]), d
+        assert np.array_equal(got["close"].to_numpy("float64"), want["close"].to_numpy("float64")), d
+    records = ran.instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey([ran.name, "prices"]), NAME), limit=20)
+    done = [r for r in records if r.status != AssetCheckExecutionRecordStatus.PLANNED]
+    assert done and all(r.status == AssetCheckExecutionRecordStatus.SUCCEEDED for r in done)
+    board = Lake(ran.lake_root).read(ran.name, "backtest", ran.dates[-1])
+    assert set(board["candidate"]) == {c.name for c in ran.manifest.tournament.candidates}
