@@ -57,6 +57,11 @@ def previous_dates(manifest: Manifest, date, count: int) -> list[pd.Timestamp]:
     return list(_previous_tuple(manifest.calendar, pd.Timestamp(date), int(count)))
 
 
+def previous_weekdays(date, count: int) -> list[pd.Timestamp]:
+    """The ``count`` weekdays before ``date``, whatever the manifest's calendar (bars of a weekday market)."""
+    return list(_previous_tuple("weekdays", pd.Timestamp(date), int(count)))
+
+
 @functools.lru_cache(maxsize=4096)
 def _previous_tuple(calendar: str, d: pd.Timestamp, count: int) -> tuple[pd.Timestamp, ...]:
     if calendar == "weekdays":

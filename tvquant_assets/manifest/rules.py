@@ -101,7 +101,7 @@ def infeasible_cluster_cap(m: Manifest) -> list[str]:
 
 
 def long_short_with_long_only(m: Manifest) -> list[str]:
-    if not m.tournament.constraints.long_only or m.book != "long":  # a long_short book fits it per book
+    if m.book != "long" or not m.tournament.constraints.long_only:  # book long_short: long_only does not apply
         return []
     return [f"tournament.candidates[{i}].profile {c.profile.value} is long/short (weights sum to 0) but "
             f"tournament.constraints.long_only is true; set long_only: false or remove {c.name}"

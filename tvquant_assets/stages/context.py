@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from tvquant_assets.calendar import manifest_dates, previous_dates, rebalance_set
+from tvquant_assets.calendar import manifest_dates, previous_weekdays, rebalance_set
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import SourceConfigError
 from tvquant_assets.lake.store import Lake
@@ -79,9 +79,14 @@ class RunContext:
         )
 
     def window_start(self, first_date: pd.Timestamp) -> pd.Timestamp:
-        """First calendar date whose bars the trailing windows of ``first_date`` may read."""
+        """First calendar date whose bars the trailing windows of ``first_date`` may read.
+
+        The windows are measured in bars, so the span is counted in weekdays (+12% for holidays) on every
+        calendar: counted in partitions, a ``daily`` calendar over a weekday market would hold only ~5/7 of
+        the bars, cut the windows short and make a date's outputs depend on where its range starts (a
+        market that trades every day gets more bars than it needs, which the windows ignore)."""
         n = int(math.ceil(self.lookback_rows() * 1.12)) + 10
-        return previous_dates(self.manifest, first_date, n)[0]
+        return previous_weekdays(first_date, n)[0]
 
     def window_panel(self, dates) -> PricePanel:
         """The price panel the trailing windows of every date in ``dates`` read."""

@@ -83,3 +83,10 @@ def test_synthetic_history_bounds_the_windows():
 def test_every_shipped_manifest_passes_the_rules():
     for path in sorted((ROOT / "manifests").glob("*.yaml")):
         assert problems(load_manifest(path)) == [], path.name
+
+
+def test_every_scenario_manifest_passes_the_rules():
+    """Scenario manifests are for users to copy (the long/short one holds market_neutral on book long_short,
+    where long_only does not apply)."""
+    for path in sorted((ROOT / "tvquant_assets_tests" / "scenarios").glob("*.yaml")):
+        assert problems(load_manifest(path)) == [], path.name

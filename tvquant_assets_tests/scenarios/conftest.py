@@ -68,3 +68,34 @@ def scenario(tmp_path_factory):
         return cache[name]
 
     return run
+
+
+def assert_complete_checked_sealed_replayed(ran: Ran) -> None:
+    """What every scenario asserts: every asset-partition materialized (lake and instance), every check run
+    passed, the ledger verifies and holds every date, and ``audit replay`` of the middle date matches."""
+    from dagster import AssetCheckKey, AssetKey
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from tvquant_assets.defs.checks import CHECKS
+    from tvquant_assets.lake import Lake
+    from tvquant_assets.lake.ledger import Ledger
+    from tvquant_assets.replay import replay
+    from tvquant_assets.stages import ASSETS
+
+    assert ran.report.failures == [], [f.line() for f in ran.report.failures[:5]]
+    lake = Lake(ran.lake_root)
+    keys = {d.strftime("%Y-%m-%d") for d in ran.dates}
+    for stage in ASSETS:
+        assert all(lake.exists(ran.name, stage, d) for d in ran.dates), stage
+        assert keys <= ran.instance.get_materialized_partitions(AssetKey([ran.name, stage])), stage
+    for check, (stage, _, _) in CHECKS.items():
+        records = ran.instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey([ran.name, stage.value]), check), limit=20)
+        done = [r for r in records if r.status != AssetCheckExecutionRecordStatus.PLANNED]
+        assert done and all(r.status == AssetCheckExecutionRecordStatus.SUCCEEDED for r in done), check
+    ledger = Ledger(lake.ledger_path(ran.name))
+    assert ledger.verify().ok
+    assert {e["payload"]["date"] for e in ledger.entries()} >= keys
+    middle = ran.dates[len(ran.dates) // 2]
+    report = replay(ran.manifest, ran.lake_root, middle)
+    assert report.ok, [(s.stage, s.problems) for s in report.failed]

@@ -6,6 +6,7 @@ dollar- and beta-neutral candidate, borrow on shorts) materialized through real 
 from pathlib import Path
 
 import numpy as np
+import pytest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
@@ -14,16 +15,19 @@ from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import load_manifest
 from tvquant_assets.runner import materialize_range
 from tvquant_assets.stages import STAGES
+from tvquant_assets_tests.scenarios.conftest import Ran, assert_complete_checked_sealed_replayed
 
+pytestmark = pytest.mark.scenario
 MANIFEST = Path(__file__).with_name("long_short_sp500.yaml")
 START, END = "2020-04-01", "2020-04-24"
 
 
 def test_long_short_sp500_trades_both_books_through_dagster(tmp_path):
-    root = str(tmp_path / "lake")
-    report = materialize_range(MANIFEST, START, END, lake_root=root, instance=DagsterInstance.ephemeral())
+    root, instance = str(tmp_path / "lake"), DagsterInstance.ephemeral()
+    report = materialize_range(MANIFEST, START, END, lake_root=root, instance=instance)
     m, lake = load_manifest(MANIFEST), Lake(root)
     dates = manifest_dates(m, START, END)
+    assert_complete_checked_sealed_replayed(Ran(m.name, MANIFEST, m, report, root, instance, dates))
     assert report.partitions == len(dates) and m.book == "long_short"
     for stage in STAGES:
         assert all(lake.exists(m.name, stage.value, d) for d in dates), stage
