@@ -177,7 +177,7 @@ def contain_requests(run, manifest: Manifest, record: containment.RunRecord, lak
         first, last = lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
         requests.append(RunRequest(
             job_name=pipeline_job_name(manifest), run_key=f"contain:{run.run_id}:{first}:{last}",
-            asset_selection=[AssetKey([manifest.name, s]) for s in stages],
+            asset_selection=[AssetKey([manifest.name, str(s)]) for s in stages],
             tags={RANGE_START: first, RANGE_END: last, "tvquant/manifest": manifest.name,
                   CONTAINS_TAG: run.run_id, FAILED_TAG: _failures_tag(roots)}))
     return requests, containment.Containment(ordered, [run.run_id])
