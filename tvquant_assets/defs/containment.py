@@ -7,8 +7,10 @@ names its bad partitions in its own ``failed_partitions`` metadata. Dagster then
 steps for the whole range. ``contain`` reads those two records from the run's events, derives every
 ``(stage, date)`` that depends on a failure (``failures.blocked``) and launches, per contiguous segment
 of dates with the same work left, one more run of the skipped stages and their checks (``selection``),
-until nothing is left that does not depend on a failure. Each failed root partition gets an
-``AssetObservation`` (``failed``, ``blocks``) on its partition, so the UI's partition view says why.
+until nothing is left that does not depend on a failure (the segments: ``plan_segments``, which the
+``contain_failed_ranges`` sensor of ``defs/sensors.py`` also uses for range runs the UI launches). Each
+failed root partition gets an ``AssetObservation`` (``failed``, ``blocks``) on its partition, so the UI's
+partition view says why.
 """
 
 from __future__ import annotations
