@@ -204,6 +204,11 @@ def build_containment_sensor(manifests: list[Manifest], jobs) -> object:
             return SkipReason(f"run {run.run_id} failed on no named partition: retry_or_alert_failed_runs")
         requests, result = contain_requests(run, manifest, record, Lake.open(default_lake_root()))
         containment.report(manifest.name, result, context.instance)  # each failed root partition says why
+        roots = result.roots
+        alerts.alert(f"{manifest.name}: run {run.run_id} failed on {len(roots)} partition(s), first "
+                     f"{roots[0].line() if roots else '?'}; {len(requests)} containment run(s) requested",
+                     {"run_id": run.run_id, "job": run.job_name,
+                      "partitions": sorted({f.date.strftime('%Y-%m-%d') for f in roots})[:20]})
         if not requests:
             return SkipReason(f"run {run.run_id}: everything left depends on the failed partitions")
         return requests

@@ -88,6 +88,9 @@ def test_ui_range_backfill_is_contained_by_the_sensor(env):
         reasons = json.loads(req.tags["tvquant/failed_partitions"])
         assert sorted(reasons) == ["selection"] and sorted(reasons["selection"]) == FAILED
         assert "fewer than quality.min_selected 7" in reasons["selection"]["2020-03-04"]
+    entries = alerts.read_alerts()  # one alert per evaluation, naming the first failed partition
+    assert len(entries) == 2 and "selection 2020-03-04: check selection_size failed" in entries[0]["message"]
+    assert entries[0]["details"]["partitions"] == FAILED and "4 containment run(s)" in entries[0]["message"]
     # the failed root partitions say why in the UI's partition view
     obs = instance.fetch_observations(AssetKey([m.name, "selection"]), limit=10).records
     by_partition = {r.partition_key: r.event_log_entry.asset_observation.metadata for r in obs}
