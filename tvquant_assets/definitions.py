@@ -13,7 +13,7 @@ from tvquant_assets.defs.jobs import build_repair_job, build_review_job
 from tvquant_assets.defs.outputs import build_output_assets, build_output_job
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.schedules import build_daily_schedule, build_review_schedule
-from tvquant_assets.defs.sensors import build_repair_sensor, build_run_failure_sensor
+from tvquant_assets.defs.sensors import build_containment_sensor, build_repair_sensor, build_run_failure_sensor
 from tvquant_assets.defs.tradingview_checks import build_tradingview_checks
 from tvquant_assets.manifest import discover_manifests, load_manifest
 from tvquant_assets.permissions import restrict_umask
@@ -35,7 +35,8 @@ def build_definitions(manifest_paths=None) -> Definitions:
                  build_review_job(manifest)]
         schedules += [build_daily_schedule(manifest), build_review_schedule(manifest)]
     sensors = [build_repair_sensor(manifests, [j for j in jobs if j.name.endswith("_data_repair")]),
-               build_run_failure_sensor(manifests, jobs)] if manifests else []
+               build_run_failure_sensor(manifests, jobs),
+               build_containment_sensor(manifests, jobs)] if manifests else []
     return Definitions(
         assets=assets,
         asset_checks=checks,

@@ -7,8 +7,10 @@ names its bad partitions in its own ``failed_partitions`` metadata. Dagster then
 steps for the whole range. ``contain`` reads those two records from the run's events, derives every
 ``(stage, date)`` that depends on a failure (``failures.blocked``) and launches, per contiguous segment
 of dates with the same work left, one more run of the skipped stages and their checks (``selection``),
-until nothing is left that does not depend on a failure. Each failed root partition gets an
-``AssetObservation`` (``failed``, ``blocks``) on its partition, so the UI's partition view says why.
+until nothing is left that does not depend on a failure (the segments: ``plan_segments``, which the
+``contain_failed_ranges`` sensor of ``defs/sensors.py`` also uses for range runs the UI launches). Each
+failed root partition gets an ``AssetObservation`` (``failed``, ``blocks``) on its partition, so the UI's
+partition view says why.
 """
 
 from __future__ import annotations
@@ -72,8 +74,17 @@ def _value(md: dict, key: str, default):
 
 def read_run(result) -> RunRecord:
     """Materializations, located step failures and failed blocking checks of one finished run."""
-    rec = RunRecord(result.run_id)
-    for event in result.all_events:
+    return read_events(result.run_id, result.all_events)
+
+
+def read_run_of(instance, run_id: str) -> RunRecord:
+    """``read_run`` for a run known only by its id (a sensor's view of a run the daemon launched)."""
+    return read_events(run_id, [e.dagster_event for e in instance.all_logs(run_id) if e.is_dagster_event])
+
+
+def read_events(run_id: str, events) -> RunRecord:
+    rec = RunRecord(run_id)
+    for event in events:
         if event.is_step_failure:
             stage, is_check = _stage_of_step(event.step_key)
             data = event.step_failure_data
@@ -117,6 +128,30 @@ def _segments(todo: dict[pd.Timestamp, frozenset]) -> list[tuple[pd.Timestamp, p
     return [(a, b, s) for a, b, s, nonempty in out if nonempty]
 
 
+Segment = tuple[pd.Timestamp, pd.Timestamp, tuple[str, ...]]
+
+
+def plan_segments(ctx: RunContext, dates: list[pd.Timestamp], failures: list[PartitionFailure],
+                  done: set[tuple[str, pd.Timestamp]]) -> tuple[list[Segment], dict]:
+    """What is left to run after ``failures`` with ``done`` materialized: per contiguous segment of dates
+    with the same stages left (in execution order), ``(first, last, stages)``; none depends on a failure.
+    Also every blocked ``(stage, date)`` with why. Shared by ``contain`` and the containment sensor."""
+    bad = blocked(ctx, failures, dates)
+    todo = {d: frozenset(s for s in ASSETS if (s, d) not in done and (s, d) not in bad) for d in dates}
+    return [(lo, hi, tuple(sorted(st, key=ASSETS.index))) for lo, hi, st in _segments(todo)], bad
+
+
+def unlocated_failures(rec: RunRecord, span: list[pd.Timestamp]) -> list[PartitionFailure]:
+    """An error nobody located fails its stage on every date of the run."""
+    return [PartitionFailure(s, d, msg) for s, msg in rec.unlocated.items() for d in span]
+
+
+def ordered_failures(ctx: RunContext, failures: list[PartitionFailure], dates: list[pd.Timestamp]):
+    """Roots first (by date, stage order), then what they block."""
+    bad = blocked(ctx, failures, dates)
+    return sorted(bad.values(), key=lambda f: (f.blocked_by is not None, f.date, ASSETS.index(f.stage)))
+
+
 @dataclass
 class Containment:
     failures: list[PartitionFailure]  # roots first (their own failure), then what they block
@@ -140,20 +175,14 @@ def contain(ctx: RunContext, dates: list[pd.Timestamp], first, rerun: Callable[[
     done = set(record.materialized) | set(done or ())
     failures = list(record.failures)
     run_ids = [record.run_id] if first is not None else []
-
-    def unlocated_failures(rec: RunRecord, span: list[pd.Timestamp]) -> list[PartitionFailure]:
-        return [PartitionFailure(s, d, msg) for s, msg in rec.unlocated.items() for d in span]
-
     failures += unlocated_failures(record, dates)
     for _ in range(len(ASSETS) + 2):  # each round settles at least one more stage
-        bad = blocked(ctx, failures, dates)
-        todo = {d: frozenset(s for s in ASSETS if (s, d) not in done and (s, d) not in bad) for d in dates}
-        segments = _segments(todo)
+        segments, _ = plan_segments(ctx, dates, failures, done)
         if not segments:
             break
         progressed = False
         for lo, hi, stages in segments:
-            res = rerun(sorted(stages, key=ASSETS.index), lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d"))
+            res = rerun(list(stages), lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d"))
             rec = read_run(res)
             run_ids.append(rec.run_id)
             progressed |= bool(rec.materialized - done) or bool(rec.failures) or bool(rec.unlocated)
@@ -162,9 +191,7 @@ def contain(ctx: RunContext, dates: list[pd.Timestamp], first, rerun: Callable[[
             failures += rec.failures + unlocated_failures(rec, span)
         if not progressed:
             break
-    bad = blocked(ctx, failures, dates)
-    ordered = sorted(bad.values(), key=lambda f: (f.blocked_by is not None, f.date, ASSETS.index(f.stage)))
-    result = Containment(ordered, run_ids)
+    result = Containment(ordered_failures(ctx, failures, dates), run_ids)
     if instance is not None:
         report(ctx.name, result, instance)
     return result

@@ -5,6 +5,13 @@ the daemon, so a restart resumes where it stopped; never past a check still runn
 repairable price checks from one run become one repair run (run key ``repair:<manifest>:<run id>``, so
 even a lost cursor cannot launch it twice) over [first bad partition, newest price partition]. A failure
 inside a repair run is not repaired again: it is alerted, a person has to look.
+
+``contain_failed_ranges`` does for a range run the daemon launched (a UI backfill, one run by
+``BackfillPolicy.single_run``) what ``runner.materialize_range`` does in process: when the run failed with
+located partition failures (a stage's ``Failure`` metadata ``reasons``, a blocking check's
+``failed_partitions``), it asks for one run per independent date segment of the stages left
+(``containment.plan_segments``), run key ``contain:<run id>:<first>:<last>``. A segment run that fails
+again is contained the same way, over its own range and selection.
 """
 
 import json
@@ -27,16 +34,23 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from tvquant_assets import alerts, repair
+from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.defs import containment
 from tvquant_assets.defs.checks import REPAIRABLE
 from tvquant_assets.defs.jobs import pipeline_job_name, repair_job_name
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import Stage
+from tvquant_assets.stages import ASSETS, Stage
+from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import plan_start
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 ATTEMPT_TAG = "tvquant/attempt"
 MAX_RUN_RETRIES = 2
+CONTAINS_TAG = "tvquant/contains_run"  # a containment run: the failed run it continues
+FAILED_TAG = "tvquant/failed_partitions"  # JSON {stage: {date: reason}} of the failures it works around
+CLI_PID_TAG = "tvquant/pid"  # runs of `tvquant backfill`: contained in process by the runner
+MAX_TAGGED_FAILURES = 50
 BATCH = 500
 
 
@@ -125,6 +139,83 @@ def _check_failure(context: RunFailureSensorContext) -> bool:
     return False
 
 
+def _manifest_of(run, manifests: list[Manifest]) -> Manifest | None:
+    """The manifest whose pipeline job the run is, or whose assets an ad hoc run selected."""
+    names = {k.path[0] for k in run.asset_selection or ()}
+    for m in manifests:
+        if run.job_name == pipeline_job_name(m) or (names and names == {m.name}):
+            return m
+    return None
+
+
+def located_range_failure(run, record: containment.RunRecord) -> bool:
+    """A run over a partition range that failed on named partitions: containment continues it (the sensor
+    below for runs the daemon launched, the runner for CLI runs), a blind retry would fail the same way."""
+    return RANGE_START in run.tags and bool(record.failures)
+
+
+def _failures_tag(failures) -> str:
+    out: dict[str, dict[str, str]] = {}
+    for f in failures[:MAX_TAGGED_FAILURES]:
+        out.setdefault(f.stage, {})[f.date.strftime("%Y-%m-%d")] = f.reason[:200]
+    return json.dumps(out, sort_keys=True)
+
+
+def contain_requests(run, manifest: Manifest, record: containment.RunRecord, lake: Lake):
+    """The run requests that continue the failed range ``run``: each independent segment of what it left,
+    and the failures (roots first) they work around."""
+    dates = manifest_dates(manifest, pd.Timestamp(run.tags[RANGE_START]), pd.Timestamp(run.tags[RANGE_END]))
+    ctx = RunContext(manifest, lake)
+    selected = {k.path[-1] for k in run.asset_selection or ()} or set(ASSETS)
+    done = set(record.materialized) | {(s, d) for s in ASSETS if s not in selected for d in dates}
+    failures = record.failures + containment.unlocated_failures(record, dates)
+    segments, _ = containment.plan_segments(ctx, dates, failures, done)
+    ordered = containment.ordered_failures(ctx, failures, dates)
+    roots = [f for f in ordered if f.blocked_by is None]
+    requests = []
+    for lo, hi, stages in segments:
+        first, last = lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
+        requests.append(RunRequest(
+            job_name=pipeline_job_name(manifest), run_key=f"contain:{run.run_id}:{first}:{last}",
+            asset_selection=[AssetKey([manifest.name, str(s)]) for s in stages],
+            tags={RANGE_START: first, RANGE_END: last, "tvquant/manifest": manifest.name,
+                  CONTAINS_TAG: run.run_id, FAILED_TAG: _failures_tag(roots)}))
+    return requests, containment.Containment(ordered, [run.run_id])
+
+
+def build_containment_sensor(manifests: list[Manifest], jobs) -> object:
+    """Failed UI range runs with located partition failures -> one run per independent date segment."""
+
+    @run_failure_sensor(
+        name="contain_failed_ranges", request_jobs=[j for j in jobs if j.name.endswith("_pipeline")],
+        default_status=DefaultSensorStatus.RUNNING if any(m.schedule.running for m in manifests)
+        else DefaultSensorStatus.STOPPED,
+        description="A range run that failed on some dates -> runs of what does not depend on them, per segment.",
+    )
+    def contain_failed_ranges(context: RunFailureSensorContext):
+        run = context.dagster_run
+        manifest = _manifest_of(run, manifests)
+        if manifest is None or RANGE_START not in run.tags:
+            return SkipReason(f"run {run.run_id} is not a range run of a manifest")
+        if CLI_PID_TAG in run.tags:
+            return SkipReason(f"run {run.run_id} is a CLI run: the runner contains it in process")
+        record = containment.read_run_of(context.instance, run.run_id)
+        if not located_range_failure(run, record):
+            return SkipReason(f"run {run.run_id} failed on no named partition: retry_or_alert_failed_runs")
+        requests, result = contain_requests(run, manifest, record, Lake.open(default_lake_root()))
+        containment.report(manifest.name, result, context.instance)  # each failed root partition says why
+        roots = result.roots
+        alerts.alert(f"{manifest.name}: run {run.run_id} failed on {len(roots)} partition(s), first "
+                     f"{roots[0].line() if roots else '?'}; {len(requests)} containment run(s) requested",
+                     {"run_id": run.run_id, "job": run.job_name,
+                      "partitions": sorted({f.date.strftime('%Y-%m-%d') for f in roots})[:20]})
+        if not requests:
+            return SkipReason(f"run {run.run_id}: everything left depends on the failed partitions")
+        return requests
+
+    return contain_failed_ranges
+
+
 def build_run_failure_sensor(manifests: list[Manifest], jobs) -> object:
     """Watches every run of this code location: the manifests' jobs (CLI runs are recorded as the pipeline
     job, see ``launch.py``) and the runs the UI launches of its ad hoc asset job (Materialize, backfills). A
@@ -143,6 +234,10 @@ def build_run_failure_sensor(manifests: list[Manifest], jobs) -> object:
         run = context.dagster_run
         attempt = int(run.tags.get(ATTEMPT_TAG, "0"))
         reason = (context.failure_event.message or "").strip().splitlines()[0:1]
+        if RANGE_START in run.tags and located_range_failure(run, containment.read_run_of(context.instance,
+                                                                                            run.run_id)):
+            return SkipReason(f"run {run.run_id} failed on named partitions: contain_failed_ranges (UI) or "
+                              "the runner (CLI) runs what does not depend on them")
         if _check_failure(context):
             return SkipReason(f"run {run.run_id} stopped at a blocking check: data_repair_sensor handles it")
         selected = set(run.asset_selection or ())
