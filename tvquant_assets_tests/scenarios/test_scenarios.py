@@ -191,10 +191,12 @@ def test_the_last_partition_is_today(scenario):
     assert ran.dates[-1].date() == dt.date.today()
 
 
-def test_the_reported_case_is_contained_to_its_dates(tmp_path, monkeypatch, capsys):
-    """Cluster cap + tighter CRISIS cap: HRP's crisis decisions from 2020-03-16 fail the blocking weight
-    check. Through the CLI: exit 2 naming them, every earlier date complete and sealed, the failed dates'
-    upstream stages materialized, the UI told why; a re-run redoes only the incomplete dates."""
+def test_the_reported_case_runs_and_a_failing_variant_is_contained_to_its_dates(tmp_path, monkeypatch, capsys):
+    """The reported case (cluster cap + tighter CRISIS cap) runs now: the exact cap projection (issue 17) keeps
+    HRP's crisis decisions inside both caps. A variant whose crisis selections fail the blocking selection
+    check (``quality.min_selected: 7`` against the CRISIS preset's 6 names) is contained through the CLI:
+    exit 2 naming the dates and the cause, every date before the first failure complete and sealed, the UI
+    told why; a re-run redoes only the incomplete dates."""
     from dagster import DagsterInstance
 
     from tvquant_assets.cli import main
@@ -204,41 +206,49 @@ def test_the_reported_case_is_contained_to_its_dates(tmp_path, monkeypatch, caps
     path = HERE / "contain_cluster_cap_crisis.yaml"
     args = ["backfill", "--manifest", str(path), "--start", "2020-02-22", "--end", "2020-03-20", "--lake", str(lake),
             "--no-report"]
-    assert main(args) == 2
+    assert main(args) == 0
     out, err = capsys.readouterr()
     assert "note: --start 2020-02-22 is a Saturday, not a partition (weekdays): the range starts on 2020-02-24" in out
-    assert ("failed: tournament 2020-03-16..2020-03-20 (5 dates): check tournament_weights failed: skfolio/hrp: AMD "
-            "weight 0.170355 above cap 0.17") in err
-    assert "blocked (they read a failed partition): backtest 2020-03-16..2020-03-20 (5); drift" in err
-    assert "5 of 24 dates not complete (2020-03-16..2020-03-20)" in err
     name = "contain_cluster_cap_crisis"
     lk = Lake(str(lake))
+    crisis = [d for d in lk.partitions(name, "tournament") if d >= pd.Timestamp("2020-03-16")]
+    assert len(crisis) == 5
+    for d in crisis:
+        t = lk.read(name, "tournament", d)
+        assert (t["weight"].abs() <= t["max_weight"] + 1e-9).all(), d
+    assert Ledger(lk.ledger_path(name)).verify().ok
+
+    variant = tmp_path / "contain_variant.yaml"
+    variant.write_text(path.read_text().replace(f"name: {name}", "name: contain_variant")
+                       + "quality: {min_selected: 7}\n")
+    args = ["backfill", "--manifest", str(variant), "--start", "2020-02-22", "--end", "2020-03-20", "--lake",
+            str(lake), "--no-report"]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "failed: selection " in err and "fewer than quality.min_selected 7" in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tvquant: error: contain_variant: ") and "dates not complete" in last, last
+    assert "first: selection " in last and "min_selected 7" in last, last
+    name = "contain_variant"
     dates = lk.partitions(name, "catalog")
-    good = [d for d in dates if d < pd.Timestamp("2020-03-16")]
-    bad = [d for d in dates if d >= pd.Timestamp("2020-03-16")]
-    assert len(good) == 19 and len(bad) == 5  # from 02-18: the backtest starts there (the run says so)
+    sealed = [d for d in dates if lk.exists(name, "audit", d)]
+    failed = [d for d in dates if not lk.exists(name, "audit", d)]
+    assert sealed and failed and max(sealed) < min(failed)  # every date before the first failure is complete
     for stage in ASSETS:
-        assert all(lk.exists(name, stage, d) for d in good), stage
-    for stage in ("catalog", "prices", "scan", "regime", "selection", "estimation", "tournament"):
-        assert all(lk.exists(name, stage, d) for d in bad), stage
-    for stage in ("backtest", "drift", "audit", "regime_regret"):
-        assert not any(lk.exists(name, stage, d) for d in bad), stage
+        assert all(lk.exists(name, stage, d) for d in sealed), stage
     ledger = Ledger(lk.ledger_path(name))
     assert ledger.verify().ok
-    assert {e["payload"]["date"] for e in ledger.entries()} == {d.strftime("%Y-%m-%d") for d in good}
+    assert {e["payload"]["date"] for e in ledger.entries()} == {d.strftime("%Y-%m-%d") for d in sealed}
     instance = DagsterInstance.get()
-    obs = instance.fetch_observations(AssetKey([name, "tournament"]), limit=10).records
+    obs = instance.fetch_observations(AssetKey([name, "selection"]), limit=20).records
     by_partition = {r.partition_key: r.event_log_entry.asset_observation.metadata for r in obs}
-    assert "above cap 0.17" in by_partition["2020-03-16"]["failed"].value
-    assert "backtest 2020-03-16..2020-03-20 (5)" in by_partition["2020-03-16"]["blocks"].value
+    assert by_partition and all("min_selected 7" in md["failed"].value for md in by_partition.values())
 
     assert main(args) == 2  # re-run: only the incomplete dates are redone, and fail the same way
     out, err = capsys.readouterr()
-    # 2020-02-24..03-20 this time (the decisions the backtest needs are in the lake now), 15 dates complete
-    assert f"skipped {15 * len(ASSETS)} of {20 * len(ASSETS)} asset-partitions" in out
-    catalog = instance.fetch_materializations(AssetKey([name, "catalog"]), limit=100).records
-    assert sorted(r.partition_key for r in catalog).count("2020-02-24") == 1
-    assert sorted(r.partition_key for r in catalog).count("2020-03-16") == 2
+    assert "skipped " in out and "asset-partitions" in out
+    catalog = instance.fetch_materializations(AssetKey([name, "catalog"]), limit=200).records
+    assert sorted(r.partition_key for r in catalog).count(sealed[0].strftime("%Y-%m-%d")) == 1
 
 
 def test_files_source_stores_the_csv_rows_and_checks_them_against_the_files(scenario):
