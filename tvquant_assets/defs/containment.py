@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from dagster import AssetKey, AssetObservation, Failure
 
-from tvquant_assets.errors import BadDataError
+from tvquant_assets.errors import BadDataError, ConfigurationError
 from tvquant_assets.stages import ASSETS
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.failures import PartitionFailure, blocked, locate
@@ -35,6 +35,8 @@ def run_contained(ctx: RunContext, stage: str, dates: list[pd.Timestamp]):
         return run_stage(ctx, stage, dates)
     except BadDataError as exc:  # a wrong input file: no date can succeed and retrying cannot fix it
         raise Failure(str(exc), allow_retries=False) from exc
+    except ConfigurationError:  # the manifest's own error, the same on every date: failed at once, not retried
+        raise
     except Exception as exc:  # noqa: BLE001 - located per date, then raised as one Failure
         found = locate(stage, dates, lambda ds: run_stage(ctx, stage, ds), exc)
         first_date, first_reason = next(iter(sorted(found.items())))

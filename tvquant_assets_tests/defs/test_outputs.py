@@ -40,7 +40,7 @@ def test_report_and_views_are_materialized_with_links(outputs):
         f"http://127.0.0.1:3001/{m.name}/report/2020-03-20.html"
     assert "2020-03-20" in md["summary"].value
     views = instance.get_latest_materialization_event(AssetKey([m.name, "lake_views"])).asset_materialization
-    assert views.metadata["views"].value == len(ASSETS) + 1 and f"{m.name}.backtest" in views.metadata["summary"].value
+    assert views.metadata["views"].value == len(ASSETS) + 2 and f"{m.name}.backtest" in views.metadata["summary"].value
 
 
 def test_a_date_that_is_not_a_partition_is_one_line(small_lake):
