@@ -119,10 +119,10 @@ def read_events(run_id: str, events) -> RunRecord:
     return rec
 
 
-def _segments(todo: dict[pd.Timestamp, frozenset]) -> list[tuple[pd.Timestamp, pd.Timestamp, frozenset]]:
+def _segments(pending: dict[pd.Timestamp, frozenset]) -> list[tuple[pd.Timestamp, pd.Timestamp, frozenset]]:
     """Maximal runs of consecutive dates (in partition order) with the same non-empty set of stages."""
     out: list[list] = []
-    for d, stages in todo.items():
+    for d, stages in pending.items():
         if out and out[-1][2] == stages and out[-1][3]:
             out[-1][1] = d
         else:
@@ -139,8 +139,8 @@ def plan_segments(ctx: RunContext, dates: list[pd.Timestamp], failures: list[Par
     with the same stages left (in execution order), ``(first, last, stages)``; none depends on a failure.
     Also every blocked ``(stage, date)`` with why. Shared by ``contain`` and the containment sensor."""
     bad = blocked(ctx, failures, dates)
-    todo = {d: frozenset(s for s in ASSETS if (s, d) not in done and (s, d) not in bad) for d in dates}
-    return [(lo, hi, tuple(sorted(st, key=ASSETS.index))) for lo, hi, st in _segments(todo)], bad
+    pending = {d: frozenset(s for s in ASSETS if (s, d) not in done and (s, d) not in bad) for d in dates}
+    return [(lo, hi, tuple(sorted(st, key=ASSETS.index))) for lo, hi, st in _segments(pending)], bad
 
 
 def unlocated_failures(rec: RunRecord, span: list[pd.Timestamp]) -> list[PartitionFailure]:

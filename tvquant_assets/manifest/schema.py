@@ -577,6 +577,9 @@ class RebalanceConfig(Strict):
     def _k(self) -> RebalanceConfig:
         if self.rule == "every_k_days" and self.every_k_days is None:
             raise ValueError("rule every_k_days needs every_k_days")
+        if self.rule != "every_k_days" and self.every_k_days is not None:  # it would be ignored
+            raise ValueError(f"every_k_days is only read by rule every_k_days, not rule {self.rule}; remove it "
+                             "or set rule: every_k_days")
         return self
 
 

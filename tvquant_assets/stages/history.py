@@ -192,10 +192,10 @@ class HistoryVerifier:
         where = f"{self.lake.root}/{self.manifest}/prices"
         keys = {d: (str(self.lake.path(self.manifest, "prices", d)), self.lake._stamp(
             self.lake.path(self.manifest, "prices", d))) for d in prices}
-        todo = {d: prices[d][0] for d in prices if keys[d] not in _BARS_OK}
-        problem = bar_problems(todo)
+        unchecked = {d: prices[d][0] for d in prices if keys[d] not in _BARS_OK}
+        problem = bar_problems(unchecked)
         if problem is None:
-            _BARS_OK.update(keys[d] for d in todo if keys[d][1] is not None)
+            _BARS_OK.update(keys[d] for d in unchecked if keys[d][1] is not None)
         else:
             d, symbol, what = problem
             name = f"{where}/{d:%Y-%m-%d}.parquet" + (f" {symbol}" if symbol else "")
