@@ -41,8 +41,9 @@ IO_MANAGER_KEY = "tvquant_lake_io"
 def partitions_for(manifest: Manifest, now: dt.datetime | None = None) -> TimeWindowPartitionsDefinition:
     """Daily partitions from ``manifest.start`` to the last date with data (``Source.partitions_end``).
 
-    A source that has data up to today (or its last closed session) keeps a moving end (``end_offset`` 1 or
-    0: today's partition, or the one before it), so a long-running code server keeps up; a fixed history
+    A source that has data up to today (or its last closed session) keeps a moving end
+    (``end_offset`` 1: up to today's partition, re-evaluated by Dagster at each tick), so a long-running code
+    server keeps up; a fixed history
     (bundled, synthetic, files) ends at its last date, so "Latest", the materialize dialog and the schedule
     never target dates without data."""
     now = now or dt.datetime.now(dt.UTC)
@@ -50,10 +51,11 @@ def partitions_for(manifest: Manifest, now: dt.datetime | None = None) -> TimeWi
                   fmt="%Y-%m-%d", timezone="UTC")
     today = calendar_dates(manifest.calendar, pd.Timestamp(now.date()) - pd.Timedelta(days=7), now.date())[-1]
     last = _last_partition(manifest, now)
-    if last >= today:
-        return TimeWindowPartitionsDefinition(**common, end_offset=1)  # the schedule runs it after the close
-    if last == previous_dates(manifest, today, 1)[0]:
-        return TimeWindowPartitionsDefinition(**common, end_offset=0)
+    if last >= previous_dates(manifest, today, 1)[0]:
+        # A moving end, one period after now: the after-close schedule runs today's partition. Dagster
+        # re-evaluates it at each tick, so a definition loaded after midnight UTC still has the evening's
+        # partition (an end_offset of 0 would lose it at the next 17:30 New York tick).
+        return TimeWindowPartitionsDefinition(**common, end_offset=1)
     after = calendar_dates(manifest.calendar, last + pd.Timedelta(days=1), last + pd.Timedelta(days=8))[0]
     # end: the exclusive end of the last window; end_offset 1 keeps a date's partition open on its own
     # evening (the schedule's tick) when that date is before the end

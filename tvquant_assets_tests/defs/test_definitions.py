@@ -63,7 +63,7 @@ def test_a_live_end_keeps_partitions_moving(monkeypatch):
     m = load_manifest(ROOT / "manifests" / "synthetic_demo.yaml")
     now = dt.datetime(2026, 12, 2, 23, 0, tzinfo=dt.UTC)  # a Wednesday evening
     for end, moving, last, tomorrow in [(dt.date(2026, 12, 2), True, "2026-12-02", "2026-12-03"),
-                                        (dt.date(2026, 12, 1), True, "2026-12-01", "2026-12-02"),
+                                        (dt.date(2026, 12, 1), True, "2026-12-02", "2026-12-03"),  # offset 1
                                         (None, True, "2026-12-02", "2026-12-03"),
                                         (dt.date(2026, 11, 27), False, "2026-11-27", "2026-11-27")]:
         monkeypatch.setattr(SyntheticSource, "partitions_end", lambda self, now, e=end: e)
