@@ -11,6 +11,7 @@ from tvquant_assets.defs.factory import IO_MANAGER_KEY, build_manifest_assets, b
 from tvquant_assets.defs.io_manager import LakeIOManagerFactory
 from tvquant_assets.defs.jobs import build_repair_job, build_review_job
 from tvquant_assets.defs.outputs import build_output_assets, build_output_job
+from tvquant_assets.defs.recheck import build_checks_job
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.schedules import build_daily_schedule, build_review_schedule
 from tvquant_assets.defs.sensors import build_containment_sensor, build_repair_sensor, build_run_failure_sensor
@@ -34,13 +35,14 @@ def build_definitions(manifest_paths=None) -> Definitions:
         jobs += [build_manifest_job(manifest), build_output_job(manifest), build_repair_job(manifest),
                  build_review_job(manifest)]
         schedules += [build_daily_schedule(manifest), build_review_schedule(manifest)]
+    check_jobs = [build_checks_job(m) for m in manifests]  # op jobs: the sensors watch the asset jobs
     sensors = [build_repair_sensor(manifests, [j for j in jobs if j.name.endswith("_data_repair")]),
                build_run_failure_sensor(manifests, jobs),
                build_containment_sensor(manifests, jobs)] if manifests else []
     return Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=jobs,
+        jobs=jobs + check_jobs,
         schedules=schedules,
         sensors=sensors,
         executor=in_process_executor,  # UI backfills of a range run as one process, like the CLI

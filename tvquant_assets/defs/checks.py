@@ -107,17 +107,16 @@ def evaluate(manifest: Manifest, lake: Lake, name: str, dates: list[pd.Timestamp
     raise KeyError(f"unknown check {name!r} (known: {', '.join(CHECKS)})")
 
 
-def check_dates(context: AssetCheckExecutionContext, manifest: Manifest, lake: Lake,
-                stage: Stage) -> list[pd.Timestamp]:
-    """The partitions a check run covers: the run's partition or range; a run without one (the UI's
-    "Execute all" on a partitioned asset) checks every partition of the asset in the lake."""
-    op = context.op_execution_context
+def check_dates(op, manifest: Manifest, lake: Lake, stage: Stage) -> list[pd.Timestamp]:
+    """The partitions a check run covers: the run's partition or range (``op``: its op execution context); a
+    run without one (the UI's "Execute all" on a partitioned asset) checks every partition of the asset in
+    the lake."""
     if op.has_partitions:
         return sorted(pd.Timestamp(k) for k in op.partition_keys)
     return [d for d in lake.partitions(manifest.name, stage.value) if is_partition(manifest, d)]
 
 
-def partition_evaluations(context: AssetCheckExecutionContext, check_key: AssetCheckKey, report: quality.CheckReport,
+def partition_evaluations(instance, check_key: AssetCheckKey, report: quality.CheckReport,
                           dates: list[pd.Timestamp], severity: AssetCheckSeverity,
                           blocking: bool, extra: dict[str, dict] | None = None) -> list[AssetCheckEvaluation]:
     """One evaluation per partition, passed or failed for that partition alone, each naming the latest
@@ -126,7 +125,7 @@ def partition_evaluations(context: AssetCheckExecutionContext, check_key: AssetC
     partition, and every partition of the range would stay "planned", then "skipped". ``extra``: more
     metadata by partition key."""
     keys = [d.strftime("%Y-%m-%d") for d in dates]
-    targets = latest_materializations(context.instance, check_key.asset_key, keys)
+    targets = latest_materializations(instance, check_key.asset_key, keys)
     out = []
     for d, key in zip(dates, keys, strict=True):
         one = report.only(d)
@@ -146,11 +145,14 @@ def batched_checks(instance) -> bool:
     return isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
 
 
-def log_passed(context: AssetCheckExecutionContext, evaluations: list[AssetCheckEvaluation]) -> None:
-    """Record passed evaluations as one batch of events (a range run has one per partition and check: one
-    by one they cost three SQLite commits each; ``defs/storage.py`` writes a batch in one transaction).
-    The same events Dagster logs for a yielded evaluation, only with batch metadata."""
-    step = context.op_execution_context._step_execution_context  # noqa: SLF001 (no public batch API)
+def log_passed(op, evaluations: list[AssetCheckEvaluation]) -> None:
+    """Record evaluations as one batch of events of the step of ``op`` (its op execution context; a range
+    run has one per partition and check: one by one they cost three SQLite commits each; ``defs/storage.py``
+    writes a batch in one transaction). The same events Dagster logs for a yielded evaluation, only with
+    batch metadata."""
+    if not evaluations:
+        return
+    step = op._step_execution_context  # noqa: SLF001 (no public batch API)
     batch = generate_event_batch_id()
     for i, e in enumerate(evaluations):
         DagsterEvent.from_step(
@@ -177,31 +179,40 @@ def latest_materializations(instance, asset_key: AssetKey,
     return out
 
 
+def run_check(op, manifest: Manifest, lake: Lake, name: str) -> list[AssetCheckEvaluation]:
+    """Check ``name`` over the partitions of the run of ``op`` (an op execution context: the check's own, or
+    the ``<manifest>_checks`` job's) from the lake: one evaluation per partition, its summary in the log."""
+    stage, blocking, severity = CHECKS[name]
+    check_key = AssetCheckKey(AssetKey([manifest.name, stage.value]), name)
+    dates = check_dates(op, manifest, lake, stage)
+    extra = None
+    if name == "history_current":  # a re-sealed date makes later ones stale: they are evaluated too
+        stale = stale_metadata(lake, manifest.name)
+        dates = sorted(set(dates) | {pd.Timestamp(k) for k in stale if lake.exists(manifest.name, "audit", k)})
+        extra = stale
+    report = evaluate(manifest, lake, name, dates) if dates else quality.CheckReport(name, 0)
+    if not report.passed:
+        op.log.warning(report.summary())
+    else:
+        op.log.info(report.summary())
+    return partition_evaluations(op.instance, check_key, report, dates, severity, blocking, extra)
+
+
 def build_check(manifest: Manifest, name: str):
     stage, blocking, severity = CHECKS[name]
     check_key = AssetCheckKey(AssetKey([manifest.name, stage.value]), name)
 
     @asset_check(
         asset=check_key.asset_key, name=name, blocking=blocking,
-        description=DESCRIPTIONS[name], partitions_def=partitions_for(manifest),
+        description=f"{DESCRIPTIONS[name]} Re-run it on one partition: job {manifest.name}_checks, Launchpad "
+                    "(pick the partition).", partitions_def=partitions_for(manifest),
         metadata={"manifest": manifest.name, "repairable": name in REPAIRABLE},
     )
     def _check(context: AssetCheckExecutionContext, lake: LakeResource):
-        opened = lake.open()
-        dates = check_dates(context, manifest, opened, stage)
-        extra = None
-        if name == "history_current":  # a re-sealed date makes later ones stale: they are evaluated too
-            stale = stale_metadata(opened, manifest.name)
-            dates = sorted(set(dates) | {pd.Timestamp(k) for k in stale if opened.exists(manifest.name, "audit", k)})
-            extra = stale
-        report = evaluate(manifest, opened, name, dates) if dates else quality.CheckReport(name, 0)
-        if not report.passed:
-            context.log.warning(report.summary())
-        else:
-            context.log.info(report.summary())
-        evaluations = partition_evaluations(context, check_key, report, dates, severity, blocking, extra)
+        op = context.op_execution_context
+        evaluations = run_check(op, manifest, lake.open(), name)
         if batched_checks(context.instance):
-            log_passed(context, [e for e in evaluations if e.passed])
+            log_passed(op, [e for e in evaluations if e.passed])
             yield from (e for e in evaluations if not e.passed)  # through Dagster: a blocking failure stops the run
         else:  # a storage without batched check events (PostgreSQL): Dagster's own path, one by one
             yield from evaluations

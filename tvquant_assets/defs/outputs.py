@@ -21,11 +21,15 @@ from pydantic import Field
 from tvquant_assets.defs.metadata import OWNERS, report_metadata, views_metadata
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.manifest import Manifest, manifest_hash
-from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.stages import Stage
 
 REPORT = "report"
 LAKE_VIEWS = "lake_views"
-REPORT_DEPS = (Stage.BACKTEST, Stage.TOURNAMENT, Stage.REGIME, Stage.SELECTION, Stage.AUDIT)
+# Both outputs hang off audit alone: it seals the nine stages they read (report: backtest, tournament, regime,
+# selection; lake_views: all), so its materialization is when they are current. One edge each instead of
+# fifteen that skip ranks keeps the UI's group graph inside the window: Dagster spaces rank-skipping edges
+# 90 px apart (asset-graph/layout.ts edgesep) and zooms to fit the width only (AssetGraphExplorer).
+REPORT_DEPS = (Stage.AUDIT,)
 
 
 class ReportConfig(Config):
@@ -65,7 +69,7 @@ def build_lake_views_asset(manifest: Manifest) -> AssetsDefinition:
 
     @asset(
         key=AssetKey([name, LAKE_VIEWS]),
-        deps=[AssetKey([name, str(s)]) for s in STAGES],
+        deps=[AssetKey([name, s.value]) for s in REPORT_DEPS],
         group_name=name,
         description=f"DuckDB views over the parquet lake, schema {name}: one view per stage "
                     f"({name}.backtest, ...) plus {name}.ledger, in one database file for BI tools and "

@@ -1,8 +1,9 @@
 """The Dagster UI tells the truth, in a real browser (Debian chromium through playwright, headless) against
 ``tvquant ui`` on a scratch instance after a short backfill: partitions end at the data's last date, every
 check shows "Passed" for every materialized partition, re-executing checks from the UI reads the lake (a
-corrupt price file planted behind the lake's back fails its partition only) and a check re-run on one
-partition succeeds, the tearsheet link opens the report. A screenshot of each page lands in the folder
+corrupt price file planted behind the lake's back fails its partition only), the checks of one chosen partition
+re-run by clicks (Jobs -> ``<manifest>_checks`` -> Launchpad -> partition -> Launch Run) report that partition's
+failed check and nothing else, the tearsheet link opens the report. A screenshot of each page lands in the folder
 printed (``TVQUANT_UI_SHOTS`` or a temporary one): CI keeps it as an artifact. Also: re-running an unchanged
 range leaves every parquet file byte-identical.
 """
@@ -222,28 +223,50 @@ def test_the_ui_shows_partitions_checks_and_the_tearsheet(scratch):
                     time.sleep(1)
                 run_id, checks = run
                 assert run_id != before and checks == sorted(statuses)
-                # 4. one check on one partition, launched through the UI's GraphQL API (Dagster 1.13's check
-                #    page disables Execute for partitioned checks): the run checks that partition only
-                one = _graphql(port, LAUNCH, {"params": {
-                    "selector": {"repositoryLocationName": "tvquant",
-                                 "repositoryName": "__repository__", "jobName": f"{NAME}_pipeline",
-                                 "assetSelection": [], "assetCheckSelection": [
-                                     {"assetKey": {"path": PRICES}, "name": "unique_bars"}]},
-                    "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2022-12-26"}]},
-                    "runConfigData": "{}", "mode": "default"}})["launchPipelineExecution"]
-                assert one["__typename"] == "LaunchRunSuccess", one
                 assert _wait_for_run(port, run_id) == "FAILURE"  # price_values is a blocking check
-                assert _wait_for_run(port, one["run"]["runId"]) == "SUCCESS"
+                visit(f"/runs/{run_id}", "price_values", "3_execute_all_run")
+                # 4. the checks of one partition, by clicks: Jobs -> <manifest>_checks -> Launchpad, pick the
+                #    partition, Launch Run (Dagster 1.13 disables a partitioned check's own Execute button)
+                before = run_id
+                page.get_by_role("link", name="Jobs", exact=True).first.click()
+                page.get_by_role("link", name=f"{NAME}_checks", exact=True).first.click()
+                _dismiss_dialogs(page)
+                page.get_by_role("tab", name="Launchpad").click()
+                picker = page.get_by_placeholder("Partition")
+                picker.wait_for(timeout=60_000)
+                _dismiss_dialogs(page)
+                picker.click()
+                picker.fill("2022-12-27")
+                page.get_by_role("menuitem", name="2022-12-27", exact=True).click()
+                page.get_by_text("No errors").first.wait_for(timeout=30_000)
+                page.screenshot(path=str(shots / "4_checks_job_launchpad.png"), full_page=True)
+                page.get_by_role("button", name="Launch Run").click()
+                deadline = time.monotonic() + 60
+                while (one := _newest_run(port)[0]) == before and time.monotonic() < deadline:
+                    time.sleep(1)
+                assert one != before
+                assert _wait_for_run(port, one) == "FAILURE"  # a blocking check failed on that partition
+                page.get_by_text("Blocking check(s) failed: price_values on 2022-12-27").first.wait_for(timeout=60_000)
+                page.screenshot(path=str(shots / "4_checks_job_run.png"), full_page=True)
+                for name in statuses:  # this run checked 2022-12-27 only, and only price_values failed there
+                    runs = _graphql(port, EVALUATIONS, {"path": PRICES, "name": name})["assetCheckExecutions"]
+                    mine = [(r["partition"], r["status"]) for r in runs if r["runId"] == one]
+                    assert mine == [("2022-12-27", "FAILED" if name == "price_values" else "SUCCEEDED")], name
                 _, after = _check_statuses(port)
                 assert after["price_values"]["2022-12-27"] == "FAILED"
                 assert {k: v for k, v in after["price_values"].items() if k != "2022-12-27"} == \
                     dict.fromkeys([k for k in MATERIALIZED if k != "2022-12-27"], "SUCCEEDED")
-                visit(f"/runs/{run_id}", "price_values", "3_execute_all_run")
-                runs = _graphql(port, EVALUATIONS, {"path": PRICES, "name": "unique_bars"})["assetCheckExecutions"]
-                mine = [r for r in runs if r["runId"] == one["run"]["runId"]]
-                assert [(r["partition"], r["status"]) for r in mine] == [("2022-12-26", "SUCCEEDED")]
+                assert after["unique_bars"] == dict.fromkeys(MATERIALIZED, "SUCCEEDED")
                 visit(f"/assets/{NAME}/prices?view=checks", "Execute all", "4_checks_after_one_partition")
-                # 5. the tearsheet link opens the report (served by tvquant ui on loopback)
+                # 5. the group graph opens whole: every asset's node inside the window
+                visit(f"/locations/tvquant/asset-groups/{NAME}", "lake_views", "4_group_graph")
+                page.wait_for_timeout(2_000)  # the layout's zoom to fit settles
+                for asset in [*map(str, ASSETS), "report", "lake_views"]:
+                    box = page.get_by_text(asset, exact=True).first.bounding_box()
+                    assert box and box["y"] >= 0 and box["x"] + box["width"] <= 1400 \
+                        and box["y"] + box["height"] <= 900, (asset, box)
+                page.screenshot(path=str(shots / "4_group_graph.png"))
+                # 6. the tearsheet link opens the report (served by tvquant ui on loopback)
                 visit(f"/assets/{NAME}/report", "tearsheet_url", "5_report_asset")
                 link = page.locator(f'a[href="http://127.0.0.1:{reports}/{NAME}/report/{END}.html"]').first
                 with page.context.expect_page() as opened:
@@ -262,14 +285,10 @@ def test_the_ui_shows_partitions_checks_and_the_tearsheet(scratch):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=20)
         log.close()
-    for shot in ("1_partitions", "2_checks", "3_execute_all_run", "4_checks_after_one_partition", "5_report_asset",
-                 "6_tearsheet"):
+    for shot in ("1_partitions", "2_checks", "3_execute_all_run", "4_checks_job_launchpad", "4_checks_job_run",
+                 "4_checks_after_one_partition", "4_group_graph", "5_report_asset", "6_tearsheet"):
         assert (shots / f"{shot}.png").stat().st_size > 10_000, shot
 
-
-LAUNCH = """mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
-  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
-  ... on RunConfigValidationInvalid { errors { message } } } }"""
 
 EVALUATIONS = """query($path: [String!]!, $name: String!) { assetCheckExecutions(assetKey: {path: $path},
   checkName: $name, limit: 20) { runId status partition } }"""
