@@ -38,7 +38,10 @@ COLUMNS: dict[str, str] = {
     "cost": "float64",
     "cluster": "int64",
     "execution_rank": "int64",
+    "instrument": "str",
 }
+INSTRUMENT_RULES = ("primary", "alternative")
+"""What an order trades (``backtest.drift.instrument``): the symbol, or its implementation alternative of D."""
 SIDES = ("buy", "sell", "sell_short", "buy_to_cover", "none")
 """Order sides: a sell that leaves the name short is ``sell_short``; a buy of a name held short is
 ``buy_to_cover`` (an order that crosses zero is one ticket named after its first leg's side, its reason says
@@ -132,9 +135,28 @@ def drift_orders(candidate: str, held: pd.Series, target: pd.Series, prices: pd.
         "candidate": candidate, "symbol": names, "weight": w, "target": t, "price": px, "side": side,
         "quantity": quantity, "notional": notional, "reason": reasons, "drift": drift, "threshold": threshold,
         "book_value": book_value, "cost": notional * rates, "cluster": np.where(own, -1, cluster_id),
-        "execution_rank": exec_rank,
+        "execution_rank": exec_rank, "instrument": names,
     })
     return frame.astype(COLUMNS)[list(COLUMNS)]
+
+
+def order_instruments(frame: pd.DataFrame, alternatives: pd.Series, rule: str) -> pd.DataFrame:
+    """Name the instrument each row trades: the symbol (``primary``), or with ``alternative`` the symbol's
+    implementation alternative of D (``alternatives``: alt ticker by symbol, e.g. ``BINANCE:BTCUSDT.P`` for
+    ``BINANCE:BTCUSDT``; empty or absent: none, the symbol is traded and its reason says so). Quantities stay in
+    units of the base asset, which the alternative tracks."""
+    if rule not in INSTRUMENT_RULES:
+        raise ValueError(f"drift instrument {rule!r} must be one of {', '.join(INSTRUMENT_RULES)}")
+    out = frame.copy()
+    out["instrument"] = out["symbol"]
+    if rule == "primary" or out.empty:
+        return out
+    alt = out["symbol"].map(alternatives).fillna("").astype(str)
+    has = alt != ""
+    out.loc[has, "instrument"] = alt[has]
+    missing = ~has & (out["side"] != "none")
+    out.loc[missing, "reason"] = out.loc[missing, "reason"] + "; no alternative on D: trades the symbol"
+    return out
 
 
 def _restore_clusters(names: list[str], gap: np.ndarray, trade: np.ndarray, priced: np.ndarray,

@@ -203,9 +203,16 @@ def history(m: Manifest) -> list[str]:
     return out
 
 
+def drift_instrument(m: Manifest) -> list[str]:
+    if m.backtest.drift.instrument != "alternative" or getattr(m.source, "alternatives", None):
+        return []
+    return [f"backtest.drift.instrument alternative trades the catalog's implementation alternatives, but source "
+            f"{m.source.kind} has none (source.alternatives names a preset of a tradingview source)"]
+
+
 RULES: tuple[Callable[[Manifest], list[str]], ...] = (
     infeasible_caps, infeasible_cluster_cap, long_short_with_long_only, simulator_features, source_fields,
-    calendar_fit, history)
+    calendar_fit, history, drift_instrument)
 
 
 def problems(m: Manifest) -> list[str]:

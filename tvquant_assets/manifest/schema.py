@@ -605,6 +605,9 @@ class DriftMonitorConfig(Strict):
     max_orders: int | None = Field(None, ge=1, description="most orders per day: clusters are restored through "
                                                           "their names in execution rank")
     max_traded: float | None = Field(None, gt=0.0, description="most traded notional per day, fraction of the book")
+    instrument: Literal["primary", "alternative"] = Field(
+        "primary", description="what each order trades: primary: the symbol; alternative: the catalog's "
+        "alt_ticker of D (source.alternatives, e.g. the perpetual of a spot pair), the symbol when D lists none")
 
 
 class FillModelConfig(Strict):

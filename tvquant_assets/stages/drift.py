@@ -5,7 +5,9 @@ simulator) is held after D's close as the backtest holds it; when its drift exce
 ``backtest.drift.threshold`` the orders (partial or full) restore the targets, in the selection's execution
 rank when ``max_orders``/``max_traded`` bind (``core/drift.py``). Each order is priced with D's cost rate.
 With ``rebalance.rule: drift`` the book of D is the one before D's close trade and the orders are the trade the
-backtest makes at that close (drift-triggered trading: the advice is simulated).
+backtest makes at that close (drift-triggered trading: the advice is simulated). Each order names the
+``instrument`` it trades (``backtest.drift.instrument``): the symbol, or the implementation alternative the
+catalog of D lists for it (``alt_ticker``: e.g. the perpetual of a spot pair), point in time.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from collections.abc import Callable
 import pandas as pd
 
 from tvquant_assets.core.backtest import books
-from tvquant_assets.core.drift import COLUMNS, drift_orders
+from tvquant_assets.core.drift import COLUMNS, drift_orders, order_instruments
 from tvquant_assets.stages.books import book_settings, collect_decisions, cost_classes, cost_rates, execution_feedback
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
-SPEC = StageSpec(name="drift", description=__doc__, upstream=("backtest", "tournament", "prices", "selection"),
-                 kinds=("numpy",), book=True)
+SPEC = StageSpec(name="drift", description=__doc__,
+                 upstream=("backtest", "tournament", "prices", "selection", "catalog"), kinds=("numpy",), book=True)
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
@@ -64,6 +66,11 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
         def next_rate(d: pd.Timestamp) -> float | pd.Series:
             return pd.Series(rates) if isinstance(rates, dict) else rates
     selections = {d: f for d, (f, _) in ctx.lake.read_many(ctx.name, "selection", live, missing_ok=True).items()}
+    alternatives: dict[pd.Timestamp, pd.Series] = {}
+    if cfg.instrument != "primary":
+        for d, (cat, _) in ctx.lake.read_many(ctx.name, "catalog", live, missing_ok=True).items():
+            alt = cat["alt_ticker"] if "alt_ticker" in cat.columns else pd.Series("", index=cat.index)
+            alternatives[d] = pd.Series(alt.to_numpy(), index=cat["symbol"].to_numpy())
     for cand in sorted({c for c in chosen.values() if c is not None}):
         ds = [d for d in live if chosen[d] == cand]
         if cand not in decisions:
@@ -78,6 +85,7 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
                                  clusters=sel.set_index("symbol")["cluster"] if ranked else None,
                                  execution_score=sel.set_index("symbol")["execution_score"] if ranked else None,
                                  max_orders=cfg.max_orders, max_traded=cfg.max_traded)
+            frame = order_instruments(frame, alternatives.get(d, pd.Series(dtype=str)), cfg.instrument)
             frames[d] = frame
             n = int((frame["side"] != "none").sum())
             drift = float(frame["drift"].iloc[0]) if len(frame) else 0.0
@@ -92,7 +100,7 @@ def summary(frame: pd.DataFrame) -> dict:
     drift = float(frame["drift"].iloc[0]) if "drift" in frame.columns else 0.0
     md = f"drift **{drift:.4f}**, **{len(orders)}** orders"
     if len(orders):
-        md += "\n\n" + md_table(orders, ["symbol", "side", "quantity", "notional", "reason"],
+        md += "\n\n" + md_table(orders, ["symbol", "instrument", "side", "quantity", "notional", "reason"],
                                 {"quantity": ".4g", "notional": ".2f"})
     return {"summary": md, "drift": drift, "orders": len(orders)}
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tvquant_assets.core.backtest import books
-from tvquant_assets.core.drift import COLUMNS, drift_orders
+from tvquant_assets.core.drift import COLUMNS, drift_orders, order_instruments
 
 
 def test_orders_by_hand_partial_and_full():
@@ -117,3 +117,18 @@ def test_opposite_trades_inside_a_cluster_net_out_under_a_limit():
     o = drift_orders("x", held, target, RANK_PRICES, 1000.0, threshold=0.1, mode="full", clusters=CLUSTERS,
                      execution_score=SCORES, max_orders=5).set_index("symbol")
     assert (o["side"] == "none").all() and "net out" in o.loc["A", "reason"]
+
+
+def test_orders_name_the_instrument_they_trade():
+    """``primary``: the symbol; ``alternative``: D's alternative (e.g. the perpetual of a spot pair), the
+    symbol when D lists none, and its order says so."""
+    f = drift_orders("custom/ew", pd.Series({"BTC": 0.6, "LINK": 0.4}), pd.Series({"BTC": 0.5, "LINK": 0.5}),
+                     pd.Series({"BTC": 60_000.0, "LINK": 15.0}), 1e6, threshold=0.1)
+    assert list(f["instrument"]) == ["BTC", "LINK"]
+    alt = order_instruments(f, pd.Series({"BTC": "BTC.P", "LINK": ""}), "alternative")
+    assert list(alt["instrument"]) == ["BTC.P", "LINK"] and list(alt["quantity"]) == list(f["quantity"])
+    assert alt["reason"].iloc[1].endswith("; no alternative on D: trades the symbol")
+    assert alt["reason"].iloc[0] == f["reason"].iloc[0]
+    assert order_instruments(f, pd.Series({"BTC": "BTC.P"}), "primary").equals(f)
+    with pytest.raises(ValueError, match="drift instrument 'cheapest'"):
+        order_instruments(f, pd.Series(dtype=str), "cheapest")

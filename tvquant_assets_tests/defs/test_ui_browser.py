@@ -228,8 +228,9 @@ def test_the_ui_shows_partitions_checks_and_the_tearsheet(scratch):
                 # 4. the checks of one partition, by clicks: Jobs -> <manifest>_checks -> Launchpad, pick the
                 #    partition, Launch Run (Dagster 1.13 disables a partitioned check's own Execute button)
                 before = run_id
-                page.get_by_role("link", name="Jobs", exact=True).first.click()
-                page.get_by_role("link", name=f"{NAME}_checks", exact=True).first.click()
+                _dismiss_dialogs(page)
+                page.locator('a[href="/jobs"]').first.click()  # the left navigation's "Jobs"
+                page.locator(f'a[href$="/jobs/{NAME}_checks"]').first.click()
                 _dismiss_dialogs(page)
                 page.get_by_role("tab", name="Launchpad").click()
                 picker = page.get_by_placeholder("Partition")

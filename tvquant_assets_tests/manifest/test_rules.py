@@ -55,6 +55,9 @@ def _refused(raw: dict) -> str:
     ({"estimation__lookback": 20000},
      ["estimation.lookback 20000 is longer than the history of source bundled (8607 weekdays"]),
     ({"regime__long_window": 20000}, ["regime.long_window 20000 is longer than the history of source bundled"]),
+    ({"backtest__drift__instrument": "alternative"},
+     ["backtest.drift.instrument alternative trades the catalog's implementation alternatives, but source "
+      "bundled has none"]),
     ({"start": "1990-03-01", "backtest__start": "1990-06-01"},
      ["backtest.start 1990-06-01 leaves 108 bars of history in source bundled", "needs 273"]),
 ])

@@ -24,7 +24,7 @@ SMALL = {  # short windows so a few weeks of history suffice
 def materialize(name, fake, tmp, start, end, today, monkeypatch, **over):
     monkeypatch.setenv("TVQUANT_TODAY", today)
     monkeypatch.setenv("TVQUANT_LAKE", str(tmp / "lake"))
-    path = shipped_manifest(name, fake, tmp, start=start, backtest={"start": start},
+    path = shipped_manifest(name, fake, tmp, start=start, backtest={"start": start, **over.pop("backtest", {})},
                             **{"source.history_start": "2024-01-01"}, **SMALL, **over)
     report = materialize_range(path, start, end, lake_root=str(tmp / "lake"),
                                instance=DagsterInstance.ephemeral())
@@ -58,7 +58,7 @@ def test_us_equities_materializes_every_stage_from_the_fake_server(fake_tv, reco
 
 def test_binance_spot_materializes_with_live_fields_beside_reconstructed(fake_tv, tmp_path, monkeypatch):
     m, lake, _ = materialize("binance_spot", fake_tv, tmp_path, "2024-06-20", "2024-06-29", "2024-06-29",
-                             monkeypatch)
+                             monkeypatch, backtest={"drift": {"instrument": "alternative", "threshold": 0.001}})
     dates = manifest_dates(m, "2024-06-20", "2024-06-29")
     assert len(dates) == 10
     for stage in STAGES:
@@ -83,3 +83,13 @@ def test_binance_spot_materializes_with_live_fields_beside_reconstructed(fake_tv
     alts = RunContext(m, lake).source.alternatives().set_index("ticker")["alt_ticker"].to_dict()
     assert alts == {"BINANCE:BTCUSDT": "BINANCE:BTCUSDT.P", "BINANCE:ETHUSDT": "BINANCE:ETHUSDT.P",
                     "BINANCE:SOLUSDT": "BINANCE:SOLUSDT.P"}
+    # ... they reach each date's catalog (LINKFDUSD has no perpetual: empty, not "nan") and, with
+    # backtest.drift.instrument: alternative, every drift order names the perpetual of D's catalog
+    traded = []
+    for d in dates:
+        alt = lake.read(m.name, "catalog", d).set_index("symbol")["alt_ticker"].to_dict()
+        assert alt == {**alts, "BINANCE:LINKFDUSD": ""}, d
+        orders = lake.read(m.name, "drift", d)
+        assert list(orders["instrument"]) == [alt[s] or s for s in orders["symbol"]], d
+        traded += [(r.symbol, r.instrument) for r in orders.itertuples() if r.side != "none" and r.quantity > 0]
+    assert traded and set(traded) == {("BINANCE:BTCUSDT", "BINANCE:BTCUSDT.P")}

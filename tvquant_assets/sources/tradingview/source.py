@@ -185,7 +185,7 @@ class TradingViewSource(Source):
             f["attributes_as_of"] = pd.to_datetime([now_.get(s, first.get(s)) for s in syms]).astype("datetime64[ns]")
             f["universe_as_of"] = pd.Series(snap_day, index=f.index, dtype="datetime64[ns]")
             alt = snap["alt_ticker"].to_dict() if "alt_ticker" in snap else {}
-            f["alt_ticker"] = [str(alt.get(s) or "") for s in syms]
+            f["alt_ticker"] = ["" if pd.isna(a := alt.get(s, "")) else str(a) for s in syms]  # NaN: none
             out[d] = f
         return out
 
