@@ -210,3 +210,48 @@ def test_selection_size_counts_the_long_and_short_books_separately():
     no_long = frame.assign(selected=[False] * 12 + [True, True, False, False])
     problem = quality.check_selection_size({d: no_long}, 12, cfg, 3).findings[0].problem
     assert "fewer than quality.min_selected 2" in problem
+
+
+def test_the_checks_job_rechecks_one_partition_from_the_lake(clean, tmp_path):
+    """``<manifest>_checks`` (the UI's Launchpad path for one partition): a NaN close planted in one price
+    file behind the lake's back fails price_values on that partition only, recorded on the check itself; the
+    run fails with Dagster's blocking-check error (the retry sensor leaves it to repair); a clean partition
+    passes; an unknown check name is refused in one line. Dagster's stock in-memory storage: one event each."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from dagster import AssetCheckKey, DagsterEventType
+
+    from tvquant_assets.defs.recheck import build_checks_job
+    from tvquant_assets.defs.resources import LakeResource
+
+    m, lake, dates = clean
+    root = tmp_path / "lake"
+    shutil.copytree(lake.root.path, root)
+    bad, good = dates[2].strftime("%Y-%m-%d"), dates[1].strftime("%Y-%m-%d")
+    path = root / m.name / "prices" / f"{bad}.parquet"
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    frame.loc[frame["symbol"] == "MSFT", "close"] = float("nan")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   path)
+    job, instance = build_checks_job(m), DagsterInstance.ephemeral()
+    config = {"ops": {f"{m.name}_recheck": {"config": {"checks": ["price_values", "unique_bars"]}}}}
+    runs = {key: job.execute_in_process(partition_key=key, instance=instance, run_config=config,
+                                        resources={"lake": LakeResource(root=str(root))}, raise_on_error=False)
+            for key in (bad, good)}
+    assert not runs[bad].success and runs[good].success
+    failure = next(e for e in runs[bad].all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    assert failure.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
+    assert f"Blocking check(s) failed: price_values on {bad}" in failure.step_failure_data.error.message
+    for name, statuses in {"price_values": {bad: "FAILED", good: "SUCCEEDED"},
+                           "unique_bars": {bad: "SUCCEEDED", good: "SUCCEEDED"}}.items():
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey([m.name, "prices"]), name), limit=10)
+        assert {r.partition: r.status.value for r in records} == statuses, name
+    assert instance.event_log_storage.get_asset_check_execution_history(_check_key(m.name, "complete_bars"),
+                                                                        limit=10) == []  # not configured
+    with pytest.raises(Exception, match="checks: unknown nosuch; known: price_values"):
+        job.execute_in_process(partition_key=good, instance=instance, resources={"lake": LakeResource(root=str(root))},
+                               run_config={"ops": {f"{m.name}_recheck": {"config": {"checks": ["nosuch"]}}}})
