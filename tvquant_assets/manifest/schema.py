@@ -318,6 +318,12 @@ class RegretConfig(Strict):
         description="profile per label when regime_presets sets none (all four labels)")
     switch_cost: float | None = Field(
         None, ge=0.0, lt=1.0, description="fraction of value per switch (default: 2 x backtest cost rate)")
+    apply: bool = Field(
+        False, description="learn the turbulent/crisis thresholds of D walk-forward (least regret of the regime's "
+                           "own profile proxies on outcomes known before D, refit monthly) and label with them")
+    horizon: int = Field(21, ge=2, le=126, description="trading days a learned decision is held and judged over")
+    learn_window: int = Field(
+        504, ge=42, le=2520, description="trading days of past decisions the thresholds and auto weights learn on")
 
     @field_validator("profiles")
     @classmethod
@@ -353,7 +359,10 @@ class RegimeConfig(Strict):
         "monthly", description="fit on the first proxy day of each period, carried until the next")
     hmm_seed: int = Field(7, description="Seed of the 2-state HMM fit (same seed, same states).")
     hmm_iterations: int = Field(30, ge=1, le=500, description="EM iterations of each HMM fit.")
-    weights: CompositeWeights = CompositeWeights()
+    weights: CompositeWeights | Literal["auto"] = Field(
+        default_factory=CompositeWeights,
+        description="composite weights, or auto: fitted walk-forward (non-negative least squares of the next "
+                    "horizon's volatility spike on the signals, data < D, refit monthly)")
     regret: RegretConfig = RegretConfig()
 
     @model_validator(mode="after")
@@ -368,8 +377,17 @@ class RegimeConfig(Strict):
 
     @property
     def history_rows(self) -> int:
-        """Panel rows before D the regime of D reads (+23: the HMM's refit day is up to a month back)."""
-        return max(self.long_window, self.growth_window, self.metrics_window, self.hmm_window + 23) + 1
+        """Panel rows before D the regime of D reads (+23: the HMM's refit day is up to a month back; learned
+        thresholds or weights add their decisions, horizon and refit month)."""
+        rows = max(self.long_window, self.growth_window, self.metrics_window, self.hmm_window + 23) + 1
+        if self.learns:
+            rows += self.regret.learn_window + self.regret.horizon + 23
+        return rows
+
+    @property
+    def learns(self) -> bool:
+        """Thresholds or composite weights are learned walk-forward (``core/regime_learning.py``)."""
+        return self.regret.apply or self.weights == "auto"
 
 
 class RegimeShrinkageConfig(Strict):

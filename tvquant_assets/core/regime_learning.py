@@ -1,0 +1,130 @@
+"""Walk-forward learning of the regime label: turbulent/crisis thresholds by least regret, composite weights by
+non-negative least squares. Pure numpy on arrays the regime core hands over (all stamped <= the fit day).
+
+Profile proxies (what a label's profile would have earned, computed from prices alone, so the regime stage
+needs nothing downstream of it): ``risk_on`` is the equal-weight proxy of D's universe; ``defensive`` holds
+the same names at inverse-volatility weights, ``1 / std`` of each name's last ``window`` returns <= t,
+applied to the returns of t + 1 (rebalanced daily). :data:`DEFENSIVE_PROFILES` map to ``defensive``, every
+other profile to ``risk_on``.
+
+Thresholds: decisions every ``horizon`` proxy days, the last one ``horizon`` days before the fit day (so
+its whole outcome is known on the fit day), back over ``learn_window`` days. For each pair of the grid the
+past scores are relabelled, mapped to profiles and proxies; a decision holds its proxy for ``horizon`` days
+and a change of proxy costs ``switch_cost``::
+
+    adaptive = sum_j G_{p_j}(t_j) + n_switches * log(1 - switch_cost)     G_p(t) = sum_{s=t+1}^{t+h} log(1 + r_p(s))
+    regret   = max_p sum_j G_p(t_j) - adaptive
+
+The pair with the least regret wins (ties: nearest the manifest's turbulent threshold, then the smaller).
+
+Weights (``regime.weights: auto``): on the decision days t with a known outcome, the target is 1 when the
+realized volatility of the next ``horizon`` returns reaches ``turbulent`` x the long-window volatility of t
+(the spike the label exists to call), else 0. Centred target and signals (vol score, ``hmm_stress - 0.5``,
+``vol_clustering``, ``1 - wavelet_entropy``; NaN counts 0) are fitted by NNLS; the weight of a signal is its
+coefficient over the vol score's (the composite keeps the vol score at 1), capped at :data:`MAX_WEIGHT`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFENSIVE_PROFILES = frozenset({"min_variance", "risk_parity", "hrp", "herc", "market_neutral"})
+PROXIES = ("risk_on", "defensive")
+MAX_WEIGHT = 10.0
+MIN_DECISIONS = 3
+MIN_SAMPLES = 42
+SIGNALS = ("hmm", "clustering", "spectral")
+
+
+def proxy_of(profile: str) -> int:
+    """Index in :data:`PROXIES` of the proxy standing in for ``profile``."""
+    return 1 if profile in DEFENSIVE_PROFILES else 0
+
+
+def inverse_vol_returns(returns: np.ndarray, window: int) -> np.ndarray:
+    """Daily returns of the inverse-volatility book (rows = days, columns = names; NaN = no return).
+
+    Row t + 1 is weighted by ``1 / std`` of each name's returns over rows ``[t - window + 1, t]`` (at least
+    half of them present), renormalized over the names with a return on t + 1; NaN when none qualifies.
+    """
+    r = np.asarray(returns, dtype="float64")
+    n, m = r.shape
+    ok = ~np.isnan(r)
+    z = np.where(ok, r, 0.0)
+    c = np.vstack([np.zeros((1, m)), np.cumsum(ok, axis=0)])
+    s1 = np.vstack([np.zeros((1, m)), np.cumsum(z, axis=0)])
+    s2 = np.vstack([np.zeros((1, m)), np.cumsum(z * z, axis=0)])
+    hi = np.arange(n)[:, None] + 1
+    lo = np.maximum(hi - window, 0)
+    cnt = np.take_along_axis(c, np.broadcast_to(hi, (n, m)), 0) - np.take_along_axis(c, np.broadcast_to(lo, (n, m)), 0)
+    a1 = np.take_along_axis(s1, np.broadcast_to(hi, (n, m)), 0) - np.take_along_axis(s1, np.broadcast_to(lo, (n, m)), 0)
+    a2 = np.take_along_axis(s2, np.broadcast_to(hi, (n, m)), 0) - np.take_along_axis(s2, np.broadcast_to(lo, (n, m)), 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (a2 - a1 * a1 / cnt) / (cnt - 1)
+        inv = np.where((cnt >= max(2, window // 2)) & (var > 0), 1.0 / np.sqrt(var), 0.0)
+    out = np.full(n, np.nan)
+    w = inv[:-1] * ok[1:]  # weights of row t applied to row t + 1
+    total = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[1:] = np.where(total > 0, (w * z[1:]).sum(axis=1) / total, np.nan)
+    return out
+
+
+def decision_days(fit: int, first: int, horizon: int, learn_window: int) -> np.ndarray:
+    """Decision indices ``fit - horizon, fit - 2 horizon, ...`` not before ``max(first, fit - horizon -
+    learn_window + 1)``, ascending: every outcome ends on or before the fit day."""
+    last = fit - horizon
+    lo = max(first, last - learn_window + 1)
+    return np.arange(last, lo - 1, -horizon)[::-1] if last >= lo else np.zeros(0, dtype="int64")
+
+
+def holding_log_returns(proxy_returns: np.ndarray, days: np.ndarray, horizon: int) -> np.ndarray:
+    """``G[p, j] = sum_{s = t_j + 1}^{t_j + horizon} log(1 + r_p(s))`` (NaN returns count 0)."""
+    logs = np.log1p(np.nan_to_num(np.asarray(proxy_returns, dtype="float64"), nan=0.0))
+    c = np.hstack([np.zeros((logs.shape[0], 1)), np.cumsum(logs, axis=1)])
+    return c[:, days + horizon + 1] - c[:, days + 1]
+
+
+def regrets(choices: np.ndarray, growth: np.ndarray, switch_cost: float) -> np.ndarray:
+    """Regret of each row of ``choices`` (pairs x decisions, proxy indices) against ``growth`` (proxies x
+    decisions): the best fixed proxy's total log return minus the switching book's (module docstring)."""
+    best = float(growth.sum(axis=1).max())
+    taken = np.take_along_axis(growth, choices.astype("int64"), 0)
+    switches = (np.diff(choices, axis=1) != 0).sum(axis=1)
+    return best - (taken.sum(axis=1) + switches * np.log1p(-switch_cost))
+
+
+def pick(grid: list[float], regret: np.ndarray, current: float) -> int:
+    """Index of the least regret (ties within 1e-12: nearest ``current``, then the smaller threshold)."""
+    low = float(np.min(regret))
+    tied = [i for i in range(len(grid)) if regret[i] <= low + 1e-12]
+    return min(tied, key=lambda i: (abs(grid[i] - current), grid[i]))
+
+
+def spike_target(x: np.ndarray, vol_long: np.ndarray, days: np.ndarray, horizon: int, multiple: float) -> np.ndarray:
+    """1.0 where the realized volatility of the ``horizon`` returns after t reaches ``multiple`` x
+    ``vol_long[t]`` (both annualized the same way), else 0.0."""
+    out = np.zeros(days.size)
+    for j, t in enumerate(days):
+        future = x[t + 1:t + horizon + 1]
+        if future.size >= 2 and np.isfinite(vol_long[j]) and vol_long[j] > 0:
+            out[j] = float(np.std(future, ddof=1) * np.sqrt(252) >= multiple * vol_long[j])
+    return out
+
+
+def fit_weights(vol_score: np.ndarray, signals: np.ndarray, target: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """(weights of :data:`SIGNALS` or None, status) by NNLS of the centred target on the centred
+    [vol score, signals] (module docstring)."""
+    from scipy.optimize import nnls
+
+    X = np.column_stack([vol_score, np.nan_to_num(signals, nan=0.0)])
+    ok = np.isfinite(X).all(axis=1) & np.isfinite(target)
+    if ok.sum() < MIN_SAMPLES:
+        return None, f"too few samples ({int(ok.sum())} < {MIN_SAMPLES})"
+    X, y = X[ok], target[ok]
+    if np.ptp(y) == 0:
+        return None, "no spike variation in the window"
+    beta, _ = nnls(X - X.mean(axis=0), y - y.mean())
+    if beta[0] <= 1e-12:
+        return None, "the vol score gets no weight"
+    return np.minimum(beta[1:] / beta[0], MAX_WEIGHT), "fitted"
