@@ -232,7 +232,7 @@ def period_start(dates: pd.DatetimeIndex, k: int, refit: str = "monthly") -> int
 
 class _Learner:
     """Thresholds and composite weights of the fit day (the first proxy day of D's month), learned on the
-    proxy of D's universe up to the fit day (``core/regime_learning.py``); cached per universe and fit day."""
+    proxy of D's universe before the fit day (``core/regime_learning.py``); cached per universe and fit day."""
 
     def __init__(self, cfg: RegimeConfig, presets: Mapping[str, RegimePreset], adaptive: AdaptiveConfig | None,
                  switch_cost: float, fits: dict) -> None:
@@ -262,15 +262,15 @@ class _Learner:
         if (js, a) in self.learned:
             return self.learned[(js, a)]
         first = max(cfg.long_window, cfg.growth_window, cfg.metrics_window) - 1
-        lo = max(first, a - reg.horizon - reg.learn_window + 1)
-        samples = np.arange(lo, a - reg.horizon + 1)
+        lo = max(first, a - reg.horizon - reg.learn_window)
+        samples = np.arange(lo, a - reg.horizon)  # outcomes end before the fit day a
         rows = np.array([self._signal(x, dates, t, js) for t in samples], dtype="float64").reshape(-1, 7)
         fit_date = pd.Timestamp(dates[a]).to_datetime64()
 
         manual = cfg.weights if isinstance(cfg.weights, CompositeWeights) else None
         weights, status = manual, "manifest"
         if manual is None:
-            target = rl.spike_target(x, rows[:, 1], samples, reg.horizon, cfg.thresholds.turbulent)
+            target = rl.future_vol_ratio(x, rows[:, 1], samples, reg.horizon)
             terms = np.column_stack([rows[:, 4] - 0.5, rows[:, 5], 1.0 - rows[:, 6]])
             fitted, status = rl.fit_weights(rows[:, 3], terms, target)
             weights = CompositeWeights() if fitted is None else CompositeWeights(
@@ -289,7 +289,7 @@ class _Learner:
         if reg.apply and days.size >= rl.MIN_DECISIONS:
             at = {t: rows[t - lo] for t in days}
             scores = [composite_score(at[t][3], at[t][4], at[t][5], at[t][6], cfg, weights) for t in days]
-            growth = rl.holding_log_returns(np.vstack([x[:a + 1], defensive[:a + 1]]), days, reg.horizon)
+            growth = rl.holding_log_returns(np.vstack([x[:a], defensive[:a]]), days, reg.horizon)
             pairs = grid_pairs(cfg)
             choices = np.array([[self._proxy(sc, at[t], with_thresholds(cfg, *pair))
                                  for t, sc in zip(days, scores, strict=True)]

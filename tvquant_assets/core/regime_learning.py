@@ -7,8 +7,9 @@ the same names at inverse-volatility weights, ``1 / std`` of each name's last ``
 applied to the returns of t + 1 (rebalanced daily). :data:`DEFENSIVE_PROFILES` map to ``defensive``, every
 other profile to ``risk_on``.
 
-Thresholds: decisions every ``horizon`` proxy days, the last one ``horizon`` days before the fit day (so
-its whole outcome is known on the fit day), back over ``learn_window`` days. For each pair of the grid the
+Thresholds: decisions every ``horizon`` proxy days, the last one ``horizon + 1`` days before the fit day (so
+its whole outcome is known before the fit day: nothing stamped on or after the fit day is read), back over
+``learn_window`` days. For each pair of the grid the
 past scores are relabelled, mapped to profiles and proxies; a decision holds its proxy for ``horizon`` days
 and a change of proxy costs ``switch_cost``::
 
@@ -17,11 +18,12 @@ and a change of proxy costs ``switch_cost``::
 
 The pair with the least regret wins (ties: nearest the manifest's turbulent threshold, then the smaller).
 
-Weights (``regime.weights: auto``): on the decision days t with a known outcome, the target is 1 when the
-realized volatility of the next ``horizon`` returns reaches ``turbulent`` x the long-window volatility of t
-(the spike the label exists to call), else 0. Centred target and signals (vol score, ``hmm_stress - 0.5``,
-``vol_clustering``, ``1 - wavelet_entropy``; NaN counts 0) are fitted by NNLS; the weight of a signal is its
-coefficient over the vol score's (the composite keeps the vol score at 1), capped at :data:`MAX_WEIGHT`.
+Weights (``regime.weights: auto``): on every day t of the same window (outcomes before the fit day), the
+target is the next ``horizon`` returns' realized volatility over the long-window volatility of t (the vol ratio
+the label will have to call). The composite keeps the vol score at coefficient 1, so the weights are the
+NNLS fit of the centred ``target - vol_score`` on the centred signals (``hmm_stress - 0.5``,
+``vol_clustering``, ``1 - wavelet_entropy``; NaN counts 0), capped at :data:`MAX_WEIGHT`: the composite is
+then the least-squares forecast of the coming vol ratio the signals can improve with non-negative weights.
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ def inverse_vol_returns(returns: np.ndarray, window: int) -> np.ndarray:
 
 
 def decision_days(fit: int, first: int, horizon: int, learn_window: int) -> np.ndarray:
-    """Decision indices ``fit - horizon, fit - 2 horizon, ...`` not before ``max(first, fit - horizon -
-    learn_window + 1)``, ascending: every outcome ends on or before the fit day."""
-    last = fit - horizon
+    """Decision indices ``fit - horizon - 1, fit - 2 horizon - 1, ...`` not before ``max(first, fit - horizon
+    - learn_window)``, ascending: every outcome ends before the fit day."""
+    last = fit - horizon - 1
     lo = max(first, last - learn_window + 1)
     return np.arange(last, lo - 1, -horizon)[::-1] if last >= lo else np.zeros(0, dtype="int64")
 
@@ -101,30 +103,27 @@ def pick(grid: list[float], regret: np.ndarray, current: float) -> int:
     return min(tied, key=lambda i: (abs(grid[i] - current), grid[i]))
 
 
-def spike_target(x: np.ndarray, vol_long: np.ndarray, days: np.ndarray, horizon: int, multiple: float) -> np.ndarray:
-    """1.0 where the realized volatility of the ``horizon`` returns after t reaches ``multiple`` x
-    ``vol_long[t]`` (both annualized the same way), else 0.0."""
-    out = np.zeros(days.size)
+def future_vol_ratio(x: np.ndarray, vol_long: np.ndarray, days: np.ndarray, horizon: int) -> np.ndarray:
+    """Realized volatility of the ``horizon`` returns after each t over ``vol_long`` of t (annualized alike;
+    NaN without a positive ``vol_long``)."""
+    out = np.full(days.size, np.nan)
     for j, t in enumerate(days):
         future = x[t + 1:t + horizon + 1]
         if future.size >= 2 and np.isfinite(vol_long[j]) and vol_long[j] > 0:
-            out[j] = float(np.std(future, ddof=1) * np.sqrt(252) >= multiple * vol_long[j])
+            out[j] = float(np.std(future, ddof=1) * np.sqrt(252)) / vol_long[j]
     return out
 
 
 def fit_weights(vol_score: np.ndarray, signals: np.ndarray, target: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """(weights of :data:`SIGNALS` or None, status) by NNLS of the centred target on the centred
-    [vol score, signals] (module docstring)."""
+    """(weights of :data:`SIGNALS` or None, status): NNLS of the centred ``target - vol_score`` on the centred
+    signals (module docstring)."""
     from scipy.optimize import nnls
 
-    X = np.column_stack([vol_score, np.nan_to_num(signals, nan=0.0)])
-    ok = np.isfinite(X).all(axis=1) & np.isfinite(target)
+    S = np.nan_to_num(np.asarray(signals, dtype="float64"), nan=0.0)
+    y = np.asarray(target, dtype="float64") - np.asarray(vol_score, dtype="float64")
+    ok = np.isfinite(y) & np.isfinite(S).all(axis=1)
     if ok.sum() < MIN_SAMPLES:
         return None, f"too few samples ({int(ok.sum())} < {MIN_SAMPLES})"
-    X, y = X[ok], target[ok]
-    if np.ptp(y) == 0:
-        return None, "no spike variation in the window"
-    beta, _ = nnls(X - X.mean(axis=0), y - y.mean())
-    if beta[0] <= 1e-12:
-        return None, "the vol score gets no weight"
-    return np.minimum(beta[1:] / beta[0], MAX_WEIGHT), "fitted"
+    S, y = S[ok], y[ok]
+    beta, _ = nnls(S - S.mean(axis=0), y - y.mean())
+    return np.minimum(beta, MAX_WEIGHT), "fitted"

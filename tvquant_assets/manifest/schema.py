@@ -308,7 +308,8 @@ def _default_regret_profiles() -> dict[RegimeLabel, Profile]:
 
 
 class RegretConfig(Strict):
-    """The threshold auditor ("regime regret", advisory: it suggests, never applies)."""
+    """The threshold auditor ("regime regret": per threshold, what adaptive switching cost in hindsight) and, with
+    ``apply``, thresholds learned walk-forward by the regime stage (``core/regime_learning.py``)."""
 
     turbulent_grid: list[float] = Field(
         default_factory=lambda: [1.0, 1.1, 1.25, 1.5, 1.75, 2.0], min_length=1,
@@ -319,8 +320,8 @@ class RegretConfig(Strict):
     switch_cost: float | None = Field(
         None, ge=0.0, lt=1.0, description="fraction of value per switch (default: 2 x backtest cost rate)")
     apply: bool = Field(
-        False, description="learn the turbulent/crisis thresholds of D walk-forward (least regret of the regime's "
-                           "own profile proxies on outcomes known before D, refit monthly) and label with them")
+        False, description="label D with the turbulent/crisis pair of turbulent_grid of least regret of the "
+                           "regime's own profile proxies on outcomes before D's month's first day (refit monthly)")
     horizon: int = Field(21, ge=2, le=126, description="trading days a learned decision is held and judged over")
     learn_window: int = Field(
         504, ge=42, le=2520, description="trading days of past decisions the thresholds and auto weights learn on")
@@ -362,7 +363,7 @@ class RegimeConfig(Strict):
     weights: CompositeWeights | Literal["auto"] = Field(
         default_factory=CompositeWeights,
         description="composite weights, or auto: fitted walk-forward (non-negative least squares of the next "
-                    "horizon's volatility spike on the signals, data < D, refit monthly)")
+                    "horizon's volatility spike on the signals, outcomes before D's month's first day)")
     regret: RegretConfig = RegretConfig()
 
     @model_validator(mode="after")
