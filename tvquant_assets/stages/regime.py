@@ -4,9 +4,9 @@ Metrics (``core/regime_metrics.py``: vol ratio, DWT wavelet entropy, vol cluster
 Hurst, ADF p, the HMM stress probability) are computed on the equal-weight proxy of the eligible symbols,
 returns <= D; the label reads a composite stress score (``core/regime.py``). With ``regime.regret.apply`` the
 turbulent/crisis thresholds, and with ``regime.weights: auto`` the composite weights, are learned walk-forward
-on the same proxy up to the first proxy day of D's month (``core/regime_learning.py``) and published. The active preset of D
-(``regime_presets``, label first, then quadrant) is published as ``preset`` and ``preset_<field>``; selection
-and the tournament apply it.
+on the same proxy before the first proxy day of D's month (``core/regime_learning.py``) and published. The
+active preset of D (``regime_presets``, label first, then quadrant) is published as ``preset`` and
+``preset_<field>``; selection and the tournament apply it.
 """
 
 from __future__ import annotations
