@@ -28,6 +28,8 @@ then the least-squares forecast of the coming vol ratio the signals can improve 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 DEFENSIVE_PROFILES = frozenset({"min_variance", "risk_parity", "hrp", "herc", "market_neutral"})
@@ -47,28 +49,27 @@ def inverse_vol_returns(returns: np.ndarray, window: int) -> np.ndarray:
     """Daily returns of the inverse-volatility book (rows = days, columns = names; NaN = no return).
 
     Row t + 1 is weighted by ``1 / std`` of each name's returns over rows ``[t - window + 1, t]`` (at least
-    half of them present), renormalized over the names with a return on t + 1; NaN when none qualifies.
+    ``max(2, window // 2)`` of them present), renormalized over the names with a return on t + 1; NaN when
+    none qualifies. Each window is summed on its own (no running sums), so a row does not depend on where
+    the array starts.
     """
+    from numpy.lib.stride_tricks import sliding_window_view
+
     r = np.asarray(returns, dtype="float64")
     n, m = r.shape
+    padded = np.vstack([np.full((window - 1, m), np.nan), r])
+    windows = sliding_window_view(padded, window, axis=0)  # (n, m, window): rows t - window + 1 .. t
+    cnt = (~np.isnan(windows)).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+        std = np.nanstd(windows, axis=2, ddof=1)
+        inv = np.where((cnt >= max(2, window // 2)) & (std > 0), 1.0 / std, 0.0)
     ok = ~np.isnan(r)
-    z = np.where(ok, r, 0.0)
-    c = np.vstack([np.zeros((1, m)), np.cumsum(ok, axis=0)])
-    s1 = np.vstack([np.zeros((1, m)), np.cumsum(z, axis=0)])
-    s2 = np.vstack([np.zeros((1, m)), np.cumsum(z * z, axis=0)])
-    hi = np.arange(n)[:, None] + 1
-    lo = np.maximum(hi - window, 0)
-    cnt = np.take_along_axis(c, np.broadcast_to(hi, (n, m)), 0) - np.take_along_axis(c, np.broadcast_to(lo, (n, m)), 0)
-    a1 = np.take_along_axis(s1, np.broadcast_to(hi, (n, m)), 0) - np.take_along_axis(s1, np.broadcast_to(lo, (n, m)), 0)
-    a2 = np.take_along_axis(s2, np.broadcast_to(hi, (n, m)), 0) - np.take_along_axis(s2, np.broadcast_to(lo, (n, m)), 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = (a2 - a1 * a1 / cnt) / (cnt - 1)
-        inv = np.where((cnt >= max(2, window // 2)) & (var > 0), 1.0 / np.sqrt(var), 0.0)
     out = np.full(n, np.nan)
     w = inv[:-1] * ok[1:]  # weights of row t applied to row t + 1
     total = w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out[1:] = np.where(total > 0, (w * z[1:]).sum(axis=1) / total, np.nan)
+        out[1:] = np.where(total > 0, (w * np.where(ok, r, 0.0)[1:]).sum(axis=1) / total, np.nan)
     return out
 
 
@@ -83,8 +84,8 @@ def decision_days(fit: int, first: int, horizon: int, learn_window: int) -> np.n
 def holding_log_returns(proxy_returns: np.ndarray, days: np.ndarray, horizon: int) -> np.ndarray:
     """``G[p, j] = sum_{s = t_j + 1}^{t_j + horizon} log(1 + r_p(s))`` (NaN returns count 0)."""
     logs = np.log1p(np.nan_to_num(np.asarray(proxy_returns, dtype="float64"), nan=0.0))
-    c = np.hstack([np.zeros((logs.shape[0], 1)), np.cumsum(logs, axis=1)])
-    return c[:, days + horizon + 1] - c[:, days + 1]
+    return np.stack([logs[:, t + 1:t + horizon + 1].sum(axis=1) for t in days], axis=1) if len(days) else \
+        np.zeros((logs.shape[0], 0))
 
 
 def regrets(choices: np.ndarray, growth: np.ndarray, switch_cost: float) -> np.ndarray:

@@ -136,3 +136,13 @@ def test_no_look_ahead_from_the_fit_day_on(sp500_close, date):
         row = learned_row(noisy, date)
         assert df_hash(row[LEARNED].to_frame().T) == df_hash(base[LEARNED].to_frame().T), seed
         assert row["stress_score"] != base["stress_score"]
+
+
+def test_learned_columns_do_not_depend_on_where_the_panel_starts(sp500_close):
+    """The stage's panel starts ``history_rows`` (x1.12) before a range's first date; a date's learned values
+    must be those of the whole history (no running sums across the panel)."""
+    date = pd.Timestamp("2020-03-13")
+    i = sp500_close.index.get_loc(date)
+    full = learned_row(sp500_close.iloc[:i + 1], date)
+    part = learned_row(sp500_close.iloc[i - int(LEARN.history_rows * 1.12):i + 1], date)
+    assert df_hash(full.to_frame().T) == df_hash(part.to_frame().T)
