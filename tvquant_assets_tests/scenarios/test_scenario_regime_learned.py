@@ -94,3 +94,22 @@ def test_the_auditor_audits_the_applied_thresholds(scenario):
         assert f["suggested"].sum() == 1 and not bool(applied["suggested"].iloc[0])
     last = audits[ran.dates[-1]]
     assert (last["status"] == "ok").all() and last["regret"].notna().all()
+
+
+def test_tearsheet_shows_thresholds_over_time_and_learned_vs_fixed(scenario, tmp_path):
+    import json
+
+    from tvquant_assets.report import build_report
+
+    ran = scenario(NAME)
+    result = build_report(ran.manifest, ran.dates[-1], lake_root=ran.lake_root, out=tmp_path / "page.html")
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    for chart in ("regime_thresholds", "regime_weights", "regime_learned_vs_fixed"):
+        assert f'data-chart="{chart}"' in page, chart
+    blob = page.split('data-chart="regime_thresholds"', 1)[1].split(
+        '<script type="application/json" class="chart-data">', 1)[1].split("</script>", 1)[0]
+    regimes = frames(ran, "regime")
+    shown = json.loads(blob)
+    assert "turbulent_threshold" in json.dumps(shown)
+    assert ">learned<" in page and ">manifest<" in page  # the auditor's backtest regret, learned vs fixed
+    assert result.regime == regimes[ran.dates[-1]]["label"].iloc[0]
