@@ -341,6 +341,13 @@ class RegretConfig(Strict):
             raise ValueError("turbulent_grid: thresholds must be > 0")
         return v
 
+    @model_validator(mode="after")
+    def _decisions(self) -> RegretConfig:
+        if self.learn_window < 3 * self.horizon:  # core/regime_learning.MIN_DECISIONS
+            raise ValueError(f"learn_window {self.learn_window} holds fewer than 3 decisions of horizon "
+                             f"{self.horizon}: learn_window must be >= 3 x horizon")
+        return self
+
 
 class RegimeConfig(Strict):
     """Market regime from an equal-weight proxy of the eligible universe, point in time."""
@@ -365,6 +372,13 @@ class RegimeConfig(Strict):
         description="composite weights, or auto: fitted walk-forward (non-negative least squares of the next "
                     "horizon's volatility spike on the signals, outcomes before D's month's first day)")
     regret: RegretConfig = RegretConfig()
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_word(cls, v):
+        if not isinstance(v, dict | CompositeWeights) and v != "auto":
+            raise ValueError(f"weights: {v!r} is neither a mapping of hmm/clustering/spectral nor auto")
+        return v
 
     @model_validator(mode="after")
     def _windows(self) -> RegimeConfig:
