@@ -369,8 +369,8 @@ class RegimeConfig(Strict):
     hmm_iterations: int = Field(30, ge=1, le=500, description="EM iterations of each HMM fit.")
     weights: CompositeWeights | Literal["auto"] = Field(
         default_factory=CompositeWeights,
-        description="composite weights, or auto: fitted walk-forward (non-negative least squares of the next "
-                    "horizon's volatility spike on the signals, outcomes before D's month's first day)")
+        description="composite weights, or auto: fitted walk-forward (non-negative least squares of the coming "
+                    "horizon's realized-vol ratio on the signals, outcomes before D's month's first day)")
     regret: RegretConfig = RegretConfig()
 
     @field_validator("weights", mode="before")
