@@ -47,12 +47,13 @@ import numpy as np
 import pandas as pd
 
 from tvquant_assets.core import features as ft
+from tvquant_assets.core import regime_learning as rl
 from tvquant_assets.core import regime_metrics as rm
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.core.scan import frames_by_date
 from tvquant_assets.enums import Quadrant, RegimeLabel
 from tvquant_assets.errors import LakeError
-from tvquant_assets.manifest.schema import RegimeConfig, RegimePreset
+from tvquant_assets.manifest.schema import AdaptiveConfig, CompositeWeights, RegimeConfig, RegimePreset
 
 ANNUALIZATION = 252
 
@@ -64,6 +65,14 @@ DTYPES = {
     "quadrant": "str",
     "preset": "str", "preset_max_weight": "float64", "preset_top_n_per_cluster": "float64",
     "preset_max_symbols": "float64", "preset_l2_gamma": "float64", "preset_profile": "str", "warmup": "bool",
+}
+# Published only when the manifest learns (``regime.regret.apply`` or ``regime.weights: auto``), so a manifest
+# that does not keeps its partitions byte for byte.
+LEARNED_DTYPES = {
+    "turbulent_threshold": "float64", "crisis_threshold": "float64", "thresholds_fit_date": "datetime64[ns]",
+    "thresholds_decisions": "int64", "learned_regret": "float64", "fixed_regret": "float64",
+    "weight_hmm": "float64", "weight_clustering": "float64", "weight_spectral": "float64",
+    "weights_fit_date": "datetime64[ns]", "weights_status": "str",
 }
 
 
@@ -109,11 +118,45 @@ def active_preset(label: str, quadrant: str, presets: Mapping[str, RegimePreset]
 
 
 def composite_score(vol_score: float, hmm_stress: float, clustering: float, wavelet_entropy: float,
-                    cfg: RegimeConfig) -> float:
-    """The documented composite (module docstring); NaN metric terms count 0."""
-    w = cfg.weights
+                    cfg: RegimeConfig, weights: CompositeWeights | None = None) -> float:
+    """The documented composite (module docstring); NaN metric terms count 0. ``weights`` default to the
+    manifest's (``regime.weights: auto`` has none: pass the learned ones)."""
+    w = weights or (cfg.weights if isinstance(cfg.weights, CompositeWeights) else CompositeWeights())
     terms = (w.hmm * (hmm_stress - 0.5), w.clustering * clustering, w.spectral * (1.0 - wavelet_entropy))
     return float(vol_score + sum(t for t in terms if not np.isnan(t)))
+
+
+def with_thresholds(cfg: RegimeConfig, turbulent: float, crisis: float) -> RegimeConfig:
+    """``cfg`` with other turbulent/crisis thresholds (quiet stays, kept below turbulent)."""
+    th = cfg.thresholds
+    return cfg.model_copy(update={"thresholds": th.model_copy(
+        update={"turbulent": turbulent, "crisis": crisis, "quiet": min(th.quiet, turbulent * 0.999)})})
+
+
+def grid_pairs(cfg: RegimeConfig) -> list[tuple[float, float]]:
+    """(turbulent, crisis) pairs of ``regime.regret.turbulent_grid``: crisis scales with turbulent."""
+    th = cfg.thresholds
+    return [(g, g * th.crisis / th.turbulent) for g in sorted(set(cfg.regret.turbulent_grid))]
+
+
+def regime_profile(label: str, quadrant: str, presets: Mapping[str, RegimePreset], mapping: Mapping[str, str],
+                   default: str) -> str:
+    """The adaptive engine's profile for a label and quadrant (``engines/adaptive.pick_profile``): the active
+    preset's profile, else the mapping of the label, then of the quadrant, else the default."""
+    key = active_preset(label, quadrant, presets)
+    chosen = presets[key].profile if key else None
+    if chosen is not None and chosen.value != "adaptive":
+        return chosen.value
+    for k in (label, quadrant):
+        if k in mapping:
+            return mapping[k]
+    return default
+
+
+def adaptive_map(adaptive: AdaptiveConfig | None) -> tuple[dict[str, str], str]:
+    """(mapping, default) as the tournament hands them to the adaptive engine."""
+    a = adaptive or AdaptiveConfig()
+    return dict(sorted((str(k), str(v)) for k, v in a.mapping.items())), str(a.default)
 
 
 def _metrics(x: np.ndarray, cfg: RegimeConfig) -> dict[str, float]:
@@ -148,7 +191,7 @@ def _hmm_stress(x: np.ndarray, dates: pd.DatetimeIndex, cfg: RegimeConfig, fits:
         a -= 1
     cache_key = (key, a)
     if cache_key not in fits:
-        if len(fits) >= 64:
+        if len(fits) >= 160:
             fits.clear()
         train = x[max(0, a + 1 - cfg.hmm_window):a + 1]
         fits[cache_key] = rm.StressHMM(cfg.hmm_seed, cfg.hmm_iterations).fit(train) \
@@ -175,12 +218,104 @@ def preset_columns(preset: RegimePreset | None) -> dict[str, object]:
     }
 
 
+def _period(d: pd.Timestamp, refit: str) -> tuple:
+    return (d.year, d.month) if refit == "monthly" else tuple(d.isocalendar())[:2]
+
+
+def period_start(dates: pd.DatetimeIndex, k: int, refit: str = "monthly") -> int:
+    """Index of the first of ``dates[:k]`` in the period (month or ISO week) of ``dates[k - 1]``."""
+    period, a = _period(dates[k - 1], refit), k - 1
+    while a > 0 and _period(dates[a - 1], refit) == period:
+        a -= 1
+    return a
+
+
+class _Learner:
+    """Thresholds and composite weights of the fit day (the first proxy day of D's month), learned on the
+    proxy of D's universe before the fit day (``core/regime_learning.py``); cached per universe and fit day."""
+
+    def __init__(self, cfg: RegimeConfig, presets: Mapping[str, RegimePreset], adaptive: AdaptiveConfig | None,
+                 switch_cost: float, fits: dict) -> None:
+        self.cfg, self.presets, self.fits, self.switch_cost = cfg, presets, fits, switch_cost
+        self.mapping, self.default = adaptive_map(adaptive)
+        self.signals: dict[tuple, tuple] = {}
+        self.learned: dict[tuple, dict] = {}
+
+    def _signal(self, x: np.ndarray, dates: pd.DatetimeIndex, t: int, js: tuple) -> tuple:
+        """(vol_short, vol_long, growth, vol_score, hmm_stress, vol_clustering, wavelet_entropy) of day t."""
+        key = (js, t)
+        if key not in self.signals:
+            cfg, k = self.cfg, t + 1
+            vs, vl = _vol(x[k - cfg.short_window:k]), _vol(x[k - cfg.long_window:k])
+            growth = float(np.prod(1.0 + x[k - cfg.growth_window:k]) - 1.0)
+            ratio = vs / vl if vl > 0 else np.nan
+            w = x[k - cfg.metrics_window:k]
+            _, stress = _hmm_stress(x[:k], dates[:k], cfg, self.fits, js)
+            self.signals[key] = (vs, vl, growth, float(np.nanmax([ratio, vs / cfg.stress_vol])), stress,
+                                 rm.vol_clustering(w), rm.wavelet_entropy(w, cfg.wavelet, cfg.wavelet_levels))
+        return self.signals[key]
+
+    def at(self, x: np.ndarray, defensive: np.ndarray, dates: pd.DatetimeIndex, k: int, js: tuple) -> dict:
+        """The learned columns (:data:`LEARNED_DTYPES`) for a date whose proxy holds ``k`` returns."""
+        cfg, reg = self.cfg, self.cfg.regret
+        a = period_start(dates, k)
+        if (js, a) in self.learned:
+            return self.learned[(js, a)]
+        first = max(cfg.long_window, cfg.growth_window, cfg.metrics_window) - 1
+        lo = max(first, a - reg.horizon - reg.learn_window)
+        samples = np.arange(lo, a - reg.horizon)  # outcomes end before the fit day a
+        rows = np.array([self._signal(x, dates, t, js) for t in samples], dtype="float64").reshape(-1, 7)
+        fit_date = pd.Timestamp(dates[a]).to_datetime64()
+
+        manual = cfg.weights if isinstance(cfg.weights, CompositeWeights) else None
+        weights, status = manual, "manifest"
+        if manual is None:
+            target = rl.future_vol_ratio(x, rows[:, 1], samples, reg.horizon)
+            terms = np.column_stack([rows[:, 4] - 0.5, rows[:, 5], 1.0 - rows[:, 6]])
+            fitted, status = rl.fit_weights(rows[:, 3], terms, target)
+            weights = CompositeWeights() if fitted is None else CompositeWeights(
+                hmm=float(fitted[0]), clustering=float(fitted[1]), spectral=float(fitted[2]))
+            if fitted is None:
+                status += ": default weights"
+        out = {"weight_hmm": weights.hmm, "weight_clustering": weights.clustering,
+               "weight_spectral": weights.spectral, "weights_fit_date": fit_date if manual is None else
+               np.datetime64("NaT", "ns"), "weights_status": status}
+
+        th = cfg.thresholds
+        out.update(turbulent_threshold=th.turbulent, crisis_threshold=th.crisis,
+                   thresholds_fit_date=np.datetime64("NaT", "ns"), thresholds_decisions=0,
+                   learned_regret=np.nan, fixed_regret=np.nan)
+        days = rl.decision_days(a, first, reg.horizon, reg.learn_window)
+        if reg.apply and days.size >= rl.MIN_DECISIONS:
+            at = {t: rows[t - lo] for t in days}
+            scores = [composite_score(at[t][3], at[t][4], at[t][5], at[t][6], cfg, weights) for t in days]
+            growth = rl.holding_log_returns(np.vstack([x[:a], defensive[:a]]), days, reg.horizon)
+            pairs = grid_pairs(cfg)
+            choices = np.array([[self._proxy(sc, at[t], with_thresholds(cfg, *pair))
+                                 for t, sc in zip(days, scores, strict=True)]
+                                for pair in [*pairs, (th.turbulent, th.crisis)]])
+            regret = rl.regrets(choices, growth, self.switch_cost)
+            i = rl.pick([p[0] for p in pairs], regret[:-1], th.turbulent)
+            out.update(turbulent_threshold=pairs[i][0], crisis_threshold=pairs[i][1], thresholds_fit_date=fit_date,
+                       thresholds_decisions=int(days.size), learned_regret=float(regret[i]),
+                       fixed_regret=float(regret[-1]))
+        self.learned[(js, a)] = out
+        return out
+
+    def _proxy(self, score: float, sig: np.ndarray, cfg: RegimeConfig) -> int:
+        label = label_of(score, cfg)
+        quadrant = quadrant_of(float(sig[2]), float(sig[0]), label, cfg)
+        return rl.proxy_of(regime_profile(label.value, quadrant.value, self.presets, self.mapping, self.default))
+
+
 def detect(
     panel: PricePanel,
     scan_by_date: Mapping[pd.Timestamp, pd.DataFrame],
     dates: Iterable[pd.Timestamp],
     cfg: RegimeConfig,
     presets: Mapping[str, RegimePreset] | None = None,
+    adaptive: AdaptiveConfig | None = None,
+    switch_cost: float = 0.002,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Detect the regime on each date.
 
@@ -192,12 +327,16 @@ def detect(
     dates : iterable of Timestamp
     cfg : RegimeConfig
     presets : mapping RegimeLabel/Quadrant -> RegimePreset, optional
+    adaptive : AdaptiveConfig, optional
+        The adaptive engine's profile map, which learned thresholds are judged by (default mapping if None).
+    switch_cost : float
+        Fraction of value a change of profile proxy costs when learning thresholds.
 
     Returns
     -------
     dict of Timestamp -> DataFrame
-        One row, columns ``date, n_symbols, vol_short, vol_long, vol_ratio, stress_score, growth, label,
-        quadrant, preset, preset_max_weight, warmup`` (see the module docstring).
+        One row, columns :data:`DTYPES` (plus :data:`LEARNED_DTYPES` when the manifest learns; see the module
+        docstring).
     """
     close = panel.close
     col_of = {str(c): j for j, c in enumerate(close.columns)}
@@ -206,11 +345,13 @@ def detect(
     presets = {str(k): v for k, v in (presets or {}).items()}
     # The proxy of a symbol set is row-local (a cross-sectional mean), so it is computed once over the
     # panel and reused while the set is unchanged; each date then reads its rows <= t.
-    proxies: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, pd.DatetimeIndex]] = {}
+    proxies: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, pd.DatetimeIndex, np.ndarray | None]] = {}
     fits: dict[tuple, rm.StressHMM | None] = {}
+    learner = _Learner(cfg, presets, adaptive, switch_cost, fits) if cfg.learns else None
+    dtypes = {**DTYPES, **LEARNED_DTYPES} if learner else DTYPES
 
     keys: list[pd.Timestamp] = []
-    rows: dict[str, list] = {c: [] for c in DTYPES}
+    rows: dict[str, list] = {c: [] for c in dtypes}
     for date in map(pd.Timestamp, dates):
         if date not in scan_by_date:
             raise LakeError(f"regime needs the scan for {date.date()}; materialize scan first")
@@ -229,8 +370,9 @@ def detect(
             with np.errstate(invalid="ignore", divide="ignore"):
                 proxy = np.where(ok, sub, 0.0).sum(axis=1) / count
             valid = count > 0
-            proxies[js] = (proxy[valid], np.cumsum(valid), close.index[valid])
-        values, n_upto, proxy_dates = proxies[js]
+            defensive = rl.inverse_vol_returns(sub, cfg.short_window * 3)[valid] if learner else None
+            proxies[js] = (proxy[valid], np.cumsum(valid), close.index[valid], defensive)
+        values, n_upto, proxy_dates, defensive = proxies[js]
         k = int(n_upto[t]) if t >= 0 else 0
         x = values[:k]  # proxy returns stamped <= D, oldest first
 
@@ -240,15 +382,22 @@ def detect(
         metrics = _metrics(x, cfg)
         fit_at, stress = _hmm_stress(x, proxy_dates[:k], cfg, fits, js)
         warmup = k < cfg.long_window
+        learned = learner.at(values, defensive, proxy_dates, k, js) if learner and k > 0 else {}
+        day_cfg, weights = cfg, None
+        if learned:
+            day_cfg = with_thresholds(cfg, learned["turbulent_threshold"], learned["crisis_threshold"])
+            weights = CompositeWeights(hmm=learned["weight_hmm"], clustering=learned["weight_clustering"],
+                                       spectral=learned["weight_spectral"])
         if warmup:
             ratio = vol_score = score = np.nan
             label, quadrant = RegimeLabel.NORMAL, Quadrant.NORMAL
         else:
             ratio = vol_short / vol_long if vol_long > 0 else np.nan
             vol_score = float(np.nanmax([ratio, vol_short / cfg.stress_vol]))
-            score = composite_score(vol_score, stress, metrics["vol_clustering"], metrics["wavelet_entropy"], cfg)
-            label = label_of(score, cfg)
-            quadrant = quadrant_of(growth, vol_short, label, cfg)
+            score = composite_score(vol_score, stress, metrics["vol_clustering"], metrics["wavelet_entropy"], cfg,
+                                    weights)
+            label = label_of(score, day_cfg)
+            quadrant = quadrant_of(growth, vol_short, label, day_cfg)
         preset = active_preset(label.value, quadrant.value, presets)
         chosen = presets[preset] if preset else None
 
@@ -270,7 +419,10 @@ def detect(
             **preset_columns(chosen),
             "warmup": warmup,
         }
+        if learner:
+            row.update(learned or {c: (np.nan if d == "float64" else "" if d == "str" else 0 if d == "int64"
+                                       else np.datetime64("NaT", "ns")) for c, d in LEARNED_DTYPES.items()})
         keys.append(date)
-        for c, dtype in DTYPES.items():
+        for c, dtype in dtypes.items():
             rows[c].append(np.asarray([row[c]], dtype=object if dtype == "str" else dtype))
-    return frames_by_date(keys, rows, DTYPES)
+    return frames_by_date(keys, rows, dtypes)

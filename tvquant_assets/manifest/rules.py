@@ -177,6 +177,9 @@ def windows(m: Manifest) -> dict[str, int]:
             = w
     for name, w in s.windows.model_dump().items() if hasattr(s, "windows") else ():
         out[f"selection.windows.{name}"] = int(w)
+    if r.learns:  # the first learned decision needs a full regime window, then the decisions and their outcome
+        out["regime.long_window + regret.learn_window + regret.horizon (learning)"] = \
+            r.long_window + r.regret.learn_window + r.regret.horizon
     return out
 
 

@@ -308,7 +308,8 @@ def _default_regret_profiles() -> dict[RegimeLabel, Profile]:
 
 
 class RegretConfig(Strict):
-    """The threshold auditor ("regime regret", advisory: it suggests, never applies)."""
+    """The threshold auditor ("regime regret": per threshold, what adaptive switching cost in hindsight) and, with
+    ``apply``, thresholds learned walk-forward by the regime stage (``core/regime_learning.py``)."""
 
     turbulent_grid: list[float] = Field(
         default_factory=lambda: [1.0, 1.1, 1.25, 1.5, 1.75, 2.0], min_length=1,
@@ -318,6 +319,12 @@ class RegretConfig(Strict):
         description="profile per label when regime_presets sets none (all four labels)")
     switch_cost: float | None = Field(
         None, ge=0.0, lt=1.0, description="fraction of value per switch (default: 2 x backtest cost rate)")
+    apply: bool = Field(
+        False, description="label D with the turbulent/crisis pair of turbulent_grid of least regret of the "
+                           "regime's own profile proxies on outcomes before D's month's first day (refit monthly)")
+    horizon: int = Field(21, ge=2, le=126, description="trading days a learned decision is held and judged over")
+    learn_window: int = Field(
+        504, ge=42, le=2520, description="trading days of past decisions the thresholds and auto weights learn on")
 
     @field_validator("profiles")
     @classmethod
@@ -333,6 +340,13 @@ class RegretConfig(Strict):
         if any(not x > 0 for x in v):
             raise ValueError("turbulent_grid: thresholds must be > 0")
         return v
+
+    @model_validator(mode="after")
+    def _decisions(self) -> RegretConfig:
+        if self.learn_window < 3 * self.horizon:  # core/regime_learning.MIN_DECISIONS
+            raise ValueError(f"learn_window {self.learn_window} holds fewer than 3 decisions of horizon "
+                             f"{self.horizon}: learn_window must be >= 3 x horizon")
+        return self
 
 
 class RegimeConfig(Strict):
@@ -353,8 +367,18 @@ class RegimeConfig(Strict):
         "monthly", description="fit on the first proxy day of each period, carried until the next")
     hmm_seed: int = Field(7, description="Seed of the 2-state HMM fit (same seed, same states).")
     hmm_iterations: int = Field(30, ge=1, le=500, description="EM iterations of each HMM fit.")
-    weights: CompositeWeights = CompositeWeights()
+    weights: CompositeWeights | Literal["auto"] = Field(
+        default_factory=CompositeWeights,
+        description="composite weights, or auto: fitted walk-forward (non-negative least squares of the coming "
+                    "horizon's realized-vol ratio on the signals, outcomes before D's month's first day)")
     regret: RegretConfig = RegretConfig()
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights_word(cls, v):
+        if not isinstance(v, dict | CompositeWeights) and v != "auto":
+            raise ValueError(f"weights: {v!r} is neither a mapping of hmm/clustering/spectral nor auto")
+        return v
 
     @model_validator(mode="after")
     def _windows(self) -> RegimeConfig:
@@ -368,8 +392,17 @@ class RegimeConfig(Strict):
 
     @property
     def history_rows(self) -> int:
-        """Panel rows before D the regime of D reads (+23: the HMM's refit day is up to a month back)."""
-        return max(self.long_window, self.growth_window, self.metrics_window, self.hmm_window + 23) + 1
+        """Panel rows before D the regime of D reads (+23: the HMM's refit day is up to a month back; learned
+        thresholds or weights add their decisions, horizon and refit month)."""
+        rows = max(self.long_window, self.growth_window, self.metrics_window, self.hmm_window + 23) + 1
+        if self.learns:
+            rows += self.regret.learn_window + self.regret.horizon + 23
+        return rows
+
+    @property
+    def learns(self) -> bool:
+        """Thresholds or composite weights are learned walk-forward (``core/regime_learning.py``)."""
+        return self.regret.apply or self.weights == "auto"
 
 
 class RegimeShrinkageConfig(Strict):

@@ -435,7 +435,47 @@ def section_regime(data: ReportData) -> str:
         series = {c: r[c].to_numpy(dtype=float) for c in ("vol_ratio", "stress_score") if c in r.columns}
         chart = svg.line_chart("regime_metrics", r.index, series, y_fmt=svg.number, bands=_regime_bands(data),
                                height=200, caption="Regime metrics over the backtest period, label shaded.")
-    return f'<section id="regime"><h2>Regime on {data.date.date()}</h2>{table(row)}{chart}</section>'
+    return f'<section id="regime"><h2>Regime on {data.date.date()}</h2>{table(row)}{chart}{_learned(data)}</section>'
+
+
+def _learned(data: ReportData) -> str:
+    """Learned thresholds and weights over time, and learned vs the manifest's fixed thresholds: the regime's
+    own proxy regret at each fit, and the threshold auditor's backtest regret on D."""
+    r = data.regimes
+    if "turbulent_threshold" not in r.columns:
+        return ""
+    parts = ["<h3>Learned regime</h3>"]
+    th = data.manifest.regime.thresholds
+    parts.append(svg.line_chart(
+        "regime_thresholds", r.index, {c: r[c].to_numpy(dtype=float) for c in ("turbulent_threshold",
+                                                                                "crisis_threshold")},
+        y_fmt=svg.number, bands=_regime_bands(data), height=180,
+        caption=f"Thresholds applied on each date (manifest: turbulent {th.turbulent:g}, crisis {th.crisis:g}); "
+                "refit monthly on outcomes before the fit day."))
+    weights = [c for c in ("weight_hmm", "weight_clustering", "weight_spectral") if c in r.columns]
+    if data.manifest.regime.weights == "auto" and weights:
+        parts.append(svg.line_chart("regime_weights", r.index, {c: r[c].to_numpy(dtype=float) for c in weights},
+                                    y_fmt=svg.number, height=160, include_zero=True,
+                                    caption="Composite weights fitted walk-forward (the vol score stays at 1)."))
+    if data.manifest.regime.regret.apply:
+        parts.append(svg.line_chart(
+            "regime_learned_vs_fixed", r.index, {"learned thresholds": r["learned_regret"].to_numpy(dtype=float),
+                                                 "manifest thresholds": r["fixed_regret"].to_numpy(dtype=float)},
+            y_fmt=svg.number, height=160, include_zero=True,
+            caption="Regret (log return points) of the regime's own profile proxies over each fit's window: the "
+                    "learned pair vs the manifest's."))
+        audit = data.extras.get("regime_regret")
+        if audit is not None and "applied" in audit.columns:
+            fixed = audit["applied"].astype(bool) | np.isclose(audit["turbulent_threshold"].astype(float),
+                                                               th.turbulent)
+            rows = audit[fixed].assign(setting=np.where(audit.loc[fixed, "applied"].astype(bool), "learned",
+                                                        "manifest"))
+            parts.append(table(rows, columns=[c for c in ("setting", "turbulent_threshold", "n_switches",
+                                                          "adaptive_return", "best_fixed", "regret")
+                                              if c in rows.columns]))
+            parts.append('<p class="note">The threshold auditor on the backtest\'s candidates to D: switching '
+                         'on the learned labels vs on the manifest\'s thresholds.</p>')
+    return "".join(parts)
 
 
 def section_verdict(data: ReportData) -> str:

@@ -2,9 +2,11 @@
 
 Metrics (``core/regime_metrics.py``: vol ratio, DWT wavelet entropy, vol clustering, permutation entropy,
 Hurst, ADF p, the HMM stress probability) are computed on the equal-weight proxy of the eligible symbols,
-returns <= D; the label reads a composite stress score (``core/regime.py``). The active preset of D
-(``regime_presets``, label first, then quadrant) is published as ``preset`` and ``preset_<field>``; selection
-and the tournament apply it.
+returns <= D; the label reads a composite stress score (``core/regime.py``). With ``regime.regret.apply`` the
+turbulent/crisis thresholds, and with ``regime.weights: auto`` the composite weights, are learned walk-forward
+on the same proxy before the first proxy day of D's month (``core/regime_learning.py``) and published. The
+active preset of D (``regime_presets``, label first, then quadrant) is published as ``preset`` and
+``preset_<field>``; selection and the tournament apply it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,15 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     scans = ctx.frames("scan", dates)
     panel = ctx.window_panel(dates)
     presets = {k.value if hasattr(k, "value") else str(k): v for k, v in ctx.manifest.regime_presets.items()}
-    frames = detect(panel, scans, dates, ctx.manifest.regime, presets)
+    m = ctx.manifest
+    frames = detect(panel, scans, dates, m.regime, presets, m.tournament.adaptive, switch_cost(m))
     return StageResult(frames, ctx.same_date_hashes(SPEC.upstream, dates))
+
+
+def switch_cost(m) -> float:
+    """Fraction of value a change of profile costs (``regime.regret.switch_cost``, else two backtest cost
+    rates: sell one book, buy the other)."""
+    return m.regime.regret.switch_cost if m.regime.regret.switch_cost is not None else 2 * m.backtest.costs.rate
 
 
 def summary(frame: pd.DataFrame) -> dict:

@@ -1,5 +1,6 @@
 """Threshold auditor: regret of adaptive profile switches vs the best fixed candidate per turbulent threshold,
-and the threshold it suggests (advisory, never applied).
+and the threshold it suggests (advisory, never applied). With ``regime.regret.apply`` it audits the adaptive
+engine's own profile map and the thresholds the regime stage learned and applied (the ``applied`` row).
 
 For each threshold of ``regime.regret.turbulent_grid`` the published stress scores in
 [backtest.start, D] are relabelled, mapped to profiles and candidates, and switched on rebalance dates
@@ -13,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.core.regime import adaptive_map
 from tvquant_assets.core.regime_regret import regime_regret
 from tvquant_assets.lake.duckdb_views import read_columns
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
+LEARNED_COLUMNS = ("label", "growth", "vol_short", "turbulent_threshold", "crisis_threshold")
 SPEC = StageSpec(name="regime_regret", description=__doc__, upstream=("regime", "backtest"), kinds=("numpy",),
                  sealed=False)
 
@@ -40,7 +43,9 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     returns = returns.sort_index().astype("float64") if len(returns) else pd.DataFrame(
         index=pd.DatetimeIndex([]), dtype="float64")
     scored = [d for d in days if ctx.lake.exists(ctx.name, "regime", d)]
-    regimes = read_columns(ctx.lake, ctx.name, "regime", scored, ["stress_score"])
+    learned = m.regime.regret.apply
+    wanted = ["stress_score", *(LEARNED_COLUMNS if learned else ())]
+    regimes = read_columns(ctx.lake, ctx.name, "regime", scored, wanted)
     scores = pd.Series({d: float(f["stress_score"].iloc[0]) if len(f) else np.nan
                         for d, f in regimes.items()}, dtype="float64")
     presets = {str(getattr(k, "value", k)): v for k, v in m.regime_presets.items()}
@@ -51,13 +56,24 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     for c in m.tournament.candidates:
         candidate_of.setdefault(c.profile.value, c.name)
     cost = m.regime.regret.switch_cost if m.regime.regret.switch_cost is not None else 2 * m.backtest.costs.rate
+    adaptive = None
+    if learned:  # audit the adaptive engine's map on the thresholds the regime stage applied
+        published = pd.DataFrame({d: f.iloc[0] for d, f in regimes.items() if len(f)}).T if regimes else \
+            pd.DataFrame(columns=wanted)
+        adaptive = (published, presets, *adaptive_map(m.tournament.adaptive))
     frames = regime_regret(scores, returns, ctx.rebalance_set(last), dates, m.regime, profile_of, candidate_of,
-                           cost)
+                           cost, adaptive)
     notes = {}
     for d, f in frames.items():
         pick = f.loc[f["suggested"], "turbulent_threshold"]
-        notes[d] = (f"advisory, not applied: regret is smallest at turbulent {pick.iloc[0]:g} "
-                    f"(manifest: {m.regime.thresholds.turbulent:g})") if len(pick) else "advisory: no returns yet"
+        if learned:
+            row = f[f["applied"]].iloc[0]
+            notes[d] = (f"audit of the learned thresholds: applied turbulent {row['turbulent_threshold']:g}, regret "
+                        f"{row['regret']:.4f}; smallest fixed regret at {pick.iloc[0]:g}") if len(pick) else \
+                "audit of the learned thresholds: no returns yet"
+        else:
+            notes[d] = (f"advisory, not applied: regret is smallest at turbulent {pick.iloc[0]:g} "
+                        f"(manifest: {m.regime.thresholds.turbulent:g})") if len(pick) else "advisory: no returns yet"
         gaps = [x for x in missing if x <= d]
         if gaps:
             notes[d] += (f"; {len(gaps)} backtest day(s) missing from the lake and left out "
@@ -68,10 +84,14 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
 def summary(frame: pd.DataFrame) -> dict:
     if frame.empty or "turbulent_threshold" not in frame.columns:
         return {}
-    md = md_table(frame, ["turbulent_threshold", "n_switches", "adaptive_return", "best_fixed", "regret",
-                          "current", "suggested"], {"adaptive_return": ".4f", "regret": ".4f"})
+    cols = ["turbulent_threshold", "n_switches", "adaptive_return", "best_fixed", "regret", "current", "suggested"]
+    md = md_table(frame, cols + (["applied"] if "applied" in frame.columns else []),
+                  {"adaptive_return": ".4f", "regret": ".4f"})
     out: dict = {"summary": md}
     pick = frame.loc[frame["suggested"].astype(bool), "turbulent_threshold"]
     if len(pick):
         out["suggested_turbulent"] = float(pick.iloc[0])
+    if "applied" in frame.columns and frame["applied"].astype(bool).any():
+        row = frame[frame["applied"].astype(bool)].iloc[0]
+        out["applied_turbulent"], out["applied_regret"] = float(row["turbulent_threshold"]), float(row["regret"])
     return out

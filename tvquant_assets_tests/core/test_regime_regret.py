@@ -83,3 +83,32 @@ def test_regret_config_validation():
         RegretConfig(profiles={"QUIET": "max_sharpe"})
     with pytest.raises(ValueError):
         RegretConfig(turbulent_grid=[])
+
+
+def test_audit_of_learned_thresholds_uses_the_adaptive_map_and_the_applied_labels():
+    """With the regime's thresholds learned, labels map to profiles as the adaptive engine maps them (label,
+    then quadrant, then default) and one more row switches on the published labels."""
+    from tvquant_assets.core.regime import adaptive_map
+    from tvquant_assets.core.regime_regret import APPLIED_DTYPES
+
+    score, returns = market()
+    labels = np.where(score.to_numpy() >= 1.5, "TURBULENT", "NORMAL")
+    published = pd.DataFrame({"label": labels, "growth": 0.05, "vol_short": 0.1, "turbulent_threshold": 1.5,
+                              "crisis_threshold": 2.1}, index=DAYS)
+    mapping, default = adaptive_map(None)  # EXPANSION -> max_sharpe, STAGNATION -> min_variance, TURBULENT -> hrp
+    mapping = {**mapping, "TURBULENT": "min_variance"}
+    out = regime_regret(score, returns, DAYS, [DAYS[-1]], CFG, {}, CANDIDATE_OF, COST,
+                        (published, {}, mapping, default))[DAYS[-1]]
+    assert {c: str(t) for c, t in out.dtypes.items()} == {**DTYPES, **APPLIED_DTYPES}
+    applied = out[out["applied"]].iloc[0]
+    low = out[~out["applied"] & (out["turbulent_threshold"] == 1.5)].iloc[0]
+    # growth 5 % with low vol is EXPANSION -> max_sharpe (A) on calm days, min_variance (B) when TURBULENT:
+    # exactly the theta-1.5 relabelling
+    assert applied["current"] and not applied["suggested"] and applied["turbulent_threshold"] == 1.5
+    assert applied["regret"] == pytest.approx(low["regret"]) and applied["n_switches"] == low["n_switches"] == 2
+    # falling growth: STAGNATION -> min_variance on calm days too: cash all along, the best fixed, regret 0
+    falling = published.assign(growth=-0.05)
+    out = regime_regret(score, returns, DAYS, [DAYS[-1]], CFG, {}, CANDIDATE_OF, COST,
+                        (falling, {}, mapping, default))[DAYS[-1]]
+    applied = out[out["applied"]].iloc[0]
+    assert applied["n_switches"] == 0 and applied["regret"] == pytest.approx(0.0, abs=1e-12)

@@ -60,6 +60,9 @@ def _refused(raw: dict) -> str:
       "bundled has none"]),
     ({"start": "1990-03-01", "backtest__start": "1990-06-01"},
      ["backtest.start 1990-06-01 leaves 108 bars of history in source bundled", "needs 273"]),
+    ({"regime__weights": "auto", "start": "1991-06-03", "backtest__start": "1991-06-03"},
+     ["backtest.start 1991-06-03 leaves", "regime.long_window + regret.learn_window + regret.horizon (learning) "
+      "needs 777"]),
 ])
 def test_a_broken_combination_is_one_line_naming_its_fields(changes, fields):
     message = _refused(_with(DEMO, **changes))
