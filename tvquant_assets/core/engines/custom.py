@@ -278,7 +278,7 @@ class CustomEngine(Engine):
         if "A" in c.params:
             c.params["A"].value, c.params["ccap"].value = membership(spec.clusters), spec.cluster_cap
         if "prev" in c.params:
-            prev = spec.previous if spec.previous is not None else np.zeros(len(factor))
+            prev = spec.previous if spec.previous is not None else np.zeros(c.var.shape[0])
             c.params["prev"].value = np.asarray(prev, dtype="float64")
             c.params["kappa"].value = spec.turnover_penalty / scale
             c.params["gamma"].value = spec.l2_gamma / scale
