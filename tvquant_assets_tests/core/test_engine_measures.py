@@ -81,8 +81,9 @@ def test_l2_matches_skfolio_and_turnover_pulls_to_previous(crisis):
                   ).max() > 1e-3
     np.testing.assert_allclose(get_engine("skfolio").fit(crisis, "min_variance", 0.3, 0.0, spec).weights,
                                ours.weights, atol=CONVEX)
-    prev = np.full(crisis.n, 1.0 / crisis.n)
     for profile, measure in (("min_variance", "cdar"), ("max_sharpe", "evar"), ("risk_parity", "semi_deviation")):
+        # previous weights reachable by the profile (max ratio: positive excess return; budgeting: all > 0)
+        prev = custom.fit(crisis, profile, 1.0, 0.0, FitSpec(risk_measure="worst_realization")).weights
         turnover = []
         for kappa in (0.0, 0.002, 1.0):
             w = custom.fit(crisis, profile, 1.0, 0.0,
