@@ -96,19 +96,17 @@ def _hrp_measure(order: np.ndarray, risk: Risk, max_weight: float) -> np.ndarray
     unit = risk.assets()
     if not np.all(np.isfinite(unit)) or np.any(unit <= 0):
         raise ArithmeticError(f"HRP cannot split assets with zero or non-finite {risk.measure}")
+    inv = 1.0 / unit[order]
     w = np.ones(n)
     items = [(0, n)]
     while items:
+        splits = [(start, start + (stop - start) // 2, stop) for start, stop in items if stop - start >= 2]
+        if not splits:
+            break
+        # every half of this level at once (vectorized over the level's clusters)
+        halves = risk.of_ranges(order, [r for a, m, b in splits for r in ((a, m), (m, b))], inv).reshape(-1, 2)
         nxt = []
-        for start, stop in items:
-            if stop - start < 2:
-                continue
-            mid = start + (stop - start) // 2
-            risks = []
-            for lo, hi in ((start, mid), (mid, stop)):
-                ids = order[lo:hi]
-                iv = 1.0 / unit[ids]
-                risks.append(risk.of(ids, iv / iv.sum()))
+        for (start, mid, stop), risks in zip(splits, halves, strict=True):
             if not np.all(np.isfinite(risks)) or risks[0] + risks[1] == 0:
                 raise ArithmeticError(f"HRP cannot split clusters with zero or non-finite {risk.measure}")
             alpha = 1.0 - risks[0] / (risks[0] + risks[1])
