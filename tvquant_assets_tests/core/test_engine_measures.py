@@ -108,6 +108,20 @@ def test_cluster_caps_native_and_long_short(crisis):
     assert abs(w.sum() - 1.0) < 1e-7 and np.abs(w).sum() <= 1.6 + 1e-7 and w.min() < -1e-3
 
 
+def test_books_short_mirror_and_long_short_per_book(crisis):
+    from tvquant_assets.core.book_fit import fit_book, limits_ok
+    from tvquant_assets.core.book_limits import BookLimits
+
+    custom = get_engine("custom")
+    spec = FitSpec(risk_measure="cdar", gross=1.6, net=1.0)
+    for profile in PROFILES:  # short: the long-only program on -mu and -returns, negated
+        res = fit_book(custom, crisis, profile, 0.2, 0.0, spec, "short")
+        assert res.status == "optimal" and limits_ok(res.weights, 0.2, BookLimits("short")), (profile, res.fallback)
+    sides = np.where(np.arange(crisis.n) < 14, 1.0, -1.0)
+    res = fit_book(custom, crisis, "risk_parity", 0.4, 0.0, spec, "long_short", sides)  # per book
+    assert res.status == "optimal" and limits_ok(res.weights, 0.4, BookLimits("long_short", 1.0, 1.6), sides)
+
+
 BASE = "name: m\nstart: 2008-01-02\nsource: {kind: bundled, dataset: sp500}\n"
 
 

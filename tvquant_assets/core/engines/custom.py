@@ -51,6 +51,7 @@ at N=20). The cvxpy problems stay as the alternates and serve every constrained 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import clarabel
@@ -447,7 +448,10 @@ class CustomEngine(Engine):
         else:
             ok = lambda w: weights_ok(w, max_weight)  # noqa: E731
         chain = tuple(x for x in self._cvxpy_solvers() if x != "OSQP")  # OSQP: no cones
-        w = self._solve(compiled, ok, record, not long_short, exclude=("OSQP",), primary=chain[0] if chain else None)
+        with warnings.catch_warnings():  # "solution may be inaccurate": recorded by _solve as the status
+            warnings.simplefilter("ignore", UserWarning)
+            w = self._solve(compiled, ok, record, not long_short, exclude=("OSQP",),
+                            primary=chain[0] if chain else None)
         return w, status, "; ".join(record)
 
     def _risk_parity(self, factor, psd, scale, spec: FitSpec, record: list[str]) -> np.ndarray | None:

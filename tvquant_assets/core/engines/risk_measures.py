@@ -40,10 +40,12 @@ RISKFOLIO_CODES = {
 
 def cvar(returns: np.ndarray, beta: float = DEFAULT_BETA):
     """Historical CVaR (a positive loss) of a series, or of each column."""
-    r = np.sort(np.asarray(returns, dtype="float64"), axis=0)
+    r = np.asarray(returns, dtype="float64")
     k = (1.0 - beta) * len(r)
     whole = int(np.floor(k))
-    tail = r[:whole].sum(axis=0)
+    if whole < len(r):  # the whole + 1 smallest, the (whole + 1)-th in place: no full sort
+        r = np.partition(r, whole, axis=0)
+    tail = np.sort(r[:whole], axis=0).sum(axis=0)  # sorted: the same sum, bit for bit, as a full sort
     if whole < len(r) and k > whole:
         tail = tail + (k - whole) * r[whole]
     return -tail / k
@@ -220,17 +222,18 @@ class Risk:
             v[lo:hi] = inv[lo:hi] / t
         key = order.tobytes()
         if getattr(self, "_seriated_key", None) != key:  # one reordering per tree, not per level
-            data = self.cov if self.measure in COVARIANCE_MEASURES else self.returns
-            self._seriated = data[np.ix_(order, order)] if data is self.cov else data[:, order]
+            if self.measure in COVARIANCE_MEASURES:
+                self._seriated = self.cov[np.ix_(order, order)]
+            else:  # assets as rows: the segment sums below run over contiguous rows
+                self._seriated = np.ascontiguousarray(self.returns[:, order].T)
             self._seriated_key = key
         if self.measure in COVARIANCE_MEASURES:
             c = self._seriated * np.outer(v, v)
             block = np.add.reduceat(np.add.reduceat(c, cuts, axis=0), cuts, axis=1)
             var = block[seg, seg]
             return var if self.measure == "variance" else np.sqrt(var)
-        cols = self._seriated * v
-        return np.asarray(series_risk(self.measure, np.add.reduceat(cols, cuts, axis=1)[:, seg], self.beta),
-                          dtype="float64")
+        portfolios = np.add.reduceat(self._seriated * v[:, None], cuts, axis=0)[seg]  # (ranges, T)
+        return np.asarray(series_risk(self.measure, portfolios.T, self.beta), dtype="float64")
 
     def of(self, ids: np.ndarray, w: np.ndarray) -> float:
         """Risk of the portfolio holding ``w`` in assets ``ids`` (and nothing else)."""
