@@ -207,10 +207,20 @@ class Risk:
             return np.sqrt(np.diag(self.cov))
         return np.asarray(series_risk(self.measure, self.returns, self.beta), dtype="float64")
 
-    def of_ranges(self, order: np.ndarray, ranges: list[tuple[int, int]], inv: np.ndarray) -> np.ndarray:
+    def of_ranges(self, order: np.ndarray, ranges: list[tuple[int, int]], inv: np.ndarray,
+                  single: np.ndarray | None = None) -> np.ndarray:
         """Risk of each range's inverse-risk portfolio, in one vectorized pass: range ``(lo, hi)`` holds
         ``order[lo:hi]`` with weights ``inv[lo:hi] / inv[lo:hi].sum()`` (``inv`` in ``order``'s order).
-        Ranges are disjoint and ascending (one level of HRP's bisection)."""
+        Ranges are disjoint and ascending (one level of HRP's bisection). ``single``: each seriated
+        asset's own risk (:meth:`assets`), used for one-asset ranges instead of measuring them again."""
+        if single is not None:
+            out = np.empty(len(ranges))
+            one = np.array([hi - lo == 1 for lo, hi in ranges], dtype=bool)
+            out[one] = single[[lo for (lo, hi), o in zip(ranges, one, strict=True) if o]]
+            many = [r for r, o in zip(ranges, one, strict=True) if not o]
+            if many:
+                out[~one] = self.of_ranges(order, many, inv)
+            return out
         n = len(order)
         starts = np.array([lo for lo, _ in ranges])
         bounds = np.unique(np.concatenate([starts, [hi for _, hi in ranges]]))
