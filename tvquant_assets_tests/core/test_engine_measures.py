@@ -176,7 +176,7 @@ def _evar_brentq(r: np.ndarray, beta: float) -> float:
 
 
 def test_evar_newton_matches_the_brent_root(calm):
-    """Vectorized Newton (numpy below 64 columns, numba from 64) = the per-series Brent root, <= 1e-9."""
+    """The bracketed Newton (numba, all columns in one call) = the former per-series Brent root, <= 1e-9."""
     from tvquant_assets.core.engines.risk_measures import evar
 
     rng = np.random.default_rng(3)

@@ -1,7 +1,6 @@
-"""numba kernel of the EVaR root (imported lazily, for many columns only: see
-:func:`tvquant_assets.core.engines.risk_measures._evar_columns`, whose numpy iteration it mirrors step
-for step). One pass over a column per iteration keeps it in cache; numpy's vectorized form streams
-every column through memory five times per iteration."""
+"""numba kernel of the EVaR root (imported lazily, on the first EVaR: see
+:func:`tvquant_assets.core.engines.risk_measures._evar_columns` for the method). One pass over a column
+per step: the exponentials and the three sums the Newton step needs."""
 
 from __future__ import annotations
 

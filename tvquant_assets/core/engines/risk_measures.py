@@ -9,7 +9,7 @@ variance and standard deviation use the estimation covariance, as skfolio's allo
 - ``cvar`` (beta) the mean of the worst ``1 - beta`` mass of ``r`` (fractional last observation), as a loss;
 - ``evar`` (beta) ``inf_{z>0} z log(E[exp(L / z)] / (1 - beta))``, the tightest Chernoff bound of VaR,
   solved on losses scaled to [-1, 0] by a bracketed Newton root of the derivative in ``log(1/z)``,
-  vectorized over columns (every asset, or every cluster of a bisection level, in one pass);
+  for every column at once (every asset, or every cluster of a bisection level, in one call);
 - ``cdar`` (beta) the CVaR of the drawdowns of the uncompounded cumulative return (peak floored at 0);
 - ``max_drawdown`` the largest such drawdown; ``worst_realization`` ``max(L)``.
 
@@ -57,9 +57,6 @@ def drawdowns(returns: np.ndarray) -> np.ndarray:
     return cum - np.maximum(np.maximum.accumulate(cum, axis=0), 0.0)
 
 
-NUMBA_EVAR_COLUMNS = 64  # from this many columns the one-pass numba kernel (_evar_numba) is used
-
-
 def _evar_columns(losses: np.ndarray, beta: float, tol: float = 1e-14, max_iter: int = 200) -> np.ndarray:
     """EVaR of each column of ``losses`` (T x k), all columns at once.
 
@@ -69,10 +66,11 @@ def _evar_columns(losses: np.ndarray, beta: float, tol: float = 1e-14, max_iter:
     ``dh/dt = t Var_t(x)``. The root in ``s = log t`` is found by Newton (``dh/ds = t^2 Var_t(x)``) kept
     inside a bracket that every step tightens (false position, or a bisection, when Newton leaves it:
     ``h`` is S-shaped in ``s``, flat on both sides), started from the Gaussian value
-    ``t = sqrt(-2 log(1 - beta)) / std(x)``; 4-7 evaluations per column. The value is read at the last
-    evaluated point (within ``tol`` of the root; the objective is stationary there). When ``h < 0`` at
-    ``t = e^20`` the infimum is the limit ``z -> 0``: the worst loss. From :data:`NUMBA_EVAR_COLUMNS` columns the same
-    iteration runs in numba, one pass over a column per step.
+    ``t = sqrt(-2 log(1 - beta)) / std(x)``; ~5 evaluations per column, each one pass over the column in
+    numba (``_evar_numba``: numpy's vectorized form paid ~15 array calls per step, and at 500 columns
+    streamed every column through memory five times per step). The value is read at the last evaluated
+    point (within ``tol`` of the root; the objective is stationary there). When ``h < 0`` at ``t = e^20``
+    the infimum is the limit ``z -> 0``: the worst loss.
     """
     losses = np.asarray(losses, dtype="float64")
     top = losses.max(axis=0)
@@ -85,67 +83,15 @@ def _evar_columns(losses: np.ndarray, beta: float, tol: float = 1e-14, max_iter:
     c = float(np.log(x.shape[0]) + np.log1p(-beta))
     lower, upper = 0.5 * np.log(-2.0 * np.log1p(-beta)), 20.0
     s0 = np.clip(np.log(np.sqrt(-2.0 * np.log1p(-beta)) / np.maximum(x.std(axis=0), 1e-300)), lower, upper)
-    if live.size >= NUMBA_EVAR_COLUMNS:
-        from tvquant_assets.core.engines._evar_numba import roots
+    from tvquant_assets.core.engines._evar_numba import roots
 
-        root, lse, state = roots(np.ascontiguousarray(x.T), c, lower, upper, s0, tol, max_iter)
-    else:
-        root, lse, state = _evar_roots(x, c, lower, upper, s0, tol, max_iter)
+    root, lse, state = roots(np.ascontiguousarray(x.T), c, lower, upper, s0, tol, max_iter)
     if np.any(state == 2):
         raise ArithmeticError("EVaR root did not converge")
     solved = state == 0
     cols = live[solved]
     out[cols] = top[cols] + spread[cols] * (lse[solved] - c) / np.exp(root[solved])
     return out
-
-
-def _evar_parts(s: np.ndarray, x: np.ndarray, c: float):
-    t = np.exp(s)
-    # exp's underflow path is ~5x slower; below e^-700 a term is < 1e-304 of the total (>= 1)
-    e = np.exp(np.maximum(t * x, -700.0))
-    total = e.sum(axis=0)
-    ex = e * x
-    m = ex.sum(axis=0) / total
-    var = np.maximum((ex * x).sum(axis=0) / total - m * m, 0.0)
-    lse = np.log(total)
-    return t * m - lse + c, t * t * var, lse
-
-
-def _evar_roots(x, c, lower, upper, s0, tol, max_iter):
-    """The numpy iteration of :func:`_evar_columns` (``_evar_numba.roots`` column by column): the last
-    evaluated ``s`` (within ``tol`` of the root), the log-sum-exp there, and the state (0 solved,
-    1 worst loss, 2 not converged)."""
-    k = x.shape[1]
-    out_s, out_lse, state = np.empty(k), np.empty(k), np.full(k, 2)
-    lo, hi = np.full(k, lower), np.full(k, upper)
-    h_lo, h_hi = np.full(k, np.nan), np.full(k, np.nan)
-    active, s = np.arange(k), np.asarray(s0, dtype="float64").copy()
-    for _ in range(max_iter):
-        if not active.size:
-            break
-        a = active
-        h, dh, lse = _evar_parts(s, x[:, a], c)
-        out_s[a], out_lse[a] = s, lse
-        top = (h < 0) & (s >= upper)
-        state[a[top]] = 1
-        neg, pos = (h < 0) & ~top, h > 0
-        lo[a], h_lo[a] = np.where(neg, s, lo[a]), np.where(neg, h, h_lo[a])
-        hi[a], h_hi[a] = np.where(pos, s, hi[a]), np.where(pos, h, h_hi[a])
-        width = hi[a] - lo[a]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            newton = np.where(dh > 0, s - h / dh, np.nan)
-            secant = lo[a] - h_lo[a] * width / (h_hi[a] - h_lo[a])  # false position (NaN until both ends known)
-        scale = tol * np.maximum(1.0, np.abs(s))
-        solved = ~top & ((h == 0) | (np.isfinite(newton) & (np.abs(newton - s) <= scale)) | (width <= scale))
-        state[a[solved]] = 0
-        margin = 1e-2 * width
-        nxt = np.where(np.isfinite(newton) & (newton > lo[a]) & (newton < hi[a]), newton,
-                       np.where(np.isnan(h_hi[a]) & ~(newton < hi[a]), upper,
-                                np.where(np.isfinite(secant) & (secant > lo[a] + margin) & (secant < hi[a] - margin),
-                                         secant, lo[a] + 0.5 * width)))
-        keep = ~(solved | top)
-        active, s = a[keep], nxt[keep]
-    return out_s, out_lse, state
 
 
 def evar(returns: np.ndarray, beta: float = DEFAULT_BETA):
