@@ -36,6 +36,10 @@ market_neutral (long/short books)::
     max mu @ w - risk_aversion / 2 w' Sigma w - penalties  s.t.  sum(w) = 0, ||w||_1 <= gross,
         |w| <= max_weight, |beta @ w| <= beta_band     (beta against the equal-weight universe)
 
+Any risk measure other than variance (``FitSpec.risk_measure``) turns min_variance, max_sharpe and
+risk_parity into minimum risk, maximum ratio and risk budgeting with that measure: the cvxpy programs of
+:mod:`~tvquant_assets.core.engines.risk_programs` (CLARABEL, then SCS), cached like the ones above.
+
 Closed forms (:mod:`~tvquant_assets.core.engines.hierarchy`): risk_parity (ERC, Newton), hrp, herc (CVaR),
 benchmark (hierarchical equal weight), barbell (``(1 - a) HRP + a`` equal weight on the ``aggressor_count``
 highest-mu symbols, ``a`` = the regime's aggressor share). Cluster caps are native for the cvxpy
