@@ -1,7 +1,8 @@
 """Custom mean-risk (minimum risk, maximum ratio) and risk budgeting for every risk measure, live against
-skfolio's ``MeanRisk`` (MINIMIZE_RISK / MAXIMIZE_RATIO) and ``RiskBudgeting`` on the bundled S&P set
-(tight CLARABEL/SCS tolerances on both sides, weights within 1e-4), and the constraints the custom
-programs honour: max_weight, cluster caps, L1 turnover, L2, long/short limits."""
+skfolio's ``MeanRisk`` (MINIMIZE_RISK / MAXIMIZE_RATIO) and ``RiskBudgeting`` and Riskfolio's
+``Portfolio`` on the bundled S&P set (tight CLARABEL/SCS tolerances on both sides, weights within 1e-4);
+the constraints the custom programs honour (max_weight, cluster caps, L1 turnover, L2, long/short
+limits, books); EVaR's Newton root against the former Brent root."""
 
 from __future__ import annotations
 
@@ -64,6 +65,17 @@ def test_every_measure_matches_skfolio_mean_risk_and_risk_budgeting(calm, crisis
     power = 0.5 if measure == "semi_variance" else 1.0
     ratios = {p: (calm.mu @ w) / risks[p] ** power for p, w in ws.items()}
     assert ratios["max_sharpe"] >= max(ratios.values()) - 1e-9
+
+
+def test_riskfolio_mean_risk_and_risk_budgeting_match(calm):
+    """Riskfolio's Portfolio on the same estimates (MAD / semi-deviation centred on the window's mean)."""
+    custom, riskfolio = get_engine("custom"), get_engine("riskfolio")
+    for profile, measure in (("min_variance", "mean_absolute_deviation"), ("risk_parity", "semi_deviation"),
+                             ("min_variance", "cdar"), ("max_sharpe", "cvar"), ("risk_parity", "evar")):
+        spec = FitSpec(risk_measure=measure)
+        ours, ref = custom.fit(calm, profile, 1.0, 0.0, spec), riskfolio.fit(calm, profile, 1.0, 0.0, spec)
+        assert ref.status == "optimal", ref.fallback
+        np.testing.assert_allclose(ours.weights, ref.weights, atol=CONVEX, err_msg=f"{profile} {measure}")
 
 
 def test_risk_budgeting_equalizes_contributions(calm):
@@ -145,9 +157,14 @@ tournament:
   candidates: [{engine: custom, profile: min_variance, risk_measure: cvar}]
   constraints: {long_only: false, gross: 1.6, net: 1.0}
 """, "ls.yaml")
-    lines = [x for x in str(info.value).splitlines() if "risk_measure" in x]
-    assert len(lines) == 1 and "custom min_variance on tournament.book long_short cannot use risk_measure 'cvar'" \
-        in lines[0], str(info.value)
+    refused = [x for x in str(info.value).splitlines() if "risk_measure" in x]
+    assert len(refused) == 1 and "custom min_variance on tournament.book long_short cannot use risk_measure 'cvar'" \
+        in refused[0], str(info.value)
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(BASE + "tournament:\n  candidates: [{engine: riskfolio, profile: max_sharpe, "
+                       "risk_measure: mean_absolute_deviation}]\n", "rf.yaml")
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1 and "riskfolio max_sharpe cannot use risk_measure 'mean_absolute_deviation'" in lines[0]
 
 
 def _evar_brentq(r: np.ndarray, beta: float) -> float:

@@ -55,7 +55,10 @@ ENGINES = Registry("engine", {
         l2=_CONVEX, selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc")),
     "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
         "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark"),
-        measures=((("hrp", "herc", *_CONVEX), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
+        measures=((("hrp", "herc", "min_variance"), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
+                  # max_sharpe: Riskfolio centres MAD / semi-deviation on the mu it maximizes
+                  (("max_sharpe",), tuple(m for m in ALL_MEASURES if m not in (
+                      "semi_variance", "semi_deviation", "mean_absolute_deviation"))),
                   (("risk_parity",), ("variance", "standard_deviation", "semi_deviation", "mean_absolute_deviation",
                                       "cvar", "evar", "cdar")))),
     "cvxportfolio": EngineEntry("tvquant_assets.core.engines.cvxportfolio_engine:CvxportfolioEngine",
