@@ -469,7 +469,8 @@ class Candidate(Strict):
     engine: str = Field(..., description="A registered engine name (see tvquant_assets.core.engines).")
     profile: Profile = Field(..., description="Optimization profile; the engine must support it.")
     risk_measure: RiskMeasureName | None = Field(
-        None, description="risk measure of HRP/HERC (default variance; HERC cvar); the engine must support it")
+        None, description="risk measure of hrp, herc, min_variance (minimum risk), max_sharpe (maximum ratio) and "
+                          "risk_parity (risk budgeting); default variance (herc: cvar); the engine must support it")
     risk_beta: float | None = Field(None, gt=0.0, lt=1.0, description="confidence of cvar, evar, cdar (default 0.95)")
 
     @property

@@ -130,8 +130,9 @@ def _refusal(tournament: str, extra: str = "") -> list[str]:
      "tournament.candidates[0] (custom/hrp): custom hrp cannot honour tournament.l2_gamma"),
     ("  candidates: [{engine: skfolio, profile: herc, risk_measure: cvar, risk_beta: 0.9}]\n", "",
      "tournament.candidates[0] (skfolio/herc/cvar@0.9): skfolio herc fixes risk_beta at 0.95"),
-    ("  candidates: [{engine: custom, profile: min_variance, risk_measure: cvar}]\n", "",
-     "tournament.candidates[0] (custom/min_variance/cvar): custom min_variance cannot use risk_measure 'cvar'"),
+    ("  candidates: [{engine: custom, profile: barbell, risk_measure: cvar}]\n", "",
+     "tournament.candidates[0] (custom/barbell/cvar): custom barbell cannot use risk_measure 'cvar' "
+     "(it takes no risk_measure)"),
     ("  candidates: [{engine: riskfolio, profile: herc, risk_measure: semi_variance}]\n", "",
      "tournament.candidates[0] (riskfolio/herc/semi_variance): riskfolio herc cannot use risk_measure"),
     ("  candidates: [{engine: riskfolio, profile: hrp}]\n",

@@ -48,6 +48,8 @@ def test_every_engine_and_long_only_profile_decides_and_is_ranked(scenario):
     for d, t in frames(ran, "tournament").items():
         assert set(t["candidate"]) == wanted, d
         _weights_ok(t)
+        w = {c: g.set_index("symbol")["weight"] for c, g in t.groupby("candidate")}  # peers solve one problem
+        assert (w["custom/min_variance/cvar"] - w["skfolio/min_variance/cvar"]).abs().max() < 1e-4, d
     board = Lake(ran.lake_root).read(ran.name, "backtest", ran.dates[-1])
     assert set(board["candidate"]) == wanted and sorted(board["rank"]) == list(range(1, len(wanted) + 1))
 

@@ -45,7 +45,7 @@ ENGINES = Registry("engine", {
     "custom": EngineEntry("tvquant_assets.core.engines.custom:CustomEngine", profiles=(
         "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "equal_weight", "barbell",
         "market_neutral"), long_short=("min_variance", "market_neutral"),
-        measures=((("hrp", "herc"), ALL_MEASURES), (("min_variance", "max_sharpe", "risk_parity"), ("variance",))),
+        measures=((("hrp", "herc", "min_variance", "max_sharpe", "risk_parity"), ALL_MEASURES),),
         turnover=("min_variance", "max_sharpe", "risk_parity", "market_neutral"),
         l2=("min_variance", "max_sharpe", "risk_parity", "market_neutral"),
         selection_tree=(*HIERARCHICAL, "barbell")),
@@ -55,7 +55,10 @@ ENGINES = Registry("engine", {
         l2=_CONVEX, selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc")),
     "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
         "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark"),
-        measures=((("hrp", "herc", *_CONVEX), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
+        measures=((("hrp", "herc", "min_variance"), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
+                  # max_sharpe: Riskfolio centres MAD / semi-deviation on the mu it maximizes
+                  (("max_sharpe",), tuple(m for m in ALL_MEASURES if m not in (
+                      "semi_variance", "semi_deviation", "mean_absolute_deviation"))),
                   (("risk_parity",), ("variance", "standard_deviation", "semi_deviation", "mean_absolute_deviation",
                                       "cvar", "evar", "cdar")))),
     "cvxportfolio": EngineEntry("tvquant_assets.core.engines.cvxportfolio_engine:CvxportfolioEngine",
@@ -100,6 +103,10 @@ def refusals(manifest) -> list[str]:
             have = e.risk_measures(p)
             lines.append(f"{where}: {cand.engine} {p} cannot use risk_measure {cand.risk_measure!r} "
                          f"({'allowed: ' + ', '.join(have) if have else 'it takes no risk_measure'})")
+        if (cand.engine == "custom" and manifest.book == "long_short" and p in ("min_variance", "max_sharpe")
+                and cand.risk_measure not in (None, "variance")):
+            lines.append(f"{where}: custom {p} on tournament.book long_short cannot use risk_measure "
+                         f"{cand.risk_measure!r} (its joint long/short fit is variance only)")
         if cand.risk_beta is not None and p in e.fixed_beta and cand.risk_beta != 0.95:
             lines.append(f"{where}: {cand.engine} {p} fixes risk_beta at 0.95 (its library's allocators)")
         if c.turnover_penalty > 0 and p not in e.turnover:

@@ -36,6 +36,10 @@ market_neutral (long/short books)::
     max mu @ w - risk_aversion / 2 w' Sigma w - penalties  s.t.  sum(w) = 0, ||w||_1 <= gross,
         |w| <= max_weight, |beta @ w| <= beta_band     (beta against the equal-weight universe)
 
+Any risk measure other than variance (``FitSpec.risk_measure``) turns min_variance, max_sharpe and
+risk_parity into minimum risk, maximum ratio and risk budgeting with that measure: the cvxpy programs of
+:mod:`~tvquant_assets.core.engines.risk_programs` (CLARABEL, then SCS), cached like the ones above.
+
 Closed forms (:mod:`~tvquant_assets.core.engines.hierarchy`): risk_parity (ERC, Newton), hrp, herc (CVaR),
 benchmark (hierarchical equal weight), barbell (``(1 - a) HRP + a`` equal weight on the ``aggressor_count``
 highest-mu symbols, ``a`` = the regime's aggressor share). Cluster caps are native for the cvxpy
@@ -51,6 +55,7 @@ at N=20). The cvxpy problems stay as the alternates and serve every constrained 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import clarabel
@@ -58,7 +63,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from tvquant_assets.core.engines import hierarchy
+from tvquant_assets.core.engines import hierarchy, risk_programs
 from tvquant_assets.core.engines.base import (
     SOLVER_OPTIONS,
     Engine,
@@ -80,6 +85,8 @@ from tvquant_assets.core.linkage import returns_distance
 from tvquant_assets.manifest.schema import LinkageConfig
 
 SOLVERS: tuple[str, ...] = ("QP", "CLARABEL", "OSQP", "SCS")
+# Profiles that take any risk measure (variance: their own paths; others: risk_programs)
+MEASURE_PROFILES: tuple[str, ...] = ("min_variance", "max_sharpe", "risk_parity")
 DIRECT = "QP"
 
 # Errors a solver call can raise on bad numerics; anything else is a bug and propagates.
@@ -223,7 +230,10 @@ class CustomEngine(Engine):
         self.solvers = solvers
 
     def uses_returns(self, profile: str, spec: FitSpec | None = None) -> bool:
-        """HERC always; HRP and benchmark for a rank-correlation tree or a returns-based risk measure."""
+        """HERC always; HRP and benchmark for a rank-correlation tree or a returns-based risk measure;
+        the convex profiles for a returns-based risk measure."""
+        if profile in MEASURE_PROFILES and spec is not None and spec.risk_measure:
+            return spec.risk_measure not in COVARIANCE_MEASURES
         if profile in ("hrp", "herc", "benchmark", "barbell"):
             rank_tree = self.linkage is not None and self.linkage.distance != "pearson"
             measure = spec.risk_measure if spec is not None else ""
@@ -239,9 +249,11 @@ class CustomEngine(Engine):
         return cache[key]
 
     def _solve(self, compiled: _Compiled, ok, record: list[str], normalize: bool,
-               exclude: tuple[str, ...] = ()) -> np.ndarray | None:
+               exclude: tuple[str, ...] = (), primary: str | None = None) -> np.ndarray | None:
         """Walk the solver chain (less ``exclude``: solvers without the problem's cones); weights or None,
-        failures appended to ``record``."""
+        failures appended to ``record`` (and the winner when it is not ``primary``, default the first
+        of ``solvers``)."""
+        primary = self.solvers[0] if primary is None else primary
         for solver in (x for x in self._cvxpy_solvers() if x not in exclude):
             try:
                 compiled.problem.solve(solver=solver, **SOLVER_OPTIONS.get(solver, {}))
@@ -259,17 +271,19 @@ class CustomEngine(Engine):
             if not ok(w):
                 record.append(f"{solver}: solution violates constraints")
                 continue
-            if solver != self.solvers[0]:
+            if solver != primary:
                 record.append(f"solved by {solver}")
             return w
         return None
 
     def _set_common(self, c: _Compiled, factor, max_weight: float, spec: FitSpec, scale: float) -> None:
-        c.params["F"].value, c.params["cap"].value = factor, max_weight
+        if factor is not None:
+            c.params["F"].value = factor
+        c.params["cap"].value = max_weight
         if "A" in c.params:
             c.params["A"].value, c.params["ccap"].value = membership(spec.clusters), spec.cluster_cap
         if "prev" in c.params:
-            prev = spec.previous if spec.previous is not None else np.zeros(len(factor))
+            prev = spec.previous if spec.previous is not None else np.zeros(c.var.shape[0])
             c.params["prev"].value = np.asarray(prev, dtype="float64")
             c.params["kappa"].value = spec.turnover_penalty / scale
             c.params["gamma"].value = spec.l2_gamma / scale
@@ -337,6 +351,8 @@ class CustomEngine(Engine):
         if not np.trace(cov) > 0:
             return None, Status.FALLBACK_EQUAL_WEIGHT, "zero covariance"
         status = Status.OPTIMAL
+        if profile in MEASURE_PROFILES and spec.risk_measure not in ("", "variance"):
+            return self._measure_fit(inputs, profile, max_weight, risk_free_rate, spec)
         linkage = self.linkage or LinkageConfig()
         if profile in ("hrp", "herc", "benchmark", "risk_parity", "barbell"):
             psd, factor, scale, note = psd_covariance(cov)
@@ -400,6 +416,46 @@ class CustomEngine(Engine):
                     self._set_common(c, factor, max_weight, spec, scale)
                     c.params["excess"].value = unit
                     w = self._solve(c, lambda x: weights_ok(x, max_weight), record, True)
+        return w, status, "; ".join(record)
+
+    def _measure_fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float,
+                     spec: FitSpec):
+        """Minimum risk, maximum ratio or risk budgeting with a measure other than variance
+        (:mod:`~tvquant_assets.core.engines.risk_programs`)."""
+        measure, n = spec.risk_measure, inputs.n
+        factor, scale, note = psd_factor(np.asarray(inputs.cov, dtype="float64"))
+        record = [note] if note else []
+        returns = None if inputs.returns is None else inputs.returns.to_numpy(dtype="float64")
+        status = Status.OPTIMAL
+        excess = np.asarray(inputs.mu, dtype="float64") - risk_free_rate
+        long_short = profile == "min_variance" and self.is_long_short(profile, spec)
+        if profile == "max_sharpe" and max_excess_under_cap(excess, max_weight) <= 0:
+            record.append(f"no capped portfolio has mu > risk-free rate; minimum {measure}")
+            status, profile = Status.FALLBACK_MIN_VARIANCE, "min_variance"
+        caps, penalties = self._features(spec)
+        caps = caps and profile != "risk_parity"  # risk budgeting: projected by the base class
+        t_obs = 0 if returns is None else len(returns)
+        key = ("measure", profile, measure, n, t_obs, spec.risk_beta, caps, penalties, not long_short)
+        cache: dict[tuple, risk_programs.Program] = self.__dict__.setdefault("problems_", {})
+        if key not in cache:
+            cache[key] = risk_programs.build(profile, measure, n, t_obs, spec.risk_beta, caps, penalties,
+                                             not long_short)
+        prog = cache[key]
+        risk_programs.set_data(prog, measure, returns, factor)
+        unit = risk_programs.data_scale(measure, returns, scale)
+        compiled = _Compiled(prog.problem, prog.var, prog.params)
+        self._set_common(compiled, None, max_weight, spec, unit)
+        if profile == "max_sharpe":
+            prog.params["excess"].value = excess / np.abs(excess).max()
+        if long_short:
+            ok = lambda w: long_short_ok(w, max_weight, spec.gross, spec.net)  # noqa: E731
+        else:
+            ok = lambda w: weights_ok(w, max_weight)  # noqa: E731
+        chain = tuple(x for x in self._cvxpy_solvers() if x != "OSQP")  # OSQP: no cones
+        with warnings.catch_warnings():  # "solution may be inaccurate": recorded by _solve as the status
+            warnings.simplefilter("ignore", UserWarning)
+            w = self._solve(compiled, ok, record, not long_short, exclude=("OSQP",),
+                            primary=chain[0] if chain else None)
         return w, status, "; ".join(record)
 
     def _risk_parity(self, factor, psd, scale, spec: FitSpec, record: list[str]) -> np.ndarray | None:

@@ -13,7 +13,7 @@ into the manifest's shared ``LinkageConfig`` clusters.
 from __future__ import annotations
 
 import numpy as np
-from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
 from tvquant_assets.core.engines import risk_measures
@@ -41,6 +41,19 @@ def tree(cov: np.ndarray | None = None, optimal_ordering: bool = True, *, distan
     return optimal_leaf_ordering(z, condensed) if optimal_ordering else z
 
 
+def leaves(z: np.ndarray) -> np.ndarray:
+    """Leaf order of a linkage, left child first (scipy's ``leaves_list``, without its validation)."""
+    n = len(z) + 1
+    out, stack = [], [2 * n - 2]
+    while stack:
+        node = stack.pop()
+        if node < n:
+            out.append(node)
+        else:
+            stack += [int(z[node - n, 1]), int(z[node - n, 0])]
+    return np.array(out, dtype=np.intp)
+
+
 def hrp(cov: np.ndarray, max_weight: float = 1.0, z: np.ndarray | None = None, risk: Risk | None = None) -> np.ndarray:
     """Hierarchical risk parity, recursive bisection of the seriated assets.
 
@@ -51,7 +64,7 @@ def hrp(cov: np.ndarray, max_weight: float = 1.0, z: np.ndarray | None = None, r
     n = len(cov)
     if n == 1:
         return np.ones(1)
-    order = leaves_list(tree(cov) if z is None else z)
+    order = leaves(tree(cov) if z is None else z)
     if risk is not None and risk.measure != "variance":
         return _hrp_measure(order, risk, max_weight)
     var = np.diag(cov)
@@ -96,19 +109,18 @@ def _hrp_measure(order: np.ndarray, risk: Risk, max_weight: float) -> np.ndarray
     unit = risk.assets()
     if not np.all(np.isfinite(unit)) or np.any(unit <= 0):
         raise ArithmeticError(f"HRP cannot split assets with zero or non-finite {risk.measure}")
+    inv = 1.0 / unit[order]
     w = np.ones(n)
     items = [(0, n)]
     while items:
+        splits = [(start, start + (stop - start) // 2, stop) for start, stop in items if stop - start >= 2]
+        if not splits:
+            break
+        # every half of this level at once (vectorized over the level's clusters)
+        ranges = [r for a, m, b in splits for r in ((a, m), (m, b))]
+        halves = risk.of_ranges(order, ranges, inv, unit[order]).reshape(-1, 2)
         nxt = []
-        for start, stop in items:
-            if stop - start < 2:
-                continue
-            mid = start + (stop - start) // 2
-            risks = []
-            for lo, hi in ((start, mid), (mid, stop)):
-                ids = order[lo:hi]
-                iv = 1.0 / unit[ids]
-                risks.append(risk.of(ids, iv / iv.sum()))
+        for (start, mid, stop), risks in zip(splits, halves, strict=True):
             if not np.all(np.isfinite(risks)) or risks[0] + risks[1] == 0:
                 raise ArithmeticError(f"HRP cannot split clusters with zero or non-finite {risk.measure}")
             alpha = 1.0 - risks[0] / (risks[0] + risks[1])

@@ -5,7 +5,9 @@ set directly (``port.mu`` / ``port.cov``, ``hist=True``); ``HCPortfolio`` (HRP, 
 ``rm="equal"``) clusters on our covariance (``codependence="custom_cov"``, ``method_cov="custom_cov"``) or
 on the window's ``spearman`` / ``kendall`` correlation, with the manifest's linkage method and optimal
 leaf order, HERC cut into the manifest's ``max_clusters``. Risk measures map to Riskfolio's ``rm`` codes
-(``alpha = 1 - beta``); which ones it takes is declared in the engine registry.
+(``alpha = 1 - beta``); which ones it takes is declared in the engine registry. Riskfolio centres MAD and
+semi-deviation on ``port.mu``: for those measures it is the window's mean (min_variance, risk_parity),
+as in the other engines; max_sharpe with them is refused (it would maximize that mean).
 The per-asset cap is ``A w <= b`` for ``Portfolio`` and ``w_max`` for ``HCPortfolio``.
 Riskfolio tries its ``solvers`` list in order without saying which one worked; when none does, the base
 class falls back to previous weights / equal weight.
@@ -34,6 +36,7 @@ from tvquant_assets.core.engines.risk_measures import RISKFOLIO_CODES
 from tvquant_assets.manifest.schema import LinkageConfig
 
 SOLVERS = ["CLARABEL", "SCS"]
+WINDOW_MEAN_MEASURES = ("mean_absolute_deviation", "semi_deviation")
 # HCPortfolio names standard deviation "vol" (Portfolio optimizes it as "MV": the same optimum).
 HC_CODES = {**RISKFOLIO_CODES, "standard_deviation": "vol"}
 
@@ -76,7 +79,12 @@ class RiskfolioEngine(Engine):
                 )
             else:
                 port = rp.Portfolio(returns=returns)
-                port.mu = pd.DataFrame([np.asarray(inputs.mu, dtype="float64")], columns=syms)
+                mu = np.asarray(inputs.mu, dtype="float64")
+                if spec.risk_measure in WINDOW_MEAN_MEASURES:
+                    # Riskfolio centres MAD / semi-deviation on port.mu: the window's mean, as in the other
+                    # engines (max_sharpe, which would maximize that mean, is refused in the registry).
+                    mu = returns.to_numpy(dtype="float64").mean(axis=0)
+                port.mu = pd.DataFrame([mu], columns=syms)
                 port.cov = cov
                 port.solvers = SOLVERS
                 port.sol_params = {s: dict(SOLVER_OPTIONS[s]) for s in SOLVERS}

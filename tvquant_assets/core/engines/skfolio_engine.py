@@ -179,6 +179,11 @@ class SkfolioEngine(Engine):
                     max_clusters=cfg.max_clusters, linkage_method=method)), ["herc"]
         common = dict(risk_measure=measure, prior_estimator=prior, min_weights=0.0, max_weights=max_weight,
                       cvar_beta=spec.risk_beta, evar_beta=spec.risk_beta, cdar_beta=spec.risk_beta)
+        if spec.risk_measure in ("semi_variance", "semi_deviation", "mean_absolute_deviation"):
+            # Around the window's mean (skfolio's default is the prior's annualized mu); a tuple because
+            # skfolio caches its expressions on hashable arguments.
+            window_mean = inputs.returns.to_numpy(dtype="float64").mean(axis=0)
+            common["min_acceptable_return"] = tuple(window_mean.tolist())
         if profile != "risk_parity" and spec.l2_gamma > 0:
             common["l2_coef"] = spec.l2_gamma  # same units as the (annualized) variance objective
         if profile == "risk_parity":
