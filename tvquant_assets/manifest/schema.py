@@ -634,6 +634,18 @@ class ExecutionFeedbackConfig(Strict):
         return self
 
 
+class PaperConfig(Strict):
+    """A paper account (opt-in): D's drift orders filled by nautilus_trader's simulated exchange at the next
+    session's open; positions, cash, fills and P&L per date in the lake, sealed in the ledger."""
+
+    enabled: bool = Field(False, description="add the `paper` asset after `drift` (needs `rebalance.rule: drift` "
+                                             "and a source with open prices)")
+    cash: float | None = Field(None, gt=0.0, description="starting cash (default: `backtest.drift.notional`, the "
+                                                        "book the drift orders are sized on)")
+    tick: float = Field(0.01, gt=0.0, description="instrument price increment of the simulated exchange")
+    fill_model: FillModelConfig = FillModelConfig()
+
+
 class BacktestConfig(Strict):
     """Walk-forward simulation of every candidate with drift and costs."""
 
@@ -804,6 +816,7 @@ class Manifest(Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     benchmark: BenchmarkConfig | None = Field(None, description="Backtest metrics against it (excess return, "
                                               "alpha, beta, tracking error, information ratio, up/down capture).")
+    paper: PaperConfig = PaperConfig()
 
     @field_validator("universe")
     @classmethod
@@ -869,6 +882,18 @@ class Manifest(Strict):
         if self.backtest.execution_feedback.enabled:
             raise ValueError("rebalance.rule drift with backtest.execution_feedback.enabled: the event-driven fills "
                              "would trade every decision, not the drift-gated ones; turn one of them off")
+        return self
+
+    @model_validator(mode="after")
+    def _paper(self) -> Manifest:
+        if not self.paper.enabled:
+            return self
+        if self.rebalance.rule != "drift":
+            raise ValueError(f"paper.enabled trades the drift monitor's orders, which are every trade of the book "
+                             f"only with rebalance.rule drift (got {self.rebalance.rule}): set rule: drift")
+        if self.source.kind == "bundled":
+            raise ValueError("paper.enabled fills orders at the next open and source bundled has close prices only: "
+                             "use a source with opens (synthetic, files with an open column, tradingview)")
         return self
 
     @property

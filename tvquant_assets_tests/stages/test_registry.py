@@ -16,7 +16,17 @@ from tvquant_assets.definitions import build_definitions
 from tvquant_assets.defs.factory import build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.jobs import REVIEW_STAGES, build_repair_job
 from tvquant_assets.manifest import discover_manifests, load_manifest
-from tvquant_assets.stages import ASSETS, MODULES, SPECS, STAGE_MODULES, STAGES, Stage, downstream_of
+from tvquant_assets.stages import (
+    ASSETS,
+    MODULES,
+    SPECS,
+    STAGE_MODULES,
+    STAGES,
+    Stage,
+    assets_of,
+    downstream_of,
+    upstream_of,
+)
 from tvquant_assets.stages.code_versions import code_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +49,10 @@ def test_one_module_per_asset_in_execution_order():
 def test_every_asset_is_derived_from_its_stage_module(path):
     m = load_manifest(path)
     assets = {a.key.path[-1]: a for a in build_manifest_assets(m, path)}
-    assert list(assets) == [str(s) for s in ASSETS]
-    for name, spec in SPECS.items():
-        a, key = assets[name], AssetKey([m.name, name])
-        assert {d.path[-1] for d in a.asset_deps[key]} == set(spec.upstream)
+    assert list(assets) == [str(s) for s in assets_of(m)] == [str(s) for s in ASSETS if SPECS[s].enabled(m)]
+    for name in assets:
+        spec, a, key = SPECS[name], assets[name], AssetKey([m.name, name])
+        assert {d.path[-1] for d in a.asset_deps[key]} == set(upstream_of(spec, m)) | set(spec.previous)
         assert a.descriptions_by_key[key] == f"{spec.description.strip()}\n\nManifest `{m.name}`: " \
                                               f"{m.description or m.source.kind}"
         assert set(spec.kinds) | {"python", "parquet"} == set(a.specs_by_key[key].kinds)
@@ -56,8 +66,8 @@ def test_every_asset_is_derived_from_its_stage_module(path):
 
 
 def test_the_review_reruns_the_tournament_and_everything_after_it():
-    assert [str(s) for s in REVIEW_STAGES] == ["tournament", "backtest", "drift", "audit", "regime_regret",
-                                                 "verdict"]
+    assert [str(s) for s in REVIEW_STAGES] == ["tournament", "backtest", "drift", "paper", "audit",
+                                                 "regime_regret", "verdict"]
     assert downstream_of(Stage.CATALOG) == ASSETS
 
 
