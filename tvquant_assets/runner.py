@@ -162,7 +162,8 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     if done:  # only what is missing or stale, in segments of dates
         contained = contain(ctx, dates, None, rerun, instance, done)
         failures, run_ids = contained.failures, contained.run_ids
-        plan.notes.append(f"skipped {len(done)} of {len(dates) * len(assets_of(manifest))} asset-partitions: in the lake, "
+        total = len(dates) * len(assets_of(manifest))
+        plan.notes.append(f"skipped {len(done)} of {total} asset-partitions: in the lake, "
                           f"materialized with the current code version, nothing they read redone")
     else:
         result = execute_job(job, instance, tags=tags, run_config=QUIET, first=keys[0], last=keys[1])

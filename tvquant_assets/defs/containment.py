@@ -23,7 +23,7 @@ import pandas as pd
 from dagster import AssetKey, AssetObservation, Failure
 
 from tvquant_assets.errors import BadDataError, ConfigurationError
-from tvquant_assets.stages import ASSETS, assets_of
+from tvquant_assets.stages import ALL_ASSETS, assets_of
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.failures import PartitionFailure, blocked, locate
 from tvquant_assets.stages.plan import run_stage
@@ -64,9 +64,9 @@ def _stage_of_step(step_key: str) -> tuple[str, bool]:
     """The stage a step computes or checks (``<manifest>__<stage>`` / ``<manifest>__<stage>_<check>``), and
     whether it is a check step."""
     op = step_key.rsplit("__", 1)[-1]
-    if op in ASSETS:
+    if op in ALL_ASSETS:
         return op, False
-    return max((s for s in ASSETS if op.startswith(f"{s}_")), key=len, default=op), True
+    return max((s for s in ALL_ASSETS if op.startswith(f"{s}_")), key=len, default=op), True
 
 
 def _value(md: dict, key: str, default):
@@ -141,7 +141,7 @@ def plan_segments(ctx: RunContext, dates: list[pd.Timestamp], failures: list[Par
     bad = blocked(ctx, failures, dates)
     assets = assets_of(ctx.manifest)
     pending = {d: frozenset(s for s in assets if (s, d) not in done and (s, d) not in bad) for d in dates}
-    return [(lo, hi, tuple(sorted(st, key=ASSETS.index))) for lo, hi, st in _segments(pending)], bad
+    return [(lo, hi, tuple(sorted(st, key=ALL_ASSETS.index))) for lo, hi, st in _segments(pending)], bad
 
 
 def unlocated_failures(rec: RunRecord, span: list[pd.Timestamp]) -> list[PartitionFailure]:
@@ -152,7 +152,7 @@ def unlocated_failures(rec: RunRecord, span: list[pd.Timestamp]) -> list[Partiti
 def ordered_failures(ctx: RunContext, failures: list[PartitionFailure], dates: list[pd.Timestamp]):
     """Roots first (by date, stage order), then what they block."""
     bad = blocked(ctx, failures, dates)
-    return sorted(bad.values(), key=lambda f: (f.blocked_by is not None, f.date, ASSETS.index(f.stage)))
+    return sorted(bad.values(), key=lambda f: (f.blocked_by is not None, f.date, ALL_ASSETS.index(f.stage)))
 
 
 @dataclass

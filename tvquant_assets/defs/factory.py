@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
-    AssetExecutionContext,
     AssetDep,
+    AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     BackfillPolicy,

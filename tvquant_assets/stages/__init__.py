@@ -62,13 +62,17 @@ MODULES, SPECS = _load()
 STAGES: tuple[Stage, ...] = tuple(Stage(n) for n, s in SPECS.items() if s.sealed or s.seals)
 """The stages of the decision chain: sealed in the ledger (and the audit stage that seals them)."""
 
-ASSETS: tuple[Stage, ...] = tuple(Stage(n) for n in SPECS)
-"""Every daily asset of a manifest: the decision chain plus advisory stages (the threshold auditor)."""
+ALL_ASSETS: tuple[Stage, ...] = tuple(Stage(n) for n in SPECS)
+"""Every stage, opt-in ones included, in execution order."""
+
+ASSETS: tuple[Stage, ...] = tuple(s for s in ALL_ASSETS if SPECS[s].enabled_by is None)
+"""The daily assets every manifest has: the decision chain plus advisory stages (the threshold auditor);
+:func:`assets_of` adds the opt-in stages a manifest enables (the paper account)."""
 
 
 def assets_of(manifest) -> tuple[Stage, ...]:
     """The daily assets of ``manifest``: every stage but the opt-in ones it does not enable."""
-    return tuple(s for s in ASSETS if SPECS[s].enabled(manifest))
+    return tuple(s for s in ALL_ASSETS if SPECS[s].enabled(manifest))
 
 
 def sealed_specs(manifest=None) -> list[StageSpec]:
@@ -90,5 +94,5 @@ def downstream_of(name: str) -> tuple[Stage, ...]:
     return tuple(Stage(n) for n in SPECS if n in reached)
 
 
-__all__ = ["ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage", "StageResult", "StageSpec",
+__all__ = ["ALL_ASSETS", "ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage", "StageResult", "StageSpec",
            "assets_of", "downstream_of", "sealed_specs", "upstream_of"]

@@ -17,6 +17,7 @@ from tvquant_assets.defs.factory import build_manifest_assets, build_manifest_jo
 from tvquant_assets.defs.jobs import REVIEW_STAGES, build_repair_job
 from tvquant_assets.manifest import discover_manifests, load_manifest
 from tvquant_assets.stages import (
+    ALL_ASSETS,
     ASSETS,
     MODULES,
     SPECS,
@@ -34,7 +35,8 @@ DEMO = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
 
 
 def test_one_module_per_asset_in_execution_order():
-    assert [str(s) for s in ASSETS] == list(STAGE_MODULES) == list(SPECS) == list(MODULES)
+    assert [str(s) for s in ALL_ASSETS] == list(STAGE_MODULES) == list(SPECS) == list(MODULES)
+    assert [s for s in ALL_ASSETS if s not in ASSETS] == [Stage.PAPER]  # opt-in: paper.enabled
     seen: set[str] = set()
     for name, spec in SPECS.items():
         assert set(spec.upstream) <= seen, name  # upstreams run first
@@ -49,7 +51,7 @@ def test_one_module_per_asset_in_execution_order():
 def test_every_asset_is_derived_from_its_stage_module(path):
     m = load_manifest(path)
     assets = {a.key.path[-1]: a for a in build_manifest_assets(m, path)}
-    assert list(assets) == [str(s) for s in assets_of(m)] == [str(s) for s in ASSETS if SPECS[s].enabled(m)]
+    assert list(assets) == [str(s) for s in assets_of(m)] == [str(s) for s in ALL_ASSETS if SPECS[s].enabled(m)]
     for name in assets:
         spec, a, key = SPECS[name], assets[name], AssetKey([m.name, name])
         assert {d.path[-1] for d in a.asset_deps[key]} == set(upstream_of(spec, m)) | set(spec.previous)
@@ -68,7 +70,7 @@ def test_every_asset_is_derived_from_its_stage_module(path):
 def test_the_review_reruns_the_tournament_and_everything_after_it():
     assert [str(s) for s in REVIEW_STAGES] == ["tournament", "backtest", "drift", "paper", "audit",
                                                  "regime_regret", "verdict"]
-    assert downstream_of(Stage.CATALOG) == ASSETS
+    assert downstream_of(Stage.CATALOG) == ALL_ASSETS
 
 
 def test_every_summary_reads_an_empty_and_a_real_partition(small_lake):
