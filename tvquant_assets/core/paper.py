@@ -17,6 +17,7 @@ symbol without an open that day keeps its order pending); marks are each symbol'
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -195,7 +196,9 @@ def _run_session(orders: list[Order], opens: pd.Series, commission: pd.Series, s
                                   float(event.commission.as_double()), o.reference, o.order_date))
 
         engine.add_strategy(AtTheOpen())
-        engine.run()
+        with warnings.catch_warnings():  # nautilus calls pandas' deprecated Timestamp.utcnow
+            warnings.filterwarnings("ignore", message=".*utcnow.*")
+            engine.run()
     finally:
         engine.dispose()
     return _merge(fills)
@@ -299,7 +302,7 @@ def frame(account: Account, fills: list[Fill], classes: dict[str, str], estimate
              for c, e in sorted(estimates.items())]
     out = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     for c, t in COLUMNS.items():
-        out[c] = out[c].fillna("").astype(str) if t == "str" else out[c].astype(t)
+        out[c] = out[c].astype(object).where(out[c].notna(), "").astype(str) if t == "str" else out[c].astype(t)
     return out
 
 
