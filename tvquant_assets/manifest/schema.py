@@ -617,7 +617,8 @@ class FillModelConfig(Strict):
 
 class ExecutionFeedbackConfig(Strict):
     """Calibrates the slippage the vectorized simulator charges to the implementation shortfall the
-    event-driven (nautilus) run realizes, per asset class, point in time."""
+    event-driven (nautilus) run realizes, per asset class, point in time. With `paper.enabled` the same
+    halflife, min_fills and bounds learn a suggested slippage from the paper account's fills."""
 
     enabled: bool = Field(False, description="measure shortfall with nautilus and update the slippage estimate")
     halflife: float = Field(5.0, gt=0.0, description="fill days after which a day's shortfall weighs half as much")
@@ -636,7 +637,8 @@ class ExecutionFeedbackConfig(Strict):
 
 class PaperConfig(Strict):
     """A paper account (opt-in): D's drift orders filled by nautilus_trader's simulated exchange at the next
-    session's open; positions, cash, fills and P&L per date in the lake, sealed in the ledger."""
+    session's open; positions, cash, fills and P&L per date in the lake, sealed in the ledger. The slippage it
+    suggests is learned from its fills with `backtest.execution_feedback`'s halflife, min_fills and bounds."""
 
     enabled: bool = Field(False, description="add the `paper` asset after `drift` (needs `rebalance.rule: drift` "
                                              "and a source with open prices)")
