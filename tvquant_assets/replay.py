@@ -18,12 +18,12 @@ from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import SPECS, STAGES, Stage
+from tvquant_assets.stages import ALL_STAGES, SPECS, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.lineage import input_hashes, output_hashes
 from tvquant_assets.stages.plan import run_stage
 
-COMPUTED = tuple(s for s in STAGES if s is not Stage.AUDIT)
+COMPUTED = tuple(s for s in ALL_STAGES if s is not Stage.AUDIT)  # those a manifest enables
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pydantic import Field
 from tvquant_assets.defs.metadata import OWNERS, report_metadata, views_metadata
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.manifest import Manifest, manifest_hash
-from tvquant_assets.stages import STAGES, Stage, assets_of
+from tvquant_assets.stages import ALL_STAGES, Stage, assets_of
 
 REPORT = "report"
 LAKE_VIEWS = "lake_views"
@@ -65,7 +65,7 @@ def build_lake_views_asset(manifest: Manifest) -> AssetsDefinition:
 
     @asset(
         key=AssetKey([name, LAKE_VIEWS]),
-        deps=[AssetKey([name, str(s)]) for s in STAGES if s in assets_of(manifest)],
+        deps=[AssetKey([name, str(s)]) for s in ALL_STAGES if s in assets_of(manifest)],
         group_name=name,
         description=f"DuckDB views over the parquet lake, schema {name}: one view per stage "
                     f"({name}.backtest, ...) plus {name}.ledger, in one database file for BI tools and "

@@ -19,7 +19,7 @@ from tvquant_assets.core import linkage
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake.duckdb_views import read_range
-from tvquant_assets.stages import SPECS, STAGES, Stage
+from tvquant_assets.stages import ALL_STAGES, SPECS, Stage
 from tvquant_assets.stages.books import held_weights
 from tvquant_assets.stages.context import RunContext
 
@@ -275,7 +275,7 @@ def _other_stages(data: ReportData) -> None:
     root = data.ctx.lake.manifest_dir(data.ctx.name)
     if not root.exists():
         return
-    known = ({s.value for s in STAGES} | {REPORT_ASSET, Stage.VERDICT.value}) - set(ORDER_STAGES)
+    known = ({s.value for s in ALL_STAGES} | {REPORT_ASSET, Stage.VERDICT.value}) - set(ORDER_STAGES)
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known and not p.name.startswith("."))
     names.sort(key=lambda n: (n not in ORDER_STAGES, ORDER_STAGES.index(n) if n in ORDER_STAGES else 0, n))
     for name in names:

@@ -59,8 +59,12 @@ def _load() -> tuple[dict[str, ModuleType], dict[str, StageSpec]]:
 MODULES, SPECS = _load()
 """``{name: module}`` and ``{name: StageSpec}`` of every stage, in execution order."""
 
-STAGES: tuple[Stage, ...] = tuple(Stage(n) for n, s in SPECS.items() if s.sealed or s.seals)
-"""The stages of the decision chain: sealed in the ledger (and the audit stage that seals them)."""
+ALL_STAGES: tuple[Stage, ...] = tuple(Stage(n) for n, s in SPECS.items() if s.sealed or s.seals)
+"""The stages of the decision chain: sealed in the ledger (and the audit stage that seals them), opt-in ones
+included."""
+
+STAGES: tuple[Stage, ...] = tuple(s for s in ALL_STAGES if SPECS[s].enabled_by is None)
+"""The decision chain every manifest has (``ALL_STAGES`` without the opt-in stages)."""
 
 ALL_ASSETS: tuple[Stage, ...] = tuple(Stage(n) for n in SPECS)
 """Every stage, opt-in ones included, in execution order."""
@@ -94,5 +98,5 @@ def downstream_of(name: str) -> tuple[Stage, ...]:
     return tuple(Stage(n) for n in SPECS if n in reached)
 
 
-__all__ = ["ALL_ASSETS", "ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage", "StageResult", "StageSpec",
+__all__ = ["ALL_ASSETS", "ALL_STAGES", "ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage", "StageResult", "StageSpec",
            "assets_of", "downstream_of", "sealed_specs", "upstream_of"]
