@@ -98,5 +98,5 @@ def downstream_of(name: str) -> tuple[Stage, ...]:
     return tuple(Stage(n) for n in SPECS if n in reached)
 
 
-__all__ = ["ALL_ASSETS", "ALL_STAGES", "ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage", "StageResult", "StageSpec",
-           "assets_of", "downstream_of", "sealed_specs", "upstream_of"]
+__all__ = ["ALL_ASSETS", "ALL_STAGES", "ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage",
+           "StageResult", "StageSpec", "assets_of", "downstream_of", "sealed_specs", "upstream_of"]
