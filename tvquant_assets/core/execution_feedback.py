@@ -13,6 +13,9 @@ No double counting: the event-driven run pays only the commission as a fee and r
 fill prices; the calibrated rate of a day is ``commission + estimate`` and replaces the manifest's slippage.
 Point in time: the rate a trade on day ``t`` pays uses only fills of days ``< t``; the estimate published for
 ``D`` uses fills ``<= D``.
+
+The paper account (``stages/paper.py``) learns from its own fills (reference: the decision-time close) with
+the same step, :func:`estimate_step`, one session at a time from the state its previous partition holds.
 """
 
 from __future__ import annotations

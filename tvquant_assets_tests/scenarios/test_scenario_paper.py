@@ -97,6 +97,20 @@ def test_the_ledger_seals_the_account_and_the_suggestion_is_written_not_applied(
     assert md[key]["suggested_slippage_bps"].value == {"default": pytest.approx(learned.loc["default",
                                                                                            "estimate_bps"])}
     assert md[key]["slippage_file"].value.endswith(SLIPPAGE_FILE)
+    assert md[key]["fills"].value == len(_rows(last, "fill")) and "equity" in md[key]["summary"].value
+
+
+def test_the_tearsheet_reports_the_shortfall_against_the_backtest(scenario):
+    from tvquant_assets.report.tearsheet import build_report
+
+    ran = scenario(NAME)
+    d = ran.dates[-2]
+    page = open(build_report(ran.path, d, lake=Lake(ran.lake_root)).path, encoding="utf-8").read()
+    assert f"Paper account on {d.date()}" in page and "vs backtest since start" in page
+    assert "suggested slippage default" in page and "paper_slippage.json" in page
+    fills = _rows(Lake(ran.lake_root).read(NAME, "paper", d), "fill")
+    section = page[page.index('id="paper"'):page.index("</section>", page.index('id="paper"'))]
+    assert all(s in section for s in fills["symbol"])
 
 
 def test_paper_of_d_ignores_every_bar_after_d_and_follows_d_own_open(scenario, tmp_path):
