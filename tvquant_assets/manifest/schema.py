@@ -640,8 +640,8 @@ class PaperConfig(Strict):
     session's open; positions, cash, fills and P&L per date in the lake, sealed in the ledger. The slippage it
     suggests is learned from its fills with `backtest.execution_feedback`'s halflife, min_fills and bounds."""
 
-    enabled: bool = Field(False, description="add the `paper` asset after `drift` (needs `rebalance.rule: drift` "
-                                             "and a source with open prices)")
+    enabled: bool = Field(False, description="add the `paper` asset after `drift` (needs `rebalance.rule: drift`, "
+                                             "`backtest.drift.candidate` and a source with open prices)")
     cash: float | None = Field(None, gt=0.0, description="starting cash (default: `backtest.drift.notional`, the "
                                                         "book the drift orders are sized on)")
     tick: float = Field(0.01, gt=0.0, description="instrument price increment of the simulated exchange")
@@ -893,6 +893,9 @@ class Manifest(Strict):
         if self.rebalance.rule != "drift":
             raise ValueError(f"paper.enabled trades the drift monitor's orders, which are every trade of the book "
                              f"only with rebalance.rule drift (got {self.rebalance.rule}): set rule: drift")
+        if self.backtest.drift.candidate is None:
+            raise ValueError("paper.enabled trades one candidate's drift orders and the leaderboard's leader can "
+                             "change from day to day: set backtest.drift.candidate")
         if self.source.kind == "bundled":
             raise ValueError("paper.enabled fills orders at the next open and source bundled has close prices only: "
                              "use a source with opens (synthetic, files with an open column, tradingview)")
