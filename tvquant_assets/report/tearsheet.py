@@ -29,6 +29,7 @@ from tvquant_assets.report.data import (
     drawdowns,
     rolling_sharpe,
 )
+from tvquant_assets.stages import SPECS, Stage
 from tvquant_assets.stages.context import RunContext
 
 REGIME_COLORS = {"QUIET": "#cfe8cf", "NORMAL": "#ffffff", "TURBULENT": "#fbd9a8", "CRISIS": "#f4a7a3"}
@@ -80,7 +81,8 @@ def build_report(manifest: str | Path | Manifest, date=None, *, lake: Lake | Non
     return ReportResult(
         path=path, manifest=m.name, date=data.date, featured=data.featured,
         leader=str(board["candidate"].iloc[0]) if not board.empty and "candidate" in board.columns else None,
-        regime=regime, sections=tuple(name for name, _ in SECTIONS), missing=tuple(data.missing),
+        regime=regime, sections=tuple(name for name, _ in SECTIONS if name not in OPT_IN or
+                                      SPECS[OPT_IN[name]].enabled(m)), missing=tuple(data.missing),
         bytes=len(payload),
     )
 
@@ -539,6 +541,8 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("other", section_other),
     ("provenance", section_provenance),
 )
+OPT_IN = {"paper": Stage.PAPER}
+"""Sections of opt-in stages: a page has them when the manifest enables the stage."""
 TITLES = {"summary": "Summary", "equity": "Equity", "drawdown": "Drawdowns", "relative": "Vs benchmark",
           "rolling": "Rolling Sharpe", "leaderboard": "Leaderboard", "verdict": "Verdict", "exposure": "Exposure",
           "weights": "Weights", "holdings": "Holdings", "clusters": "Clusters",

@@ -105,7 +105,9 @@ def test_the_tearsheet_reports_the_shortfall_against_the_backtest(scenario):
 
     ran = scenario(NAME)
     d = ran.dates[-2]
-    page = open(build_report(ran.path, d, lake=Lake(ran.lake_root)).path, encoding="utf-8").read()
+    result = build_report(ran.path, d, lake=Lake(ran.lake_root))
+    assert "paper" in result.sections
+    page = open(result.path, encoding="utf-8").read()
     assert f"Paper account on {d.date()}" in page and "vs backtest since start" in page
     assert "suggested slippage default" in page and "paper_slippage.json" in page
     fills = _rows(Lake(ran.lake_root).read(NAME, "paper", d), "fill")
@@ -134,6 +136,10 @@ def test_paper_of_d_ignores_every_bar_after_d_and_follows_d_own_open(scenario, t
     assert df_hash(run_stage(ctx, "paper", [d]).frames[d].reset_index(drop=True)) == stored
     ranged = run_stage(RunContext(ran.manifest, lake), "paper", ran.dates[3:6])
     assert df_hash(ranged.frames[d].reset_index(drop=True)) == stored
+    for gone in ran.dates[2:5]:  # no paper(D-1) in the lake: the account is rebuilt from the last one stored
+        (tmp_path / NAME / "paper" / f"{gone:%Y-%m-%d}.parquet").unlink()
+    rebuilt = run_stage(RunContext(ran.manifest, Lake(str(tmp_path))), "paper", [d])
+    assert df_hash(rebuilt.frames[d].reset_index(drop=True)) == stored
     own = lake.read(NAME, "prices", d).copy()
     own["open"] = own["open"] * 1.01
     lake.write(NAME, "prices", d, own)
