@@ -8,7 +8,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from tvquant_assets.definitions import build_definitions
-from tvquant_assets.defs.factory import ASSETS  # every stage plus the threshold auditor
+from tvquant_assets.stages import ASSETS  # every stage plus the advisory ones (the demo has no opt-in stage)
 from tvquant_assets.defs.metadata import stage_summary
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import discover_manifests
