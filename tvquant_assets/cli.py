@@ -94,19 +94,19 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
     from tvquant_assets.lake import default_lake_root
     from tvquant_assets.manifest import resolve_manifest
     from tvquant_assets.runner import ensure_dagster_home, materialize_range
-    from tvquant_assets.stages import ASSETS
+    from tvquant_assets.stages import assets_of
 
-    resolve_manifest(manifest)  # a bad manifest is one line before any folder (instance, lake) is created
+    assets = assets_of(resolve_manifest(manifest)[1])  # a bad manifest: one line before any folder is created
     home = ensure_dagster_home()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                    TimeElapsedColumn(), disable=as_json, transient=False)
-    task = bar.add_task(f"{manifest} {start}..{end}", total=len(ASSETS))
+    task = bar.add_task(f"{manifest} {start}..{end}", total=len(assets))
     started = [0]
 
     def on_event(event: str, stage: str, n: int) -> None:
         if event == "start":
             started[0] += 1
-            bar.update(task, description=f"{stage} ({n} partitions)", total=max(len(ASSETS), started[0]))
+            bar.update(task, description=f"{stage} ({n} partitions)", total=max(len(assets), started[0]))
         else:
             bar.advance(task)
 
@@ -149,7 +149,7 @@ def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_js
     if shown is not None:
         _print_leaderboard(report.manifest, shown, lake_root)
     s = summary["seconds"]
-    print(f"{report.partitions} partitions x {len(ASSETS)} assets: runs {s['run_wall']:.1f} s = our compute "
+    print(f"{report.partitions} partitions x {len(assets)} assets: runs {s['run_wall']:.1f} s = our compute "
           f"{s['our_compute']:.1f} s + lake writes {s['lake_writes']:.1f} s + Dagster bookkeeping "
           f"{s['dagster_bookkeeping']:.1f} s; whole command {s['command_total']:.1f} s (imports and setup included)")
     print(f"lake:    {summary['lake']}")

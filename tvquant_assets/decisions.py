@@ -15,7 +15,7 @@ from tvquant_assets.errors import LedgerError, TvquantError
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.stages import ALL_STAGES, SPECS, Stage
 from tvquant_assets.stages.lineage import output_hashes
 
 TOP_WEIGHTS = 5
@@ -61,8 +61,8 @@ def decision_record(manifest: Manifest, lake_root, date=None) -> dict:
     p = entry["payload"]
     recorded = output_hashes(p)
     frames, hashes = {}, {}
-    for stage in STAGES:
-        if stage is not Stage.AUDIT:
+    for stage in ALL_STAGES:
+        if stage is not Stage.AUDIT and SPECS[stage].enabled(manifest):
             frames[stage], digest = _read(lake, manifest.name, stage, day)
             hashes[stage.value] = {"lake": digest, "ledger": recorded.get(stage.value),
                                    "matches": digest is not None and digest == recorded.get(stage.value)}

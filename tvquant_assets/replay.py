@@ -18,12 +18,12 @@ from tvquant_assets.hashing import df_hash
 from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import SPECS, STAGES, Stage
+from tvquant_assets.stages import ALL_STAGES, SPECS, Stage
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.lineage import input_hashes, output_hashes
 from tvquant_assets.stages.plan import run_stage
 
-COMPUTED = tuple(s for s in STAGES if s is not Stage.AUDIT)
+COMPUTED = tuple(s for s in ALL_STAGES if s is not Stage.AUDIT)  # those a manifest enables
 
 
 @dataclass
@@ -95,9 +95,10 @@ def replay(manifest: Manifest, lake_root, date) -> ReplayReport:
     recorded = output_hashes(payload)
     ctx = RunContext(manifest, lake)
     ctx.history.content = ctx.history.persist = False  # replay names changed inputs itself, and writes nothing
-    inputs_now = input_hashes(ctx, [d], [SPECS[s] for s in COMPUTED], verify=True)[d]  # from the files' content
+    computed = [s for s in COMPUTED if SPECS[s].enabled(manifest)]
+    inputs_now = input_hashes(ctx, [d], [SPECS[s] for s in computed], verify=True)[d]  # from the files' content
     rows = []
-    for stage in COMPUTED:
+    for stage in computed:
         row = StageReplay(stage.value, recorded.get(stage.value), _lake_hash(lake, manifest.name, stage, d), None)
         try:
             frame = run_stage(ctx, stage, [d]).frames[d].reset_index(drop=True)

@@ -18,7 +18,7 @@ from tvquant_assets.lake import Lake, atomic_write_bytes, default_lake_root
 from tvquant_assets.manifest import Manifest, resolve_manifest
 from tvquant_assets.permissions import DIR_MODE
 from tvquant_assets.sources import last_partition_date
-from tvquant_assets.stages import ASSETS, STAGES
+from tvquant_assets.stages import STAGES, assets_of
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.history import stale_note
 from tvquant_assets.stages.plan import HISTORY_STAGES, plan_range, plan_start
@@ -162,7 +162,8 @@ def materialize_range(manifest_ref: str | Path, start, end, *, lake_root: str | 
     if done:  # only what is missing or stale, in segments of dates
         contained = contain(ctx, dates, None, rerun, instance, done)
         failures, run_ids = contained.failures, contained.run_ids
-        plan.notes.append(f"skipped {len(done)} of {len(dates) * len(ASSETS)} asset-partitions: in the lake, "
+        total = len(dates) * len(assets_of(manifest))
+        plan.notes.append(f"skipped {len(done)} of {total} asset-partitions: in the lake, "
                           f"materialized with the current code version, nothing they read redone")
     else:
         result = execute_job(job, instance, tags=tags, run_config=QUIET, first=keys[0], last=keys[1])

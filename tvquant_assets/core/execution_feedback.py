@@ -13,6 +13,9 @@ No double counting: the event-driven run pays only the commission as a fee and r
 fill prices; the calibrated rate of a day is ``commission + estimate`` and replaces the manifest's slippage.
 Point in time: the rate a trade on day ``t`` pays uses only fills of days ``< t``; the estimate published for
 ``D`` uses fills ``<= D``.
+
+The paper account (``stages/paper.py``) learns from its own fills (reference: the decision-time close) with
+the same step, :func:`estimate_step`, one session at a time from the state its previous partition holds.
 """
 
 from __future__ import annotations
@@ -72,19 +75,29 @@ def slippage_path(shortfalls: pd.DataFrame, prior_bps: Mapping[str, float], days
         weighted = np.bincount(p, (shortfalls["notional"] * shortfalls["shortfall_bps"]).to_numpy()[mine], len(days))
         n = np.bincount(p, minlength=len(days)).astype(float)
         value = float(np.clip(prior_bps[name], min_bps, max_bps))
-        pool_w = pool_n = seen = 0.0
+        pool = (0.0, 0.0, 0.0)
         for t in range(len(days)):
             before[t, j] = value
             if n[t]:
-                pool_w, pool_n, seen = pool_w + weighted[t], pool_n + notional[t], seen + n[t]
-                if seen >= min_fills and pool_n > 0.0:
-                    value = float(np.clip(value + alpha * (pool_w / pool_n - value), min_bps, max_bps))
-                    pool_w = pool_n = 0.0
+                value, pool = estimate_step(value, pool, weighted[t], notional[t], n[t], alpha=alpha,
+                                            min_fills=min_fills, min_bps=min_bps, max_bps=max_bps)
             est[t, j] = value
             count[t, j] = n[t]
     frame = lambda a: pd.DataFrame(a, index=days, columns=names)  # noqa: E731
     return SlippagePath(frame(est), frame(before), frame(count).astype("int64"),
                         frame(np.cumsum(count, axis=0)).astype("int64"))
+
+
+def estimate_step(value: float, pool: tuple[float, float, float], weighted: float, notional: float, n: float, *,
+                  alpha: float, min_fills: int, min_bps: float, max_bps: float
+                  ) -> tuple[float, tuple[float, float, float]]:
+    """One fill day of a class: its fills (``n``, notional, notional x shortfall) join the pool, which moves
+    the estimate once ``min_fills`` fills have been seen. ``pool`` is ``(weighted, notional, fills seen)``."""
+    pool_w, pool_n, seen = pool[0] + weighted, pool[1] + notional, pool[2] + n
+    if seen >= min_fills and pool_n > 0.0:
+        value = float(np.clip(value + alpha * (pool_w / pool_n - value), min_bps, max_bps))
+        pool_w = pool_n = 0.0
+    return value, (pool_w, pool_n, seen)
 
 
 def calibrated_rates(path: SlippagePath, commission: pd.Series, classes: Mapping[str, str]) -> pd.DataFrame:

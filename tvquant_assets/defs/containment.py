@@ -23,7 +23,7 @@ import pandas as pd
 from dagster import AssetKey, AssetObservation, Failure
 
 from tvquant_assets.errors import BadDataError, ConfigurationError
-from tvquant_assets.stages import ASSETS
+from tvquant_assets.stages import ALL_ASSETS, assets_of
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.failures import PartitionFailure, blocked, locate
 from tvquant_assets.stages.plan import run_stage
@@ -64,9 +64,9 @@ def _stage_of_step(step_key: str) -> tuple[str, bool]:
     """The stage a step computes or checks (``<manifest>__<stage>`` / ``<manifest>__<stage>_<check>``), and
     whether it is a check step."""
     op = step_key.rsplit("__", 1)[-1]
-    if op in ASSETS:
+    if op in ALL_ASSETS:
         return op, False
-    return max((s for s in ASSETS if op.startswith(f"{s}_")), key=len, default=op), True
+    return max((s for s in ALL_ASSETS if op.startswith(f"{s}_")), key=len, default=op), True
 
 
 def _value(md: dict, key: str, default):
@@ -139,8 +139,9 @@ def plan_segments(ctx: RunContext, dates: list[pd.Timestamp], failures: list[Par
     with the same stages left (in execution order), ``(first, last, stages)``; none depends on a failure.
     Also every blocked ``(stage, date)`` with why. Shared by ``contain`` and the containment sensor."""
     bad = blocked(ctx, failures, dates)
-    pending = {d: frozenset(s for s in ASSETS if (s, d) not in done and (s, d) not in bad) for d in dates}
-    return [(lo, hi, tuple(sorted(st, key=ASSETS.index))) for lo, hi, st in _segments(pending)], bad
+    assets = assets_of(ctx.manifest)
+    pending = {d: frozenset(s for s in assets if (s, d) not in done and (s, d) not in bad) for d in dates}
+    return [(lo, hi, tuple(sorted(st, key=ALL_ASSETS.index))) for lo, hi, st in _segments(pending)], bad
 
 
 def unlocated_failures(rec: RunRecord, span: list[pd.Timestamp]) -> list[PartitionFailure]:
@@ -151,7 +152,7 @@ def unlocated_failures(rec: RunRecord, span: list[pd.Timestamp]) -> list[Partiti
 def ordered_failures(ctx: RunContext, failures: list[PartitionFailure], dates: list[pd.Timestamp]):
     """Roots first (by date, stage order), then what they block."""
     bad = blocked(ctx, failures, dates)
-    return sorted(bad.values(), key=lambda f: (f.blocked_by is not None, f.date, ASSETS.index(f.stage)))
+    return sorted(bad.values(), key=lambda f: (f.blocked_by is not None, f.date, ALL_ASSETS.index(f.stage)))
 
 
 @dataclass
@@ -178,7 +179,7 @@ def contain(ctx: RunContext, dates: list[pd.Timestamp], first, rerun: Callable[[
     failures = list(record.failures)
     run_ids = [record.run_id] if first is not None else []
     failures += unlocated_failures(record, dates)
-    for _ in range(len(ASSETS) + 2):  # each round settles at least one more stage
+    for _ in range(len(assets_of(ctx.manifest)) + 2):  # each round settles at least one more stage
         segments, _ = plan_segments(ctx, dates, failures, done)
         if not segments:
             break
@@ -228,7 +229,8 @@ def fresh_partitions(ctx: RunContext, dates: list[pd.Timestamp], instance) -> se
 
     keys = [d.strftime("%Y-%m-%d") for d in dates]
     current: dict[str, dict[pd.Timestamp, str | None]] = {}
-    for stage in ASSETS:
+    assets = assets_of(ctx.manifest)
+    for stage in assets:
         latest: dict[pd.Timestamp, str | None] = {}
         for i in range(0, len(keys), 2000):
             cursor = None
@@ -243,9 +245,9 @@ def fresh_partitions(ctx: RunContext, dates: list[pd.Timestamp], instance) -> se
                     break
                 cursor = page.cursor
         current[stage] = latest
-    versions = {s: code_version(s, ctx.manifest) for s in ASSETS}
-    incomplete = {d for d in dates for s in ASSETS
+    versions = {s: code_version(s, ctx.manifest) for s in assets}
+    incomplete = {d for d in dates for s in assets
                   if current[s].get(d) != versions[s] or not ctx.lake.exists(ctx.name, s, d)}
-    redo = [PartitionFailure(s, d, "missing or stale") for d in sorted(incomplete) for s in ASSETS]
+    redo = [PartitionFailure(s, d, "missing or stale") for d in sorted(incomplete) for s in assets]
     stale = blocked(ctx, redo, dates)
-    return {(s, d) for s in ASSETS for d in dates if (s, d) not in stale}
+    return {(s, d) for s in assets for d in dates if (s, d) not in stale}

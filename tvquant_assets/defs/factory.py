@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -15,6 +16,7 @@ from dagster import (
     BetaWarning,
     DataVersion,
     Output,
+    TimeWindowPartitionMapping,
     TimeWindowPartitionsDefinition,
     asset,
     define_asset_job,
@@ -31,7 +33,7 @@ from tvquant_assets.defs.run_warnings import warnings_to_run_log
 from tvquant_assets.hashing import df_hash, stamp_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import last_partition_date
-from tvquant_assets.stages import ASSETS, SPECS
+from tvquant_assets.stages import SPECS, assets_of, upstream_of
 from tvquant_assets.stages.code_versions import code_version
 from tvquant_assets.stages.context import RunContext
 
@@ -76,6 +78,12 @@ def _last_partition(manifest: Manifest, now: dt.datetime) -> pd.Timestamp:
     return _LAST[key]
 
 
+def previous_deps(name: str, spec) -> list[AssetDep]:
+    """Deps on the previous partition of ``spec.previous`` (a stage's own name: its carried state)."""
+    previous = TimeWindowPartitionMapping(start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True)
+    return [AssetDep(AssetKey([name, str(p)]), partition_mapping=previous) for p in spec.previous]
+
+
 def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None = None) -> AssetsDefinition:
     """The asset ``<manifest>/<stage>``: everything about it comes from the stage's ``StageSpec``."""
     spec = SPECS[str(stage)]
@@ -84,7 +92,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
 
     @asset(
         key=AssetKey([name, spec.name]),
-        deps=[AssetKey([name, str(up)]) for up in spec.upstream],
+        deps=[*(AssetKey([name, str(up)]) for up in upstream_of(spec, manifest)), *previous_deps(name, spec)],
         partitions_def=partitions_for(manifest),
         backfill_policy=BackfillPolicy.single_run(),
         group_name=name,
@@ -133,13 +141,13 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
 def build_manifest_assets(manifest: Manifest, manifest_path: Path | None = None) -> list[AssetsDefinition]:
     with warnings.catch_warnings():  # backfill_policy is marked beta; we rely on it deliberately
         warnings.simplefilter("ignore", BetaWarning)
-        return [build_stage_asset(manifest, stage, manifest_path) for stage in ASSETS]
+        return [build_stage_asset(manifest, stage, manifest_path) for stage in assets_of(manifest)]
 
 
 def build_manifest_job(manifest: Manifest):
     return define_asset_job(
         f"{manifest.name}_pipeline",
-        selection=[AssetKey([manifest.name, str(s)]) for s in ASSETS],
+        selection=[AssetKey([manifest.name, str(s)]) for s in assets_of(manifest)],
         executor_def=in_process_executor,
         description=f"Every stage of manifest {manifest.name} and its threshold auditor, in one process "
         "(ranges run as one run).",

@@ -4,7 +4,7 @@ from dagster import AssetKey, define_asset_job, in_process_executor
 
 from tvquant_assets import repair
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import ASSETS, Stage, downstream_of
+from tvquant_assets.stages import Stage, assets_of, downstream_of
 
 REVIEW_STAGES = downstream_of(Stage.TOURNAMENT)
 """The monthly review re-runs the tournament and every stage that depends on it."""
@@ -27,7 +27,7 @@ def build_repair_job(manifest: Manifest):
     (fill or exclude), then every stage and check re-runs on the repaired prices."""
     return define_asset_job(
         repair_job_name(manifest),
-        selection=[AssetKey([manifest.name, str(s)]) for s in ASSETS],
+        selection=[AssetKey([manifest.name, str(s)]) for s in assets_of(manifest)],
         executor_def=in_process_executor,
         tags={repair.RUN_TAG: "true", "tvquant/manifest": manifest.name},
         description=f"Repair bad price partitions of {manifest.name} from the source, then re-materialize "
@@ -35,11 +35,16 @@ def build_repair_job(manifest: Manifest):
     )
 
 
+def review_stages(manifest: Manifest) -> tuple[Stage, ...]:
+    """:data:`REVIEW_STAGES` that ``manifest`` has (opt-in stages only when enabled)."""
+    return tuple(s for s in REVIEW_STAGES if s in assets_of(manifest))
+
+
 def build_review_job(manifest: Manifest):
     return define_asset_job(
         review_job_name(manifest),
-        selection=[AssetKey([manifest.name, str(s)]) for s in REVIEW_STAGES],
+        selection=[AssetKey([manifest.name, str(s)]) for s in review_stages(manifest)],
         executor_def=in_process_executor,
         tags={"tvquant/manifest": manifest.name},
-        description=f"Monthly review of {manifest.name}: re-runs {', '.join(REVIEW_STAGES)} over last month.",
+        description=f"Monthly review of {manifest.name}: re-runs {', '.join(review_stages(manifest))} over last month.",
     )

@@ -15,7 +15,7 @@ import pandas as pd
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
 from tvquant_assets.calendar import is_partition, manifest_dates
-from tvquant_assets.defs.jobs import REVIEW_STAGES, pipeline_job_name, review_job_name
+from tvquant_assets.defs.jobs import pipeline_job_name, review_job_name, review_stages
 from tvquant_assets.defs.sensors import RANGE_END, RANGE_START
 from tvquant_assets.manifest import Manifest
 from tvquant_assets.sources import last_partition_date
@@ -115,7 +115,7 @@ def build_review_schedule(manifest: Manifest):
 
     @schedule(name=f"{manifest.name}_monthly_review", job_name=review_job_name(manifest),
               cron_schedule=REVIEW_CRON, execution_timezone=tz, default_status=_status(manifest),
-              description=f"Re-runs {', '.join(REVIEW_STAGES)} of {manifest.name} over the previous month.")
+              description=f"Re-runs {', '.join(review_stages(manifest))} of {manifest.name} over the previous month.")
     def _review(context: ScheduleEvaluationContext):
         day = _local_date(context, tz)
         first_of_month = day.replace(day=1)

@@ -40,7 +40,7 @@ from tvquant_assets.defs.checks import REPAIRABLE
 from tvquant_assets.defs.jobs import pipeline_job_name, repair_job_name
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import ASSETS, Stage
+from tvquant_assets.stages import Stage, assets_of
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import plan_start
 
@@ -166,8 +166,9 @@ def contain_requests(run, manifest: Manifest, record: containment.RunRecord, lak
     and the failures (roots first) they work around."""
     dates = manifest_dates(manifest, pd.Timestamp(run.tags[RANGE_START]), pd.Timestamp(run.tags[RANGE_END]))
     ctx = RunContext(manifest, lake)
-    selected = {k.path[-1] for k in run.asset_selection or ()} or set(ASSETS)
-    done = set(record.materialized) | {(s, d) for s in ASSETS if s not in selected for d in dates}
+    assets = assets_of(manifest)
+    selected = {k.path[-1] for k in run.asset_selection or ()} or set(assets)
+    done = set(record.materialized) | {(s, d) for s in assets if s not in selected for d in dates}
     failures = record.failures + containment.unlocated_failures(record, dates)
     segments, _ = containment.plan_segments(ctx, dates, failures, done)
     ordered = containment.ordered_failures(ctx, failures, dates)

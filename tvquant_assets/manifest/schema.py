@@ -654,7 +654,8 @@ class FillModelConfig(Strict):
 
 class ExecutionFeedbackConfig(Strict):
     """Calibrates the slippage the vectorized simulator charges to the implementation shortfall the
-    event-driven (nautilus) run realizes, per asset class, point in time."""
+    event-driven (nautilus) run realizes, per asset class, point in time. With `paper.enabled` the same
+    halflife, min_fills and bounds learn a suggested slippage from the paper account's fills."""
 
     enabled: bool = Field(False, description="measure shortfall with nautilus and update the slippage estimate")
     halflife: float = Field(5.0, gt=0.0, description="fill days after which a day's shortfall weighs half as much")
@@ -669,6 +670,19 @@ class ExecutionFeedbackConfig(Strict):
         if not self.min_bps <= self.max_bps:
             raise ValueError(f"execution_feedback.min_bps {self.min_bps} must be <= max_bps {self.max_bps}")
         return self
+
+
+class PaperConfig(Strict):
+    """A paper account (opt-in): D's drift orders filled by nautilus_trader's simulated exchange at the next
+    session's open; positions, cash, fills and P&L per date in the lake, sealed in the ledger. The slippage it
+    suggests is learned from its fills with `backtest.execution_feedback`'s halflife, min_fills and bounds."""
+
+    enabled: bool = Field(False, description="add the `paper` asset after `drift` (needs `rebalance.rule: drift`, "
+                                             "`backtest.drift.candidate` and a source with open prices)")
+    cash: float | None = Field(None, gt=0.0, description="starting cash (default: `backtest.drift.notional`, the "
+                                                        "book the drift orders are sized on)")
+    tick: float = Field(0.01, gt=0.0, description="instrument price increment of the simulated exchange")
+    fill_model: FillModelConfig = FillModelConfig()
 
 
 class BacktestConfig(Strict):
@@ -841,6 +855,7 @@ class Manifest(Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     benchmark: BenchmarkConfig | None = Field(None, description="Backtest metrics against it (excess return, "
                                               "alpha, beta, tracking error, information ratio, up/down capture).")
+    paper: PaperConfig = PaperConfig()
 
     @field_validator("universe")
     @classmethod
@@ -906,6 +921,21 @@ class Manifest(Strict):
         if self.backtest.execution_feedback.enabled:
             raise ValueError("rebalance.rule drift with backtest.execution_feedback.enabled: the event-driven fills "
                              "would trade every decision, not the drift-gated ones; turn one of them off")
+        return self
+
+    @model_validator(mode="after")
+    def _paper(self) -> Manifest:
+        if not self.paper.enabled:
+            return self
+        if self.rebalance.rule != "drift":
+            raise ValueError(f"paper.enabled trades the drift monitor's orders, which are every trade of the book "
+                             f"only with rebalance.rule drift (got {self.rebalance.rule}): set rule: drift")
+        if self.backtest.drift.candidate is None:
+            raise ValueError("paper.enabled trades one candidate's drift orders and the leaderboard's leader can "
+                             "change from day to day: set backtest.drift.candidate")
+        if self.source.kind == "bundled":
+            raise ValueError("paper.enabled fills orders at the next open and source bundled has close prices only: "
+                             "use a source with opens (synthetic, files with an open column, tradingview)")
         return self
 
     @property

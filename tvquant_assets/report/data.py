@@ -19,7 +19,7 @@ from tvquant_assets.core import linkage
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake.duckdb_views import read_range
-from tvquant_assets.stages import STAGES, Stage
+from tvquant_assets.stages import ALL_STAGES, SPECS, Stage
 from tvquant_assets.stages.books import held_weights
 from tvquant_assets.stages.context import RunContext
 
@@ -60,6 +60,8 @@ class ReportData:
     audit: pd.DataFrame = field(default_factory=pd.DataFrame)
     verdict: pd.DataFrame = field(default_factory=pd.DataFrame)  # engines vs custom on D
     orders: tuple[str, pd.DataFrame] | None = None
+    paper: pd.DataFrame = field(default_factory=pd.DataFrame)  # paper account rows <= D, index dates
+    paper_day: pd.DataFrame = field(default_factory=pd.DataFrame)  # the paper partition of D
     extras: dict[str, pd.DataFrame] = field(default_factory=dict)  # other stages found for D
     hashes: dict[str, str] = field(default_factory=dict)  # df_hash of every stage frame of D read
     missing: list[str] = field(default_factory=list)  # what could not be shown, one line each
@@ -125,8 +127,29 @@ def collect(ctx: RunContext, date=None) -> ReportData:
     _held(data, start)
     _regimes(data, start)
     _clusters(data)
+    _paper(data, start)
     _other_stages(data)
     return data
+
+
+def _paper(data: ReportData, start: pd.Timestamp) -> None:
+    """The paper account's rows from the backtest start to D, and D's partition (when the manifest has one)."""
+    if not SPECS[Stage.PAPER].enabled(data.manifest):
+        return
+    frame = _one(data, Stage.PAPER.value)
+    if frame is None:
+        return
+    data.paper_day = frame
+    long = _range(data.ctx, Stage.PAPER.value, start, data.date)
+    if not long.empty:
+        acc = long[long["kind"] == "account"].set_index("partition_date").sort_index()
+        acc.index.name = None
+        fills = long[long["kind"] == "fill"]
+        acc["fills"] = fills.groupby("partition_date").size().reindex(acc.index).fillna(0).astype(int)
+        w = fills["value"] * fills["shortfall_bps"]
+        acc["fill_shortfall_bps"] = (w.groupby(fills["partition_date"]).sum()
+                                     / fills["value"].groupby(fills["partition_date"]).sum()).reindex(acc.index)
+        data.paper = acc
 
 
 def _performance(data: ReportData, start: pd.Timestamp) -> None:
@@ -252,7 +275,7 @@ def _other_stages(data: ReportData) -> None:
     root = data.ctx.lake.manifest_dir(data.ctx.name)
     if not root.exists():
         return
-    known = ({s.value for s in STAGES} | {REPORT_ASSET, Stage.VERDICT.value}) - set(ORDER_STAGES)
+    known = ({s.value for s in ALL_STAGES} | {REPORT_ASSET, Stage.VERDICT.value}) - set(ORDER_STAGES)
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known and not p.name.startswith("."))
     names.sort(key=lambda n: (n not in ORDER_STAGES, ORDER_STAGES.index(n) if n in ORDER_STAGES else 0, n))
     for name in names:

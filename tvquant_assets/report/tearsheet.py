@@ -29,6 +29,7 @@ from tvquant_assets.report.data import (
     drawdowns,
     rolling_sharpe,
 )
+from tvquant_assets.stages import SPECS, Stage
 from tvquant_assets.stages.context import RunContext
 
 REGIME_COLORS = {"QUIET": "#cfe8cf", "NORMAL": "#ffffff", "TURBULENT": "#fbd9a8", "CRISIS": "#f4a7a3"}
@@ -80,7 +81,8 @@ def build_report(manifest: str | Path | Manifest, date=None, *, lake: Lake | Non
     return ReportResult(
         path=path, manifest=m.name, date=data.date, featured=data.featured,
         leader=str(board["candidate"].iloc[0]) if not board.empty and "candidate" in board.columns else None,
-        regime=regime, sections=tuple(name for name, _ in SECTIONS), missing=tuple(data.missing),
+        regime=regime, sections=tuple(name for name, _ in SECTIONS if name not in OPT_IN or
+                                      SPECS[OPT_IN[name]].enabled(m)), missing=tuple(data.missing),
         bytes=len(payload),
     )
 
@@ -491,6 +493,41 @@ def section_verdict(data: ReportData) -> str:
             'worse at the 5% level, otherwise no difference.</p></section>')
 
 
+def section_paper(data: ReportData) -> str:
+    acc, day = data.paper, data.paper_day
+    if acc.empty or day.empty:
+        return ""
+    paper_growth = acc["equity"] / acc["equity"].iloc[0]
+    bt = (1.0 + acc["backtest_return"].fillna(0.0)).cumprod()
+    chart = svg.line_chart("paper", acc.index, {"paper account": paper_growth.to_numpy(),
+                                                "backtest (same candidate)": bt.to_numpy()},
+                           y_fmt=svg.number, reference=1.0, height=240,
+                           caption="Growth of the paper account (drift orders of D-1 filled at D's open by "
+                                   "nautilus, whole units, commission) and of the backtest's same candidate.")
+    cum = float(paper_growth.iloc[-1] / bt.iloc[-1] - 1.0)
+    fills = acc["fill_shortfall_bps"].dropna()
+    mean_bps = float((fills * acc.loc[fills.index, "fills"]).sum() / acc.loc[fills.index, "fills"].sum()) \
+        if len(fills) else float("nan")
+    slip = day[day["kind"] == "slippage"]
+    kpis = "".join([_kpi("equity", f"{acc['equity'].iloc[-1]:,.2f}"),
+                    _kpi("vs backtest since start", svg.percent(cum)),
+                    _kpi("fill vs decision close (mean, bps)", f"{mean_bps:.2f}"),
+                    *(_kpi(f"suggested slippage {c} (bps)", f"{b:.2f}", small=True)
+                      for c, b in zip(slip["asset_class"], slip["estimate_bps"]))])
+    cols = ["symbol", "side", "quantity", "price", "reference", "commission", "shortfall_bps", "order_date"]
+    fill_rows = day[day["kind"] == "fill"]
+    positions = day[day["kind"] == "position"]
+    return (f'<section id="paper"><h2>Paper account on {data.date.date()}</h2><div class="kpis">{kpis}</div>'
+            f'{chart}<h3>Fills at the open of {data.date.date()}</h3>'
+            f'{table(fill_rows, columns=cols, key="symbol") if len(fill_rows) else "<p class=note>no fills</p>"}'
+            f'<h3>Positions after the close</h3>'
+            f'{table(positions, columns=["symbol", "quantity", "price", "value"], key="symbol")}'
+            '<p class="note">Implementation shortfall: each fill against the close its order was decided at '
+            '(positive: worse); the account\'s day return against the backtest\'s. The suggested slippage is '
+            'learned from these fills (<code>paper_slippage.json</code> in the lake); the manifest is not '
+            'changed.</p></section>')
+
+
 def section_orders(data: ReportData) -> str:
     if data.orders is None:
         return ('<section id="orders"><h2>Drift orders</h2><p class="note">No order list in the lake for this '
@@ -539,14 +576,17 @@ SECTIONS: tuple[tuple[str, Callable[[ReportData], str]], ...] = (
     ("holdings", section_holdings),
     ("clusters", section_clusters),
     ("regime", section_regime),
+    ("paper", section_paper),
     ("orders", section_orders),
     ("other", section_other),
     ("provenance", section_provenance),
 )
+OPT_IN = {"paper": Stage.PAPER}
+"""Sections of opt-in stages: a page has them when the manifest enables the stage."""
 TITLES = {"summary": "Summary", "equity": "Equity", "drawdown": "Drawdowns", "relative": "Vs benchmark",
           "rolling": "Rolling Sharpe", "leaderboard": "Leaderboard", "verdict": "Verdict", "exposure": "Exposure",
           "weights": "Weights", "holdings": "Holdings", "clusters": "Clusters",
-          "regime": "Regime", "orders": "Orders", "other": "Other", "provenance": "Provenance"}
+          "regime": "Regime", "paper": "Paper", "orders": "Orders", "other": "Other", "provenance": "Provenance"}
 
 
 def _static(name: str) -> str:

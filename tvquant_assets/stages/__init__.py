@@ -27,6 +27,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "tournament",
     "backtest",
     "drift",
+    "paper",  # opt-in (paper.enabled): D-1's drift orders filled at D's open; before audit, which seals it
     "audit",
     "regime_regret",
     "verdict",
@@ -46,7 +47,7 @@ def _load() -> tuple[dict[str, ModuleType], dict[str, StageSpec]]:
         for attr in ("run", "summary"):
             if not callable(getattr(module, attr, None)):
                 raise ImportError(f"stages/{name}.py must define {attr}()")
-        unknown = [u for u in spec.upstream if u not in specs]
+        unknown = [u for u in (*spec.upstream, *spec.previous) if u not in specs and u != name]
         if unknown:  # upstreams come earlier in STAGE_MODULES: the order is an execution order
             raise ImportError(f"stages/{name}.py: upstream {', '.join(unknown)} is not a stage listed before it")
         if spec.seals:
@@ -58,26 +59,44 @@ def _load() -> tuple[dict[str, ModuleType], dict[str, StageSpec]]:
 MODULES, SPECS = _load()
 """``{name: module}`` and ``{name: StageSpec}`` of every stage, in execution order."""
 
-STAGES: tuple[Stage, ...] = tuple(Stage(n) for n, s in SPECS.items() if s.sealed or s.seals)
-"""The stages of the decision chain: sealed in the ledger (and the audit stage that seals them)."""
+ALL_STAGES: tuple[Stage, ...] = tuple(Stage(n) for n, s in SPECS.items() if s.sealed or s.seals)
+"""The stages of the decision chain: sealed in the ledger (and the audit stage that seals them), opt-in ones
+included."""
 
-ASSETS: tuple[Stage, ...] = tuple(Stage(n) for n in SPECS)
-"""Every daily asset of a manifest: the decision chain plus advisory stages (the threshold auditor)."""
+STAGES: tuple[Stage, ...] = tuple(s for s in ALL_STAGES if SPECS[s].enabled_by is None)
+"""The decision chain every manifest has (``ALL_STAGES`` without the opt-in stages)."""
+
+ALL_ASSETS: tuple[Stage, ...] = tuple(Stage(n) for n in SPECS)
+"""Every stage, opt-in ones included, in execution order."""
+
+ASSETS: tuple[Stage, ...] = tuple(s for s in ALL_ASSETS if SPECS[s].enabled_by is None)
+"""The daily assets every manifest has: the decision chain plus advisory stages (the threshold auditor);
+:func:`assets_of` adds the opt-in stages a manifest enables (the paper account)."""
 
 
-def sealed_specs() -> list[StageSpec]:
-    """The specs of the stages the audit stage seals, in execution order."""
-    return [s for s in SPECS.values() if s.sealed and not s.seals]
+def assets_of(manifest) -> tuple[Stage, ...]:
+    """The daily assets of ``manifest``: every stage but the opt-in ones it does not enable."""
+    return tuple(s for s in ALL_ASSETS if SPECS[s].enabled(manifest))
+
+
+def sealed_specs(manifest=None) -> list[StageSpec]:
+    """The specs of the stages the audit stage seals (of ``manifest``, when given), in execution order."""
+    return [s for s in SPECS.values() if s.sealed and not s.seals and (manifest is None or s.enabled(manifest))]
+
+
+def upstream_of(spec: StageSpec, manifest) -> tuple[str, ...]:
+    """``spec``'s same-date upstreams that ``manifest`` has (the audit seals only the stages it enables)."""
+    return tuple(u for u in spec.upstream if SPECS[u].enabled(manifest))
 
 
 def downstream_of(name: str) -> tuple[Stage, ...]:
     """``name`` and every stage that depends on it, directly or not, in execution order."""
     reached = {str(name)}
     for n, s in SPECS.items():
-        if reached & set(s.upstream):
+        if reached & {*s.upstream, *s.previous}:
             reached.add(n)
     return tuple(Stage(n) for n in SPECS if n in reached)
 
 
-__all__ = ["ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage", "StageResult", "StageSpec",
-           "downstream_of", "sealed_specs"]
+__all__ = ["ALL_ASSETS", "ALL_STAGES", "ASSETS", "MODULES", "SPECS", "STAGES", "STAGE_MODULES", "Stage",
+           "StageResult", "StageSpec", "assets_of", "downstream_of", "sealed_specs", "upstream_of"]

@@ -27,7 +27,7 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     manifest, environment, code) is unchanged appends nothing; anything else appends an entry that
     supersedes the last one for that date. The chain head after the append goes into the metadata."""
     ledger = Ledger(str(ctx.lake.ledger_path(ctx.name)))
-    sealed = registry.sealed_specs()
+    sealed = registry.sealed_specs(ctx.manifest)
     hashes = ctx.same_date_hashes([s.name for s in sealed], dates)
     inputs = input_hashes(ctx, dates, sealed)
     payloads = {d: audit_payload(ctx, d, hashes[d], inputs[d]) for d in dates}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tvquant_assets.calendar import previous_dates
-from tvquant_assets.stages import ASSETS, SPECS
+from tvquant_assets.stages import SPECS, assets_of
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.lineage import input_partitions
 
@@ -57,7 +57,7 @@ class PartitionsFailed(Exception):
 def path_dependent(stage: str) -> bool:
     """A stage whose output for D depends on its own or a book's earlier dates: a range cannot be split."""
     spec = SPECS[stage]
-    return spec.carries_decision or spec.book or spec.seals or stage == "regime_regret"
+    return spec.carries_decision or spec.book or spec.seals or stage in spec.previous or stage == "regime_regret"
 
 
 def _reason(exc: BaseException) -> str:
@@ -111,7 +111,7 @@ def reads(ctx: RunContext, stage: str, d: pd.Timestamp) -> dict[str, list[pd.Tim
     """The partitions ``stage`` reads for ``d`` (see the module docstring)."""
     spec = SPECS[stage]
     if spec.seals:
-        return {s: [d] for s in ASSETS if SPECS[s].sealed}
+        return {s: [d] for s in assets_of(ctx.manifest) if SPECS[s].sealed}
     parts = input_partitions(ctx, spec, d)
     if spec.carries_decision:
         prev = previous_dates(ctx.manifest, d, 1)[0]
@@ -121,13 +121,14 @@ def reads(ctx: RunContext, stage: str, d: pd.Timestamp) -> dict[str, list[pd.Tim
 
 
 def blocked(ctx: RunContext, failures: Iterable[PartitionFailure], dates: list[pd.Timestamp],
-            stages: Iterable[str] = ASSETS) -> dict[tuple[str, pd.Timestamp], PartitionFailure]:
+            stages: Iterable[str] | None = None) -> dict[tuple[str, pd.Timestamp], PartitionFailure]:
     """Every ``(stage, date)`` of ``dates`` that failed or depends on a failure, with why. Dependents name
     the failed partition at the root of their chain."""
     bad: dict[tuple[str, pd.Timestamp], PartitionFailure] = {(f.stage, f.date): f for f in failures}
     if not bad:
         return bad
     first_bad = min(d for _, d in bad)
+    stages = assets_of(ctx.manifest) if stages is None else stages
     for stage in stages:  # execution order: upstreams first; dates in order: previous decisions first
         for d in dates:
             if d < first_bad or (stage, d) in bad:

@@ -21,6 +21,9 @@ def input_partitions(ctx: RunContext, spec: StageSpec, d: pd.Timestamp) -> dict[
     stitches. Bars before the manifest's first partition come from the source (pinned by the manifest)."""
     m, d = ctx.manifest, pd.Timestamp(d)
     parts = {u: [d] for u in spec.upstream}
+    if spec.previous and d > pd.Timestamp(m.start):
+        prev = previous_dates(m, d, 1)[0]
+        parts.update({p: [prev] for p in spec.previous})
     if spec.price_window:
         parts["prices"] = manifest_dates(m, ctx.window_start(d), d)
     if spec.carries_decision and d not in ctx.rebalance_set(d):

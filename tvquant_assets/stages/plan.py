@@ -19,7 +19,7 @@ from tvquant_assets.determinism import pin_threads
 from tvquant_assets.errors import SourceError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import ASSETS, MODULES, STAGES, Stage
+from tvquant_assets.stages import MODULES, STAGES, Stage, assets_of
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult
 
@@ -100,10 +100,11 @@ def plan_range(manifest: Manifest, lake: Lake, start, end, extend_start: bool = 
 
 # the one-shot path ---------------------------------------------------------------------------------
 
-def run_one_shot(ctx: RunContext, dates, stages=ASSETS) -> dict[str, StageResult]:
+def run_one_shot(ctx: RunContext, dates, stages=None) -> dict[str, StageResult]:
     """Compute and write every stage of ``stages`` for ``dates`` in order, without Dagster, after what the
     plan of the range needs first (an earlier start, catalog and prices history)."""
     dates = sorted(pd.Timestamp(d) for d in dates)
+    stages = assets_of(ctx.manifest) if stages is None else stages
     plan = plan_range(ctx.manifest, ctx.lake, dates[0], dates[-1])
     if plan.start < dates[0]:
         dates = manifest_dates(ctx.manifest, plan.start, dates[-1])

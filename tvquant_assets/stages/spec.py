@@ -26,6 +26,17 @@ class StageSpec:
     calls_source: bool = False  # reads the manifest's source (retried and pooled by the Dagster layer)
     sealed: bool = True  # the audit stage seals its output in the ledger (advisory stages: False)
     seals: bool = False  # the audit stage itself: its upstreams are every sealed stage
+    previous: tuple[str, ...] = ()  # partitions read on the previous partition date (its own name: carried state)
+    enabled_by: str | None = None  # opt-in: the manifest's boolean field (dotted path) that adds the stage
+
+    def enabled(self, manifest) -> bool:
+        """Whether ``manifest`` has this stage (an opt-in stage only when its ``enabled_by`` field is true)."""
+        if self.enabled_by is None:
+            return True
+        value = manifest
+        for part in self.enabled_by.split("."):
+            value = getattr(value, part)
+        return bool(value)
 
 
 @dataclass

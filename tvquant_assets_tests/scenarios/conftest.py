@@ -80,12 +80,12 @@ def assert_complete_checked_sealed_replayed(ran: Ran) -> None:
     from tvquant_assets.lake import Lake
     from tvquant_assets.lake.ledger import Ledger
     from tvquant_assets.replay import replay
-    from tvquant_assets.stages import ASSETS
+    from tvquant_assets.stages import assets_of
 
     assert ran.report.failures == [], [f.line() for f in ran.report.failures[:5]]
     lake = Lake(ran.lake_root)
     keys = {d.strftime("%Y-%m-%d") for d in ran.dates}
-    for stage in ASSETS:
+    for stage in assets_of(ran.manifest):  # opt-in stages (the paper account) when the manifest enables them
         assert all(lake.exists(ran.name, stage, d) for d in ran.dates), stage
         assert keys <= ran.instance.get_materialized_partitions(AssetKey([ran.name, stage])), stage
     for check, (stage, _, _) in CHECKS.items():

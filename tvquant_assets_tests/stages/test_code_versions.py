@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tvquant_assets.manifest import load_manifest
-from tvquant_assets.stages import ASSETS, SPECS
+from tvquant_assets.stages import ASSETS
 from tvquant_assets.stages.code_versions import code_version, stage_modules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def test_dagster_marks_exactly_the_edited_stage_stale(sp500_it_run, tmp_path, mo
 
         def status():
             r = resolver()
-            return {s: r.get_status(AssetKey([m.name, s]), day) for s in SPECS}
+            return {s: r.get_status(AssetKey([m.name, s]), day) for s in ASSETS}
 
         before = status()
         assert {s for s, v in before.items() if v != StaleStatus.FRESH} == {"selection"}

@@ -16,7 +16,19 @@ from tvquant_assets.definitions import build_definitions
 from tvquant_assets.defs.factory import build_manifest_assets, build_manifest_job
 from tvquant_assets.defs.jobs import REVIEW_STAGES, build_repair_job
 from tvquant_assets.manifest import discover_manifests, load_manifest
-from tvquant_assets.stages import ASSETS, MODULES, SPECS, STAGE_MODULES, STAGES, Stage, downstream_of
+from tvquant_assets.stages import (
+    ALL_ASSETS,
+    ALL_STAGES,
+    ASSETS,
+    MODULES,
+    SPECS,
+    STAGE_MODULES,
+    STAGES,
+    Stage,
+    assets_of,
+    downstream_of,
+    upstream_of,
+)
 from tvquant_assets.stages.code_versions import code_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,14 +36,16 @@ DEMO = load_manifest(ROOT / "manifests" / "sp500_demo.yaml")
 
 
 def test_one_module_per_asset_in_execution_order():
-    assert [str(s) for s in ASSETS] == list(STAGE_MODULES) == list(SPECS) == list(MODULES)
+    assert [str(s) for s in ALL_ASSETS] == list(STAGE_MODULES) == list(SPECS) == list(MODULES)
+    assert [s for s in ALL_ASSETS if s not in ASSETS] == [Stage.PAPER]  # opt-in: paper.enabled
     seen: set[str] = set()
     for name, spec in SPECS.items():
         assert set(spec.upstream) <= seen, name  # upstreams run first
         assert spec.description == MODULES[name].__doc__ and spec.description.strip()
         seen.add(name)
     assert STAGES[-1] is Stage.AUDIT and Stage.REGIME_REGRET not in STAGES
-    assert SPECS["audit"].upstream == tuple(str(s) for s in STAGES if s is not Stage.AUDIT)
+    assert SPECS["audit"].upstream == tuple(str(s) for s in ALL_STAGES if s is not Stage.AUDIT)
+    assert [s for s in ALL_STAGES if s not in STAGES] == [Stage.PAPER]
     assert {s for s, spec in SPECS.items() if spec.calls_source} == {"catalog", "prices"}
 
 
@@ -39,10 +53,10 @@ def test_one_module_per_asset_in_execution_order():
 def test_every_asset_is_derived_from_its_stage_module(path):
     m = load_manifest(path)
     assets = {a.key.path[-1]: a for a in build_manifest_assets(m, path)}
-    assert list(assets) == [str(s) for s in ASSETS]
-    for name, spec in SPECS.items():
-        a, key = assets[name], AssetKey([m.name, name])
-        assert {d.path[-1] for d in a.asset_deps[key]} == set(spec.upstream)
+    assert list(assets) == [str(s) for s in assets_of(m)] == [str(s) for s in ALL_ASSETS if SPECS[s].enabled(m)]
+    for name in assets:
+        spec, a, key = SPECS[name], assets[name], AssetKey([m.name, name])
+        assert {d.path[-1] for d in a.asset_deps[key]} == set(upstream_of(spec, m)) | set(spec.previous)
         assert a.descriptions_by_key[key] == f"{spec.description.strip()}\n\nManifest `{m.name}`: " \
                                               f"{m.description or m.source.kind}"
         assert set(spec.kinds) | {"python", "parquet"} == set(a.specs_by_key[key].kinds)
@@ -56,9 +70,9 @@ def test_every_asset_is_derived_from_its_stage_module(path):
 
 
 def test_the_review_reruns_the_tournament_and_everything_after_it():
-    assert [str(s) for s in REVIEW_STAGES] == ["tournament", "backtest", "drift", "audit", "regime_regret",
-                                                 "verdict"]
-    assert downstream_of(Stage.CATALOG) == ASSETS
+    assert [str(s) for s in REVIEW_STAGES] == ["tournament", "backtest", "drift", "paper", "audit",
+                                                 "regime_regret", "verdict"]
+    assert downstream_of(Stage.CATALOG) == ALL_ASSETS
 
 
 def test_every_summary_reads_an_empty_and_a_real_partition(small_lake):
@@ -67,6 +81,8 @@ def test_every_summary_reads_an_empty_and_a_real_partition(small_lake):
     lake = Lake(small_lake["lake_root"])
     for name, module in MODULES.items():
         assert isinstance(module.summary(pd.DataFrame()), dict)
+        if name not in assets_of(small_lake["manifest"]):  # opt-in: the paper scenario reads its summary
+            continue
         out = module.summary(lake.read(small_lake["manifest"].name, name, "2020-03-16"))
         assert isinstance(out.get("summary", ""), str), name
         assert all(isinstance(v, (str, int, float)) for v in out.values()), name
