@@ -117,6 +117,7 @@ def deployment(tmp_path_factory):
         home.mkdir()
         manifests.mkdir()
         (manifests / "mr_chunks.yaml").write_text(MANIFEST)
+        (manifests / "mr_other.yaml").write_text(MANIFEST.replace("name: mr_chunks", "name: mr_other"))
         (home / "dagster.yaml").write_text(instance_yaml(host, port, user, db, PASSWORD_ENV, QUEUE_YAML))
         workspace = home / "workspace.yaml"
         workspace.write_text("load_from:\n  - python_module:\n      module_name: tvquant_assets.definitions\n"
@@ -240,3 +241,49 @@ def pd_ts(key: str):
     import pandas as pd
 
     return pd.Timestamp(key)
+
+
+def test_several_manifests_run_concurrently_through_the_queue_as_their_jobs(deployment, capsys):
+    """``tvquant run --manifest mr_chunks,mr_other --date D`` with the daemon up: two queued runs of the two
+    pipeline jobs, launched together by the daemon. mr_chunks holds D-1 (the backfill above): its run
+    succeeds and rewrites D with the same hash. mr_other's lake is empty and D is off a rebalance date, so
+    its tournament cannot carry the previous decision: the run fails, the command exits 2, and the retry
+    sensor answers that failure with a retry of mr_other_pipeline for D."""
+    from dagster import RunRequest, build_run_status_sensor_context
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    from tvquant_assets import cli
+    from tvquant_assets.definitions import build_definitions
+    from tvquant_assets.defs.sensors import CLI_PID_TAG
+
+    day = "2020-03-11"
+    lake = Lake(str(deployment["lake"]))
+    before = lake.read_many("mr_chunks", Stage.TOURNAMENT, [pd_ts(day)], verify=True)[pd_ts(day)][1]
+    code = cli.main(["run", "--manifest", "mr_chunks,mr_other", "--date", day, "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert out.count("queued: ") == 2 and "success: mr_chunks" in out and "failure: mr_other" in out, out
+    instance = DagsterInstance.get()
+    records = instance.get_run_records(RunsFilter(tags={"tvquant/submitted_by": "tvquant-cli"}))
+    runs = {r.dagster_run.job_name: r for r in records}
+    assert set(runs) == {"mr_chunks_pipeline", "mr_other_pipeline"}
+    for r in records:
+        run = r.dagster_run
+        assert run.remote_job_origin.location_name == "tvquant" and CLI_PID_TAG not in run.tags
+        assert run.tags["dagster/partition"] == day
+        logs = instance.all_logs(run.run_id)
+        assert logs and {e.run_id for e in logs} == {run.run_id}  # its own run log
+    assert max_overlap([(r.start_time, r.end_time) for r in records]) == 2  # launched side by side
+    after = lake.read_many("mr_chunks", Stage.TOURNAMENT, [pd_ts(day)], verify=True)[pd_ts(day)][1]
+    assert after == before
+
+    failed = runs["mr_other_pipeline"].dagster_run
+    defs = build_definitions(sorted(deployment["manifests"].glob("*.yaml")))
+    sensor = defs.resolve_sensor_def("retry_or_alert_failed_runs")
+    failure = next(e for e in instance.all_logs(failed.run_id) if e.dagster_event is not None
+                   and e.dagster_event.event_type_value == "PIPELINE_FAILURE").dagster_event
+    ctx = build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=failure, dagster_instance=instance,
+                                          dagster_run=failed).for_run_failure()
+    retry = sensor(ctx)
+    assert isinstance(retry, RunRequest) and retry.job_name == "mr_other_pipeline"
+    assert retry.partition_key == day and retry.tags["tvquant/retry_of"] == failed.run_id
