@@ -64,6 +64,8 @@ QUEUE_YAML = """run_coordinator:
   config:
     max_concurrent_runs: 2
     dequeue_interval_seconds: 1
+    max_user_code_failure_retries: 3  # a code server slow to start a run (a loaded machine) is retried
+    user_code_failure_retry_delay: 5
 """
 
 DAEMON = textwrap.dedent("""\
@@ -124,7 +126,7 @@ def deployment(tmp_path_factory):
                              f"      location_name: tvquant\n      working_directory: {ROOT}\n")
         env = {**os.environ, "DAGSTER_HOME": str(home), PASSWORD_ENV: "", "TVQUANT_MANIFESTS": str(manifests),
                "TVQUANT_LAKE": str(lake), "DAGSTER_EVENT_BATCH_SIZE": "500",
-               "TVQUANT_MAX_PARTITIONS_PER_RUN": str(CHUNK),
+               "TVQUANT_MAX_PARTITIONS_PER_RUN": str(CHUNK), "DAGSTER_GRPC_TIMEOUT_SECONDS": "300",
                "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
         saved = {k: os.environ.get(k) for k in env if os.environ.get(k) != env[k]}
         os.environ.update(env)
