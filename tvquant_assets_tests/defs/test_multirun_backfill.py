@@ -113,6 +113,8 @@ def stop_daemon(proc: subprocess.Popen, home: Path) -> None:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     """Postgres + daemon + a code location holding one manifest, chunked by five."""
+    import tvquant_assets.definitions  # noqa: F401  its module-level defs: built before the environment changes
+
     with postgres_server() as (host, port, user, db):
         base = tmp_path_factory.mktemp("multirun")
         home, manifests, lake = base / "home", base / "manifests", base / "lake"
