@@ -291,3 +291,28 @@ def test_several_manifests_run_concurrently_through_the_queue_as_their_jobs(depl
     retry = sensor(ctx)
     assert isinstance(retry, RunRequest) and retry.job_name == "mr_other_pipeline"
     assert retry.partition_key == day and retry.tags["tvquant/retry_of"] == failed.run_id
+
+
+def test_a_backfill_of_several_manifests_queues_one_range_run_each(deployment, capsys):
+    """``tvquant backfill --all-manifests --start S --end E --json``: one queued range run per manifest of the
+    code location, both succeed; mr_chunks' partitions keep their hashes (the chunked backfill's)."""
+    import json
+
+    from tvquant_assets import cli
+
+    lake = Lake(str(deployment["lake"]))
+    days = [pd_ts("2020-03-02"), pd_ts("2020-03-03")]
+    before = partition_hashes(lake, "mr_chunks")
+    code = cli.main(["backfill", "--all-manifests", "--start", "2020-03-02", "--end", "2020-03-03", "--json"])
+    runs = json.loads(capsys.readouterr().out)["queued"]
+    assert code == 0, runs
+    assert sorted((r["job"], r["start"], r["end"], r["status"]) for r in runs) == [
+        ("mr_chunks_pipeline", "2020-03-02", "2020-03-03", "SUCCESS"),
+        ("mr_other_pipeline", "2020-03-02", "2020-03-03", "SUCCESS")]
+    instance = DagsterInstance.get()
+    for r in runs:
+        run = instance.get_run_by_id(r["run_id"])
+        assert run.tags[RANGE_START] == "2020-03-02" and run.tags[RANGE_END] == "2020-03-03"
+    after = partition_hashes(lake, "mr_chunks")
+    assert all(after[stage][d] == h for stage, hashes in before.items() for d, h in hashes.items())
+    assert sorted(lake.partitions("mr_other", Stage.AUDIT)) == days
