@@ -137,6 +137,11 @@ def deployment(tmp_path_factory):
         log = Path(os.environ.get("TVQUANT_TEST_DAEMON_LOG", base / "daemon.log"))
         daemon = start_daemon(home, workspace, env, log)
         try:
+            from tvquant_assets.defs.queue import queue_unavailable
+
+            with DagsterInstance.get() as instance:  # the daemon's first heartbeat: the CLI sees a live queue
+                wait_for(lambda: queue_unavailable(instance) is None, "the daemon's heartbeat",
+                         {"log": log, "daemon": daemon}, timeout=180)
             yield {"home": home, "manifests": manifests, "lake": lake, "base": base, "env": env,
                    "log": log, "daemon": daemon}
         finally:
@@ -304,7 +309,10 @@ def test_a_backfill_of_several_manifests_queues_one_range_run_each(deployment, c
     days = [pd_ts("2020-03-02"), pd_ts("2020-03-03")]
     before = partition_hashes(lake, "mr_chunks")
     code = cli.main(["backfill", "--all-manifests", "--start", "2020-03-02", "--end", "2020-03-03", "--json"])
-    runs = json.loads(capsys.readouterr().out)["queued"]
+    out = capsys.readouterr().out
+    summary, end = json.JSONDecoder().raw_decode(out)
+    assert not out[end:].strip(), out  # the JSON only
+    runs = summary["queued"]
     assert code == 0, runs
     assert sorted((r["job"], r["start"], r["end"], r["status"]) for r in runs) == [
         ("mr_chunks_pipeline", "2020-03-02", "2020-03-03", "SUCCESS"),
