@@ -213,26 +213,49 @@ def cmd_demo(args) -> int:
     return _run_range(DEMO_MANIFEST, args.start, args.end, args.lake, args.json, not args.no_report)
 
 
+def _many(args, dates_of, run_in_process) -> int | None:
+    """Several manifests (``--manifest a,b``, ``--all-manifests``): queued or one by one (``many.py``);
+    None for one manifest."""
+    from tvquant_assets.many import manifest_refs, run_many
+
+    refs = manifest_refs(args.manifest, args.all_manifests)
+    if len(refs) == 1 and not args.all_manifests:
+        return None
+    return run_many(refs, dates_of, lake_root=args.lake, as_json=args.json, run_in_process=run_in_process,
+                    wait=not args.no_wait)
+
+
 def cmd_backfill(args) -> int:
-    return _run_range(args.manifest, args.start, args.end, args.lake, args.json, not args.no_report,
-                      skip_fresh=not args.all)
+    def run_in_process(ref: str, start: str, end: str) -> int:
+        return _run_range(ref, start, end, args.lake, args.json, not args.no_report, skip_fresh=not args.all)
+
+    code = _many(args, lambda ref: (args.start, args.end), run_in_process)
+    return run_in_process(args.manifest, args.start, args.end) if code is None else code
 
 
-def cmd_run(args) -> int:
+def _run_dates(ref: str, date, lake_root) -> tuple[str, str]:
+    """``tvquant run``'s range: ``date``, else the newest date with bars and every date appended since."""
     from tvquant_assets.lake import Lake, default_lake_root
     from tvquant_assets.manifest import resolve_manifest
     from tvquant_assets.stages.context import RunContext
     from tvquant_assets.stages.plan import latest_partition, pending_dates
 
-    _, manifest = resolve_manifest(args.manifest)
-    if args.date:
-        start = end = str(args.date)[:10]
-    else:  # the newest date with bars, and every date appended since the last run
-        ctx = RunContext(manifest, Lake.open(args.lake or default_lake_root()))
-        last = latest_partition(ctx)
-        start = str((pending_dates(ctx, last) or [last])[0])[:10]
-        end = str(last)[:10]
-    return _run_range(args.manifest, start, end, args.lake, args.json, not args.no_report)
+    if date:
+        return str(date)[:10], str(date)[:10]
+    _, manifest = resolve_manifest(ref)
+    ctx = RunContext(manifest, Lake.open(lake_root or default_lake_root()))
+    last = latest_partition(ctx)
+    return str((pending_dates(ctx, last) or [last])[0])[:10], str(last)[:10]
+
+
+def cmd_run(args) -> int:
+    def run_in_process(ref: str, start: str, end: str) -> int:
+        return _run_range(ref, start, end, args.lake, args.json, not args.no_report)
+
+    code = _many(args, lambda ref: _run_dates(ref, args.date, args.lake), run_in_process)
+    if code is None:
+        return run_in_process(args.manifest, *_run_dates(args.manifest, args.date, args.lake))
+    return code
 
 
 def cmd_report(args) -> int:
@@ -625,6 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--lake", default=None, help="lake root (default: $TVQUANT_LAKE or ./.tvquant/lake)")
         sp.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
 
+    def add_manifests(sp):
+        sp.add_argument("--manifest", default=None,
+                        help="manifest name (in manifests/) or path to a YAML file; several: a,b (queued when a "
+                             "dagster-daemon runs on a queued instance, else one after another)")
+        sp.add_argument("--all-manifests", action="store_true", help="every manifest of the manifests directory")
+        sp.add_argument("--no-wait", action="store_true",
+                        help="several manifests, queued: print the run ids and return without waiting")
+
     def add_no_report(sp):
         sp.add_argument("--no-report", action="store_true",
                         help="skip the tearsheet and DuckDB views built after the run")
@@ -639,14 +670,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = parser("run", "materialize every stage of a manifest for one date (default: the latest date the "
                       "source has bars for), then its tearsheet")
-    r.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    add_manifests(r)
     r.add_argument("--date", default=None, help="YYYY-MM-DD, a partition of the manifest")
     add_common(r)
     add_no_report(r)
     r.set_defaults(func=cmd_run)
 
     b = parser("backfill", "materialize every stage of a manifest for a date range (one run), then its tearsheet")
-    b.add_argument("--manifest", required=True, help="manifest name (in manifests/) or path to a YAML file")
+    add_manifests(b)
     b.add_argument("--start", required=True, help="first date YYYY-MM-DD")
     b.add_argument("--end", required=True, help="last date YYYY-MM-DD")
     b.add_argument("--all", action="store_true",

@@ -3,6 +3,7 @@ daemon here, so compose itself cannot run)."""
 
 from pathlib import Path
 
+import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
@@ -131,3 +132,47 @@ def test_the_image_records_the_git_sha_it_was_built_from(tmp_path, monkeypatch):
     assert workspace["load_from"][0]["grpc_server"]["location_name"] == LOCATION_NAME
     values = yaml.safe_load((ROOT / "deploy" / "k8s" / "values.yaml").read_text())
     assert values["dagster-user-deployments"]["deployments"][0]["name"] == LOCATION_NAME
+
+
+def test_compose_and_kubernetes_run_the_same_chunked_queued_configuration(tmp_path, monkeypatch):
+    """Both deployments: PostgreSQL storage, the queued run coordinator with the same tag limits, one
+    container or pod per run, and the same backfill chunk size in the code server and in every run (the run
+    workers must build the asset graph the daemon planned the backfill with)."""
+    from tvquant_assets.defs import chunks
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = compose["x-dagster-env"]
+    chunk = env[chunks.MAX_PARTITIONS_ENV]
+    assert chunk == "${TVQUANT_MAX_PARTITIONS_PER_RUN:-250}"
+    for name in ("user_code", "webserver", "daemon"):
+        service_env = compose["services"][name]["environment"]
+        assert service_env.get(chunks.MAX_PARTITIONS_ENV) == chunk, name
+    for var in ("DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_USER", "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB"):
+        monkeypatch.setenv(var, "x")
+    (tmp_path / "dagster.yaml").write_text((ROOT / "deploy" / "compose" / "dagster.yaml").read_text())
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert chunks.MAX_PARTITIONS_ENV in config["run_launcher"]["config"]["env_vars"]  # run containers chunk too
+    compose_limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+
+    values = yaml.safe_load((ROOT / "deploy" / "k8s" / "values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    k8s_env = {e["name"]: e["value"] for e in deployment["env"]}
+    assert k8s_env[chunks.MAX_PARTITIONS_ENV] == "250"  # the compose default
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True  # run pods get the same env
+    queue = values["dagsterDaemon"]["runCoordinator"]
+    assert queue["enabled"] and queue["type"] == "QueuedRunCoordinator"
+    k8s_limits = queue["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert [(x["key"], x["limit"]) for x in k8s_limits] == [(x["key"], x["limit"]) for x in compose_limits]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher" and config["run_launcher"]["class"] == "DockerRunLauncher"
+    assert values["postgresql"]["postgresqlDatabase"] and "postgres" in config["storage"]
+
+    monkeypatch.setenv(chunks.MAX_PARTITIONS_ENV, "250")
+    policy = chunks.backfill_policy()
+    assert policy.max_partitions_per_run == 250
+    assert [d.asset_key.path[-1] for d in chunks.ordering_deps("m", "tournament")] == ["tournament"]
+    assert chunks.ordering_deps("m", "scan") == []
+    monkeypatch.setenv(chunks.MAX_PARTITIONS_ENV, "0")
+    with pytest.raises(ValueError, match="TVQUANT_MAX_PARTITIONS_PER_RUN='0'"):
+        chunks.backfill_policy()
+    monkeypatch.delenv(chunks.MAX_PARTITIONS_ENV)
+    assert chunks.backfill_policy().max_partitions_per_run is None and chunks.ordering_deps("m", "tournament") == []

@@ -12,7 +12,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    BackfillPolicy,
     BetaWarning,
     DataVersion,
     Output,
@@ -25,6 +24,7 @@ from dagster import (
 
 from tvquant_assets import progress, repair
 from tvquant_assets.calendar import CRON, calendar_dates, previous_dates
+from tvquant_assets.defs import chunks
 from tvquant_assets.defs.containment import run_contained
 from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, no_retry_on_configuration_errors, source_pool
@@ -92,9 +92,10 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
 
     @asset(
         key=AssetKey([name, spec.name]),
-        deps=[*(AssetKey([name, str(up)]) for up in upstream_of(spec, manifest)), *previous_deps(name, spec)],
+        deps=[*(AssetKey([name, str(up)]) for up in upstream_of(spec, manifest)), *previous_deps(name, spec),
+              *(d for d in chunks.ordering_deps(name, spec.name) if spec.name not in spec.previous)],
         partitions_def=partitions_for(manifest),
-        backfill_policy=BackfillPolicy.single_run(),
+        backfill_policy=chunks.backfill_policy(),  # single run unless chunked (defs/chunks.py)
         group_name=name,
         io_manager_key=IO_MANAGER_KEY,
         code_version=code_version(spec.name, manifest),
