@@ -176,8 +176,9 @@ def test_us_equities_two_weeks_of_daily_ticks(fake_tv, recorded_bars, tmp_path, 
 
     first = dt.datetime(2024, 6, 10, 17, 30, tzinfo=NY)  # Monday, after the 16:00 close
     events = {dt.date(2024, 6, 14): plant_bad_bar, dt.date(2024, 6, 18): delist}
+    after = {dt.date(2024, 6, 14): correct_bad_bar, dt.date(2024, 6, 20): record_stamps}
     m, lake, requests = drive("us_equities", fake_tv, tmp_path, monkeypatch, first, 12, dt.date(2024, 6, 12),
-                              events, after={dt.date(2024, 6, 14): correct_bad_bar, dt.date(2024, 6, 20): record_stamps})
+                              events, after=after)
     keys = [r.partition_key or (r.tags["dagster/asset_partition_range_start"], r.tags[
         "dagster/asset_partition_range_end"]) for r in requests]
     assert keys[0] == "2024-06-10" and keys[-1] == "2024-06-21"

@@ -25,14 +25,15 @@ import pandas as pd
 from tvquant_assets.sources.tradingview.calendars import sessions
 from tvquant_assets_tests.sources.tv_fake_server import load_recording
 
-# manifest -> (first partition, last partition, "now" of the run: the tick after the month's last close)
-CRYPTO_MONTH = ("2024-03-01", "2024-03-31", "2024-04-01T04:30:00Z")  # backtest.start 2024-03-01
-CLASSIC_MONTH = ("2021-01-01", "2021-01-29", "2021-01-29T22:30:00Z")  # backtest.start 2021-01-04
+# manifest -> (first partition, last partition, "now" of the run: the daily tick after the month's last close)
+CRYPTO_MONTH = ("2024-03-01", "2024-03-31", "2024-04-01T04:30:00Z")  # 00:30 New York; backtest.start 03-01
+CLASSIC_MONTH = ("2021-01-01", "2021-01-29", "2021-01-29T22:30:00Z")  # Friday 17:30 New York; backtest 01-04
+CME_MONTH = ("2021-01-01", "2021-01-29", "2021-01-29T23:30:00Z")  # 17:30 Chicago, after Globex's 17:00 close
 MONTHS = {
     **{n: CRYPTO_MONTH for n in ("binance_spot", "binance_perp", "binance_ratings_long", "binance_ratings_short",
                                  "crypto_selling_rips")},
-    **{n: CLASSIC_MONTH for n in ("forex_majors", "forex_selling_rips", "futures", "us_equities",
-                                  "us_equities_selling_rips")},
+    **{n: CLASSIC_MONTH for n in ("forex_majors", "forex_selling_rips", "us_equities", "us_equities_selling_rips")},
+    "futures": CME_MONTH,
 }
 
 # trend of each recorded or added row over the months before "now": up, down (a steady decline: strong
@@ -191,7 +192,7 @@ def bars(table: dict[str, list[dict]] | None = None) -> dict[str, tuple]:
     table = table or tables()
     out = {}
     crypto_days = pd.date_range("2022-01-01", CRYPTO_MONTH[2][:10], freq="D")
-    end = CLASSIC_MONTH[2][:10]
+    end = CME_MONTH[2][:10]
     per_market = {"america": (sessions("XNYS", "2018-01-01", end), "America/New_York", None, 0.015),
                   "forex": (sessions("24/5", "2018-01-01", end), "America/New_York", "fx", 0.005),
                   "cfd": (sessions("24/5", "2018-01-01", end), "America/New_York", "fx", 0.008),
