@@ -221,3 +221,13 @@ def test_ratings_books_hold_their_side_of_the_screen(month):
                 assert picked["selected"].all() and (picked["direction"] == side).all(), (name, d)
             decisions += 1
         assert decisions >= len(r.dates) / 2, name
+
+
+def test_selling_rips_of_crypto_record_each_coins_perpetual(month):
+    """crypto_selling_rips shorts spot rips whose execution is on the perpetual: the catalog of each date
+    names the coin's perp as its implementation alternative (``source.alternatives: binance_perp``)."""
+    r = month("crypto_selling_rips")
+    cat = r.lake.read(r.manifest.name, "catalog", r.dates[-1]).set_index("symbol")
+    rips = [s for s in cat.index if tv_month.TRENDS.get(s) == "rip"]
+    assert len(rips) == 4
+    assert {s: cat.loc[s, "alt_ticker"] for s in rips} == {s: f"{s}.P" for s in rips}

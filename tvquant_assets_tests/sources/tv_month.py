@@ -42,7 +42,7 @@ TRENDS = {
     "BINANCE:BTCUSDT": "up", "BINANCE:BTCUSDC": "up", "BINANCE:ETHUSDT": "up", "BINANCE:SOLUSDT": "up",
     "BINANCE:BNBUSDT": "up", "BINANCE:AVAXUSDT": "up", "BINANCE:LINKFDUSD": "up", "COINBASE:BTCUSD": "up",
     "BINANCE:DOGEUSDT": "down", "BINANCE:ADAUSDT": "down", "BINANCE:DOTUSDT": "down", "BINANCE:LTCUSDT": "down",
-    "BINANCE:FILUSDT": "rip", "BINANCE:ATOMUSDT": "rip", "BINANCE:NEARUSDT": "rip", "BINANCE:APTUSDT": "rip",
+    **{f"BINANCE:{b}USDT{p}": "rip" for b in ("FIL", "ATOM", "NEAR", "APT") for p in ("", ".P")},
     "BINANCE:BTCUSDT.P": "up", "BINANCE:ETHUSDT.P": "up", "BINANCE:SOLUSDT.P": "up", "BINANCE:BNBUSDT.P": "up",
     "BINANCE:DOGEUSDT.P": "down", "BINANCE:XRPUSDT.P": "down",
     **{f"BINANCE:{b}USDT": "up" for b in ("PEPE", "WIF", "FET", "RNDR", "INJ", "ARB", "OP", "SHIB")},
@@ -95,6 +95,9 @@ def tables() -> dict[str, list[dict]]:
                               ("EOS", "EOS", 0.8, 2.0e7), ("ICP", "Internet Computer", 12.0, 4.5e7),
                               ("ETC", "Ethereum Classic", 27.0, 6.0e7), ("VET", "VeChain", 0.035, 2.2e7))),
         coin("BINANCE:BNBUSDT.P", "BNBUSDT Perpetual", 580.2, 9.0e8, 0.62, 0.8, 66.0, 520.0, 410.0, base=perp),
+        # the perpetuals of the rips: where a short of them is traded (implementation alternatives)
+        *(coin(f"BINANCE:{b}USDT.P", f"{b}USDT Perpetual", c, vt, -0.15, -0.4, 77.0, c * 0.88, c * 1.12, base=perp)
+          for b, c, vt in (("FIL", 5.81, 1.2e8), ("ATOM", 8.91, 9.0e7), ("NEAR", 3.91, 1.1e8), ("APT", 7.21, 8.0e7))),
     ]
     for r in out["crypto"]:  # the other rows: RSI and SMA50 of their trend
         r.setdefault("RSI", 35.0 if TRENDS.get(r["ticker"]) == "down" else 58.0)
