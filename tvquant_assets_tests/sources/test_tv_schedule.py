@@ -59,12 +59,13 @@ def drive(name, fake, tmp, monkeypatch, first_tick: dt.datetime, days: int, miss
     backfill_end = manifest_dates(m, "2024-06-03", pd.Timestamp(first_tick.date()) - pd.Timedelta(days=2))[-1]
     materialize_range(path, "2024-06-03", str(backfill_end.date()), lake_root=str(lake_root), instance=instance)
     cursor, targets, requests = None, [], []
+    weekdays_only = daily.cron_schedule.split()[4] == "1-5"
     for k in range(days):
         when = first_tick + dt.timedelta(days=k)
         if when.date() in events:
             events[when.date()]()
-        if when.date() == missed:
-            continue  # the machine is off: no tick
+        if when.date() == missed or (weekdays_only and when.weekday() >= 5):
+            continue  # the machine is off, or the cron has no tick that day
         now(when)
         with build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repo) as ctx:
             reqs = daily.evaluate_tick(ctx).run_requests
@@ -87,15 +88,21 @@ def drive(name, fake, tmp, monkeypatch, first_tick: dt.datetime, days: int, miss
 
 def assert_healthy(m, lake, dates, recorded_bars):
     from tvquant_assets.repair.records import load_records
+    from tvquant_assets.sources.tradingview.calendars import sessions
 
     fills = load_records(lake, m.name).fills
     skip = {(s, pd.Timestamp(d)) for d, syms in fills.items() for s in syms}  # carried forward by data_repair
     for name in sorted(REPAIRABLE):
         report = evaluate(m, lake, name, dates)
         assert report.passed, report.summary()
+    open_days = set(sessions(m.source.exchange_calendar, dates[0], dates[-1]))
     for d in dates:
         prices = lake.read(m.name, "prices", d).set_index("symbol")
+        if d not in open_days:  # an exchange holiday of a weekday calendar: its partition holds no bar
+            assert prices.empty, d
+            continue
         assert len(prices), d
+        assert (prices["date"] == d).all(), d
         for sym, row in prices.iterrows():
             if (sym, d) in skip:
                 continue
@@ -142,6 +149,53 @@ def test_binance_spot_two_weeks_of_daily_ticks(fake_tv, recorded_bars, tmp_path,
     assert eth in set(lake.read(m.name, "catalog", "2024-06-17")["symbol"])
     assert eth not in set(lake.read(m.name, "catalog", "2024-06-20")["symbol"])
     assert lake.read(m.name, "prices", "2024-06-23").shape[0] >= 3
+
+
+def test_us_equities_two_weeks_of_daily_ticks(fake_tv, recorded_bars, tmp_path, monkeypatch):
+    """NYSE: 17:30 New York ticks on weekdays, bars stamped 09:30 New York (13:30 UTC), Juneteenth (06-19)
+    closed. The 06-12 tick is missed, AAPL's 06-14 close is NaN when first served (corrected at the server
+    before data_repair re-fetches it), JPM is delisted from 06-18 (its screener row and bars stop)."""
+    bad, jpm = ("NASDAQ:AAPL", "2024-06-14"), "NYSE:JPM"
+    stamps = []
+
+    def plant_bad_bar():
+        fake_tv.bad_bars[bad] = {"close": float("nan")}
+
+    def correct_bad_bar():
+        fake_tv.bad_bars.clear()
+
+    def delist():
+        fake_tv.tables["america"] = [r for r in fake_tv.tables["america"] if r["ticker"] != jpm]
+        frame, tz = fake_tv.bars[jpm]
+        fake_tv.bars[jpm] = (frame[frame["date"] < "2024-06-18"], tz)
+
+    def record_stamps():  # what the server sends for the session of 06-20
+        frame, served, _ = fake_tv.served("NASDAQ:MSFT")
+        stamps.append(pd.Timestamp(served[list(frame["date"]).index(pd.Timestamp("2024-06-20"))], unit="s",
+                                   tz="UTC"))
+
+    first = dt.datetime(2024, 6, 10, 17, 30, tzinfo=NY)  # Monday, after the 16:00 close
+    events = {dt.date(2024, 6, 14): plant_bad_bar, dt.date(2024, 6, 18): delist}
+    after = {dt.date(2024, 6, 14): correct_bad_bar, dt.date(2024, 6, 20): record_stamps}
+    m, lake, requests = drive("us_equities", fake_tv, tmp_path, monkeypatch, first, 12, dt.date(2024, 6, 12),
+                              events, after=after)
+    keys = [r.partition_key or (r.tags["dagster/asset_partition_range_start"], r.tags[
+        "dagster/asset_partition_range_end"]) for r in requests]
+    assert keys[0] == "2024-06-10" and keys[-1] == "2024-06-21"
+    assert ("2024-06-12", "2024-06-13") in keys  # the missed tick caught up by the next one
+    assert not any("2024-06-15" in str(k) or "2024-06-16" in str(k) for k in keys)  # no weekend tick
+    assert stamps == [pd.Timestamp("2024-06-20 13:30", tz="UTC")]  # the session's open, 09:30 New York
+    dates = manifest_dates(m, "2024-06-10", "2024-06-21")
+    assert pd.Timestamp("2024-06-19") in dates  # a weekday partition on an exchange holiday
+    assert_healthy(m, lake, dates, recorded_bars)
+    from tvquant_assets.repair.records import load_records
+
+    assert not load_records(lake, m.name).fills.get(bad[1], {}).get(bad[0])  # re-downloaded, not filled
+    repaired = lake.read(m.name, "prices", bad[1]).set_index("symbol").loc[bad[0], "close"]
+    assert repaired == recorded_bars[bad[0]][0].set_index("date").loc[bad[1], "close"]
+    assert jpm in set(lake.read(m.name, "catalog", "2024-06-17")["symbol"])
+    assert jpm not in set(lake.read(m.name, "catalog", "2024-06-20")["symbol"])
+    assert set(lake.read(m.name, "prices", "2024-06-21")["symbol"]) == {"NASDAQ:AAPL", "NASDAQ:MSFT"}
 
 
 def test_us_equities_daily_tick_targets_the_closed_nyse_session(fake_tv, tmp_path, monkeypatch):

@@ -339,7 +339,12 @@ class FakeTradingView:
             # the open session ticks: its bar is updated by "du"
             last = frame.iloc[[-1]].copy()
             last["close"] = last["close"] * 1.001
-            ws.send(bars_msg(chart, last, [stamps[-1]], len(frame) - 1, False, method="du"))
+            from websockets.exceptions import ConnectionClosed
+
+            try:
+                ws.send(bars_msg(chart, last, [stamps[-1]], len(frame) - 1, False, method="du"))
+            except ConnectionClosed:  # the client had what it asked for and left, as real clients do
+                return False
         return True
 
     # lifecycle -------------------------------------------------------------------------------------
