@@ -19,7 +19,7 @@ from tvquant_assets.determinism import pin_threads
 from tvquant_assets.errors import SourceError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import ASSETS, MODULES, STAGES, Stage
+from tvquant_assets.stages import ASSETS, MODULES, STAGES, Stage, parallel
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult
 
@@ -28,11 +28,14 @@ HISTORY_STAGES = (Stage.CATALOG, Stage.PRICES)
 
 
 def run_stage(ctx: RunContext, stage: str, dates) -> StageResult:
-    """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths."""
+    """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths. Stages
+    whose dates are independent run in worker processes (``stages/parallel.py``, ``TVQUANT_WORKERS``)."""
     pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
-    return MODULES[str(stage)].run(ctx, dates)
+    if str(stage) in HISTORY_STAGES:  # the first stages of a range: start the workers of the later ones
+        parallel.warm_up(len(dates))
+    return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates))
 
 
 def write(ctx: RunContext, stage: str, result: StageResult) -> None:

@@ -1,0 +1,177 @@
+"""Date-parallel stage runs: a stage whose output for D does not depend on the other dates of the range
+(``StageSpec.parallel``) is computed as contiguous chunks of dates in worker processes (joblib's loky
+executor, reused across stages and runs); the tournament as groups of candidates sharing an engine, each
+group's decisions in date order (its previous decisions are its own). No Dagster here.
+
+``TVQUANT_WORKERS`` sets the number of processes (default: the cores this process may use; 1 computes in
+process). The calling process computes the first part itself and the workers the others; results come back
+to it, merged in date (or candidate) order, and it writes them (one-shot) or hands them to the IO manager
+(Dagster), so the lake sees the same frames, in the same order, as with one process. A range is split only
+when each part holds at least :data:`MIN_DATES_PER_PART` dates: a worker's first task imports the stack.
+Workers re-open the manifest's lake and source once per run (one cached :class:`RunContext`); warnings
+raised in a worker are raised again in the caller (Dagster's run log), errors too (failure containment
+then locates the failing dates as it does in one process).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Callable
+
+import pandas as pd
+
+from tvquant_assets.errors import ConfigurationError
+from tvquant_assets.stages import MODULES, SPECS
+from tvquant_assets.stages.spec import StageResult
+
+ENV = "TVQUANT_WORKERS"
+MIN_DATES_PER_PART = 32
+"""Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
+
+IDLE_TIMEOUT = 600
+"""Seconds an idle worker waits for more work before it exits (the next range starts it again)."""
+
+
+def worker_count() -> int:
+    """``TVQUANT_WORKERS``, else the number of cores this process may run on."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigurationError(f"{ENV}={raw!r}: the number of worker processes must be a whole number >= 1 "
+                                 "(1 computes in one process)")
+    return n
+
+
+def chunks(dates: list[pd.Timestamp], n: int) -> list[list[pd.Timestamp]]:
+    """``dates`` (sorted) in ``n`` contiguous parts of nearly equal length, earliest first."""
+    n = max(1, min(n, len(dates)))
+    size, extra = divmod(len(dates), n)
+    out, at = [], 0
+    for i in range(n):
+        step = size + (1 if i < extra else 0)
+        out.append(dates[at:at + step])
+        at += step
+    return out
+
+
+# worker side ---------------------------------------------------------------------------------------
+
+_CONTEXT: tuple[str, object] | None = None  # (token, RunContext) of the run this worker serves
+
+
+def _worker_context(token: str, manifest, lake_root: str, run_id: str, environment):
+    """The run's context in this worker, built once per run (its lake and source caches then serve every
+    part of every stage of the run)."""
+    global _CONTEXT
+    if _CONTEXT is None or _CONTEXT[0] != token:
+        from tvquant_assets.lake import Lake
+        from tvquant_assets.stages.context import RunContext
+
+        _CONTEXT = (token, RunContext(manifest, Lake(lake_root), run_id=run_id, environment=environment))
+    return _CONTEXT[1]
+
+
+def _compute(ctx, stage: str, dates: list[pd.Timestamp], first_computed, part) -> StageResult:
+    from tvquant_assets.determinism import pin_threads
+
+    pin_threads()
+    ctx.first_computed = first_computed  # the range's first date, not the part's: the same history checks
+    module = MODULES[stage]
+    return module.run_part(ctx, dates, part) if part is not None else module.run(ctx, dates)
+
+
+def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environment, stage: str,
+                   dates: list[pd.Timestamp], first_computed, part) -> tuple[StageResult, list[tuple]]:
+    ctx = _worker_context(token, manifest, lake_root, run_id, environment)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every one, once per place: the caller's filters decide
+        result = _compute(ctx, stage, dates, first_computed, part)
+    return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught))
+
+
+def _warm() -> int:
+    """A no-op task: the worker has imported the stages (to unpickle this function) when it returns."""
+    return os.getpid()
+
+
+# caller side ---------------------------------------------------------------------------------------
+
+def _executor(workers: int):
+    from joblib.externals.loky import get_reusable_executor
+
+    return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT)
+
+
+def warm_up(n_dates: int) -> None:
+    """Start the workers a range of ``n_dates`` will use, without waiting (their imports overlap the
+    stages that run in process first: catalog, prices)."""
+    workers = worker_count() - 1
+    if workers >= 1 and n_dates >= 2 * MIN_DATES_PER_PART:
+        pool = _executor(workers)
+        for _ in range(workers):
+            pool.submit(_warm)
+
+
+def _token(ctx) -> str:
+    token = getattr(ctx, "_parallel_token", None)
+    if token is None:
+        token = ctx._parallel_token = uuid.uuid4().hex
+    return token
+
+
+def _parts(ctx, stage: str, dates: list[pd.Timestamp], n: int) -> list[tuple[list[pd.Timestamp], object]]:
+    """``[(dates, part), ...]`` of the stage's split over ``n`` processes; one entry: not split."""
+    mode = SPECS[stage].parallel
+    if mode == "dates" and len(dates) >= 2 * MIN_DATES_PER_PART:
+        return [(chunk, None) for chunk in chunks(dates, min(n, len(dates) // MIN_DATES_PER_PART))]
+    if mode == "parts":  # the stage's own split (the tournament: groups of candidates)
+        groups = MODULES[stage].parts(ctx, dates, n)
+        if len(groups) > 1:
+            return [(dates, g) for g in groups]
+    return [(dates, None)]
+
+
+def run_parallel(ctx, stage: str, dates: list[pd.Timestamp],
+                 compute: Callable[[], StageResult]) -> StageResult:
+    """``stage`` over ``dates`` (sorted), split over the worker processes when it can be; ``compute``
+    computes it in process when it cannot (or one process is asked for)."""
+    n = worker_count()
+    local = ctx.lake.root.protocol in ("", "file", "local")  # a worker cannot see an in-memory lake
+    parts = _parts(ctx, stage, dates, n) if n > 1 and dates and local else [(dates, None)]
+    if len(parts) == 1:
+        return compute()
+    pool = _executor(len(parts) - 1)
+    args = (_token(ctx), ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment, stage)
+    first_computed = ctx.first_computed
+    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part) for ds, part in parts[1:]]
+    try:
+        results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    for f in futures:  # in submission order: deterministic, whatever finishes first
+        result, caught = f.result()
+        for message, category, filename, lineno in caught:
+            warnings.warn_explicit(message, category, filename, lineno)
+        results.append(result)
+    merge = getattr(MODULES[stage], "merge_parts", None) if parts[0][1] is not None else None
+    return merge(results) if merge else merge_by_date(results)
+
+
+def merge_by_date(results: list[StageResult]) -> StageResult:
+    """The parts of a date split as one result, in date order."""
+    out = StageResult({})
+    for r in sorted(results, key=lambda r: min(r.frames) if r.frames else pd.Timestamp.max):
+        out.frames.update(r.frames)
+        out.upstream.update(r.upstream)
+        out.notes.update(r.notes)
+        out.metadata.update(r.metadata)
+    return out
