@@ -22,7 +22,7 @@ from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="drift", description=__doc__, upstream=("backtest", "tournament", "prices", "selection"),
-                 kinds=("numpy",), book=True, parallel="dates")
+                 kinds=("numpy",), book=True, parallel="interleaved")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

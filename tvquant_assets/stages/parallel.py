@@ -1,6 +1,8 @@
 """Date-parallel stage runs: a stage whose output for D does not depend on the other dates of the range
-(``StageSpec.parallel``) is computed as contiguous chunks of dates in worker processes (joblib's loky
-executor, reused across stages and runs); the tournament as groups of candidates sharing an engine, each
+(``StageSpec.parallel``) is computed as parts of its dates in worker processes (joblib's loky executor,
+reused across stages and runs): contiguous chunks (``dates``: the stages reading a trailing window), or every
+k-th date (``interleaved``: the stages reading every partition since ``backtest.start``, whose later dates
+cost more); the tournament as groups of candidates sharing an engine, each
 group's decisions in date order (its previous decisions are its own). No Dagster here.
 
 ``TVQUANT_WORKERS`` sets the number of processes (default: the cores this process may use; 1 computes in
@@ -67,14 +69,14 @@ _CONTEXT: tuple[str, object] | None = None  # (token, RunContext) of the run thi
 
 
 def _worker_context(token: str, manifest, lake_root: str, run_id: str, environment):
-    """The run's context in this worker, built once per run (its lake and source caches then serve every
-    part of every stage of the run)."""
+    """The caller's context in this worker, built once per caller context (a one-shot run, a Dagster step);
+    the lake and its read cache (validated by mtime and size) are shared by every context of the process."""
     global _CONTEXT
     if _CONTEXT is None or _CONTEXT[0] != token:
         from tvquant_assets.lake import Lake
         from tvquant_assets.stages.context import RunContext
 
-        _CONTEXT = (token, RunContext(manifest, Lake(lake_root), run_id=run_id, environment=environment))
+        _CONTEXT = (token, RunContext(manifest, Lake.open(lake_root), run_id=run_id, environment=environment))
     return _CONTEXT[1]
 
 
@@ -96,8 +98,16 @@ def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environmen
     return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught))
 
 
-def _warm() -> int:
-    """A no-op task: the worker has imported the stages (to unpickle this function) when it returns."""
+def _warm(manifest) -> int:
+    """Import what the manifest's stages load on first use (engines, simulators), so the worker's first
+    real task does not pay for it; the stages themselves were imported to unpickle this function."""
+    from tvquant_assets.core.engines import get_engine
+    from tvquant_assets.core.simulators import get_simulator
+
+    for name in sorted({c.engine for c in manifest.tournament.candidates}):
+        get_engine(name, linkage=manifest.selection.linkage)
+    for name in manifest.backtest.simulators:
+        get_simulator(name)
     return os.getpid()
 
 
@@ -109,14 +119,14 @@ def _executor(workers: int):
     return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT)
 
 
-def warm_up(n_dates: int) -> None:
+def warm_up(manifest, n_dates: int) -> None:
     """Start the workers a range of ``n_dates`` will use, without waiting (their imports overlap the
     stages that run in process first: catalog, prices)."""
     workers = worker_count() - 1
     if workers >= 1 and n_dates >= 2 * MIN_DATES_PER_PART:
         pool = _executor(workers)
         for _ in range(workers):
-            pool.submit(_warm)
+            pool.submit(_warm, manifest)
 
 
 def _token(ctx) -> str:
@@ -129,8 +139,11 @@ def _token(ctx) -> str:
 def _parts(ctx, stage: str, dates: list[pd.Timestamp], n: int) -> list[tuple[list[pd.Timestamp], object]]:
     """``[(dates, part), ...]`` of the stage's split over ``n`` processes; one entry: not split."""
     mode = SPECS[stage].parallel
-    if mode == "dates" and len(dates) >= 2 * MIN_DATES_PER_PART:
-        return [(chunk, None) for chunk in chunks(dates, min(n, len(dates) // MIN_DATES_PER_PART))]
+    k = min(n, len(dates) // MIN_DATES_PER_PART)
+    if mode == "dates" and k > 1:
+        return [(chunk, None) for chunk in chunks(dates, k)]
+    if mode == "interleaved" and k > 1:  # every k-th date: the same work per part when later dates cost more
+        return [(dates[i::k], None) for i in range(k)]
     if mode == "parts":  # the stage's own split (the tournament: groups of candidates)
         groups = MODULES[stage].parts(ctx, dates, n)
         if len(groups) > 1:
@@ -169,9 +182,12 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp],
 def merge_by_date(results: list[StageResult]) -> StageResult:
     """The parts of a date split as one result, in date order."""
     out = StageResult({})
-    for r in sorted(results, key=lambda r: min(r.frames) if r.frames else pd.Timestamp.max):
+    for r in results:
         out.frames.update(r.frames)
         out.upstream.update(r.upstream)
         out.notes.update(r.notes)
         out.metadata.update(r.metadata)
-    return out
+    order = sorted(out.frames)
+    return StageResult({d: out.frames[d] for d in order}, {d: out.upstream[d] for d in order if d in out.upstream},
+                       {d: out.notes[d] for d in order if d in out.notes},
+                       {d: out.metadata[d] for d in order if d in out.metadata})

@@ -34,7 +34,7 @@ def run_stage(ctx: RunContext, stage: str, dates) -> StageResult:
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
     if str(stage) in HISTORY_STAGES:  # the first stages of a range: start the workers of the later ones
-        parallel.warm_up(len(dates))
+        parallel.warm_up(ctx.manifest, len(dates))
     return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates))
 
 

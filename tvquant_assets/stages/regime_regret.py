@@ -20,7 +20,7 @@ from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="regime_regret", description=__doc__, upstream=("regime", "backtest"), kinds=("numpy",),
-                 sealed=False, parallel="dates")
+                 sealed=False, parallel="interleaved")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

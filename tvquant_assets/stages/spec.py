@@ -26,9 +26,9 @@ class StageSpec:
     calls_source: bool = False  # reads the manifest's source (retried and pooled by the Dagster layer)
     sealed: bool = True  # the audit stage seals its output in the ledger (advisory stages: False)
     seals: bool = False  # the audit stage itself: its upstreams are every sealed stage
-    # how a range may be split over worker processes (stages/parallel.py): "dates" when the output for D does
-    # not depend on the range's other dates; "parts" when the module splits it itself (parts/run_part/
-    # merge_parts); "" runs in one process
+    # how a range may be split over worker processes (stages/parallel.py), when the output for D does not
+    # depend on the range's other dates: "dates" (contiguous chunks), "interleaved" (every k-th date); "parts"
+    # when the module splits it itself (parts/run_part/merge_parts); "" runs in one process
     parallel: str = ""
 
 
