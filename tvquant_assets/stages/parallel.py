@@ -90,12 +90,21 @@ def _compute(ctx, stage: str, dates: list[pd.Timestamp], first_computed, part) -
 
 
 def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environment, stage: str,
-                   dates: list[pd.Timestamp], first_computed, part) -> tuple[StageResult, list[tuple]]:
+                   dates: list[pd.Timestamp], first_computed, part, write: bool
+                   ) -> tuple[StageResult, list[tuple], dict | None]:
+    """One part in a worker; with ``write`` (a date split of the one-shot path) its partitions are written
+    here (atomic writes, as the caller's), and their hashes returned."""
     ctx = _worker_context(token, manifest, lake_root, run_id, environment)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # every one, once per place: the caller's filters decide
         result = _compute(ctx, stage, dates, first_computed, part)
-    return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught))
+        written = None
+        if write:
+            seen = len(ctx.lake.edited_replaced)
+            items = [(ctx.lake.path(ctx.name, stage, d), f) for d, f in result.frames.items()]
+            written = {"hashes": dict(zip(result.frames, ctx.lake.write_many(items), strict=True)),
+                       "edited": ctx.lake.edited_replaced[seen:]}
+    return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
 
 
 def _warm(manifest) -> int:
@@ -151,32 +160,48 @@ def _parts(ctx, stage: str, dates: list[pd.Timestamp], n: int) -> list[tuple[lis
     return [(dates, None)]
 
 
-def run_parallel(ctx, stage: str, dates: list[pd.Timestamp],
-                 compute: Callable[[], StageResult]) -> StageResult:
+def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[], StageResult],
+                 write: Callable[[StageResult], None] | None = None) -> StageResult:
     """``stage`` over ``dates`` (sorted), split over the worker processes when it can be; ``compute``
-    computes it in process when it cannot (or one process is asked for)."""
+    computes it in process when it cannot (or one process is asked for). With ``write`` (the one-shot path)
+    the result is also written: a date split's workers write their own parts, ``write`` the caller's."""
     n = worker_count()
     local = ctx.lake.root.protocol in ("", "file", "local")  # a worker cannot see an in-memory lake
     parts = _parts(ctx, stage, dates, n) if n > 1 and dates and local else [(dates, None)]
     if len(parts) == 1:
-        return compute()
+        result = compute()
+        if write is not None:
+            write(result)
+        return result
     pool = _executor(len(parts) - 1)
+    by_date = parts[0][1] is None  # a date split: parts write their own dates; else the merged frames
     args = (_token(ctx), ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment, stage)
     first_computed = ctx.first_computed
-    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part) for ds, part in parts[1:]]
+    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None)
+               for ds, part in parts[1:]]
     try:
         results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
+        if by_date and write is not None:
+            write(results[0])
     except BaseException:
         for f in futures:
             f.cancel()
         raise
     for f in futures:  # in submission order: deterministic, whatever finishes first
-        result, caught = f.result()
+        result, caught, written = f.result()
         for message, category, filename, lineno in caught:
             warnings.warn_explicit(message, category, filename, lineno)
+        if written is not None:  # what the worker wrote, cached here as if this process had written it
+            for d, digest in written["hashes"].items():
+                ctx.lake.adopt(ctx.lake.path(ctx.name, stage, d), result.frames[d].reset_index(drop=True), digest)
+            ctx.lake.edited_replaced.extend(written["edited"])
         results.append(result)
-    merge = getattr(MODULES[stage], "merge_parts", None) if parts[0][1] is not None else None
-    return merge(results) if merge else merge_by_date(results)
+    if by_date:
+        return merge_by_date(results)
+    merged = MODULES[stage].merge_parts(results)
+    if write is not None:
+        write(merged)
+    return merged
 
 
 def merge_by_date(results: list[StageResult]) -> StageResult:

@@ -27,15 +27,17 @@ HISTORY_STAGES = (Stage.CATALOG, Stage.PRICES)
 """What the trailing windows of a range's first dates read from earlier partitions."""
 
 
-def run_stage(ctx: RunContext, stage: str, dates) -> StageResult:
+def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False) -> StageResult:
     """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths. Stages
-    whose dates are independent run in worker processes (``stages/parallel.py``, ``TVQUANT_WORKERS``)."""
+    whose dates are independent run in worker processes (``stages/parallel.py``, ``TVQUANT_WORKERS``).
+    ``write_lake`` (the one-shot path) also writes the result, each worker its own dates."""
     pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
     if str(stage) in HISTORY_STAGES:  # the first stages of a range: start the workers of the later ones
         parallel.warm_up(ctx.manifest, len(dates))
-    return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates))
+    return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates),
+                                 (lambda result: write(ctx, stage, result)) if write_lake else None)
 
 
 def write(ctx: RunContext, stage: str, result: StageResult) -> None:
@@ -113,12 +115,11 @@ def run_one_shot(ctx: RunContext, dates, stages=ASSETS) -> dict[str, StageResult
     if plan.history and Stage.PRICES in stages:
         history = manifest_dates(ctx.manifest, *plan.history)
         for stage in HISTORY_STAGES:
-            write(ctx, stage, run_stage(ctx, stage, history))
+            run_stage(ctx, stage, history, write_lake=True)
     results = {}
     for stage in stages:
         with progress.stage(f"{ctx.name}/{stage}", len(dates)):
-            res = run_stage(ctx, stage, dates)
-            write(ctx, stage, res)
+            res = run_stage(ctx, stage, dates, write_lake=True)
         results[stage] = res
     return results
 

@@ -1,7 +1,8 @@
 """Date-parallel stage runs (``stages/parallel.py``) compute what one process computes, hash for hash.
 
 Two worker processes (``TVQUANT_WORKERS=2``, parts of a few dates so a short range splits): the one-shot
-pipeline over the demo variant's range gives every partition the golden hash (``golden/sp500_it.json``), and
+pipeline over the first weeks of the demo variant's range gives every partition its golden hash
+(``golden/sp500_it.json``: catalog and prices history included), and
 a Dagster range run of a synthetic manifest gives the hashes of the one-process one-shot run. Each split
 stage is seen to reach a worker.
 """
@@ -18,17 +19,18 @@ from tvquant_assets.manifest import load_manifest
 from tvquant_assets.stages import ASSETS, SPECS, Stage, parallel
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.plan import run_one_shot
-from tvquant_assets_tests.conftest import SP500_IT_END, SP500_IT_START, write_demo_variant
+from tvquant_assets_tests.conftest import SP500_IT_START, write_demo_variant
 from tvquant_assets_tests.stages.test_golden_hashes import GOLDEN, partition_hashes
 
 SPLIT = {n for n, s in SPECS.items() if s.parallel}
+GOLDEN_END = "2020-03-06"  # the golden range's first five weeks, with the rebalance date 2020-03-02
 
 
 @pytest.fixture
 def two_workers(monkeypatch):
-    """Two processes, parts of 8 dates; records the stages whose parts reached a worker."""
+    """Two processes, parts of 4 dates or more; records the stages whose parts reached a worker."""
     monkeypatch.setenv(parallel.ENV, "2")
-    monkeypatch.setattr(parallel, "MIN_DATES_PER_PART", 8)
+    monkeypatch.setattr(parallel, "MIN_DATES_PER_PART", 4)
     sent: set[str] = set()
     real = parallel._executor
 
@@ -65,12 +67,13 @@ def test_one_shot_with_two_workers_hashes_as_golden(tmp_path, two_workers):
     path = write_demo_variant(tmp_path, "sp500_it", SP500_IT_START)
     m = load_manifest(path)
     lake = Lake(str(tmp_path / "lake"))
-    run_one_shot(RunContext(m, lake), manifest_dates(m, SP500_IT_START, SP500_IT_END))
+    run_one_shot(RunContext(m, lake), manifest_dates(m, SP500_IT_START, GOLDEN_END))
     assert two_workers == SPLIT
     golden = json.loads(GOLDEN.read_text())
     now = partition_hashes(lake, m.name)
     for stage, hashes in golden.items():
-        moved = [d for d, h in hashes.items() if now[stage].get(d) != h]
+        assert now[stage], stage
+        moved = [d for d in now[stage] if hashes[d] != now[stage][d]]
         assert not moved, f"{stage}: {len(moved)} partitions differ with two workers, first {moved[0]}"
 
 
@@ -84,8 +87,8 @@ estimation: {lookback: 126}
 tournament:
   candidates:
     - {engine: custom, profile: min_variance}
-    - {engine: custom, profile: hrp}
-    - {engine: skfolio, profile: hrp}
+    - {engine: custom, profile: max_sharpe}
+    - {engine: custom, profile: risk_parity}
   constraints: {max_weight: 0.4, turnover_penalty: 0.001}
 rebalance: {rule: monthly}
 backtest: {start: 2016-09-01}
@@ -99,11 +102,11 @@ def test_dagster_range_with_two_workers_equals_one_process(tmp_path, monkeypatch
     path.write_text(SYNTHETIC)
     m = load_manifest(path)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    materialize_range(path, "2016-09-01", "2016-10-31", lake_root=str(tmp_path / "parallel"))
+    materialize_range(path, "2016-09-01", "2016-10-07", lake_root=str(tmp_path / "parallel"))
     assert two_workers == SPLIT
     monkeypatch.setenv(parallel.ENV, "1")
     sequential = Lake(str(tmp_path / "sequential"))
-    run_one_shot(RunContext(m, sequential), manifest_dates(m, "2016-09-01", "2016-10-31"))
+    run_one_shot(RunContext(m, sequential), manifest_dates(m, "2016-09-01", "2016-10-07"))
     ours, reference = partition_hashes(Lake(str(tmp_path / "parallel")), m.name), partition_hashes(sequential, m.name)
     assert sorted(ours) == sorted(reference) == sorted(str(s) for s in ASSETS if s is not Stage.AUDIT)
     for stage in reference:
