@@ -12,7 +12,8 @@ to it, merged in date (or candidate) order, and it writes them (one-shot) or han
 when each part holds at least :data:`MIN_DATES_PER_PART` dates: a worker's first task imports the stack.
 Workers re-open the manifest's lake and source once per run (one cached :class:`RunContext`); warnings
 raised in a worker are raised again in the caller (Dagster's run log), errors too (failure containment
-then locates the failing dates as it does in one process).
+then locates the failing dates as it does in one process). Workers start with a range's catalog stage; a
+stage that begins while they are still importing runs in process instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -134,8 +135,18 @@ def warm_up(manifest, n_dates: int) -> None:
     workers = worker_count() - 1
     if workers >= 1 and n_dates >= 2 * MIN_DATES_PER_PART:
         pool = _executor(workers)
-        for _ in range(workers):
-            pool.submit(_warm, manifest)
+        _STARTING[:] = [pool.submit(_warm, manifest) for _ in range(workers)]
+
+
+_STARTING: list = []  # the warm-up tasks of the last warm_up: until they are done, stages run in process
+
+
+def _starting() -> bool:
+    """Whether workers are still importing: a stage then runs in process rather than wait for them."""
+    if all(f.done() for f in _STARTING):
+        _STARTING.clear()
+        return False
+    return True
 
 
 def _token(ctx) -> str:
@@ -167,7 +178,7 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
     the result is also written: a date split's workers write their own parts, ``write`` the caller's."""
     n = worker_count()
     local = ctx.lake.root.protocol in ("", "file", "local")  # a worker cannot see an in-memory lake
-    parts = _parts(ctx, stage, dates, n) if n > 1 and dates and local else [(dates, None)]
+    parts = _parts(ctx, stage, dates, n) if n > 1 and dates and local and not _starting() else [(dates, None)]
     if len(parts) == 1:
         result = compute()
         if write is not None:

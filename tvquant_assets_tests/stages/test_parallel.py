@@ -31,6 +31,7 @@ def two_workers(monkeypatch):
     """Two processes, parts of 4 dates or more; records the stages whose parts reached a worker."""
     monkeypatch.setenv(parallel.ENV, "2")
     monkeypatch.setattr(parallel, "MIN_DATES_PER_PART", 4)
+    monkeypatch.setattr(parallel, "_starting", lambda: False)  # wait for the workers: every stage splits
     sent: set[str] = set()
     real = parallel._executor
 
