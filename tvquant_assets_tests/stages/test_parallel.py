@@ -112,3 +112,16 @@ def test_dagster_range_with_two_workers_equals_one_process(tmp_path, monkeypatch
     assert sorted(ours) == sorted(reference) == sorted(str(s) for s in ASSETS if s is not Stage.AUDIT)
     for stage in reference:
         assert ours[stage] == reference[stage], stage
+
+
+def test_a_stage_runs_in_process_while_the_workers_start(tmp_path, monkeypatch):
+    class Importing:
+        def done(self):
+            return False
+
+    monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setattr(parallel, "_STARTING", [Importing()])
+    monkeypatch.setattr(parallel, "_executor", lambda n: pytest.fail("a worker was asked while still starting"))
+    ctx = type("Ctx", (), {"lake": Lake(str(tmp_path))})()
+    dates = list(pd.bdate_range("2020-01-01", periods=200))
+    assert parallel.run_parallel(ctx, "scan", dates, lambda: "in process") == "in process"
