@@ -5,7 +5,7 @@ Each configuration runs in a fresh Python process on an empty temp lake (imports
 worker start-up included), alternating when ``--repeat`` > 1; the figure reported is the best of the repeats.
 
     uv run python -m benchmarks workers [--manifest sp500_demo] [--start 2019-01-02] [--end 2020-12-31]
-                                        [--workers 2] [--repeat 1]
+                                        [--workers 2] [--repeat 1] [--workers-first]
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--end", default="2020-12-31")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--workers-first", action="store_true", help="start with the several-worker run")
     args = parser.parse_args(argv)
     best: dict[int, dict] = {}
     load_before = os.getloadavg()
     for i in range(args.repeat):
-        order = (1, args.workers) if i % 2 == 0 else (args.workers, 1)
+        order = (1, args.workers) if (i + args.workers_first) % 2 == 0 else (args.workers, 1)
         for n in order:
             r = _run(args.manifest, args.start, args.end, n)
             print(f"  run {i + 1}: {n} worker(s) {r['wall']:.1f} s (parent CPU {r['parent_cpu']:.1f} s)", flush=True)

@@ -108,16 +108,10 @@ def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environmen
     return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
 
 
-def _warm(manifest) -> int:
-    """Import what the manifest's stages load on first use (engines, simulators), so the worker's first
-    real task does not pay for it; the stages themselves were imported to unpickle this function."""
-    from tvquant_assets.core.engines import get_engine
-    from tvquant_assets.core.simulators import get_simulator
-
-    for name in sorted({c.engine for c in manifest.tournament.candidates}):
-        get_engine(name, linkage=manifest.selection.linkage)
-    for name in manifest.backtest.simulators:
-        get_simulator(name)
+def _warm() -> int:
+    """A no-op task: a worker runs it once it has imported the stages (to unpickle it). The libraries a
+    stage loads on first use (engines, simulators) are left to that stage: the caller loads them at the
+    same time for its own part."""
     return os.getpid()
 
 
@@ -129,13 +123,13 @@ def _executor(workers: int):
     return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT)
 
 
-def warm_up(manifest, n_dates: int) -> None:
+def warm_up(n_dates: int) -> None:
     """Start the workers a range of ``n_dates`` will use, without waiting (their imports overlap the
     stages that run in process first: catalog, prices)."""
     workers = worker_count() - 1
     if workers >= 1 and n_dates >= 2 * MIN_DATES_PER_PART:
         pool = _executor(workers)
-        _STARTING[:] = [pool.submit(_warm, manifest) for _ in range(workers)]
+        _STARTING[:] = [pool.submit(_warm) for _ in range(workers)]
 
 
 _STARTING: list = []  # the warm-up tasks of the last warm_up: until they are done, stages run in process

@@ -35,7 +35,7 @@ def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False) -> S
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
     if str(stage) in HISTORY_STAGES:  # the first stages of a range: start the workers of the later ones
-        parallel.warm_up(ctx.manifest, len(dates))
+        parallel.warm_up(len(dates))
     return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates),
                                  (lambda result: write(ctx, stage, result)) if write_lake else None)
 
