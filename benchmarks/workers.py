@@ -1,8 +1,10 @@
 """The one-shot pipeline with one process vs several worker processes (``TVQUANT_WORKERS``), same range, same
 run: wall time of each, the ratio, the machine's load average, and whether every partition hashes the same.
 
-Each configuration runs in a fresh Python process on an empty temp lake (imports excluded from the timing,
-worker start-up included), alternating when ``--repeat`` > 1; the figure reported is the best of the repeats.
+Each configuration runs in a fresh Python process on an empty temp lake; as the CLI does, it starts the workers
+before importing the stack (their imports run beside its own), and the timing starts after its imports (a
+worker not ready by then delays nothing: stages run in process until it is). Configurations alternate when
+``--repeat`` > 1; the figure reported is the best of the repeats.
 
     uv run python -m benchmarks workers [--manifest sp500_demo] [--start 2019-01-02] [--end 2020-12-31]
                                         [--workers 2] [--repeat 1] [--workers-first]
@@ -20,6 +22,8 @@ from pathlib import Path
 
 CHILD = """
 import json, sys, time
+from tvquant_assets import workers
+workers.start()  # as the CLI does before its imports
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import resolve_manifest

@@ -18,38 +18,20 @@ stage that begins while they are still importing runs in process instead of wait
 
 from __future__ import annotations
 
-import os
 import uuid
 import warnings
 from collections.abc import Callable
 
 import pandas as pd
 
-from tvquant_assets.errors import ConfigurationError
 from tvquant_assets.stages import MODULES, SPECS
 from tvquant_assets.stages.spec import StageResult
+from tvquant_assets.workers import ENV, executor, start, starting, worker_count
 
-ENV = "TVQUANT_WORKERS"
+__all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "run_parallel", "warm_up", "worker_count"]
+
 MIN_DATES_PER_PART = 32
 """Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
-
-IDLE_TIMEOUT = 600
-"""Seconds an idle worker waits for more work before it exits (the next range starts it again)."""
-
-
-def worker_count() -> int:
-    """``TVQUANT_WORKERS``, else the number of cores this process may run on."""
-    raw = os.environ.get(ENV, "").strip()
-    if not raw:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigurationError(f"{ENV}={raw!r}: the number of worker processes must be a whole number >= 1 "
-                                 "(1 computes in one process)")
-    return n
 
 
 def chunks(dates: list[pd.Timestamp], n: int) -> list[list[pd.Timestamp]]:
@@ -108,39 +90,21 @@ def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environmen
     return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
 
 
-def _warm() -> int:
-    """A no-op task: a worker runs it once it has imported the stages (to unpickle it). The libraries a
-    stage loads on first use (engines, simulators) are left to that stage: the caller loads them at the
-    same time for its own part."""
-    return os.getpid()
-
-
 # caller side ---------------------------------------------------------------------------------------
 
 def _executor(workers: int):
-    from joblib.externals.loky import get_reusable_executor
+    return executor(workers)
 
-    return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT)
+
+def _starting() -> bool:
+    return starting()
 
 
 def warm_up(n_dates: int) -> None:
     """Start the workers a range of ``n_dates`` will use, without waiting (their imports overlap the
-    stages that run in process first: catalog, prices)."""
-    workers = worker_count() - 1
-    if workers >= 1 and n_dates >= 2 * MIN_DATES_PER_PART:
-        pool = _executor(workers)
-        _STARTING[:] = [pool.submit(_warm) for _ in range(workers)]
-
-
-_STARTING: list = []  # the warm-up tasks of the last warm_up: until they are done, stages run in process
-
-
-def _starting() -> bool:
-    """Whether workers are still importing: a stage then runs in process rather than wait for them."""
-    if all(f.done() for f in _STARTING):
-        _STARTING.clear()
-        return False
-    return True
+    stages that run in process first: catalog, prices); nothing when they are running or starting."""
+    if n_dates >= 2 * MIN_DATES_PER_PART:
+        start()
 
 
 def _token(ctx) -> str:

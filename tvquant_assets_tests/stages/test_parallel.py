@@ -12,6 +12,7 @@ import json
 import pandas as pd
 import pytest
 
+from tvquant_assets import workers
 from tvquant_assets.calendar import manifest_dates
 from tvquant_assets.errors import ConfigurationError
 from tvquant_assets.lake import Lake
@@ -120,7 +121,7 @@ def test_a_stage_runs_in_process_while_the_workers_start(tmp_path, monkeypatch):
             return False
 
     monkeypatch.setenv(parallel.ENV, "2")
-    monkeypatch.setattr(parallel, "_STARTING", [Importing()])
+    monkeypatch.setattr(workers, "_STARTING", [Importing()])
     monkeypatch.setattr(parallel, "_executor", lambda n: pytest.fail("a worker was asked while still starting"))
     ctx = type("Ctx", (), {"lake": Lake(str(tmp_path))})()
     dates = list(pd.bdate_range("2020-01-01", periods=200))
