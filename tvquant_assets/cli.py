@@ -88,6 +88,9 @@ def _leaderboard_table(manifest: str, date, board, layout: str):
 
 def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool,
                outputs: bool = True, skip_fresh: bool = False) -> int:
+    from tvquant_assets import workers
+
+    workers.start()  # the date-parallel stages' processes import beside this one (TVQUANT_WORKERS)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tvquant_assets import progress

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
 from tvquant_assets.core.panel import PricePanel
+
+# Stages run in one process unless a test asks for workers (test_parallel.py): tests patch sources and
+# fakes in this process, which worker processes would not see. TVQUANT_WORKERS=2 runs the suite with them.
+os.environ.setdefault("TVQUANT_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -242,6 +242,7 @@ def select(
     cfg: SelectionConfig,
     sectors: Mapping[str, str] | None = None,
     overrides: Mapping[pd.Timestamp, Mapping[str, int]] | None = None,
+    sectors_by_date: Mapping[pd.Timestamp, Mapping[str, str]] | None = None,
 ) -> dict[pd.Timestamp, pd.DataFrame]:
     """Select symbols on each date (module docstring).
 
@@ -256,6 +257,8 @@ def select(
         Missing symbols get ``"unknown"``.
     overrides : mapping date -> {"top_n_per_cluster": int, "max_symbols": int}, optional
         Regime-preset overrides for that date (keys optional).
+    sectors_by_date : mapping date -> {symbol: sector}, optional
+        The sectors of D's catalog (point in time); wins over ``sectors`` on its dates.
 
     Returns
     -------
@@ -276,6 +279,7 @@ def select(
     }
     volume_available = panel.volume is not None
     sectors = sectors or {}
+    sectors_by_date = {pd.Timestamp(k): v for k, v in (sectors_by_date or {}).items()}
     overrides = overrides or {}
 
     keys: list[pd.Timestamp] = []
@@ -296,8 +300,8 @@ def select(
             day_cfg = cfg.model_copy(update={k: int(v) for k, v in overrides[date].items() if v is not None})
         scan_short = (scan["direction"].astype(str).to_numpy(dtype=object)[order] == "short"
                       if "direction" in scan.columns else np.zeros(syms.size, dtype=bool))
-        piece = _select_one(arrays, t, syms, eligible, scan_reason, js, day_cfg, sectors, volume_available,
-                            scan_short)
+        piece = _select_one(arrays, t, syms, eligible, scan_reason, js, day_cfg, sectors_by_date.get(date, sectors),
+                            volume_available, scan_short)
         keys.append(date)
         for c in DTYPES:
             columns[c].append(piece[c])

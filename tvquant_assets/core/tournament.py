@@ -95,6 +95,15 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+def merge_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of disjoint candidate groups for one date as the one frame of every candidate."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _frame([])
+    return pd.concat(frames, ignore_index=True).sort_values(["candidate", "symbol"], kind="stable") \
+        .reset_index(drop=True)
+
+
 def _regime_keys(regime: pd.DataFrame | None) -> tuple[str, str]:
     if regime is None or regime.empty:
         return "", ""

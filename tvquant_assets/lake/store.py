@@ -177,6 +177,11 @@ class Lake:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
+    def adopt(self, path, df: pd.DataFrame, digest: str) -> None:
+        """Cache ``df`` as the content of ``path``, which another process has just written with it (a
+        worker's partitions); validated by mtime and size like every cached frame."""
+        self._remember(path, df, digest)
+
     def _cached(self, path) -> tuple[pd.DataFrame, str] | None:
         with self._cache_lock:
             hit = self._cache.get(self._key(path))

@@ -23,7 +23,7 @@ from tvquant_assets.stages.markdown import md_table, to_float
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="backtest", description=__doc__, upstream=("tournament", "prices"), kinds=("numpy",),
-                 book=True)
+                 book=True, parallel="interleaved")
 
 
 def backtest_frames(ctx: RunContext, dates: list[pd.Timestamp], events: list[dict] | None = None,

@@ -24,7 +24,8 @@ from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="drift", description=__doc__,
-                 upstream=("backtest", "tournament", "prices", "selection", "catalog"), kinds=("numpy",), book=True)
+                 upstream=("backtest", "tournament", "prices", "selection", "catalog"), kinds=("numpy",), book=True,
+                 parallel="interleaved")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

@@ -17,7 +17,7 @@ from tvquant_assets.stages.markdown import cell
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="estimation", description=__doc__, upstream=("selection", "regime"), kinds=("scikitlearn",),
-                 price_window=True)
+                 price_window=True, parallel="dates")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

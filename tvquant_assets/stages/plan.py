@@ -19,7 +19,7 @@ from tvquant_assets.determinism import pin_threads
 from tvquant_assets.errors import SourceError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import MODULES, STAGES, Stage, assets_of
+from tvquant_assets.stages import MODULES, STAGES, Stage, assets_of, parallel
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult
 
@@ -27,12 +27,17 @@ HISTORY_STAGES = (Stage.CATALOG, Stage.PRICES)
 """What the trailing windows of a range's first dates read from earlier partitions."""
 
 
-def run_stage(ctx: RunContext, stage: str, dates) -> StageResult:
-    """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths."""
+def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False) -> StageResult:
+    """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths. Stages
+    whose dates are independent run in worker processes (``stages/parallel.py``, ``TVQUANT_WORKERS``).
+    ``write_lake`` (the one-shot path) also writes the result, each worker its own dates."""
     pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
-    return MODULES[str(stage)].run(ctx, dates)
+    if str(stage) in HISTORY_STAGES:  # the first stages of a range: start the workers of the later ones
+        parallel.warm_up(len(dates))
+    return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates),
+                                 (lambda result: write(ctx, stage, result)) if write_lake else None)
 
 
 def write(ctx: RunContext, stage: str, result: StageResult) -> None:
@@ -111,12 +116,11 @@ def run_one_shot(ctx: RunContext, dates, stages=None) -> dict[str, StageResult]:
     if plan.history and Stage.PRICES in stages:
         history = manifest_dates(ctx.manifest, *plan.history)
         for stage in HISTORY_STAGES:
-            write(ctx, stage, run_stage(ctx, stage, history))
+            run_stage(ctx, stage, history, write_lake=True)
     results = {}
     for stage in stages:
         with progress.stage(f"{ctx.name}/{stage}", len(dates)):
-            res = run_stage(ctx, stage, dates)
-            write(ctx, stage, res)
+            res = run_stage(ctx, stage, dates, write_lake=True)
         results[stage] = res
     return results
 

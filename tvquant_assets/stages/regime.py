@@ -18,7 +18,8 @@ from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import cell, to_float
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
-SPEC = StageSpec(name="regime", description=__doc__, upstream=("scan",), kinds=("numpy",), price_window=True)
+SPEC = StageSpec(name="regime", description=__doc__, upstream=("scan",), kinds=("numpy",), price_window=True,
+                 parallel="dates")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

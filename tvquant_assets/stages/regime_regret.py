@@ -23,7 +23,7 @@ from tvquant_assets.stages.spec import StageResult, StageSpec
 
 LEARNED_COLUMNS = ("label", "growth", "vol_short", "turbulent_threshold", "crisis_threshold")
 SPEC = StageSpec(name="regime_regret", description=__doc__, upstream=("regime", "backtest"), kinds=("numpy",),
-                 sealed=False)
+                 sealed=False, parallel="interleaved")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

@@ -14,7 +14,7 @@ from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="scan", description=__doc__, upstream=("prices", "catalog"), kinds=("numpy",),
-                 price_window=True)
+                 price_window=True, parallel="dates")
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

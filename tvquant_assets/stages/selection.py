@@ -18,25 +18,22 @@ from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="selection", description=__doc__, upstream=("scan", "catalog", "regime"), kinds=("scipy",),
-                 price_window=True)
+                 price_window=True, parallel="dates")
 
 
-def sectors(catalogs: dict[pd.Timestamp, pd.DataFrame]) -> dict[str, str]:
-    """Each symbol's sector, from the earliest catalog that lists it."""
-    out: dict[str, str] = {}
-    for d in sorted(catalogs):
-        cat = catalogs[d]
-        for s, sec in zip(cat["symbol"], cat["sector"], strict=True):
-            out.setdefault(s, sec)
-    return out
+def sectors(catalogs: dict[pd.Timestamp, pd.DataFrame]) -> dict[pd.Timestamp, dict[str, str]]:
+    """Each date's sectors, from that date's catalog (point in time: D's output never depends on the
+    other dates of the range, so a range can be split into chunks of dates)."""
+    return {d: dict(zip(cat["symbol"], cat["sector"], strict=True))
+            for d, cat in catalogs.items()}
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
     scans = ctx.frames("scan", dates)
     regimes = ctx.frames("regime", dates)
     panel = ctx.window_panel(dates)
-    frames = select(panel, scans, dates, ctx.manifest.selection, sectors(ctx.frames("catalog", dates)),
-                    preset_overrides(regimes))
+    frames = select(panel, scans, dates, ctx.manifest.selection, None, preset_overrides(regimes),
+                    sectors_by_date=sectors(ctx.frames("catalog", dates)))
     return StageResult(frames, ctx.same_date_hashes(SPEC.upstream, dates))
 
 

@@ -26,6 +26,10 @@ class StageSpec:
     calls_source: bool = False  # reads the manifest's source (retried and pooled by the Dagster layer)
     sealed: bool = True  # the audit stage seals its output in the ledger (advisory stages: False)
     seals: bool = False  # the audit stage itself: its upstreams are every sealed stage
+    # how a range may be split over worker processes (stages/parallel.py), when the output for D does not
+    # depend on the range's other dates: "dates" (contiguous chunks), "interleaved" (every k-th date); "parts"
+    # when the module splits it itself (parts/run_part/merge_parts); "" runs in one process
+    parallel: str = ""
     previous: tuple[str, ...] = ()  # partitions read on the previous partition date (its own name: carried state)
     enabled_by: str | None = None  # opt-in: the manifest's boolean field (dotted path) that adds the stage
 

@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 
 from tvquant_assets.calendar import previous_dates
-from tvquant_assets.core.tournament import run_tournament
+from tvquant_assets.core.tournament import merge_frames, run_tournament
 from tvquant_assets.errors import LakeError
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="tournament", description=__doc__, upstream=("estimation", "regime"),
-                 kinds=("cvxpy", "skfolio"), price_window=True, carries_decision=True)
+                 kinds=("cvxpy", "skfolio"), price_window=True, carries_decision=True, parallel="parts")
 
 
 def _previous_decision(ctx: RunContext, first: pd.Timestamp, rebalance) -> pd.DataFrame | None:
@@ -43,14 +43,44 @@ def _previous_decision(ctx: RunContext, first: pd.Timestamp, rebalance) -> pd.Da
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
+    return run_part(ctx, dates, None)
+
+
+def parts(ctx: RunContext, dates: list[pd.Timestamp], n: int) -> list[tuple[str, ...]]:
+    """The candidates in up to ``n`` groups (round robin, manifest order) for worker processes: a candidate's
+    decisions depend on its own previous decision only (turnover penalty, fallback), never on another
+    candidate's, and no solver warm-starts, so each group runs every date in order on its own. One group
+    (not split) when the range holds no rebalance date or fewer dates than a worker is worth."""
+    from tvquant_assets.stages.parallel import MIN_DATES_PER_PART
+
+    names = [c.name for c in ctx.manifest.tournament.candidates]
+    rebalance = ctx.rebalance_set(max(dates))
+    if len(dates) < 2 * MIN_DATES_PER_PART or not any(d in rebalance for d in dates):
+        return []
+    k = min(n, len(names))
+    return [tuple(names[i::k]) for i in range(k)] if k > 1 else []
+
+
+def run_part(ctx: RunContext, dates: list[pd.Timestamp], names: tuple[str, ...] | None) -> StageResult:
+    """The tournament of ``dates`` for the candidates ``names`` (None: every candidate). The first group of a
+    split also carries the previous decision's rows of candidates the manifest no longer has."""
     m = ctx.manifest
     rebalance = ctx.rebalance_set(max(dates))
     previous = _previous_decision(ctx, dates[0], rebalance)
+    cfg = m.tournament
+    if names is not None:
+        everyone = [c.name for c in cfg.candidates]
+        cfg = cfg.model_copy(update={"candidates": [c for c in cfg.candidates if c.name in names]})
+        if previous is not None:
+            keep = previous["candidate"].isin(names)
+            if names[0] == everyone[0]:  # the first group
+                keep |= ~previous["candidate"].isin(everyone)
+            previous = previous[keep].reset_index(drop=True)
     estimates = ctx.frames("estimation", dates)
     regimes = ctx.frames("regime", dates)
     panel = ctx.window_panel(dates)
     presets = {k.value if hasattr(k, "value") else str(k): v for k, v in m.regime_presets.items()}
-    frames = run_tournament(panel, estimates, regimes, dates, lambda d: d in rebalance, m.tournament, presets,
+    frames = run_tournament(panel, estimates, regimes, dates, lambda d: d in rebalance, cfg, presets,
                             m.estimation, previous, m.selection.linkage, m.selection.correlation_windows,
                             m.book)
     notes = {}
@@ -59,6 +89,13 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
         notes[d] = f"rebalanced ({m.rebalance.rule})" if d in rebalance else \
             f"not a rebalance date: carries the decision of {decided}"
     return StageResult(frames, ctx.same_date_hashes(SPEC.upstream, dates), notes)
+
+
+def merge_parts(results: list[StageResult]) -> StageResult:
+    """The groups of a split as one result: each date's rows of every group, sorted as one run sorts them."""
+    first = results[0]
+    frames = {d: merge_frames([r.frames[d] for r in results]) for d in first.frames}
+    return StageResult(frames, first.upstream, first.notes, first.metadata)
 
 
 def summary(frame: pd.DataFrame) -> dict:

@@ -19,7 +19,7 @@ from tvquant_assets.stages.markdown import md_table
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
 SPEC = StageSpec(name="verdict", description=__doc__, upstream=("backtest",), kinds=("statsmodels",),
-                 sealed=False)
+                 sealed=False, parallel="interleaved")
 
 LEVEL = 0.05
 MIN_DAYS = 15

@@ -1,0 +1,187 @@
+"""Date-parallel stage runs: a stage whose output for D does not depend on the other dates of the range
+(``StageSpec.parallel``) is computed as parts of its dates in worker processes (joblib's loky executor,
+reused across stages and runs): contiguous chunks (``dates``: the stages reading a trailing window), or every
+k-th date (``interleaved``: the stages reading every partition since ``backtest.start``, whose later dates
+cost more); the tournament as groups of candidates sharing an engine, each
+group's decisions in date order (its previous decisions are its own). No Dagster here.
+
+``TVQUANT_WORKERS`` sets the number of processes (default: the cores this process may use; 1 computes in
+process). The calling process computes the first part itself and the workers the others; results come back
+to it, merged in date (or candidate) order, and it writes them (one-shot) or hands them to the IO manager
+(Dagster), so the lake sees the same frames, in the same order, as with one process. A range is split only
+when each part holds at least :data:`MIN_DATES_PER_PART` dates: a worker's first task imports the stack.
+Workers re-open the manifest's lake and source once per run (one cached :class:`RunContext`); warnings
+raised in a worker are raised again in the caller (Dagster's run log), errors too (failure containment
+then locates the failing dates as it does in one process). Workers start with a range's catalog stage; a
+stage that begins while they are still importing runs in process instead of waiting for them.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable
+
+import pandas as pd
+
+from tvquant_assets.stages import MODULES, SPECS
+from tvquant_assets.stages.spec import StageResult
+from tvquant_assets.workers import ENV, executor, start, starting, worker_count
+
+__all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "run_parallel", "warm_up", "worker_count"]
+
+MIN_DATES_PER_PART = 32
+"""Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
+
+
+def chunks(dates: list[pd.Timestamp], n: int) -> list[list[pd.Timestamp]]:
+    """``dates`` (sorted) in ``n`` contiguous parts of nearly equal length, earliest first."""
+    n = max(1, min(n, len(dates)))
+    size, extra = divmod(len(dates), n)
+    out, at = [], 0
+    for i in range(n):
+        step = size + (1 if i < extra else 0)
+        out.append(dates[at:at + step])
+        at += step
+    return out
+
+
+# worker side ---------------------------------------------------------------------------------------
+
+_CONTEXT: tuple[str, object] | None = None  # (token, RunContext) of the run this worker serves
+
+
+def _worker_context(token: str, manifest, lake_root: str, run_id: str, environment):
+    """The caller's context in this worker, built once per caller context (a one-shot run, a Dagster step);
+    the lake and its read cache (validated by mtime and size) are shared by every context of the process."""
+    global _CONTEXT
+    if _CONTEXT is None or _CONTEXT[0] != token:
+        from tvquant_assets.lake import Lake
+        from tvquant_assets.stages.context import RunContext
+
+        _CONTEXT = (token, RunContext(manifest, Lake.open(lake_root), run_id=run_id, environment=environment))
+    return _CONTEXT[1]
+
+
+def _compute(ctx, stage: str, dates: list[pd.Timestamp], first_computed, part) -> StageResult:
+    from tvquant_assets.determinism import pin_threads
+
+    pin_threads()
+    ctx.first_computed = first_computed  # the range's first date, not the part's: the same history checks
+    module = MODULES[stage]
+    return module.run_part(ctx, dates, part) if part is not None else module.run(ctx, dates)
+
+
+def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environment, stage: str,
+                   dates: list[pd.Timestamp], first_computed, part, write: bool
+                   ) -> tuple[StageResult, list[tuple], dict | None]:
+    """One part in a worker; with ``write`` (a date split of the one-shot path) its partitions are written
+    here (atomic writes, as the caller's), and their hashes returned."""
+    ctx = _worker_context(token, manifest, lake_root, run_id, environment)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every one, once per place: the caller's filters decide
+        result = _compute(ctx, stage, dates, first_computed, part)
+        written = None
+        if write:
+            seen = len(ctx.lake.edited_replaced)
+            items = [(ctx.lake.path(ctx.name, stage, d), f) for d, f in result.frames.items()]
+            written = {"hashes": dict(zip(result.frames, ctx.lake.write_many(items), strict=True)),
+                       "edited": ctx.lake.edited_replaced[seen:]}
+    return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
+
+
+# caller side ---------------------------------------------------------------------------------------
+
+def _executor(workers: int):
+    return executor(workers)
+
+
+def _starting() -> bool:
+    return starting()
+
+
+def warm_up(n_dates: int) -> None:
+    """Start the workers a range of ``n_dates`` will use, without waiting (their imports overlap the
+    stages that run in process first: catalog, prices); nothing when they are running or starting."""
+    if n_dates >= 2 * MIN_DATES_PER_PART:
+        start()
+
+
+def _token(ctx) -> str:
+    token = getattr(ctx, "_parallel_token", None)
+    if token is None:
+        token = ctx._parallel_token = uuid.uuid4().hex
+    return token
+
+
+def _parts(ctx, stage: str, dates: list[pd.Timestamp], n: int) -> list[tuple[list[pd.Timestamp], object]]:
+    """``[(dates, part), ...]`` of the stage's split over ``n`` processes; one entry: not split."""
+    mode = SPECS[stage].parallel
+    k = min(n, len(dates) // MIN_DATES_PER_PART)
+    if mode == "dates" and k > 1:
+        return [(chunk, None) for chunk in chunks(dates, k)]
+    if mode == "interleaved" and k > 1:  # every k-th date: the same work per part when later dates cost more
+        return [(dates[i::k], None) for i in range(k)]
+    if mode == "parts":  # the stage's own split (the tournament: groups of candidates)
+        groups = MODULES[stage].parts(ctx, dates, n)
+        if len(groups) > 1:
+            return [(dates, g) for g in groups]
+    return [(dates, None)]
+
+
+def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[], StageResult],
+                 write: Callable[[StageResult], None] | None = None) -> StageResult:
+    """``stage`` over ``dates`` (sorted), split over the worker processes when it can be; ``compute``
+    computes it in process when it cannot (or one process is asked for). With ``write`` (the one-shot path)
+    the result is also written: a date split's workers write their own parts, ``write`` the caller's."""
+    n = worker_count()
+    local = ctx.lake.root.protocol in ("", "file", "local")  # a worker cannot see an in-memory lake
+    parts = _parts(ctx, stage, dates, n) if n > 1 and dates and local and not _starting() else [(dates, None)]
+    if len(parts) == 1:
+        result = compute()
+        if write is not None:
+            write(result)
+        return result
+    pool = _executor(len(parts) - 1)
+    by_date = parts[0][1] is None  # a date split: parts write their own dates; else the merged frames
+    args = (_token(ctx), ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment, stage)
+    first_computed = ctx.first_computed
+    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None)
+               for ds, part in parts[1:]]
+    try:
+        results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
+        if by_date and write is not None:
+            write(results[0])
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+    for f in futures:  # in submission order: deterministic, whatever finishes first
+        result, caught, written = f.result()
+        for message, category, filename, lineno in caught:
+            warnings.warn_explicit(message, category, filename, lineno)
+        if written is not None:  # what the worker wrote, cached here as if this process had written it
+            for d, digest in written["hashes"].items():
+                ctx.lake.adopt(ctx.lake.path(ctx.name, stage, d), result.frames[d].reset_index(drop=True), digest)
+            ctx.lake.edited_replaced.extend(written["edited"])
+        results.append(result)
+    if by_date:
+        return merge_by_date(results)
+    merged = MODULES[stage].merge_parts(results)
+    if write is not None:
+        write(merged)
+    return merged
+
+
+def merge_by_date(results: list[StageResult]) -> StageResult:
+    """The parts of a date split as one result, in date order."""
+    out = StageResult({})
+    for r in results:
+        out.frames.update(r.frames)
+        out.upstream.update(r.upstream)
+        out.notes.update(r.notes)
+        out.metadata.update(r.metadata)
+    order = sorted(out.frames)
+    return StageResult({d: out.frames[d] for d in order}, {d: out.upstream[d] for d in order if d in out.upstream},
+                       {d: out.notes[d] for d in order if d in out.notes},
+                       {d: out.metadata[d] for d in order if d in out.metadata})

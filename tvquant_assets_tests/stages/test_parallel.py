@@ -1,0 +1,128 @@
+"""Date-parallel stage runs (``stages/parallel.py``) compute what one process computes, hash for hash.
+
+Two worker processes (``TVQUANT_WORKERS=2``, parts of a few dates so a short range splits): the one-shot
+pipeline over the first weeks of the demo variant's range gives every partition its golden hash
+(``golden/sp500_it.json``: catalog and prices history included), and
+a Dagster range run of a synthetic manifest gives the hashes of the one-process one-shot run. Each split
+stage is seen to reach a worker.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tvquant_assets import workers
+from tvquant_assets.calendar import manifest_dates
+from tvquant_assets.errors import ConfigurationError
+from tvquant_assets.lake import Lake
+from tvquant_assets.manifest import load_manifest
+from tvquant_assets.stages import ASSETS, SPECS, Stage, parallel
+from tvquant_assets.stages.context import RunContext
+from tvquant_assets.stages.plan import run_one_shot
+from tvquant_assets_tests.conftest import SP500_IT_START, write_demo_variant
+from tvquant_assets_tests.stages.test_golden_hashes import GOLDEN, partition_hashes
+
+SPLIT = {n for n, s in SPECS.items() if s.parallel}
+GOLDEN_END = "2020-03-06"  # the golden range's first five weeks, with the rebalance date 2020-03-02
+
+
+@pytest.fixture
+def two_workers(monkeypatch):
+    """Two processes, parts of 4 dates or more; records the stages whose parts reached a worker."""
+    monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setattr(parallel, "MIN_DATES_PER_PART", 4)
+    monkeypatch.setattr(parallel, "_starting", lambda: False)  # wait for the workers: every stage splits
+    sent: set[str] = set()
+    real = parallel._executor
+
+    class Recording:
+        def __init__(self, pool):
+            self.pool = pool
+
+        def submit(self, fn, *args):
+            if fn is parallel._run_in_worker:
+                sent.add(args[5])
+            return self.pool.submit(fn, *args)
+
+    monkeypatch.setattr(parallel, "_executor", lambda n: Recording(real(n)))
+    return sent
+
+
+def test_split_parts():
+    dates = list(pd.bdate_range("2020-01-01", periods=10))
+    assert [len(c) for c in parallel.chunks(dates, 3)] == [4, 3, 3]
+    assert sum(parallel.chunks(dates, 3), []) == dates
+    assert SPLIT == {"scan", "regime", "selection", "estimation", "tournament", "backtest", "drift",
+                     "regime_regret", "verdict"}
+
+
+def test_worker_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv(parallel.ENV, "3")
+    assert parallel.worker_count() == 3
+    monkeypatch.setenv(parallel.ENV, "zero")
+    with pytest.raises(ConfigurationError, match="TVQUANT_WORKERS='zero'"):
+        parallel.worker_count()
+
+
+def test_one_shot_with_two_workers_hashes_as_golden(tmp_path, two_workers):
+    path = write_demo_variant(tmp_path, "sp500_it", SP500_IT_START)
+    m = load_manifest(path)
+    lake = Lake(str(tmp_path / "lake"))
+    run_one_shot(RunContext(m, lake), manifest_dates(m, SP500_IT_START, GOLDEN_END))
+    assert two_workers == SPLIT
+    golden = json.loads(GOLDEN.read_text())
+    now = partition_hashes(lake, m.name)
+    for stage, hashes in golden.items():
+        assert now[stage], stage
+        moved = [d for d in now[stage] if hashes[d] != now[stage][d]]
+        assert not moved, f"{stage}: {len(moved)} partitions differ with two workers, first {moved[0]}"
+
+
+SYNTHETIC = """name: synth_workers
+source: {kind: synthetic, n_symbols: 16, start: 2015-01-01, end: 2017-12-29, seed: 11, n_sectors: 4}
+calendar: weekdays
+start: 2016-09-01
+universe: {min_history_days: 126, min_value_traded: 1000000.0}
+selection: {top_n_per_cluster: 2, max_symbols: 6, momentum_lookback: 126, correlation_lookbacks: [63, 126]}
+estimation: {lookback: 126}
+tournament:
+  candidates:
+    - {engine: custom, profile: min_variance}
+    - {engine: custom, profile: max_sharpe}
+    - {engine: custom, profile: risk_parity}
+  constraints: {max_weight: 0.4, turnover_penalty: 0.001}
+rebalance: {rule: monthly}
+backtest: {start: 2016-09-01}
+"""
+
+
+def test_dagster_range_with_two_workers_equals_one_process(tmp_path, monkeypatch, two_workers):
+    from tvquant_assets.runner import materialize_range
+
+    path = tmp_path / "synth_workers.yaml"
+    path.write_text(SYNTHETIC)
+    m = load_manifest(path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    materialize_range(path, "2016-09-01", "2016-10-07", lake_root=str(tmp_path / "parallel"))
+    assert two_workers == SPLIT
+    monkeypatch.setenv(parallel.ENV, "1")
+    sequential = Lake(str(tmp_path / "sequential"))
+    run_one_shot(RunContext(m, sequential), manifest_dates(m, "2016-09-01", "2016-10-07"))
+    ours, reference = partition_hashes(Lake(str(tmp_path / "parallel")), m.name), partition_hashes(sequential, m.name)
+    assert sorted(ours) == sorted(reference) == sorted(str(s) for s in ASSETS if s is not Stage.AUDIT)
+    for stage in reference:
+        assert ours[stage] == reference[stage], stage
+
+
+def test_a_stage_runs_in_process_while_the_workers_start(tmp_path, monkeypatch):
+    class Importing:
+        def done(self):
+            return False
+
+    monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setattr(workers, "_STARTING", [Importing()])
+    monkeypatch.setattr(parallel, "_executor", lambda n: pytest.fail("a worker was asked while still starting"))
+    ctx = type("Ctx", (), {"lake": Lake(str(tmp_path))})()
+    dates = list(pd.bdate_range("2020-01-01", periods=200))
+    assert parallel.run_parallel(ctx, "scan", dates, lambda: "in process") == "in process"
