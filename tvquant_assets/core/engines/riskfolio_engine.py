@@ -49,7 +49,39 @@ class RiskfolioEngine(Engine):
 
     name = "riskfolio"
     profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark")
+    joint_profiles = ("min_variance", "max_sharpe")
     needs_returns = True
+
+    def fit_joint(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float,
+                  spec: FitSpec, sides: np.ndarray, net: float, gross: float) -> tuple[np.ndarray | None, str]:
+        """``Portfolio(sht=True)`` over both books: ``budget = net``, ``budgetsht`` the short book's size
+        ``(gross - net) / 2`` (with ``budget`` it bounds the long book by ``(gross + net) / 2``),
+        ``upperlng = uppersht = max_weight``, each name's sign as an ``A w <= b`` row and, for min_variance,
+        the short book held at its full size (``sum_short w <= -(gross - net) / 2``). max_sharpe on
+        ``mu - rf`` with ``rf = 0`` (Riskfolio's ratio takes ``mu @ w - rf * k``, the custom engine's excess
+        ``(mu - rf) @ w`` only when net is 1)."""
+        syms = list(inputs.symbols)
+        s = np.asarray(sides, dtype="float64")
+        size_short = (gross - net) / 2.0
+        mu = np.asarray(inputs.mu, dtype="float64") - (risk_free_rate if profile == "max_sharpe" else 0.0)
+        a, b = -np.diag(s), np.zeros(len(s))  # -s_i w_i <= 0
+        if profile == "min_variance":
+            a, b = np.vstack([a, (s < 0).astype("float64")]), np.append(b, -size_short)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            port = rp.Portfolio(returns=inputs.returns, sht=True, budget=net, budgetsht=size_short,
+                                uppersht=max_weight, upperlng=max_weight)
+            port.mu = pd.DataFrame([mu], columns=syms)
+            port.cov = pd.DataFrame(np.asarray(inputs.cov, dtype="float64"), index=syms, columns=syms)
+            port.solvers = SOLVERS
+            port.sol_params = {x: dict(SOLVER_OPTIONS[x]) for x in SOLVERS}
+            port.ainequality, port.binequality = a, b.reshape(-1, 1)
+            port.alpha = 1.0 - spec.risk_beta
+            w = port.optimization(model="Classic", rm=RISKFOLIO_CODES[spec.risk_measure or "variance"], rf=0.0,
+                                  l=0, hist=True, obj="MinRisk" if profile == "min_variance" else "Sharpe")
+        if w is None or len(w) != len(syms):
+            return None, f"riskfolio {profile}: no solution from {', '.join(SOLVERS)}"
+        return w.reindex(syms).iloc[:, 0].to_numpy(dtype="float64"), ""
 
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         syms = list(inputs.symbols)

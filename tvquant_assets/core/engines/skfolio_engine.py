@@ -137,6 +137,7 @@ class SkfolioEngine(Engine):
 
     name = "skfolio"
     profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight")
+    joint_profiles = ("min_variance", "max_sharpe")
     needs_returns = True
 
     def __init__(self, solver: str = "CLARABEL", linkage: LinkageConfig | None = None) -> None:
@@ -193,6 +194,40 @@ class SkfolioEngine(Engine):
         primary = cls(solver=self.solver, solver_params=dict(SOLVER_OPTIONS.get(self.solver, {})),
                       fallback=[alt], raise_on_failure=False, **common)
         return primary, [self.solver, "SCS"]
+
+    def fit_joint(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float,
+                  spec: FitSpec, sides: np.ndarray, net: float, gross: float) -> tuple[np.ndarray | None, str]:
+        """``MeanRisk`` over both books: per-name ``min_weights`` / ``max_weights`` fix the sign of each book
+        (``[0, max_weight]`` long, ``[-max_weight, 0]`` short), ``budget = net``, the gross as
+        ``left_inequality`` rows (``sides @ w <= gross`` and, for min_variance, ``>= gross``), ``l2_coef``.
+        max_sharpe maximizes the ratio on ``mu - rf`` with ``risk_free_rate = 0``: skfolio's ratio takes
+        ``mu @ w - rf * budget``, which is the custom engine's excess ``(mu - rf) @ w`` only when net is 1."""
+        s = np.asarray(sides, dtype="float64")
+        cov = np.asarray(inputs.cov, dtype="float64")
+        mu = np.asarray(inputs.mu, dtype="float64") - (risk_free_rate if profile == "max_sharpe" else 0.0)
+        measure = RiskMeasure[SKFOLIO_NAMES[spec.risk_measure or "variance"]]
+        rows, rhs = ([s, -s], [gross, -gross]) if profile == "min_variance" else ([s], [gross])
+        common = dict(
+            risk_measure=measure, prior_estimator=fixed_prior(mu, cov), budget=net,
+            min_weights=np.where(s > 0, 0.0, -max_weight), max_weights=np.where(s > 0, max_weight, 0.0),
+            left_inequality=np.array(rows), right_inequality=np.array(rhs, dtype="float64"),
+            cvar_beta=spec.risk_beta, evar_beta=spec.risk_beta, cdar_beta=spec.risk_beta,
+            objective_function=(ObjectiveFunction.MINIMIZE_RISK if profile == "min_variance"
+                                else ObjectiveFunction.MAXIMIZE_RATIO))
+        if spec.l2_gamma > 0:
+            common["l2_coef"] = spec.l2_gamma
+        alt = MeanRisk(solver="SCS", solver_params=dict(SOLVER_OPTIONS["SCS"]), **common)
+        est = MeanRisk(solver=self.solver, solver_params=dict(SOLVER_OPTIONS.get(self.solver, {})),
+                       fallback=[alt], raise_on_failure=False, **common)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(inputs.returns)
+        record, winner = _chain_record(getattr(est, "fallback_chain_", None), [self.solver, "SCS"])
+        if winner is not None and winner != self.solver:
+            record.append(f"solved by {winner}")
+        w = est.weights_
+        ok = w is not None and np.all(np.isfinite(w))
+        return (np.asarray(w, dtype="float64") if ok else None), "; ".join(record)
 
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         cov = np.asarray(inputs.cov, dtype="float64")
