@@ -170,3 +170,14 @@ def test_validation_accepts_library_joint_profiles_and_refuses_the_rest_in_one_l
            "tournament.constraints.turnover_penalty" in lines[0]
     assert "tournament.candidates[1] (riskfolio/min_variance): riskfolio min_variance cannot honour " \
            "tournament.constraints.turnover_penalty" in lines[1]
+
+
+@pytest.mark.parametrize("engine,profile", [("custom", "hrp"), ("custom", "herc"), ("skfolio", "hrp"),
+                                            ("riskfolio", "hrp"), ("custom", "risk_parity")])
+def test_a_book_of_one_name_holds_it_in_full(books, engine, profile):
+    """Per-book profiles on a date whose short book has one name (HRP's tree needs two): no fallback."""
+    inputs, sides = books[DATES[1]]
+    one = np.where(np.arange(len(sides)) == int(np.flatnonzero(sides < 0)[0]), -1.0, 1.0)
+    res = fit_book(get_engine(engine), inputs, profile, CAP, RF, FitSpec(net=1.0, gross=1.6), "long_short", one)
+    assert res.status == "optimal", res.fallback
+    assert res.weights[one < 0] == pytest.approx([-0.3]) and res.weights[one > 0].sum() == pytest.approx(1.3)

@@ -369,6 +369,8 @@ class Engine(ABC):
         elif not long_short and n * max_weight < 1.0 - 1e-12:
             w, status = equal_weights(n), Status.CAP_INFEASIBLE
             fallback = f"cap infeasible: {n} assets x max_weight {max_weight:g} < 1, using 1/n"
+        elif n == 1 and not long_short:  # one name holds the book (HRP's tree needs two; every profile agrees)
+            w, status, fallback = np.ones(1), Status.OPTIMAL, ""
         elif not (np.all(np.isfinite(inputs.mu)) and np.all(np.isfinite(inputs.cov))):
             w, status, fallback = self._last_resort(n, max_weight, spec, ["non-finite mu or cov"])
         else:
