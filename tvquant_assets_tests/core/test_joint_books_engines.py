@@ -181,3 +181,12 @@ def test_a_book_of_one_name_holds_it_in_full(books, engine, profile):
     res = fit_book(get_engine(engine), inputs, profile, CAP, RF, FitSpec(net=1.0, gross=1.6), "long_short", one)
     assert res.status == "optimal", res.fallback
     assert res.weights[one < 0] == pytest.approx([-0.3]) and res.weights[one > 0].sum() == pytest.approx(1.3)
+
+
+def test_cluster_caps_are_refused_for_joint_profiles_not_per_book_ones():
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(BASE + "tournament: {book: long_short, constraints: {cluster_cap: 0.5}, candidates: ["
+                              "{engine: skfolio, profile: min_variance}, {engine: custom, profile: hrp}]}")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 1 and "tournament.candidates[0]: skfolio/min_variance over both books cannot honour " \
+        "tournament.constraints.cluster_cap" in lines[0], lines
