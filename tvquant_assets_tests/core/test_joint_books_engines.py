@@ -23,7 +23,8 @@ DATES = [pd.Timestamp("2008-10-01"), pd.Timestamp("2021-03-01")]
 CAP, RF = 0.30, 0.02
 BOOKS = {"130/30": (1.0, 1.6), "dollar-neutral": (0.0, 2.0)}
 PAIRS = [("skfolio", "min_variance"), ("skfolio", "max_sharpe"), ("riskfolio", "min_variance"),
-         ("riskfolio", "max_sharpe"), ("cvxportfolio", "min_variance"), ("cvxportfolio", "market_neutral")]
+         ("riskfolio", "max_sharpe"), ("cvxportfolio", "min_variance"), ("cvxportfolio", "market_neutral"),
+         ("skfolio", "market_neutral")]
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,7 @@ def test_library_solves_the_custom_joint_problem(books, engine, profile, book):
 @pytest.mark.parametrize("engine,profile,spec", [
     ("skfolio", "min_variance", FitSpec(net=1.0, gross=1.6, l2_gamma=0.05)),
     ("skfolio", "max_sharpe", FitSpec(net=1.0, gross=1.6, l2_gamma=0.05)),
+    ("skfolio", "market_neutral", FitSpec(net=0.0, gross=1.6, l2_gamma=0.05)),
     ("cvxportfolio", "min_variance", FitSpec(net=1.0, gross=1.6, l2_gamma=0.05, turnover_penalty=0.01)),
     ("cvxportfolio", "market_neutral", FitSpec(net=0.0, gross=1.6, l2_gamma=0.05, turnover_penalty=0.01)),
 ])
@@ -101,12 +103,14 @@ def test_penalized_joint_problems_agree(books, engine, profile, spec):
     assert np.abs(ours - plain).max() > 1e-3  # the penalties move the weights
 
 
-def test_cvxportfolio_market_neutral_keeps_a_binding_beta_band_on_the_long_book(books):
+@pytest.mark.parametrize("engine", ["cvxportfolio", "skfolio"])
+def test_market_neutral_keeps_a_binding_beta_band_on_the_long_book(books, engine):
+    """Free signs on the long book (``book: long``): the library's market_neutral is the custom one."""
     inputs, _ = books[DATES[1]]
     loose, tight = FitSpec(gross=1.5, beta_band=10.0), FitSpec(gross=1.5, beta_band=0.01)
     beta = universe_beta(inputs.cov)
     assert abs(beta @ get_engine("custom").fit(inputs, "market_neutral", 0.2, 0.0, loose).weights) > 0.05
-    ours, ref = (get_engine(e).fit(inputs, "market_neutral", 0.2, 0.0, tight) for e in ("custom", "cvxportfolio"))
+    ours, ref = (get_engine(e).fit(inputs, "market_neutral", 0.2, 0.0, tight) for e in ("custom", engine))
     assert ours.status == ref.status == "optimal"
     assert abs(beta @ ref.weights) <= 0.01 + 1e-7
     np.testing.assert_allclose(ref.weights, ours.weights, atol=AGREE)

@@ -52,9 +52,10 @@ ENGINES = Registry("engine", {
         l2=("min_variance", "max_sharpe", "risk_parity", "market_neutral"),
         selection_tree=(*HIERARCHICAL, "barbell"), joint=(*_CONVEX, "market_neutral")),
     "skfolio": EngineEntry("tvquant_assets.core.engines.skfolio_engine:SkfolioEngine", profiles=(
-        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight"),
-        measures=((("hrp", "herc", *_CONVEX, "risk_parity"), ALL_MEASURES),),
-        l2=_CONVEX, selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc"), joint=_CONVEX),
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight", "market_neutral"),
+        long_short=("market_neutral",), measures=((("hrp", "herc", *_CONVEX, "risk_parity"), ALL_MEASURES),),
+        l2=(*_CONVEX, "market_neutral"), selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc"),
+        joint=(*_CONVEX, "market_neutral")),
     "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
         "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark"),
         measures=((("hrp", "herc", *_CONVEX), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
