@@ -70,13 +70,13 @@ def fit_book(engine: Engine, inputs: EngineInputs, profile: str, max_weight: flo
     long_idx, short_idx = np.flatnonzero(sides > 0), np.flatnonzero(sides < 0)
     if not long_idx.size or not short_idx.size:
         return _one_book(engine, inputs, profile, max_weight, risk_free_rate, spec, long_idx, short_idx, net, t0)
+    size_long, size_short, reduced = book_sizes(long_idx.size, short_idx.size, max_weight, net, gross)
     if profile in JOINT_PROFILES:
         fit = joint_weights if engine.name == "custom" else partial(library_joint_weights, engine)
-        w, status, note = fit(inputs, profile, max_weight, risk_free_rate, spec, sides, net, gross)
-        return EngineResult(w, status, (time.perf_counter() - t0) * 1e3, note)
-    size_long, size_short = (gross + net) / 2.0, (gross - net) / 2.0
+        w, status, note = fit(inputs, profile, max_weight, risk_free_rate, spec, sides, net, size_long + size_short)
+        return EngineResult(w, status, (time.perf_counter() - t0) * 1e3, "; ".join(x for x in (reduced, note) if x))
     w = np.zeros(n)
-    statuses, notes, picked = [], [], ""
+    statuses, notes, picked = [], [reduced] if reduced else [], ""
     for idx, size, sign in ((long_idx, size_long, 1.0), (short_idx, size_short, -1.0)):
         sub = _subset(inputs, idx)
         sub_spec = _subset_spec(spec, idx, size, sign)
@@ -89,6 +89,22 @@ def fit_book(engine: Engine, inputs: EngineInputs, profile: str, max_weight: flo
             notes.append(f"{'long' if sign > 0 else 'short'} book: {res.fallback}")
     status = next((s for s in statuses if s != str(Status.OPTIMAL)), str(Status.OPTIMAL))
     return EngineResult(w, status, (time.perf_counter() - t0) * 1e3, "; ".join(notes), picked)
+
+
+def book_sizes(n_long: int, n_short: int, max_weight: float, net: float, gross: float) -> tuple[float, float, str]:
+    """The long and short books' sizes ``(L, S)``, ``L - S = net``, and a note when the gross is reduced.
+
+    ``L = (gross + net) / 2``, ``S = (gross - net) / 2`` unless a book's names cannot hold its size under
+    the cap (``n * max_weight``): then the short size is the largest both books can hold with the net
+    kept (the gross falls, recorded). A long book that cannot hold even the net keeps the full sizes (the
+    ``tournament_weights`` check reports the cap).
+    """
+    full = (gross - net) / 2.0
+    short = min(full, n_short * max_weight, n_long * max_weight - net)
+    if short >= full - 1e-12 or short < max(0.0, -net) - 1e-12:
+        return (gross + net) / 2.0, full, ""
+    return (net + short, short, f"gross {gross:g} reduced to {net + 2 * short:.6g}: {n_long} long and {n_short} "
+            f"short names x max_weight {max_weight:g} cannot hold it")
 
 
 def _one_book(engine, inputs, profile, max_weight, rf, spec, long_idx, short_idx, net, t0) -> EngineResult:

@@ -24,7 +24,7 @@ CAP, RF = 0.30, 0.02
 BOOKS = {"130/30": (1.0, 1.6), "dollar-neutral": (0.0, 2.0)}
 PAIRS = [("skfolio", "min_variance"), ("skfolio", "max_sharpe"), ("riskfolio", "min_variance"),
          ("riskfolio", "max_sharpe"), ("cvxportfolio", "min_variance"), ("cvxportfolio", "market_neutral"),
-         ("skfolio", "market_neutral")]
+         ("skfolio", "market_neutral"), ("riskfolio", "market_neutral")]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_penalized_joint_problems_agree(books, engine, profile, spec):
     assert np.abs(ours - plain).max() > 1e-3  # the penalties move the weights
 
 
-@pytest.mark.parametrize("engine", ["cvxportfolio", "skfolio"])
+@pytest.mark.parametrize("engine", ["cvxportfolio", "skfolio", "riskfolio"])
 def test_market_neutral_keeps_a_binding_beta_band_on_the_long_book(books, engine):
     """Free signs on the long book (``book: long``): the library's market_neutral is the custom one."""
     inputs, _ = books[DATES[1]]
@@ -194,3 +194,18 @@ def test_cluster_caps_are_refused_for_joint_profiles_not_per_book_ones():
     lines = str(err.value).splitlines()
     assert len(lines) == 1 and "tournament.candidates[0]: skfolio/min_variance over both books cannot honour " \
         "tournament.constraints.cluster_cap" in lines[0], lines
+
+
+@pytest.mark.parametrize("engine,profile", [("custom", "min_variance"), ("skfolio", "max_sharpe"),
+                                            ("riskfolio", "min_variance"), ("custom", "hrp"),
+                                            ("cvxportfolio", "min_variance")])
+def test_a_long_book_too_small_for_its_size_keeps_net_and_cap_with_less_gross(books, engine, profile):
+    """4 long names x cap 0.3 hold 1.2 < 1.3 (130/30): the short book shrinks to 0.2, net 1 and the cap hold
+    (found on 2019-02-01 by the 2019-2022 scenario, where the blocking check stopped the run)."""
+    inputs, _ = books[DATES[1]]
+    sides = np.where(np.arange(len(inputs.symbols)) < 4, 1.0, -1.0)
+    res = fit_book(get_engine(engine), inputs, profile, CAP, RF, FitSpec(net=1.0, gross=1.6), "long_short", sides)
+    w = res.weights
+    assert res.status == "optimal" and "gross 1.6 reduced to 1.4" in res.fallback, res.fallback
+    assert np.abs(w).max() <= CAP + 1e-7 and abs(w.sum() - 1.0) < 1e-6 and (w * sides >= -1e-9).all()
+    assert w[sides > 0].sum() == pytest.approx(1.2, abs=1e-6) and w[sides < 0].sum() == pytest.approx(-0.2, abs=1e-6)

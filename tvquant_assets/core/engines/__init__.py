@@ -57,10 +57,11 @@ ENGINES = Registry("engine", {
         l2=(*_CONVEX, "market_neutral"), selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc"),
         joint=(*_CONVEX, "market_neutral")),
     "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
-        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark"),
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "market_neutral"),
+        long_short=("market_neutral",),
         measures=((("hrp", "herc", *_CONVEX), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
                   (("risk_parity",), ("variance", "standard_deviation", "semi_deviation", "mean_absolute_deviation",
-                                      "cvar", "evar", "cdar"))), joint=_CONVEX),
+                                      "cvar", "evar", "cdar"))), joint=(*_CONVEX, "market_neutral")),
     "cvxportfolio": EngineEntry("tvquant_assets.core.engines.cvxportfolio_engine:CvxportfolioEngine",
                                 profiles=("min_variance", "market_neutral"), long_short=("market_neutral",),
                                 measures=((("min_variance",), ("variance",)),),
