@@ -78,6 +78,8 @@ def fit_book(engine: Engine, inputs: EngineInputs, profile: str, max_weight: flo
     w = np.zeros(n)
     statuses, notes, picked = [], [reduced] if reduced else [], ""
     for idx, size, sign in ((long_idx, size_long, 1.0), (short_idx, size_short, -1.0)):
+        if size <= 1e-12:  # the cap leaves this book no room (recorded in ``reduced``)
+            continue
         sub = _subset(inputs, idx)
         sub_spec = _subset_spec(spec, idx, size, sign)
         cap = min(1.0, max_weight / size)
