@@ -6,8 +6,9 @@ dollar- and beta-neutral cvxportfolio candidate (jointly) and HRP per book; shor
 Each date: the book of each name fixes its sign, the net and gross limits and the per-name cap hold; on dates
 with both books the short book holds negative weights; the library candidates solve the custom engine's
 problem (recomputed from the lake's estimates); leaderboard rows, every check passed, the ledger verifies.
-Runtime (one run, ephemeral instance): see the module's report line ``-s``; ~4 min CPU, most of it Dagster's
-bookkeeping of 12 x 1,041 asset-partitions (docs/architecture.md, Performance of a range run)."""
+Runtime (one run, ephemeral instance, 2-core machine at load ~6): 281 s wall for the range (55 s our compute,
+57 s parquet writes, the rest Dagster's bookkeeping of 12 x 1,041 asset-partitions and their checks;
+docs/architecture.md, Performance of a range run), ~290 s for the test; ``-s`` prints the split."""
 
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from dagster import DagsterInstance
 
 from tvquant_assets.calendar import manifest_dates
-from tvquant_assets.core.book_fit import fit_book
+from tvquant_assets.core.book_fit import book_sizes, fit_book
 from tvquant_assets.core.engines import get_engine
 from tvquant_assets.core.engines.base import EngineInputs, FitSpec, universe_beta
 from tvquant_assets.core.estimation import unpack
@@ -46,9 +47,10 @@ def test_long_short_demo_variant_2019_2022_through_dagster(tmp_path):
     names = {x.name for x in m.tournament.candidates}
     assert {"skfolio/max_sharpe", "cvxportfolio/market_neutral"} <= names
 
-    both_books = []
+    both_books, reduced, cap_of = [], 0, {}
     for d in dates:
         t = lake.read(m.name, "tournament", d)
+        cap_of[d] = float(t["max_weight"].iloc[0])
         assert set(t["candidate"]) == names, d
         assert not t["status"].str.startswith("fallback:equal").any(), (d, t[["candidate", "fallback"]])
         for cand, g in t.groupby("candidate"):  # limits on every date (carried decisions included)
@@ -68,12 +70,16 @@ def test_long_short_demo_variant_2019_2022_through_dagster(tmp_path):
             both_books.append(d)
             by = t.pivot(index="symbol", columns="candidate", values="weight")
             shorts = [x for x in by.index if side[x] < 0]
-            for cand in names - {"cvxportfolio/market_neutral"}:  # 130/30: the short book at -0.3 in full
-                assert by.loc[shorts, cand].sum() == pytest.approx(-0.3, abs=TOL), (d, cand)
+            # 130/30: the short book at -0.3 in full, less when the cap leaves the books too little room
+            _, size_short, note = book_sizes(len(by) - len(shorts), len(shorts), cap_of[d], c.net, c.gross)
+            reduced += bool(note)
+            for cand in names - {"cvxportfolio/market_neutral"}:
+                assert by.loc[shorts, cand].sum() == pytest.approx(-size_short, abs=TOL), (d, cand)
                 assert (by.loc[shorts, cand] < -1e-9).any(), (d, cand)
+                assert (note in t.loc[t["candidate"] == cand, "fallback"].iloc[0]), (d, cand)
             mn = by["cvxportfolio/market_neutral"]
             assert mn[shorts].sum() == pytest.approx(-mn.drop(shorts).sum(), abs=TOL)
-    assert len(both_books) >= 10, both_books  # of the 48 monthly decisions
+    assert len(both_books) >= 10 and reduced < len(both_books), (both_books, reduced)  # of 48 monthly decisions
 
     # The library candidates solved the custom engine's joint problem on the same estimates (within 1e-4).
     d = both_books[len(both_books) // 2]
