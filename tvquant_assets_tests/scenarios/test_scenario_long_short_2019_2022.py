@@ -74,7 +74,11 @@ def test_long_short_demo_variant_2019_2022_through_dagster(tmp_path):
             _, size_short, note = book_sizes(len(by) - len(shorts), len(shorts), cap_of[d], c.net, c.gross)
             reduced += bool(note)
             for cand in names - {"cvxportfolio/market_neutral"}:
-                assert by.loc[shorts, cand].sum() == pytest.approx(-size_short, abs=TOL), (d, cand)
+                held = by.loc[shorts, cand].sum()
+                if cand.endswith("max_sharpe"):  # gross at most the limit
+                    assert -size_short - TOL <= held < 0, (d, cand, held)
+                else:  # min_variance and the per-book profiles use the gross in full
+                    assert held == pytest.approx(-size_short, abs=TOL), (d, cand)
                 assert (by.loc[shorts, cand] < -1e-9).any(), (d, cand)
                 assert (note in t.loc[t["candidate"] == cand, "fallback"].iloc[0]), (d, cand)
             mn = by["cvxportfolio/market_neutral"]
