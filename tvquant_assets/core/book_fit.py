@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 
 import cvxpy as cp
 import numpy as np
@@ -43,7 +44,9 @@ from tvquant_assets.core.engines.base import (
     Status,
     psd_factor,
     short_reason,
+    universe_beta,
 )
+from tvquant_assets.errors import EngineError
 
 SIGN_TOL = 1e-9
 
@@ -67,13 +70,16 @@ def fit_book(engine: Engine, inputs: EngineInputs, profile: str, max_weight: flo
     long_idx, short_idx = np.flatnonzero(sides > 0), np.flatnonzero(sides < 0)
     if not long_idx.size or not short_idx.size:
         return _one_book(engine, inputs, profile, max_weight, risk_free_rate, spec, long_idx, short_idx, net, t0)
-    if engine.name == "custom" and profile in JOINT_PROFILES:
-        w, status, note = joint_weights(inputs, profile, max_weight, risk_free_rate, spec, sides, net, gross)
-        return EngineResult(w, status, (time.perf_counter() - t0) * 1e3, note)
-    size_long, size_short = (gross + net) / 2.0, (gross - net) / 2.0
+    size_long, size_short, reduced = book_sizes(long_idx.size, short_idx.size, max_weight, net, gross)
+    if profile in JOINT_PROFILES:
+        fit = joint_weights if engine.name == "custom" else partial(library_joint_weights, engine)
+        w, status, note = fit(inputs, profile, max_weight, risk_free_rate, spec, sides, net, size_long + size_short)
+        return EngineResult(w, status, (time.perf_counter() - t0) * 1e3, "; ".join(x for x in (reduced, note) if x))
     w = np.zeros(n)
-    statuses, notes, picked = [], [], ""
+    statuses, notes, picked = [], [reduced] if reduced else [], ""
     for idx, size, sign in ((long_idx, size_long, 1.0), (short_idx, size_short, -1.0)):
+        if size <= 1e-12:  # the cap leaves this book no room (recorded in ``reduced``)
+            continue
         sub = _subset(inputs, idx)
         sub_spec = _subset_spec(spec, idx, size, sign)
         cap = min(1.0, max_weight / size)
@@ -85,6 +91,22 @@ def fit_book(engine: Engine, inputs: EngineInputs, profile: str, max_weight: flo
             notes.append(f"{'long' if sign > 0 else 'short'} book: {res.fallback}")
     status = next((s for s in statuses if s != str(Status.OPTIMAL)), str(Status.OPTIMAL))
     return EngineResult(w, status, (time.perf_counter() - t0) * 1e3, "; ".join(notes), picked)
+
+
+def book_sizes(n_long: int, n_short: int, max_weight: float, net: float, gross: float) -> tuple[float, float, str]:
+    """The long and short books' sizes ``(L, S)``, ``L - S = net``, and a note when the gross is reduced.
+
+    ``L = (gross + net) / 2``, ``S = (gross - net) / 2`` unless a book's names cannot hold its size under
+    the cap (``n * max_weight``): then the short size is the largest both books can hold with the net
+    kept (the gross falls, recorded). A long book that cannot hold even the net keeps the full sizes (the
+    ``tournament_weights`` check reports the cap).
+    """
+    full = (gross - net) / 2.0
+    short = min(full, n_short * max_weight, n_long * max_weight - net)
+    if short >= full - 1e-12 or short < max(0.0, -net) - 1e-12:
+        return (gross + net) / 2.0, full, ""
+    return (net + short, short, f"gross {gross:g} reduced to {net + 2 * short:.6g}: {n_long} long and {n_short} "
+            f"short names x max_weight {max_weight:g} cannot hold it")
 
 
 def _one_book(engine, inputs, profile, max_weight, rf, spec, long_idx, short_idx, net, t0) -> EngineResult:
@@ -158,9 +180,10 @@ def joint_weights(inputs: EngineInputs, profile: str, max_weight: float, risk_fr
     cap allow (the Sharpe ratio does not depend on the scale). No portfolio with positive excess return:
     min_variance (``fallback:min_variance``).
     market_neutral: ``max mu @ w - risk_aversion / 2 w' Sigma w`` s.t. ``sum w = 0``, ``s @ w <= gross``,
-    signs, caps, ``|beta @ w| <= beta_band`` (beta against the equal-weight universe).
-    Penalties: ``gamma ||w||^2 + kappa ||w - previous||_1`` (annual-variance units) for min_variance and
-    market_neutral. Solver failure: the per-book equal weights (``fallback:equal_weight``).
+    signs, caps, ``|beta @ w| <= beta_band`` (beta against the equal-weight universe, :func:`universe_beta`).
+    Penalties: ``gamma ||w||^2 + kappa ||w - previous||_1`` (annual-variance units); max_sharpe takes them
+    homogenized (``gamma ||y||^2 + kappa ||y - t previous||_1``). Solver failure: the per-book equal
+    weights (``fallback:equal_weight``).
     """
     n = inputs.n
     factor, scale, note = psd_factor(np.asarray(inputs.cov, dtype="float64"))
@@ -168,15 +191,14 @@ def joint_weights(inputs: EngineInputs, profile: str, max_weight: float, risk_fr
     s = np.asarray(sides, dtype="float64")
     mu = np.asarray(inputs.mu, dtype="float64")
     prev = np.zeros(n) if spec.previous is None else np.asarray(spec.previous, dtype="float64")
-    limits = BookLimits("long_short", net, gross)
-    status = str(Status.OPTIMAL)
+    turnover = spec.turnover_penalty > 0 and spec.previous is not None
 
-    def penalties(w):
+    def penalties(w, t=1.0):
         terms = 0
         if spec.l2_gamma > 0:
             terms = terms + spec.l2_gamma / scale * cp.sum_squares(w)
-        if spec.turnover_penalty > 0 and spec.previous is not None:
-            terms = terms + spec.turnover_penalty / scale * cp.norm1(w - prev)
+        if turnover:
+            terms = terms + spec.turnover_penalty / scale * cp.norm1(w - t * prev)
         return terms
 
     def min_variance():
@@ -190,12 +212,11 @@ def joint_weights(inputs: EngineInputs, profile: str, max_weight: float, risk_fr
         y, t = cp.Variable(n), cp.Variable(nonneg=True)
         cons = [unit @ y == 1, cp.sum(y) == net * t, s @ y <= gross * t, cp.multiply(s, y) >= 0,
                 cp.multiply(s, y) <= max_weight * t]
-        return y, cp.Problem(cp.Minimize(cp.sum_squares(factor @ y)), cons), t
+        return y, cp.Problem(cp.Minimize(cp.sum_squares(factor @ y) + penalties(y, t)), cons), t
 
     def market_neutral():
         w = cp.Variable(n)
-        market = (factor.T @ factor * scale) @ np.full(n, 1.0 / n)
-        beta = market / float(np.full(n, 1.0 / n) @ market)
+        beta = universe_beta(factor.T @ factor * scale)
         objective = spec.risk_aversion / 2.0 * cp.sum_squares(factor @ w) - (mu - risk_free_rate) / scale @ w
         cons = [cp.sum(w) == 0, s @ w <= gross, cp.multiply(s, w) >= 0, cp.multiply(s, w) <= max_weight,
                 cp.abs(beta @ w) <= spec.beta_band]
@@ -216,23 +237,68 @@ def joint_weights(inputs: EngineInputs, profile: str, max_weight: float, risk_fr
                 continue
             x = np.asarray(var.value, dtype="float64")
             if t is not None:
-                if abs(net) > 1e-12:
+                if abs(net) > 1e-12 or turnover:
                     x = x / float(t.value) if t.value and t.value > 0 else x * np.nan
                 else:
-                    x = x / max(float(s @ x) / gross, float(np.abs(x).max()) / max_weight)
+                    x = scale_to_limits(x, s, gross, max_weight)
             x = np.where(np.abs(x) < SIGN_TOL, 0.0, x)
-            if limits_ok(x, max_weight, limits, s):
-                if name != profile:
-                    status = str(Status.FALLBACK_MIN_VARIANCE)
+            if limits_ok(x, max_weight, BookLimits("long_short", net, gross), s):
+                status = str(Status.OPTIMAL) if name == profile else str(Status.FALLBACK_MIN_VARIANCE)
                 return x, status, "; ".join(record)
             record.append(f"{name} {solver}: solution violates the book limits")
         if name == "max_sharpe":
             record.append("no long/short portfolio with positive excess return found; min_variance")
-    w = np.zeros(n)
-    nl, ns = int((s > 0).sum()), int((s < 0).sum())
-    w[s > 0], w[s < 0] = (gross + net) / 2.0 / nl, -(gross - net) / 2.0 / ns
     record.append("per-book equal weight")
-    return w, str(Status.FALLBACK_EQUAL_WEIGHT), "; ".join(record)
+    return _per_book_equal(s, net, gross), str(Status.FALLBACK_EQUAL_WEIGHT), "; ".join(record)
+
+
+def library_joint_weights(engine: Engine, inputs: EngineInputs, profile: str, max_weight: float,
+                          risk_free_rate: float, spec: FitSpec, sides: np.ndarray, net: float,
+                          gross: float) -> tuple[np.ndarray, str, str]:
+    """The joint problem of :func:`joint_weights` solved by a library engine's ``fit_joint`` (skfolio,
+    riskfolio, cvxportfolio: the same constraints in the library's own terms).
+
+    max_sharpe with net 0 is rescaled like the custom engine's (the largest scale gross and cap allow);
+    max_sharpe that fails falls back to the library's min_variance; a library raising, failing or breaking
+    the book limits ends in the per-book equal weights (``fallback:equal_weight``), recorded.
+    """
+    s = np.asarray(sides, dtype="float64")
+    record: list[str] = []
+    chain = [profile] if profile != "max_sharpe" else ["max_sharpe", "min_variance"]
+    for name in chain:
+        try:
+            x, note = engine.fit_joint(inputs, name, max_weight, risk_free_rate, spec, s, net, gross)
+        except EngineError:
+            raise
+        except Exception as exc:  # a library raising is a failed decision, not a failed partition
+            x, note = None, f"{engine.name} {name}: {short_reason(exc)}"
+        if note:
+            record.append(note)
+        if x is None or not np.all(np.isfinite(x)):
+            record.append(f"{engine.name} {name}: no solution")
+            continue
+        x = np.asarray(x, dtype="float64")
+        if name == "max_sharpe" and abs(net) <= 1e-12 and not spec.turnover_penalty > 0:
+            x = scale_to_limits(x, s, gross, max_weight)
+        x = np.where(np.abs(x) < SIGN_TOL, 0.0, x)
+        if limits_ok(x, max_weight, BookLimits("long_short", net, gross), s):
+            status = str(Status.OPTIMAL) if name == profile else str(Status.FALLBACK_MIN_VARIANCE)
+            return x, status, "; ".join(record)
+        record.append(f"{engine.name} {name}: solution violates the book limits")
+    record.append("per-book equal weight")
+    return _per_book_equal(s, net, gross), str(Status.FALLBACK_EQUAL_WEIGHT), "; ".join(record)
+
+
+def scale_to_limits(x: np.ndarray, sides: np.ndarray, gross: float, max_weight: float) -> np.ndarray:
+    """A dollar-neutral max-Sharpe direction at the largest scale the gross and the cap allow."""
+    x = np.asarray(x, dtype="float64")
+    return x / max(float(sides @ x) / gross, float(np.abs(x).max()) / max_weight)
+
+
+def _per_book_equal(s: np.ndarray, net: float, gross: float) -> np.ndarray:
+    w = np.zeros(len(s))
+    w[s > 0], w[s < 0] = (gross + net) / 2.0 / int((s > 0).sum()), -(gross - net) / 2.0 / int((s < 0).sum())
+    return w
 
 
 def sides_of(estimates: pd.DataFrame) -> np.ndarray:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 BOOKS = ("long", "short", "long_short")
 JOINT_PROFILES = ("min_variance", "max_sharpe", "market_neutral")
-"""Profiles the custom engine optimizes jointly over both books (sign per book)."""
+"""Profiles optimized jointly over both books (sign per book) on book long_short, by the engines whose
+registry line lists them in ``joint`` (never per book)."""
 ONE_BOOK_EMPTY = "one_book_empty"
 
 
@@ -46,7 +47,10 @@ def book_refusal(engine: str, profile: str, book: str) -> str:
         return "market_neutral holds both sides; use tournament.book long_short"
     if engine == "adaptive" and book == "long_short":
         return "adaptive switches profiles by regime; on book long_short list the profiles as candidates"
-    if book == "long_short" and profile in JOINT_PROFILES and engine != "custom":
-        return (f"{profile} over both books with a sign per book is solved by engine custom only "
-                f"(use custom/{profile})")
+    if book == "long_short" and profile in JOINT_PROFILES:
+        from tvquant_assets.core.engines import ENGINES
+
+        if engine in ENGINES and profile not in ENGINES.info(engine).joint:
+            can = [e for e in ENGINES if profile in ENGINES.info(e).joint]
+            return f"{engine} cannot solve {profile} over both books (engines that can: {', '.join(can)})"
     return ""

@@ -118,7 +118,7 @@ def _check_engines(manifest: Manifest, path: Path | str) -> None:
 
 def _book_problems(manifest: Manifest, path: Path | str) -> list[str]:
     """The books traded (``tournament.book``) against the selection, the candidates and the simulators."""
-    from tvquant_assets.core.book_limits import book_refusal
+    from tvquant_assets.core.book_limits import JOINT_PROFILES, book_refusal
 
     m, book = manifest, manifest.book
     c = m.tournament.constraints
@@ -137,10 +137,14 @@ def _book_problems(manifest: Manifest, path: Path | str) -> list[str]:
     if book == "long_short" and not -c.gross < c.net < c.gross:
         out.append(f"{path}: tournament.constraints: book long_short needs -gross < net < gross "
                    f"(gross {c.gross:g}, net {c.net:g}; 130/30 is net 1, gross 1.6)")
+    capped = c.cluster_cap is not None or any(p.cluster_cap is not None for p in m.regime_presets.values())
     for i, cand in enumerate(m.tournament.candidates):
         why = book_refusal(cand.engine, cand.profile.value, book)
         if why:
             out.append(f"{path}: tournament.candidates[{i}]: {cand.name} cannot run on tournament.book {book}: {why}")
+        elif book == "long_short" and capped and cand.profile.value in JOINT_PROFILES:
+            out.append(f"{path}: tournament.candidates[{i}]: {cand.name} over both books cannot honour "
+                       f"tournament.constraints.cluster_cap (or a preset's cluster_cap); per-book profiles can")
     if any(v < 0 for v in m.backtest.borrow_bps_by_class.values()):
         out.append(f"{path}: backtest.borrow_bps_by_class: rates must be >= 0")
     return out

@@ -47,6 +47,7 @@ def test_registry_profiles_match_engines():
         assert engine.name == name
         assert tuple(engine.profiles) == ENGINE_PROFILES[name]
         assert tuple(engine.long_short_profiles) == LONG_SHORT_PROFILES.get(name, ())
+        assert tuple(engine.joint_profiles) == ENGINES.info(name).joint  # long/short books, jointly
 
 
 def test_every_engine_takes_the_linkage_and_nothing_unknown():

@@ -167,7 +167,8 @@ def test_candidate_limits_and_refusals():
     assert candidate_limits("long_short", "custom", "hrp", c) == BookLimits("long_short", 1.0, 1.6)
     assert candidate_limits("short", "skfolio", "hrp", c).book == "short"
     assert candidate_limits("long", "custom", "hrp", c).book == "long"
-    assert book_refusal("skfolio", "min_variance", "long_short").startswith("min_variance over both books")
+    assert book_refusal("skfolio", "min_variance", "long_short") == ""  # solved jointly by skfolio too
+    assert book_refusal("adaptive", "adaptive", "long_short").startswith("adaptive switches profiles")
     assert book_refusal("skfolio", "hrp", "long_short") == "" and book_refusal("riskfolio", "herc", "short") == ""
 
 
@@ -179,8 +180,8 @@ selection: {short: {enabled: true}}
 
 
 @pytest.mark.parametrize("extra,needle", [
-    ("tournament: {book: long_short, candidates: [{engine: skfolio, profile: min_variance}]}",
-     "skfolio/min_variance cannot run on tournament.book long_short"),
+    ("tournament: {book: long_short, candidates: [{engine: adaptive, profile: adaptive}]}",
+     "adaptive/adaptive cannot run on tournament.book long_short"),
     ("tournament: {book: short, candidates: [{engine: custom, profile: market_neutral}]}",
      "custom/market_neutral cannot run on tournament.book short"),
     ("tournament: {book: short}\nbacktest: {simulators: [vectorized, nautilus]}",
@@ -236,7 +237,8 @@ def test_future_data_never_changes_short_book_weights(sp500_close, book):
     wanted = ("short",) if book == "short" else ("long", "short")
     candidates = [Candidate(engine="custom", profile=p) for p in ("min_variance", "max_sharpe", "hrp", "equal_weight")]
     cfg = m.tournament.model_copy(update={"candidates": candidates, "book": book,
-                                          "constraints": Constraints(max_weight=0.6, gross=1.6, net=1.0)})
+                                          # 4 long names under the regime preset's cap 0.25 hold 1.0
+                                          "constraints": Constraints(max_weight=0.6, gross=1.4, net=0.6)})
 
     def chain(close):
         up = _inputs(close, d)

@@ -25,7 +25,8 @@ class EngineEntry(Entry):
     ``measures``: ``(profiles, measures)`` pairs (a profile in none takes no ``risk_measure``);
     ``turnover`` / ``l2``: profiles honouring ``constraints.turnover_penalty`` / ``l2_gamma``;
     ``selection_tree``: profiles that can use the selection's tree; ``fixed_beta``: profiles whose
-    library fixes beta at 0.95.
+    library fixes beta at 0.95; ``joint``: profiles the engine solves over both books of
+    ``tournament.book: long_short`` (a sign per book; ``Engine.fit_joint``), refused there otherwise.
     """
 
     profiles: tuple[str, ...] = ()
@@ -35,6 +36,7 @@ class EngineEntry(Entry):
     l2: tuple[str, ...] = ()
     selection_tree: tuple[str, ...] = ()
     fixed_beta: tuple[str, ...] = ()
+    joint: tuple[str, ...] = ()
 
     def risk_measures(self, profile: str) -> tuple[str, ...]:
         return next((m for ps, m in self.measures if profile in ps), ())
@@ -48,23 +50,26 @@ ENGINES = Registry("engine", {
         measures=((("hrp", "herc", "min_variance", "max_sharpe", "risk_parity"), ALL_MEASURES),),
         turnover=("min_variance", "max_sharpe", "risk_parity", "market_neutral"),
         l2=("min_variance", "max_sharpe", "risk_parity", "market_neutral"),
-        selection_tree=(*HIERARCHICAL, "barbell")),
+        selection_tree=(*HIERARCHICAL, "barbell"), joint=(*_CONVEX, "market_neutral")),
     "skfolio": EngineEntry("tvquant_assets.core.engines.skfolio_engine:SkfolioEngine", profiles=(
-        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight"),
-        measures=((("hrp", "herc", *_CONVEX, "risk_parity"), ALL_MEASURES),),
-        l2=_CONVEX, selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc")),
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight", "market_neutral"),
+        long_short=("market_neutral",), measures=((("hrp", "herc", *_CONVEX, "risk_parity"), ALL_MEASURES),),
+        l2=(*_CONVEX, "market_neutral"), selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc"),
+        joint=(*_CONVEX, "market_neutral")),
     "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
-        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark"),
+        "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "market_neutral"),
+        long_short=("market_neutral",),
         measures=((("hrp", "herc", "min_variance"), tuple(m for m in ALL_MEASURES if m != "semi_variance")),
                   # max_sharpe: Riskfolio centres MAD / semi-deviation on the mu it maximizes
                   (("max_sharpe",), tuple(m for m in ALL_MEASURES if m not in (
                       "semi_variance", "semi_deviation", "mean_absolute_deviation"))),
                   (("risk_parity",), ("variance", "standard_deviation", "semi_deviation", "mean_absolute_deviation",
-                                      "cvar", "evar", "cdar")))),
+                                      "cvar", "evar", "cdar"))), joint=(*_CONVEX, "market_neutral")),
     "cvxportfolio": EngineEntry("tvquant_assets.core.engines.cvxportfolio_engine:CvxportfolioEngine",
                                 profiles=("min_variance", "market_neutral"), long_short=("market_neutral",),
                                 measures=((("min_variance",), ("variance",)),),
-                                turnover=("min_variance", "market_neutral"), l2=("min_variance", "market_neutral")),
+                                turnover=("min_variance", "market_neutral"), l2=("min_variance", "market_neutral"),
+                                joint=("min_variance", "market_neutral")),
     "adaptive": EngineEntry("tvquant_assets.core.engines.adaptive:AdaptiveEngine", profiles=("adaptive",)),
 })
 

@@ -198,6 +198,14 @@ def long_short_ok(w: np.ndarray | None, max_weight: float, gross: float, net: fl
                 and np.abs(w).sum() <= gross + 1e-5)
 
 
+def universe_beta(cov: np.ndarray) -> np.ndarray:
+    """Each name's beta against the equal-weight portfolio of the names (market_neutral's beta band)."""
+    cov = np.asarray(cov, dtype="float64")
+    eq = np.full(len(cov), 1.0 / len(cov))
+    market = cov @ eq
+    return market / float(eq @ market)
+
+
 def cluster_members(clusters: np.ndarray) -> list[np.ndarray]:
     """Indices of each cluster, clusters in ascending id order."""
     return [np.flatnonzero(clusters == c) for c in np.unique(clusters)]
@@ -314,6 +322,8 @@ class Engine(ABC):
     penalized_profiles: ClassVar[tuple[str, ...]] = ()
     # Profiles that read EngineInputs.returns even when ``needs_returns`` is False.
     returns_profiles: ClassVar[tuple[str, ...]] = ()
+    # Profiles solved over both books of tournament.book long_short (``fit_joint``; core/book_fit.py).
+    joint_profiles: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, linkage: LinkageConfig | None = None) -> None:
         # Every engine takes the manifest's ``selection.linkage`` (the tournament passes it to all).
@@ -359,6 +369,8 @@ class Engine(ABC):
         elif not long_short and n * max_weight < 1.0 - 1e-12:
             w, status = equal_weights(n), Status.CAP_INFEASIBLE
             fallback = f"cap infeasible: {n} assets x max_weight {max_weight:g} < 1, using 1/n"
+        elif n == 1 and not long_short:  # one name holds the book (HRP's tree needs two; every profile agrees)
+            w, status, fallback = np.ones(1), Status.OPTIMAL, ""
         elif not (np.all(np.isfinite(inputs.mu)) and np.all(np.isfinite(inputs.cov))):
             w, status, fallback = self._last_resort(n, max_weight, spec, ["non-finite mu or cov"])
         else:
@@ -400,6 +412,18 @@ class Engine(ABC):
         self.result_ = result
         self.weights_ = result.weights
         return result
+
+    def fit_joint(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float,
+                  spec: FitSpec, sides: np.ndarray, net: float, gross: float) -> tuple[np.ndarray | None, str]:
+        """Weights over both books (``sides`` +1 long book / -1 short book, fixed signs) and a record.
+
+        The problem is :func:`tvquant_assets.core.book_fit.joint_weights`'s, in the library's terms:
+        ``sum w = net``, ``0 <= sides * w <= max_weight``; min_variance ``sides @ w = gross``; max_sharpe
+        ``sides @ w <= gross``; market_neutral ``sum w = 0``, ``sides @ w <= gross``, the beta band. None
+        when the library found no solution; :func:`~tvquant_assets.core.book_fit.library_joint_weights`
+        checks the limits and walks the fallbacks.
+        """
+        raise EngineError(f"engine {self.name!r} does not solve {profile!r} over both books")
 
     def uses_returns(self, profile: str, spec: FitSpec | None = None) -> bool:
         """Whether fitting ``profile`` (under ``spec``) reads ``EngineInputs.returns``."""

@@ -222,6 +222,7 @@ class CustomEngine(Engine):
                 "barbell", "market_neutral")
     cluster_cap_profiles = ("min_variance", "max_sharpe", "market_neutral")
     long_short_profiles = ("min_variance", "market_neutral")
+    joint_profiles = ("min_variance", "max_sharpe", "market_neutral")  # core/book_fit.py:joint_weights
     penalized_profiles = ("min_variance", "max_sharpe", "risk_parity", "market_neutral")
     returns_profiles = ("herc",)
 

@@ -9,8 +9,12 @@ the target weights are the post-trade holdings of the non-cash assets.
 - penalties: the L2 gamma as a second ``FullCovariance(gamma I)`` risk term, the L1 turnover penalty as
   a linear ``TransactionCost(a=kappa)`` on the trades from the previous decision (held before the trade);
 - market_neutral: maximize ``mu' w - risk_aversion / 2 w' Sigma w`` with ``DollarNeutral``,
-  ``LeverageLimit(gross)``, ``MaxWeights`` / ``MinWeights`` at +-max_weight (no beta band: cvxportfolio
-  has no beta constraint on a fixed covariance, the custom engine has one).
+  ``LeverageLimit(gross)``, ``MaxWeights`` / ``MinWeights`` at +-max_weight and the beta band
+  ``|beta @ w| <= beta_band`` (betas against the equal-weight universe, as the custom engine's) as
+  ``FactorMaxLimit`` / ``FactorMinLimit``;
+- both books of ``tournament.book: long_short`` (:meth:`CvxportfolioEngine.fit_joint`): per-name
+  ``MinWeights`` / ``MaxWeights`` fix each book's sign; min_variance ``FixedImbalance(net)`` and
+  ``FixedFactorLoading(sides, gross)``; market_neutral as above.
 
 Clarabel with the tight tolerances of every engine; a failure falls through to the base class chain.
 """
@@ -23,7 +27,15 @@ import cvxportfolio as cvx
 import numpy as np
 import pandas as pd
 
-from tvquant_assets.core.engines.base import EIG_TOL, SOLVER_OPTIONS, Engine, EngineInputs, FitSpec, Status
+from tvquant_assets.core.engines.base import (
+    EIG_TOL,
+    SOLVER_OPTIONS,
+    Engine,
+    EngineInputs,
+    FitSpec,
+    Status,
+    universe_beta,
+)
 
 CASH = "cash"
 # A fixed stamp: the policy needs a time, and with market_data=None it reads no data for it.
@@ -36,30 +48,73 @@ class CvxportfolioEngine(Engine):
     name = "cvxportfolio"
     profiles = ("min_variance", "market_neutral")
     long_short_profiles = ("market_neutral",)
+    joint_profiles = ("min_variance", "market_neutral")
     # ``linkage`` (base class) is only stored: no cvxportfolio profile is hierarchical.
     penalized_profiles = ("min_variance", "market_neutral")
 
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         syms = list(inputs.symbols)
-        cov = np.asarray(inputs.cov, dtype="float64")
-        record: list[str] = []
-        vals = np.linalg.eigvalsh((cov + cov.T) / 2)
-        if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
-            # cvxportfolio factorizes Sigma itself; give it the clipped PSD matrix and say so.
-            v, q = np.linalg.eigh((cov + cov.T) / 2)
-            cov = (q * np.clip(v, 0, None)) @ q.T
-            record.append(f"cov repaired: clipped eigenvalue {vals[0]:.3g}")
-        scale = float(np.trace(cov)) / len(cov)  # O(1) problem data
-        sigma = pd.DataFrame(cov / scale, index=syms, columns=syms)
-        risk = cvx.FullCovariance(Sigma=sigma)
+        cov, scale, record = self._covariance(inputs)
+        risk = cvx.FullCovariance(Sigma=pd.DataFrame(cov / scale, index=syms, columns=syms))
         if profile == "min_variance":
             objective = -risk
             constraints = [cvx.LongOnly(applies_to_cash=True), cvx.NoCash(), cvx.MaxWeights(max_weight)]
         else:
-            r_hat = pd.Series((np.asarray(inputs.mu, dtype="float64") - risk_free_rate) / scale, index=syms)
-            objective = cvx.ReturnsForecast(r_hat=r_hat) - spec.risk_aversion / 2.0 * risk
+            objective = self._utility(inputs, risk_free_rate, scale, spec, risk)
             constraints = [cvx.DollarNeutral(), cvx.LeverageLimit(spec.gross), cvx.MaxWeights(max_weight),
-                           cvx.MinWeights(-max_weight)]
+                           cvx.MinWeights(-max_weight), *self._beta_band(cov, syms, spec.beta_band)]
+        w = self._execute(syms, objective, constraints, scale, spec)
+        if profile == "min_variance" and np.all(np.isfinite(w)):
+            w = np.clip(w, 0.0, None)
+            w = w / w.sum()
+        return w, Status.OPTIMAL, "; ".join(record)
+
+    def fit_joint(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float,
+                  spec: FitSpec, sides: np.ndarray, net: float, gross: float) -> tuple[np.ndarray | None, str]:
+        """Both books: ``MinWeights`` / ``MaxWeights`` per name fix each book's sign (``[0, max_weight]``
+        long, ``[-max_weight, 0]`` short); min_variance ``FixedImbalance(net)`` and the gross as
+        ``FixedFactorLoading(sides, gross)``; market_neutral ``DollarNeutral``, ``LeverageLimit(gross)`` and
+        the beta band. The penalties as in :meth:`_fit`."""
+        syms = list(inputs.symbols)
+        s = np.asarray(sides, dtype="float64")
+        cov, scale, record = self._covariance(inputs)
+        risk = cvx.FullCovariance(Sigma=pd.DataFrame(cov / scale, index=syms, columns=syms))
+        constraints = [cvx.MinWeights(pd.Series(np.where(s > 0, 0.0, -max_weight), index=syms)),
+                       cvx.MaxWeights(pd.Series(np.where(s > 0, max_weight, 0.0), index=syms))]
+        if profile == "min_variance":
+            objective = -risk
+            constraints += [cvx.FixedImbalance(net), cvx.FixedFactorLoading(pd.Series(s, index=syms), gross)]
+        else:
+            objective = self._utility(inputs, risk_free_rate, scale, spec, risk)
+            constraints += [cvx.DollarNeutral(), cvx.LeverageLimit(gross), *self._beta_band(cov, syms, spec.beta_band)]
+        return self._execute(syms, objective, constraints, scale, spec), "; ".join(record)
+
+    @staticmethod
+    def _covariance(inputs: EngineInputs) -> tuple[np.ndarray, float, list[str]]:
+        """The covariance cvxportfolio factorizes (clipped to PSD when needed, recorded) and its scale."""
+        cov = np.asarray(inputs.cov, dtype="float64")
+        record: list[str] = []
+        vals = np.linalg.eigvalsh((cov + cov.T) / 2)
+        if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
+            v, q = np.linalg.eigh((cov + cov.T) / 2)
+            cov = (q * np.clip(v, 0, None)) @ q.T
+            record.append(f"cov repaired: clipped eigenvalue {vals[0]:.3g}")
+        return cov, float(np.trace(cov)) / len(cov), record  # scale: O(1) problem data
+
+    @staticmethod
+    def _utility(inputs: EngineInputs, risk_free_rate: float, scale: float, spec: FitSpec, risk):
+        r_hat = pd.Series((np.asarray(inputs.mu, dtype="float64") - risk_free_rate) / scale, index=list(inputs.symbols))
+        return cvx.ReturnsForecast(r_hat=r_hat) - spec.risk_aversion / 2.0 * risk
+
+    @staticmethod
+    def _beta_band(cov: np.ndarray, syms: list[str], band: float) -> list:
+        """``|beta @ w| <= band`` as ``FactorMaxLimit`` / ``FactorMinLimit`` on the universe betas."""
+        beta = pd.Series(universe_beta(cov), index=syms)
+        return [cvx.FactorMaxLimit(beta, band), cvx.FactorMinLimit(beta, -band)]
+
+    @staticmethod
+    def _execute(syms: list[str], objective, constraints: list, scale: float, spec: FitSpec) -> np.ndarray:
+        """Run the policy once from the previous decision (the rest in cash); the post-trade weights."""
         if spec.l2_gamma > 0:  # gamma ||w||^2 as a second covariance term gamma I (scaled like Sigma)
             ridge = pd.DataFrame(np.eye(len(syms)) * spec.l2_gamma / scale, index=syms, columns=syms)
             objective = objective - cvx.FullCovariance(Sigma=ridge)
@@ -78,8 +133,4 @@ class CvxportfolioEngine(Engine):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             u, _, _ = policy.execute(h=h, market_data=None, t=_T)
-        w = (h + u)[syms].to_numpy(dtype="float64")
-        if profile == "min_variance" and np.all(np.isfinite(w)):
-            w = np.clip(w, 0.0, None)
-            w = w / w.sum()
-        return w, Status.OPTIMAL, "; ".join(record)
+        return (h + u)[syms].to_numpy(dtype="float64")

@@ -1,5 +1,5 @@
-"""skfolio engine: min-variance, max-Sharpe, risk parity, HRP, HERC (CVaR) and equal weight from
-skfolio's own estimators, on our estimates.
+"""skfolio engine: min-variance, max-Sharpe, risk parity, HRP, HERC (CVaR), equal weight and market-neutral
+(``MeanRisk`` utility with budget 0 and the beta band) from skfolio's own estimators, on our estimates.
 
 skfolio fits on the estimation return window, but its prior is forced to the estimation stage's ``mu``
 and covariance (:class:`FixedMu`, :class:`FixedCovariance` inside an ``EmpiricalPrior``), so every engine
@@ -47,6 +47,7 @@ from tvquant_assets.core.engines.base import (
     Status,
     clean_weights,
     short_reason,
+    universe_beta,
 )
 from tvquant_assets.core.engines.hierarchy import covariance_distance
 from tvquant_assets.core.engines.risk_measures import SKFOLIO_NAMES
@@ -136,7 +137,9 @@ class SkfolioEngine(Engine):
     """
 
     name = "skfolio"
-    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight")
+    profiles = ("min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight", "market_neutral")
+    long_short_profiles = ("market_neutral",)
+    joint_profiles = ("min_variance", "max_sharpe", "market_neutral")
     needs_returns = True
 
     def __init__(self, solver: str = "CLARABEL", linkage: LinkageConfig | None = None) -> None:
@@ -199,12 +202,79 @@ class SkfolioEngine(Engine):
                       fallback=[alt], raise_on_failure=False, **common)
         return primary, [self.solver, "SCS"]
 
+    def fit_joint(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float,
+                  spec: FitSpec, sides: np.ndarray, net: float, gross: float) -> tuple[np.ndarray | None, str]:
+        """``MeanRisk`` over both books: per-name ``min_weights`` / ``max_weights`` fix the sign of each book
+        (``[0, max_weight]`` long, ``[-max_weight, 0]`` short), ``budget = net``, the gross as
+        ``left_inequality`` rows (``sides @ w <= gross`` and, for min_variance, ``>= gross``), ``l2_coef``.
+        max_sharpe maximizes the ratio on ``mu - rf`` with ``risk_free_rate = 0``: skfolio's ratio takes
+        ``mu @ w - rf * budget``, which is the custom engine's excess ``(mu - rf) @ w`` only when net is 1."""
+        s = np.asarray(sides, dtype="float64")
+        if profile == "market_neutral":
+            return self._market_neutral(inputs, max_weight, risk_free_rate, spec, gross, s)
+        cov = np.asarray(inputs.cov, dtype="float64")
+        mu = np.asarray(inputs.mu, dtype="float64") - (risk_free_rate if profile == "max_sharpe" else 0.0)
+        measure = RiskMeasure[SKFOLIO_NAMES[spec.risk_measure or "variance"]]
+        rows, rhs = ([s, -s], [gross, -gross]) if profile == "min_variance" else ([s], [gross])
+        common = dict(
+            risk_measure=measure, prior_estimator=fixed_prior(mu, cov), budget=net,
+            min_weights=np.where(s > 0, 0.0, -max_weight), max_weights=np.where(s > 0, max_weight, 0.0),
+            left_inequality=np.array(rows), right_inequality=np.array(rhs, dtype="float64"),
+            cvar_beta=spec.risk_beta, evar_beta=spec.risk_beta, cdar_beta=spec.risk_beta,
+            objective_function=(ObjectiveFunction.MINIMIZE_RISK if profile == "min_variance"
+                                else ObjectiveFunction.MAXIMIZE_RATIO))
+        return self._mean_risk(inputs, common, spec)
+
+    def _market_neutral(self, inputs: EngineInputs, max_weight: float, risk_free_rate: float, spec: FitSpec,
+                        gross: float, sides: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+        """``MeanRisk`` maximizing the utility ``(mu - rf) @ w - risk_aversion / 2 w' Sigma w`` (skfolio's
+        ``risk_aversion`` multiplies the variance: ours halved), ``budget = 0``, the beta band as two
+        ``left_inequality`` rows on the universe betas. Free signs (``sides`` None): ``|w| <= max_weight``
+        and the gross as ``max_long = max_short = gross / 2`` (with budget 0 the same limit); both books:
+        each name's sign by its bounds and ``sides @ w <= gross``."""
+        cov = np.asarray(inputs.cov, dtype="float64")
+        beta = universe_beta(cov)
+        band = spec.beta_band
+        common = dict(
+            risk_measure=RiskMeasure.VARIANCE, prior_estimator=fixed_prior(np.asarray(inputs.mu) - risk_free_rate, cov),
+            budget=0.0, objective_function=ObjectiveFunction.MAXIMIZE_UTILITY, risk_aversion=spec.risk_aversion / 2)
+        if sides is None:
+            common.update(min_weights=-max_weight, max_weights=max_weight, max_long=gross / 2, max_short=gross / 2,
+                          left_inequality=np.array([beta, -beta]), right_inequality=np.array([band, band]))
+        else:
+            common.update(min_weights=np.where(sides > 0, 0.0, -max_weight),
+                          max_weights=np.where(sides > 0, max_weight, 0.0),
+                          left_inequality=np.array([sides, beta, -beta]),
+                          right_inequality=np.array([gross, band, band]))
+        return self._mean_risk(inputs, common, spec)
+
+    def _mean_risk(self, inputs: EngineInputs, common: dict, spec: FitSpec) -> tuple[np.ndarray | None, str]:
+        if spec.l2_gamma > 0:
+            common["l2_coef"] = spec.l2_gamma
+        alt = MeanRisk(solver="SCS", solver_params=dict(SOLVER_OPTIONS["SCS"]), **common)
+        est = MeanRisk(solver=self.solver, solver_params=dict(SOLVER_OPTIONS.get(self.solver, {})),
+                       fallback=[alt], raise_on_failure=False, **common)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(inputs.returns)
+        record, winner = _chain_record(getattr(est, "fallback_chain_", None), [self.solver, "SCS"])
+        if winner is not None and winner != self.solver:
+            record.append(f"solved by {winner}")
+        w = est.weights_
+        ok = w is not None and np.all(np.isfinite(w))
+        return (np.asarray(w, dtype="float64") if ok else None), "; ".join(record)
+
     def _fit(self, inputs: EngineInputs, profile: str, max_weight: float, risk_free_rate: float, spec: FitSpec):
         cov = np.asarray(inputs.cov, dtype="float64")
         record: list[str] = []
         vals = np.linalg.eigvalsh((cov + cov.T) / 2)
         if vals[0] < -EIG_TOL * max(vals[-1], 1.0):
             record.append(f"cov repaired by skfolio cov_nearest: min eigenvalue {vals[0]:.3g}")
+        if profile == "market_neutral":
+            w, note = self._market_neutral(inputs, max_weight, risk_free_rate, spec, spec.gross, None)
+            record += [note] if note else []
+            status = Status.OPTIMAL if w is not None else Status.FALLBACK_EQUAL_WEIGHT
+            return w, status, "; ".join(record)
         prior = fixed_prior(np.asarray(inputs.mu, dtype="float64"), cov)
         est, labels = self._estimator(profile, prior, max_weight, risk_free_rate, inputs, spec)
         with warnings.catch_warnings():
