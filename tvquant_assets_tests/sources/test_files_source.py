@@ -101,7 +101,7 @@ def test_total_return_uses_dividends_and_splits_point_in_time(tmp_path):
     (lambda b: b.assign(close=b["close"].where(b.index != 9, None)), "p.csv line 11, column close: missing close"),
     (lambda b: b.rename(columns={"close": "last"}), "p.csv: no close column (columns: date, symbol, last)"),
     (lambda b: pd.concat([b, b[b["symbol"] == "KO"].assign(symbol="WKLY")]).pipe(
-        lambda f: f[(f["symbol"] != "WKLY") | (pd.to_datetime(f["date"]).dt.dayofweek == 0)]),
+        lambda f: f[(f["symbol"] != "WKLY") | (pd.to_datetime(f["date"]).dt.day_of_week == 0)]),
      "WKLY has a bar every 7 days (median): mixed frequencies (4 symbols daily)"),
     (lambda b: pd.concat([b.assign(date=b["date"].dt.strftime("%Y-%m-%d 10:00")),
                           b.assign(date=b["date"].dt.strftime("%Y-%m-%d 11:00"))]),

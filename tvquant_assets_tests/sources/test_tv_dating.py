@@ -39,7 +39,7 @@ def test_overnight_sessions_belong_to_the_next_trading_date(fake_tv, tv_env, mon
     src = source(fake_tv, "24/5")
     for ticker in ("OANDA:XAUUSD", "FX:EURUSD"):
         bars = src.history([ticker], pd.Timestamp("2024-06-03"), pd.Timestamp("2024-07-05"))
-        assert bars["date"].dt.dayofweek.max() <= 4  # no Sunday rows
+        assert bars["date"].dt.day_of_week.max() <= 4  # no Sunday rows
         assert bars["date"].max() == pd.Timestamp("2024-06-28")  # Monday 07-01 is still open: not stored
         got = bars[["open", "high", "low", "close", "volume"]].reset_index(drop=True)
         pd.testing.assert_frame_equal(got, truth(recorded_bars, ticker, bars["date"]))  # no shift by a session

@@ -18,6 +18,7 @@ For the execution-shortfall feedback (``core/execution_feedback.py``) the run ca
 
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 
 import numpy as np
@@ -168,7 +169,9 @@ def _run_engine(prices: np.ndarray, targets: np.ndarray, trade_days: set[int], r
 
         strategy = Rebalance()
         engine.add_strategy(strategy)
-        engine.run()
+        with warnings.catch_warnings():  # nautilus calls pandas' deprecated Timestamp.utcnow
+            warnings.filterwarnings("ignore", message=".*utcnow.*")
+            engine.run()
     finally:
         engine.dispose()
     return book

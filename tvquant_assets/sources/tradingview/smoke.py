@@ -124,7 +124,7 @@ def run_checks(manifest: Manifest, lake_root=None, out=print) -> int:
         assert not morning, f"{sym}: bars stamped {', '.join(morning[:3])} {probe['timezone']}, not the evening " \
                             "before: the session dating rule no longer matches the service"
         assert len(bars), f"{sym}: no bars"
-        assert (bars["date"].dt.dayofweek <= 4).all(), f"{sym}: a bar dated on a weekend"
+        assert (bars["date"].dt.day_of_week <= 4).all(), f"{sym}: a bar dated on a weekend"
         return f"{sym}: {len(bars)} bars stamped the evening before, filed under the next trading date"
 
     def parity():
