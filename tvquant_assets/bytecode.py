@@ -37,5 +37,6 @@ def ensure_compiled(stream=None) -> bool:
         return False
     print("tvquant: first run: byte-compiling the environment once (about a minute) so that later commands "
           "start fast", file=stream or sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "compileall", "-qq", "-j", "0", str(site)], check=False)
+    # -W ignore: third-party sources with invalid escapes would print SyntaxWarnings with their source lines
+    subprocess.run([sys.executable, "-W", "ignore", "-m", "compileall", "-qq", "-j", "0", str(site)], check=False)
     return True

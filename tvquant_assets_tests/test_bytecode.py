@@ -22,6 +22,7 @@ def test_compiles_once_only_when_python_does_not_write_bytecode(tmp_path: Path, 
     (site / "fakepkg" / "__init__.py").write_text("X = 1\n")
     (site / "other.py").write_text("Y = 2\n")
     (site / "broken.py").write_text("def (:\n")  # a file that does not compile is skipped silently
+    (site / "escapes.py").write_text("CSS = 'var(--my-color-\\.)'\n")  # a SyntaxWarning, printed without -W
     repo = Path(__file__).resolve().parents[1]
     env = {"PYTHONPATH": f"{site}:{repo}", "PATH": "/usr/bin:/bin"}
     if dont_write:
@@ -31,7 +32,7 @@ def test_compiles_once_only_when_python_does_not_write_bytecode(tmp_path: Path, 
     if dont_write:
         assert out.stdout.splitlines()[-1] == "True False"  # compiled on the first call, not on the second
         assert "byte-compiling the environment once" in out.stdout
-        assert pycs == ["__init__", "other"]
+        assert pycs == ["__init__", "escapes", "other"]
         assert out.stderr == ""
     else:
         assert out.stdout.strip() == "False False"
