@@ -213,9 +213,16 @@ def drift_instrument(m: Manifest) -> list[str]:
             f"{m.source.kind} has none (source.alternatives names a preset of a tradingview source)"]
 
 
+def paper_instrument(m: Manifest) -> list[str]:
+    if not (m.paper.enabled and m.backtest.drift.instrument == "alternative"):
+        return []
+    return ["paper.enabled fills each order on its symbol's own bars, and backtest.drift.instrument alternative "
+            "names another instrument (the perpetual, whose prices the source does not load): set instrument primary"]
+
+
 RULES: tuple[Callable[[Manifest], list[str]], ...] = (
     infeasible_caps, infeasible_cluster_cap, long_short_with_long_only, simulator_features, source_fields,
-    calendar_fit, history, drift_instrument)
+    calendar_fit, history, drift_instrument, paper_instrument)
 
 
 def problems(m: Manifest) -> list[str]:
