@@ -102,8 +102,8 @@ def test_paper_account_on_the_alternative_instrument_is_refused():
     """The paper account fills on the symbol's own bars; orders naming the perpetual would be filled at spot."""
     raw = yaml.safe_load((ROOT / "manifests" / "binance_spot.yaml").read_text())
     name = parse_manifest(yaml.safe_dump(raw), "m.yaml").tournament.candidates[0].name
-    raw = _with(raw, rebalance__rule="drift", backtest__drift__candidate=name, backtest__drift__instrument="alternative",
-                paper__enabled=True)
+    raw = _with(raw, rebalance__rule="drift", backtest__drift__candidate=name,
+                backtest__drift__instrument="alternative", paper__enabled=True)
     message = _refused(raw)
     assert "paper.enabled fills each order on its symbol's own bars" in message, message
     assert "backtest.drift.instrument alternative" in message
