@@ -213,7 +213,8 @@ def _nullcontext():
 
 
 def cmd_demo(args) -> int:
-    return _run_range(DEMO_MANIFEST, args.start, args.end, args.lake, args.json, not args.no_report)
+    return _run_range(DEMO_MANIFEST, args.start, args.end, args.lake, args.json, not args.no_report,
+                      skip_fresh=not args.all)
 
 
 def _many(args, dates_of, run_in_process) -> int | None:
@@ -659,14 +660,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-wait", action="store_true",
                         help="several manifests, queued: print the run ids and return without waiting")
 
+    def add_recompute_all(sp):
+        sp.add_argument("--all", action="store_true",
+                        help="re-materialize every date (default: only the dates missing or stale in the "
+                             "lake/instance)")
+
     def add_no_report(sp):
         sp.add_argument("--no-report", action="store_true",
                         help="skip the tearsheet and DuckDB views built after the run")
 
-    d = parser("demo", f"materialize {DEMO_MANIFEST} {DEMO_START}..{DEMO_END}, print the leaderboard and "
-                       "build the tearsheet")
+    d = parser("demo", f"materialize {DEMO_MANIFEST} {DEMO_START}..{DEMO_END} (a re-run skips what is fresh), "
+                       "print the leaderboard and build the tearsheet")
     d.add_argument("--start", default=DEMO_START, help=f"first date (default {DEMO_START})")
     d.add_argument("--end", default=DEMO_END, help=f"last date (default {DEMO_END})")
+    add_recompute_all(d)
     add_common(d)
     add_no_report(d)
     d.set_defaults(func=cmd_demo)
@@ -683,8 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_manifests(b)
     b.add_argument("--start", required=True, help="first date YYYY-MM-DD")
     b.add_argument("--end", required=True, help="last date YYYY-MM-DD")
-    b.add_argument("--all", action="store_true",
-                   help="re-materialize every date (default: only the dates missing or stale in the lake/instance)")
+    add_recompute_all(b)
     add_common(b)
     add_no_report(b)
     b.set_defaults(func=cmd_backfill)
