@@ -1,6 +1,12 @@
-"""Code versions that follow the code: a stage's version hashes the manifest hash, its module and every
-package module it imports, transitively, so any change to code a stage runs marks its partitions stale
-in Dagster, and a change anywhere else does not.
+"""Code versions that follow the code and the config: a stage's version hashes the manifest sections it
+reads (``SECTIONS``, with those of every stage upstream of it), its module and every package module it
+imports, transitively, so any change to code or config a stage runs marks its partitions stale in Dagster,
+and a change anywhere else does not.
+
+``SECTIONS`` names the top-level manifest fields each stage reads (``*``: all of them, e.g. the audit seals
+the manifest hash). ``tvquant_assets_tests/stages/test_manifest_reads.py`` runs every stage with the
+manifest behind a recorder and fails when a stage reads a field outside its declaration. A stage missing
+from the table (a new one) hashes the whole manifest.
 
 The import graph is read from the source text (``ast``), not by importing:
 
@@ -26,6 +32,7 @@ from pathlib import Path
 
 from tvquant_assets.core.engines import ENGINES
 from tvquant_assets.core.simulators import SIMULATORS
+from tvquant_assets.hashing import obj_hash
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import SOURCES
 
@@ -132,10 +139,81 @@ def stage_modules(stage: str, manifest: Manifest, root: Path = PACKAGE_ROOT.pare
     return _graph(Path(root)).closure([f"{PACKAGE}.stages.{stage}", *ALWAYS], _plugins(manifest))
 
 
+EVERYTHING = "*"
+UNHASHED = frozenset({"name", "description"})  # the asset key's own name; prose
+# What each stage's own code reads of the manifest: dotted paths of fields (a path covers everything under
+# it). Its code version hashes these and those of every stage upstream of it (``stage_sections``).
+# What the trailing price window reads (``RunContext.window_start``, ``lookback_rows``, the warm-up bars).
+WINDOW = ("calendar", "start", "source", "universe.min_history_days", "estimation.lookback",
+          "regime.growth_window", "regime.hmm_window", "regime.long_window", "regime.metrics_window",
+          "regime.regret.apply", "regime.weights", "selection.correlation_lookbacks", "selection.momentum_lookback",
+          "selection.momentum_skip", "selection.short.enabled", "selection.short.slope_window",
+          "selection.short.trend_window", "selection.windows")
+# The stage's code and its checks' (``defs/checks.py``). The audit seals the manifest hash: everything.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "catalog": ("calendar", "start", "source", "universe"),
+    "prices": ("calendar", "start", "source", "quality"),
+    "scan": (*WINDOW, "universe"),
+    "regime": (*WINDOW, "regime", "regime_presets", "tournament.adaptive", "backtest.costs"),
+    "selection": (*WINDOW, "selection", "regime_presets", "quality", "tournament.book"),
+    "estimation": (*WINDOW, "estimation", "tournament.book"),
+    "tournament": (*WINDOW, "tournament", "rebalance", "regime_presets", "selection.linkage", "quality"),
+    "backtest": ("calendar", "start", "source", "backtest", "benchmark", "rebalance", "quality"),
+    "drift": ("calendar", "start", "source", "backtest", "rebalance"),
+    "audit": (EVERYTHING,),
+    "regime_regret": ("calendar", "start", "rebalance", "regime", "regime_presets", "backtest", "tournament"),
+    "verdict": ("calendar", "start", "backtest", "tournament"),
+}
+
+
+def covered(path: str, declared) -> bool:
+    """Whether a read of ``path`` is inside ``declared`` (a path covers the fields under it)."""
+    if path.split(".")[0] in UNHASHED or EVERYTHING in declared:
+        return True
+    return any(path == d or path.startswith(f"{d}.") for d in declared)
+
+
+def stage_sections(stage: str) -> frozenset[str] | None:
+    """The manifest fields ``stage``'s output can depend on: its own ``SECTIONS`` and those of every stage
+    it reads (same-date upstream, previous dates), transitively; None when any of them is undeclared or
+    reads everything."""
+    from tvquant_assets.stages import MODULES
+
+    out: set[str] = set()
+    pending, seen = [str(stage)], set()
+    while pending:
+        s = pending.pop()
+        if s in seen:
+            continue
+        seen.add(s)
+        declared = SECTIONS.get(s)
+        if declared is None or EVERYTHING in declared:
+            return None
+        out.update(declared)
+        pending += [str(u) for u in (*MODULES[s].SPEC.upstream, *MODULES[s].SPEC.previous)]
+    return frozenset(out)
+
+
+def _at(dump, path: str):
+    for key in path.split("."):
+        dump = dump.get(key) if isinstance(dump, dict) else None
+    return dump
+
+
+def config_hash(stage: str, manifest: Manifest) -> str:
+    """The hash of the manifest fields ``stage`` depends on (:func:`stage_sections`), or the manifest hash."""
+    sections = stage_sections(stage)
+    if sections is None:
+        return manifest_hash(manifest)
+    dump = manifest.model_dump(mode="json")
+    return obj_hash({p: _at(dump, p) for p in sorted(sections)})
+
+
 def code_version(stage: str, manifest: Manifest, root: Path = PACKAGE_ROOT.parent) -> str:
-    """16 hex digits over the manifest hash and the source of every module :func:`stage_modules` lists."""
+    """16 hex digits over the manifest fields the stage depends on (:func:`config_hash`) and the source of
+    every module :func:`stage_modules` lists."""
     graph = _graph(Path(root))
-    digest = hashlib.sha256(manifest_hash(manifest).encode())
+    digest = hashlib.sha256(config_hash(stage, manifest).encode())
     for module in stage_modules(stage, manifest, root):
         digest.update(f"\0{module}\0".encode())
         digest.update(graph.source(module).encode())

@@ -83,9 +83,24 @@ def test_a_live_manifest_runs_its_source_in_every_stage(tree):
     assert edited(tree, "sources/bundled.py", LIVE) == set()
 
 
-def test_the_manifest_is_part_of_every_version():
-    other = DEMO.model_copy(update={"description": "another"})
-    assert all(code_version(s, other) != v for s, v in versions(ROOT, DEMO).items())
+def moved(other) -> set[str]:
+    return {s for s, v in versions(ROOT, DEMO).items() if code_version(s, other) != v}
+
+
+def test_a_manifest_field_moves_the_stages_that_read_it_and_their_dependents():
+    """Versions hash the sections each stage reads (``SECTIONS``, pinned by test_manifest_reads.py) and those
+    of its upstreams; the audit seals the manifest hash, so any change moves it."""
+    t = DEMO.tournament
+    penalty = t.model_copy(update={"constraints": t.constraints.model_copy(
+        update={"turnover_penalty": t.constraints.turnover_penalty + 0.01})})
+    assert moved(DEMO.model_copy(update={"tournament": penalty})) == {
+        "tournament", "backtest", "drift", "audit", "regime_regret", "verdict"}
+    assert moved(DEMO.model_copy(update={"description": "another"})) == {"audit"}
+    regime = DEMO.regime.model_copy(update={"hmm_seed": DEMO.regime.hmm_seed + 1})
+    assert moved(DEMO.model_copy(update={"regime": regime})) == {str(s) for s in ASSETS} - {
+        "catalog", "prices", "scan"}
+    later = DEMO.model_copy(update={"start": DEMO.start.replace(year=DEMO.start.year + 1)})
+    assert moved(later) == {str(s) for s in ASSETS}
 
 
 def test_dagster_marks_exactly_the_edited_stage_stale(sp500_it_run, tmp_path, monkeypatch):
