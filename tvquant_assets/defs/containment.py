@@ -220,9 +220,10 @@ def report(manifest_name: str, result: Containment, instance) -> None:
 
 
 def fresh_partitions(ctx: RunContext, dates: list[pd.Timestamp], instance) -> set[tuple[str, pd.Timestamp]]:
-    """The ``(stage, date)``s a re-run can skip: every stage of the date is in the lake and its latest
-    materialization in ``instance`` has the stage's current code version, and nothing it reads is redone.
-    A date with any stage missing or out of date is redone whole (its checks run again)."""
+    """The ``(stage, date)``s a re-run can skip: in the lake, its latest materialization in ``instance`` has
+    the stage's current code version, and nothing it reads is redone (``failures.blocked``: same-date
+    upstreams, trailing windows, previous decisions). A stage whose version moved (a manifest field it reads,
+    its code) is redone with everything downstream of it; its upstreams stay."""
     from dagster._core.event_api import AssetRecordsFilter
 
     from tvquant_assets.stages.code_versions import code_version
@@ -246,8 +247,7 @@ def fresh_partitions(ctx: RunContext, dates: list[pd.Timestamp], instance) -> se
                 cursor = page.cursor
         current[stage] = latest
     versions = {s: code_version(s, ctx.manifest) for s in assets}
-    incomplete = {d for d in dates for s in assets
-                  if current[s].get(d) != versions[s] or not ctx.lake.exists(ctx.name, s, d)}
-    redo = [PartitionFailure(s, d, "missing or stale") for d in sorted(incomplete) for s in assets]
+    redo = [PartitionFailure(s, d, "missing or stale") for d in dates for s in assets
+            if current[s].get(d) != versions[s] or not ctx.lake.exists(ctx.name, s, d)]
     stale = blocked(ctx, redo, dates)
     return {(s, d) for s in assets for d in dates if (s, d) not in stale}
