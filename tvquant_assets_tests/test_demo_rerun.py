@@ -1,8 +1,11 @@
 """``tvquant demo`` re-runs skip what is fresh: a second run over the same range materializes nothing, writes
-no file, seals nothing, and prints the same leaderboard and tearsheet."""
+no file, seals nothing, and prints the same leaderboard and tearsheet; after one manifest field changes,
+only the stages that read it (and their dependents) run again."""
 
 import os
 import shutil
+
+import pytest
 
 from dagster import AssetKey, DagsterInstance
 
@@ -46,6 +49,7 @@ def test_demo_rerun_skips_fresh_partitions_and_prints_the_same_outputs(sp500_it_
     files, entries = _files(lake), len(Ledger(lk.ledger_path(name)).entries())
     instance = DagsterInstance.get()
     mats = len(instance.fetch_materializations(AssetKey([name, "audit"]), limit=1000).records)
+    counts = {s: len(instance.fetch_materializations(AssetKey([name, s]), limit=1000).records) for s in assets}
 
     assert main(args) == 0
     second = capsys.readouterr().out
@@ -57,7 +61,26 @@ def test_demo_rerun_skips_fresh_partitions_and_prints_the_same_outputs(sp500_it_
     assert len(Ledger(lk.ledger_path(name)).entries()) == entries
     assert len(instance.fetch_materializations(AssetKey([name, "audit"]), limit=1000).records) == mats
 
-    assert main([*args, "--all"]) == 0  # --all recomputes: same leaderboard, every partition materialized again
-    again = capsys.readouterr().out
-    assert "skipped" not in again and _leaderboard(again) == _leaderboard(first)
-    assert len(instance.fetch_materializations(AssetKey([name, "audit"]), limit=1000).records) == mats + 4
+    # one tournament field changed: its partitions and what reads them are redone, its upstreams skipped
+    changed = tmp_path / f"{name}.yaml"
+    text = run["manifest_path"].read_text()
+    assert "    max_weight: 0.30\n" in text
+    changed.write_text(text.replace("    max_weight: 0.30\n", "    max_weight: 0.28\n"))
+    monkeypatch.setattr(cli, "DEMO_MANIFEST", str(changed))
+    upstream = ["catalog", "prices", "scan", "regime", "selection", "estimation"]
+    assert main(args) == 0
+    third = capsys.readouterr().out
+    assert f"note: skipped {4 * len(upstream)} of {4 * len(assets)} asset-partitions" in third, third
+    for stage in assets:
+        n = len(instance.fetch_materializations(AssetKey([name, stage]), limit=1000).records)
+        before = counts[stage]
+        assert n == before + (0 if stage in upstream else 4), stage
+    t = lk.read(name, "tournament", "2020-04-01")
+    assert (t["max_weight"] <= 0.28 + 1e-12).all() and (t["weight"] <= 0.28 + 1e-9).all()
+
+
+def test_demo_has_the_recompute_flag_of_backfill(capsys):
+    for command in ("demo", "backfill"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--all" in capsys.readouterr().out
