@@ -6,7 +6,6 @@ import os
 import shutil
 
 import pytest
-
 from dagster import AssetKey, DagsterInstance
 
 from tvquant_assets import cli
