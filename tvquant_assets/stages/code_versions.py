@@ -27,8 +27,13 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
+import os
+import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from tvquant_assets.core.engines import ENGINES
 from tvquant_assets.core.simulators import SIMULATORS
@@ -52,6 +57,84 @@ def _plugins(manifest: Manifest) -> dict[tuple[str, str], list[str]]:
     }
 
 
+class Statement(NamedTuple):
+    """One import statement: ``import a, b`` (kind "import") or ``from module import a as x`` (kind "from",
+    ``level`` dots), and whether it is at module level."""
+
+    kind: str
+    module: str | None
+    level: int
+    names: tuple[tuple[str, str | None], ...]
+    top_level: bool
+
+
+def _parse(text: str) -> tuple[Statement, ...]:
+    tree = ast.parse(text)
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append(Statement("import" if isinstance(node, ast.Import) else "from",
+                                 getattr(node, "module", None), getattr(node, "level", 0) or 0,
+                                 tuple((a.name, a.asname) for a in node.names), id(node) in top))
+    return tuple(out)
+
+
+def _cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tvquant" / f"import-statements-{sys.version_info[0]}.{sys.version_info[1]}.json"
+
+
+@functools.cache
+def _disk_cache() -> dict[str, list]:
+    try:
+        return json.loads(_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+_pending: dict[str, list] = {}
+_used: set[str] = set()
+MAX_CACHED = 4000  # older versions of edited modules are dropped beyond this
+
+
+def statements(text: str) -> tuple[Statement, ...]:
+    """The import statements of a module's source text. Parsing every module of a stage costs ~0.5 s per
+    process, so results are kept on disk keyed by the text's SHA-256 (exact: any edit is a new key)."""
+    key = hashlib.sha256(text.encode()).hexdigest()
+    _used.add(key)
+    raw = _disk_cache().get(key)
+    if raw is None:
+        found = _parse(text)
+        _pending[key] = [list(st[:3]) + [[list(n) for n in st.names], st.top_level] for st in found]
+        return found
+    return tuple(Statement(k, m, lv, tuple((a, b) for a, b in names), top) for k, m, lv, names, top in raw)
+
+
+def save_statement_cache() -> None:
+    """Write the statements parsed in this process to the disk cache (atomically; skipped when not
+    writable)."""
+    if not _pending:
+        return
+    merged = {**_disk_cache(), **_pending}
+    if len(merged) > MAX_CACHED:
+        merged = {k: v for k, v in merged.items() if k in _used}
+    path = _cache_path()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".imports-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(merged, fh)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        return
+    _disk_cache().update(_pending)
+    _pending.clear()
+
+
 class ImportGraph:
     """Modules of the package under ``root`` (the folder holding ``tvquant_assets/``) and what each imports."""
 
@@ -66,8 +149,8 @@ class ImportGraph:
         return None
 
     @functools.cache  # noqa: B019 - one graph per root, kept for the process
-    def _tree(self, module: str) -> ast.Module:
-        return ast.parse(self.file(module).read_text(encoding="utf-8"))
+    def _statements(self, module: str) -> tuple[Statement, ...]:
+        return statements(self.source(module))
 
     def source(self, module: str) -> str:
         return self.file(module).read_text(encoding="utf-8")
@@ -79,20 +162,20 @@ class ImportGraph:
     def _reexports(self, package: str) -> dict[str, str]:
         """Names a package's ``__init__.py`` imports from elsewhere (name -> module it comes from)."""
         out = {}
-        for node in self._tree(package).body:
-            if isinstance(node, ast.ImportFrom):
-                base = self._absolute(package, node, is_package=True)
-                for alias in node.names:
-                    out[alias.asname or alias.name] = self._resolve_from(base, alias.name)
+        for st in self._statements(package):
+            if st.top_level and st.kind == "from":
+                base = self._absolute(package, st, is_package=True)
+                for name, asname in st.names:
+                    out[asname or name] = self._resolve_from(base, name)
         return out
 
-    def _absolute(self, module: str, node: ast.ImportFrom, is_package: bool) -> str:
-        if not node.level:
-            return node.module or ""
+    def _absolute(self, module: str, st: Statement, is_package: bool) -> str:
+        if not st.level:
+            return st.module or ""
         parts = module.split(".")
         parts = parts if is_package else parts[:-1]
-        parts = parts[: len(parts) - node.level + 1]
-        return ".".join([*parts, *([node.module] if node.module else [])])
+        parts = parts[: len(parts) - st.level + 1]
+        return ".".join([*parts, *([st.module] if st.module else [])])
 
     def _resolve_from(self, base: str, name: str) -> str:
         """The module that ``from base import name`` depends on."""
@@ -110,12 +193,12 @@ class ImportGraph:
         module)."""
         out: set[tuple[str, str]] = set()
         is_package = self._is_package(module)
-        for node in ast.walk(self._tree(module)):
-            if isinstance(node, ast.Import):
-                out.update((a.name, "") for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = self._absolute(module, node, is_package)
-                out.update((self._resolve_from(base, a.name), a.name) for a in node.names)
+        for st in self._statements(module):
+            if st.kind == "import":
+                out.update((name, "") for name, _ in st.names)
+            else:
+                base = self._absolute(module, st, is_package)
+                out.update((self._resolve_from(base, name), name) for name, _ in st.names)
         return frozenset(p for p in out if p[0].split(".")[0] == PACKAGE and self.file(p[0]) is not None)
 
     def closure(self, modules: Iterable[str], plugins: dict[tuple[str, str], list[str]] | None = None) -> list[str]:
@@ -217,6 +300,7 @@ def code_version(stage: str, manifest: Manifest, root: Path = PACKAGE_ROOT.paren
     for module in stage_modules(stage, manifest, root):
         digest.update(f"\0{module}\0".encode())
         digest.update(graph.source(module).encode())
+    save_statement_cache()
     return digest.hexdigest()[:16]
 
 

@@ -147,3 +147,27 @@ def test_dagster_marks_exactly_the_edited_stage_stale(sp500_it_run, tmp_path, mo
         assert after["estimation"] == StaleStatus.STALE
         dep = resolver().get_stale_causes(AssetKey([m.name, "estimation"]), day)
         assert {(c.category, c.dependency.asset_key.path[-1]) for c in dep} == {(StaleCauseCategory.DATA, "selection")}
+
+
+def test_import_statements_cached_on_disk_are_those_of_the_text(tmp_path, monkeypatch):
+    """The parsed import statements are kept on disk by the text's hash: a later process reads them back
+    equal to a fresh parse; an edited text is parsed again."""
+    from tvquant_assets.stages import code_versions as cv
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(cv, "_pending", {})
+    cv._disk_cache.cache_clear()
+    text = (ROOT / "tvquant_assets" / "stages" / "tournament.py").read_text()
+    first = cv.statements(text)
+    assert first == cv._parse(text) and any(st.kind == "from" and st.level == 0 for st in first)
+    cv.save_statement_cache()
+    assert cv._cache_path().is_file() and str(tmp_path) in str(cv._cache_path())
+    cv._disk_cache.cache_clear()  # as in a new process
+    monkeypatch.setattr(cv, "_parse", lambda t: (_ for _ in ()).throw(AssertionError("parsed again")))
+    assert cv.statements(text) == first
+    edited = text + "\nfrom tvquant_assets.core import regime\n"
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    added = cv.Statement("from", "tvquant_assets.core", 0, (("regime", None),), True)
+    assert added in cv.statements(edited) and added not in first
+    cv._disk_cache.cache_clear()
