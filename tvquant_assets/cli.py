@@ -86,11 +86,27 @@ def _leaderboard_table(manifest: str, date, board, layout: str):
     return table
 
 
+WORKER_MIN_DAYS = 64  # stages split a range over processes from 2 x parallel.MIN_DATES_PER_PART dates on
+
+
+def _worth_workers(start: str, end: str) -> bool:
+    """Whether [start, end] can hold enough dates for a stage to split (a daily run cannot: starting the
+    workers would only spend the other core on their imports). Unreadable bounds: yes (checked later)."""
+    import datetime as dt
+
+    try:
+        days = (dt.date.fromisoformat(str(end)[:10]) - dt.date.fromisoformat(str(start)[:10])).days + 1
+    except ValueError:
+        return True
+    return days >= WORKER_MIN_DAYS
+
+
 def _run_range(manifest: str, start: str, end: str, lake_root: str | None, as_json: bool,
                outputs: bool = True, skip_fresh: bool = False) -> int:
     from tvquant_assets import workers
 
-    workers.start()  # the date-parallel stages' processes import beside this one (TVQUANT_WORKERS)
+    if _worth_workers(start, end):
+        workers.start()  # the date-parallel stages' processes import beside this one (TVQUANT_WORKERS)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tvquant_assets import progress

@@ -113,3 +113,12 @@ def test_ui_shows_the_offline_manifests_by_default(tmp_path):
     assert names == sorted(m.name for m in every if m.source.kind != "tradingview")
     assert {"sp500_demo", "synthetic_demo"} <= set(names) and len(names) < len(every)
     assert not (tmp_path / "old.yaml").exists()
+
+
+def test_a_daily_run_starts_no_worker_processes(monkeypatch):
+    """A range too short for any stage to split (one date) does not spend the other core on worker imports."""
+    from tvquant_assets.stages.parallel import MIN_DATES_PER_PART
+
+    assert cli.WORKER_MIN_DAYS == 2 * MIN_DATES_PER_PART
+    assert not cli._worth_workers("2020-03-03", "2020-03-03")
+    assert cli._worth_workers("2019-01-02", "2022-12-28") and cli._worth_workers("bad", "2020-01-01")
