@@ -223,7 +223,8 @@ def fresh_partitions(ctx: RunContext, dates: list[pd.Timestamp], instance) -> se
     """The ``(stage, date)``s a re-run can skip: in the lake, its latest materialization in ``instance`` has
     the stage's current code version, and nothing it reads is redone (``failures.blocked``: same-date
     upstreams, trailing windows, previous decisions). A stage whose version moved (a manifest field it reads,
-    its code) is redone with everything downstream of it; its upstreams stay."""
+    its code) is redone with everything downstream of it; its upstreams stay. A date with any stage missing
+    (a failed or blocked date) is redone whole, so its checks, blocking ones included, run again."""
     from dagster._core.event_api import AssetRecordsFilter
 
     from tvquant_assets.stages.code_versions import code_version
@@ -247,7 +248,8 @@ def fresh_partitions(ctx: RunContext, dates: list[pd.Timestamp], instance) -> se
                 cursor = page.cursor
         current[stage] = latest
     versions = {s: code_version(s, ctx.manifest) for s in assets}
+    missing = {d for d in dates for s in assets if d not in current[s] or not ctx.lake.exists(ctx.name, s, d)}
     redo = [PartitionFailure(s, d, "missing or stale") for d in dates for s in assets
-            if current[s].get(d) != versions[s] or not ctx.lake.exists(ctx.name, s, d)]
+            if d in missing or current[s][d] != versions[s]]
     stale = blocked(ctx, redo, dates)
     return {(s, d) for s in assets for d in dates if (s, d) not in stale}
