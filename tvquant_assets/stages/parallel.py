@@ -52,8 +52,8 @@ _PRELOADED: set[str] = set()  # manifests whose engines and simulators this proc
 
 def preload(manifest) -> None:
     """Import what ``manifest``'s stages load on first use (its engines' and simulators' modules: skfolio,
-    riskfolio, numba, ...), once per process. Only when a process would otherwise wait: a worker before its
-    first part, the caller while its workers finish theirs. Imports only: no output depends on it."""
+    riskfolio, numba and its registries, ...), once per process. Only when a process would otherwise wait: a
+    worker before its first part, the caller while its workers finish theirs. No output depends on it."""
     if manifest.name in _PRELOADED:
         return
     _PRELOADED.add(manifest.name)
@@ -64,6 +64,12 @@ def preload(manifest) -> None:
         ENGINES.load(engine)
     for simulator in dict.fromkeys(["vectorized", *manifest.backtest.simulators]):
         SIMULATORS.load(simulator)
+    try:  # numba loads its typing registries on a kernel's first dispatch (~1.5 s quiet): now instead
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+    except (ImportError, AttributeError):
+        pass
 
 
 # worker side ---------------------------------------------------------------------------------------
