@@ -18,6 +18,7 @@ stage that begins while they are still importing runs in process instead of wait
 
 from __future__ import annotations
 
+import functools
 import uuid
 import warnings
 from collections.abc import Callable
@@ -60,16 +61,22 @@ def preload(manifest) -> None:
     from tvquant_assets.core.engines import ENGINES
     from tvquant_assets.core.simulators import SIMULATORS
 
-    for engine in dict.fromkeys(c.engine for c in manifest.tournament.candidates):
-        ENGINES.load(engine)
-    for simulator in dict.fromkeys(["vectorized", *manifest.backtest.simulators]):
-        SIMULATORS.load(simulator)
-    try:  # numba loads its typing registries on a kernel's first dispatch (~1.5 s quiet): now instead
-        from numba.core.registry import cpu_target
+    engines = dict.fromkeys(c.engine for c in manifest.tournament.candidates)
+    simulators = dict.fromkeys(["vectorized", *manifest.backtest.simulators])
+    loads = [*(functools.partial(ENGINES.load, e) for e in engines),
+             *(functools.partial(SIMULATORS.load, s) for s in simulators), _numba_registries]
+    for load in loads:
+        try:
+            load()
+        except Exception:  # noqa: BLE001 - the stage that needs it raises its own error, in its own place
+            pass
 
-        cpu_target.target_context.refresh()
-    except (ImportError, AttributeError):
-        pass
+
+def _numba_registries() -> None:
+    """numba loads its typing registries on a kernel's first dispatch (~1.5 s on a quiet machine)."""
+    from numba.core.registry import cpu_target
+
+    cpu_target.target_context.refresh()
 
 
 # worker side ---------------------------------------------------------------------------------------
@@ -93,7 +100,9 @@ def _prepare_worker(token: str, manifest, lake_root: str, run_id: str, environme
     """A worker's task while the caller runs the range's catalog and prices: its context and the manifest's
     engines and simulators, ready before its first part."""
     _worker_context(token, manifest, lake_root, run_id, environment)
-    preload(manifest)
+    with warnings.catch_warnings():  # import-time notices: not on the command's stderr
+        warnings.simplefilter("ignore")
+        preload(manifest)
 
 
 def _compute(ctx, stage: str, dates: list[pd.Timestamp], first_computed, part) -> StageResult:
