@@ -31,14 +31,29 @@ def _calendar_index(calendar: str, start: pd.Timestamp, end: pd.Timestamp) -> pd
     return idx.as_unit("ns")
 
 
-@functools.lru_cache(maxsize=256)
-def _calendar_tuple(calendar: str, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.Timestamp, ...]:
-    return tuple(_calendar_index(calendar, start, end))
+@functools.lru_cache(maxsize=512)
+def _year(calendar: str, year: int) -> tuple[pd.Timestamp, ...]:
+    """Every partition date of ``calendar`` in ``year``: the dates of any window are slices of these (a
+    lineage asks a different window per date; slicing costs a bisect, building one cost a date range)."""
+    return tuple(_calendar_index(calendar, pd.Timestamp(year=year, month=1, day=1),
+                                 pd.Timestamp(year=year, month=12, day=31)))
+
+
+def _between(calendar: str, start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
+    out: list[pd.Timestamp] = []
+    for year in range(start.year, end.year + 1):
+        days = _year(calendar, year)
+        lo = bisect.bisect_left(days, start) if year == start.year else 0
+        hi = bisect.bisect_right(days, end) if year == end.year else len(days)
+        out.extend(days[lo:hi])
+    return out
 
 
 def calendar_dates(calendar: str, start, end) -> list[pd.Timestamp]:
     """Partition dates of ``calendar`` in [start, end], ascending (a fresh list; the dates are cached)."""
-    return list(_calendar_tuple(calendar, pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()))
+    if calendar not in CRON:
+        raise ManifestError(f"calendar: unknown calendar {calendar!r} (allowed: weekdays, daily)")
+    return _between(calendar, pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize())
 
 
 def manifest_dates(manifest: Manifest, start, end) -> list[pd.Timestamp]:
@@ -62,13 +77,26 @@ def previous_weekdays(date, count: int) -> list[pd.Timestamp]:
     return list(_previous_tuple("weekdays", pd.Timestamp(date), int(count)))
 
 
-@functools.lru_cache(maxsize=4096)
 def _previous_tuple(calendar: str, d: pd.Timestamp, count: int) -> tuple[pd.Timestamp, ...]:
-    if calendar == "weekdays":
-        idx = pd.bdate_range(end=d - pd.Timedelta(days=1), periods=count)
-    else:
-        idx = pd.date_range(end=d - pd.Timedelta(days=1), periods=count, freq="D")
-    return tuple(idx.as_unit("ns"))
+    """The ``count`` dates of ``calendar`` before ``d`` (slices of the cached years)."""
+    calendar = "weekdays" if calendar == "weekdays" else "daily"
+    if count <= 0:
+        return ()
+    if d.tzinfo is not None or d != d.normalize():  # not a partition date: the date range's own rules
+        end = d - pd.Timedelta(days=1)
+        idx = (pd.bdate_range(end=end, periods=count) if calendar == "weekdays"
+               else pd.date_range(end=end, periods=count, freq="D"))
+        return tuple(idx.as_unit("ns"))
+    out: list[tuple[pd.Timestamp, ...]] = []
+    need, year = count, d.year
+    while need > 0:
+        days = _year(calendar, year)
+        hi = bisect.bisect_left(days, d) if year == d.year else len(days)
+        take = days[max(0, hi - need):hi]
+        out.append(take)
+        need -= len(take)
+        year -= 1
+    return tuple(x for part in reversed(out) for x in part)
 
 
 def rebalance_dates(calendar_dates: Iterable[pd.Timestamp], cfg: RebalanceConfig) -> list[pd.Timestamp]:

@@ -43,19 +43,17 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
             i = np.searchsorted(arr, day, side="right")
             last_bar[i > 0, j] = arr[i[i > 0] - 1]
     stale = ctx.manifest.universe.max_stale_days
+    columns = {c: cat[c].array for c in OUTPUT[:-3]}  # the source's columns, dtypes kept
     frames = {}
     for k, d in enumerate(dates):
         listed = first <= day[k]
-        rows = cat.loc[listed].reset_index(drop=True)
         lb = last_bar[k, listed]
-        gap = np.full(len(rows), 10**6, dtype=np.int64)
+        gap = np.full(len(lb), 10**6, dtype=np.int64)
         has = ~np.isnat(lb)
         if has.any():
             gap[has] = _calendar_gap(ctx.manifest.calendar, lb[has], day[k])
-        rows["first_date"] = first[listed]
-        rows["last_bar"] = lb
-        rows["active"] = gap <= stale
-        frames[d] = rows[OUTPUT]
+        frames[d] = pd.DataFrame({**{c: a[listed] for c, a in columns.items()},
+                                  "first_date": first[listed], "last_bar": lb, "active": gap <= stale})
     frames = ctx.source.catalog_as_of(frames)
     records = repair.load_records(ctx.lake, ctx.name)  # decisions of the data_repair job
     return StageResult({d: repair.apply_to_catalog(f, records, d) for d, f in frames.items()})

@@ -18,6 +18,7 @@ stage that begins while they are still importing runs in process instead of wait
 
 from __future__ import annotations
 
+import functools
 import uuid
 import warnings
 from collections.abc import Callable
@@ -28,7 +29,8 @@ from tvquant_assets.stages import MODULES, SPECS
 from tvquant_assets.stages.spec import StageResult
 from tvquant_assets.workers import ENV, executor, start, starting, worker_count
 
-__all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "run_parallel", "warm_up", "worker_count"]
+__all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "preload", "prepare", "run_parallel", "warm_up",
+           "worker_count"]
 
 MIN_DATES_PER_PART = 32
 """Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
@@ -46,6 +48,37 @@ def chunks(dates: list[pd.Timestamp], n: int) -> list[list[pd.Timestamp]]:
     return out
 
 
+_PRELOADED: set[str] = set()  # manifests whose engines and simulators this process has imported
+
+
+def preload(manifest) -> None:
+    """Import what ``manifest``'s stages load on first use (its engines' and simulators' modules: skfolio,
+    riskfolio, numba and its registries, ...), once per process. Only when a process would otherwise wait: a
+    worker before its first part, the caller while its workers finish theirs. No output depends on it."""
+    if manifest.name in _PRELOADED:
+        return
+    _PRELOADED.add(manifest.name)
+    from tvquant_assets.core.engines import ENGINES
+    from tvquant_assets.core.simulators import SIMULATORS
+
+    engines = dict.fromkeys(c.engine for c in manifest.tournament.candidates)
+    simulators = dict.fromkeys(["vectorized", *manifest.backtest.simulators])
+    loads = [*(functools.partial(ENGINES.load, e) for e in engines),
+             *(functools.partial(SIMULATORS.load, s) for s in simulators), _numba_registries]
+    for load in loads:
+        try:
+            load()
+        except Exception:  # noqa: BLE001 - the stage that needs it raises its own error, in its own place
+            pass
+
+
+def _numba_registries() -> None:
+    """numba loads its typing registries on a kernel's first dispatch (~1.5 s on a quiet machine)."""
+    from numba.core.registry import cpu_target
+
+    cpu_target.target_context.refresh()
+
+
 # worker side ---------------------------------------------------------------------------------------
 
 _CONTEXT: tuple[str, object] | None = None  # (token, RunContext) of the run this worker serves
@@ -61,6 +94,15 @@ def _worker_context(token: str, manifest, lake_root: str, run_id: str, environme
 
         _CONTEXT = (token, RunContext(manifest, Lake.open(lake_root), run_id=run_id, environment=environment))
     return _CONTEXT[1]
+
+
+def _prepare_worker(token: str, manifest, lake_root: str, run_id: str, environment) -> None:
+    """A worker's task while the caller runs the range's catalog and prices: its context and the manifest's
+    engines and simulators, ready before its first part."""
+    _worker_context(token, manifest, lake_root, run_id, environment)
+    with warnings.catch_warnings():  # import-time notices: not on the command's stderr
+        warnings.simplefilter("ignore")
+        preload(manifest)
 
 
 def _compute(ctx, stage: str, dates: list[pd.Timestamp], first_computed, part) -> StageResult:
@@ -105,6 +147,20 @@ def warm_up(n_dates: int) -> None:
     stages that run in process first: catalog, prices); nothing when they are running or starting."""
     if n_dates >= 2 * MIN_DATES_PER_PART:
         start()
+
+
+def prepare(ctx) -> None:
+    """Have the started workers build ``ctx``'s context and import its manifest's engines and simulators
+    (once per context, without waiting), while the caller computes the stages that are not split."""
+    n = worker_count() - 1
+    local = ctx.lake.root.protocol in ("", "file", "local")
+    if n < 1 or not local or getattr(ctx, "_parallel_prepared", False):
+        return
+    ctx._parallel_prepared = True
+    pool = _executor(n)
+    args = (_token(ctx), ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment)
+    for _ in range(n):
+        pool.submit(_prepare_worker, *args)
 
 
 def _token(ctx) -> str:
@@ -156,6 +212,8 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
         for f in futures:
             f.cancel()
         raise
+    if not all(f.done() for f in futures):  # the caller would wait: import what later stages load
+        preload(ctx.manifest)
     for f in futures:  # in submission order: deterministic, whatever finishes first
         result, caught, written = f.result()
         for message, category, filename, lineno in caught:

@@ -36,6 +36,8 @@ def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False) -> S
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
     if str(stage) in HISTORY_STAGES:  # the first stages of a range: start the workers of the later ones
         parallel.warm_up(len(dates))
+        if parallel.worker_count() > 1 and len(dates) >= 2 * parallel.MIN_DATES_PER_PART:
+            parallel.prepare(ctx)
     return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates),
                                  (lambda result: write(ctx, stage, result)) if write_lake else None)
 

@@ -126,3 +126,32 @@ def test_a_stage_runs_in_process_while_the_workers_start(tmp_path, monkeypatch):
     ctx = type("Ctx", (), {"lake": Lake(str(tmp_path))})()
     dates = list(pd.bdate_range("2020-01-01", periods=200))
     assert parallel.run_parallel(ctx, "scan", dates, lambda: "in process") == "in process"
+
+
+def _loaded(modules: list[str]) -> dict[str, bool]:
+    import sys
+
+    from numba.core.registry import cpu_target
+
+    return {**{m: m in sys.modules for m in modules}, "numba registries": cpu_target.target_context._registries != {}}
+
+
+def test_prepared_workers_hold_the_manifests_engines_and_simulators(tmp_path, monkeypatch):
+    """While the caller runs catalog and prices, a worker imports what the stages would load on first use."""
+    from tvquant_assets.core.engines import ENGINES
+    from tvquant_assets.core.simulators import SIMULATORS
+
+    monkeypatch.setenv(parallel.ENV, "2")
+    m = load_manifest(write_demo_variant(tmp_path, "sp500_prepared", SP500_IT_START))
+    ctx = RunContext(m, Lake(str(tmp_path / "lake")))
+    modules = sorted({ENGINES.module(c.engine) for c in m.tournament.candidates}
+                     | {SIMULATORS.module(s) for s in ["vectorized", *m.backtest.simulators]})
+    from joblib.externals.loky import get_reusable_executor
+
+    pool = get_reusable_executor(max_workers=1, timeout=workers.IDLE_TIMEOUT, reuse=False)  # a fresh worker
+    assert parallel._executor(1) is pool
+    assert pool.submit(_loaded, modules).result()["numba registries"] is False
+    parallel.prepare(ctx)
+    parallel.prepare(ctx)  # once per context
+    assert pool.submit(_loaded, modules).result() == {**dict.fromkeys(modules, True), "numba registries": True}
+    assert ctx._parallel_token == parallel._token(ctx)
