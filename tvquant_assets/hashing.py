@@ -61,10 +61,30 @@ def _column_bytes(values) -> bytes:
         values = values if isinstance(values, pd.Series) else pd.Series(values, copy=False)
         ns = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
         return ns.astype("datetime64[ns]").to_numpy().view("<i8").tobytes()
+    items = _arrow_strings(values)
+    if items is None:
+        items = values.tolist()
     encoded = [("\x00NA" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).encode("utf-8")
-               for v in values.tolist()]
+               for v in items]
     lengths = np.fromiter((len(b) for b in encoded), dtype="<i8", count=len(encoded))
     return lengths.tobytes() + b"".join(encoded)
+
+
+def _arrow_strings(values) -> list | None:
+    """``values.tolist()`` of a pyarrow-backed string array, straight from arrow (pandas' own ``tolist``
+    goes through an object array): missing values as ``tolist`` gives them (``str`` dtype: NaN, encoded
+    as missing; ``string`` dtype: ``pd.NA``, whose text "<NA>" is what the hash has always held)."""
+    dtype = values.dtype
+    if isinstance(values, pd.Series) or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+        return None
+    import pyarrow as pa
+
+    arrow = pa.array(values)
+    items = arrow.to_pylist()
+    if arrow.null_count and dtype.na_value is pd.NA:
+        text = str(pd.NA)
+        items = [text if v is None else v for v in items]
+    return items
 
 
 def df_hash(df: pd.DataFrame) -> str:

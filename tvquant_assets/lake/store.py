@@ -70,14 +70,16 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
     metadata depends on values (categoricals: their category count) or names that are not unique strings
     go through ``from_pandas``."""
     columns = df.columns
-    if (df.shape[1] == 0 or not columns.is_unique or not all(isinstance(c, str) for c in columns)
-            or any(isinstance(t, pd.CategoricalDtype) for t in df.dtypes)):
+    names = tuple(columns)
+    values = column_arrays(df)
+    if (not names or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names)
+            or any(isinstance(v.dtype, pd.CategoricalDtype) for v in values)):
         return _from_pandas(df)
     try:
-        arrays = [pa.array(values, from_pandas=True) for values in column_arrays(df)]
+        arrays = [pa.array(v, from_pandas=True) for v in values]
     except (pa.ArrowException, TypeError, ValueError):
         return _from_pandas(df)  # its error names the column
-    key = (type(columns), str(columns.dtype), columns.name, tuple(columns), tuple(map(str, df.dtypes)),
+    key = (type(columns), str(columns.dtype), columns.name, names, tuple(str(v.dtype) for v in values),
            tuple(a.type for a in arrays))
     schema = _SCHEMAS.get(key)
     if schema is None:
@@ -100,7 +102,10 @@ def _from_pandas(df: pd.DataFrame) -> pa.Table:
 def to_parquet_bytes(df: pd.DataFrame, digest: str | None = None) -> bytes:
     """Same frame, same bytes: ``df.attrs`` (pyarrow would store them, with the in-memory hash stamp's
     object id) stay out of the file."""
-    table = to_arrow(df)
+    return _encode(to_arrow(df), digest)
+
+
+def _encode(table: pa.Table, digest: str | None) -> bytes:
     if digest is not None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), HASH_KEY: digest.encode("ascii")})
     buf = pa.BufferOutputStream()
@@ -198,10 +203,12 @@ def cache_budget_bytes() -> int:
     return int(mb * 2**20)
 
 
-def frame_nbytes(df: pd.DataFrame) -> int:
-    """What a cached frame holds, estimated cheaply: its columns' buffers (object columns count their
-    pointers) plus a fixed cost per frame and column for pandas' own objects."""
-    return 2048 + 256 * df.shape[1] + sum(int(getattr(a, "nbytes", 0)) for a in column_arrays(df))
+def frame_nbytes(df: pd.DataFrame, table: pa.Table | None = None) -> int:
+    """What a cached frame holds, estimated cheaply: its columns' buffers (``table``: the arrow table made
+    from it, whose buffers are the frame's; object columns count their pointers) plus a fixed cost per
+    frame and column for pandas' own objects."""
+    data = table.nbytes if table is not None else sum(int(getattr(a, "nbytes", 0)) for a in column_arrays(df))
+    return 2048 + 256 * df.shape[1] + data
 
 
 class Lake:
@@ -271,12 +278,13 @@ class Lake:
     def _key(path) -> str:
         return _local(path) if _is_local(path) else str(path)
 
-    def _remember(self, path, df: pd.DataFrame, digest: str, stamp: tuple | None = None) -> None:
+    def _remember(self, path, df: pd.DataFrame, digest: str, stamp: tuple | None = None,
+                  size: int | None = None) -> None:
         key = self._key(path)
         if self._cache_budget <= 0:
             return
         stamp = self._stamp(path) if stamp is None else stamp
-        size = frame_nbytes(df)
+        size = frame_nbytes(df) if size is None else size
         with self._cache_lock:
             old = self._cache.pop(key, None)
             if old is not None:
@@ -325,17 +333,18 @@ class Lake:
         else:  # the file holds no index: hash what a read gives back
             df = df.reset_index(drop=True)
             digest = df_hash(df)
-        data = to_parquet_bytes(df, digest)
+        table = to_arrow(df)
+        data, size = _encode(table, digest), frame_nbytes(df, table)
         kept = self._unchanged(path, data, digest)
         if kept is not None:
             if kept:  # byte-identical: the frame is the file's content
-                self._remember(path, df, digest)
+                self._remember(path, df, digest, size=size)
             return digest
         if self._local_root is not None and _is_local(path):
             stamp = _write_local(_local(path), data, os.environ.get(FSYNC_ENV) == "1", self._made)
         else:
             stamp = atomic_write_bytes(path, data)
-        self._remember(path, df, digest, stamp)
+        self._remember(path, df, digest, stamp, size)
         return digest
 
     def _unchanged(self, path, data: bytes, digest: str) -> bool | None:
