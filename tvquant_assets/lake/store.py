@@ -186,11 +186,11 @@ def _write_local(local: str, data: bytes, fsync: bool, made: set[str] | None = N
 
 
 CACHE_ENV = "TVQUANT_LAKE_CACHE_MB"
-DEFAULT_CACHE_MB = 1024
+DEFAULT_CACHE_MB = 512
 
 
 def cache_budget_bytes() -> int:
-    """The read cache's budget: env TVQUANT_LAKE_CACHE_MB (0 turns the cache off), else 1 GiB."""
+    """The read cache's budget: env TVQUANT_LAKE_CACHE_MB (0 turns the cache off), else 512 MiB."""
     raw = os.environ.get(CACHE_ENV, "").strip()
     if not raw:
         return DEFAULT_CACHE_MB * 2**20

@@ -142,7 +142,7 @@ def test_the_read_cache_is_bounded_in_bytes_least_recently_used_first(tmp_path):
 
 def test_cache_budget_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv(CACHE_ENV, raising=False)
-    assert cache_budget_bytes() == 1024 * 2**20
+    assert cache_budget_bytes() == 512 * 2**20
     monkeypatch.setenv(CACHE_ENV, "64")
     assert cache_budget_bytes() == 64 * 2**20
     monkeypatch.setenv(CACHE_ENV, "lots")
