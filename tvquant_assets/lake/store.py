@@ -70,7 +70,7 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
     metadata depends on values (categoricals: their category count) or names that are not unique strings
     go through ``from_pandas``."""
     columns = df.columns
-    names = tuple(columns)
+    names = tuple(columns.tolist())
     values = column_arrays(df)
     if (not names or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names)
             or any(isinstance(v.dtype, pd.CategoricalDtype) for v in values)):
@@ -208,7 +208,7 @@ def frame_nbytes(df: pd.DataFrame, table: pa.Table | None = None) -> int:
     from it, whose buffers are the frame's; object columns count their pointers) plus a fixed cost per
     frame and column for pandas' own objects."""
     data = table.nbytes if table is not None else sum(int(getattr(a, "nbytes", 0)) for a in column_arrays(df))
-    return 2048 + 256 * df.shape[1] + data
+    return 8192 + 512 * df.shape[1] + data  # measured: ~10 KiB per small frame in RSS
 
 
 class Lake:
