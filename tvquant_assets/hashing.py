@@ -23,26 +23,68 @@ import numpy as np
 import pandas as pd
 
 
-def _column_bytes(values: pd.Series) -> bytes:
+def column_arrays(df: pd.DataFrame) -> list:
+    """Each column's values (a numpy array or a pandas extension array), in column order, without building a
+    Series per column (that per-column overhead dominated hashing and writing the small frames of a daily
+    partition). The same arrays ``df.iloc[:, i].array`` holds."""
+    try:
+        manager = df._mgr
+        return [manager.iget_values(i) for i in range(df.shape[1])]
+    except AttributeError:  # a pandas without the block manager's accessor
+        return [df.iloc[:, i].array for i in range(df.shape[1])]
+
+
+def _as_numpy(values, dtype: str, na_value=None) -> np.ndarray:
+    """``Series.to_numpy(dtype, na_value)`` of a column's values (numpy arrays hold no missing markers)."""
+    if isinstance(values, np.ndarray):
+        return np.asarray(values, dtype=dtype)
+    if na_value is None:
+        return values.to_numpy(dtype=dtype)
+    return values.to_numpy(dtype=dtype, na_value=na_value)
+
+
+def _column_bytes(values) -> bytes:
+    """A column's canonical bytes; ``values``: a Series or a column's array (the same bytes)."""
     kind = values.dtype.kind
     if kind in "fi" and not isinstance(values.dtype, pd.CategoricalDtype):
-        arr = values.to_numpy(dtype="float64", na_value=np.nan).copy()
+        arr = np.array(_as_numpy(values, "float64", np.nan), dtype="float64", copy=True)
         arr[arr == 0.0] = 0.0  # fold -0.0
         arr[np.isnan(arr)] = np.nan  # one NaN bit pattern
         return arr.astype("<f8").tobytes()
     if kind == "u":
-        return values.to_numpy(dtype="<u8").tobytes()
+        return _as_numpy(values, "<u8").tobytes()
     if kind == "b":
-        return values.to_numpy(dtype="bool").tobytes()
+        return _as_numpy(values, "bool").tobytes()
     if kind == "M" and isinstance(values.dtype, np.dtype):  # tz-naive: skip the slow .dt accessor
-        return values.to_numpy().astype("datetime64[ns]").view("<i8").tobytes()
+        return np.asarray(values).astype("datetime64[ns]").view("<i8").tobytes()
     if kind == "M":
+        values = values if isinstance(values, pd.Series) else pd.Series(values, copy=False)
         ns = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
         return ns.astype("datetime64[ns]").to_numpy().view("<i8").tobytes()
+    items = _arrow_strings(values)
+    if items is None:
+        items = values.tolist()
     encoded = [("\x00NA" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).encode("utf-8")
-               for v in values.tolist()]
+               for v in items]
     lengths = np.fromiter((len(b) for b in encoded), dtype="<i8", count=len(encoded))
     return lengths.tobytes() + b"".join(encoded)
+
+
+def _arrow_strings(values) -> list | None:
+    """``values.tolist()`` of a pyarrow-backed string array, straight from arrow (pandas' own ``tolist``
+    goes through an object array): missing values as ``tolist`` gives them (``str`` dtype: NaN, encoded
+    as missing; ``string`` dtype: ``pd.NA``, whose text "<NA>" is what the hash has always held)."""
+    dtype = values.dtype
+    if isinstance(values, pd.Series) or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+        return None
+    import pyarrow as pa
+
+    arrow = pa.array(values)
+    items = arrow.to_pylist()
+    if arrow.null_count and dtype.na_value is pd.NA:
+        text = str(pd.NA)
+        items = [text if v is None else v for v in items]
+    return items
 
 
 def df_hash(df: pd.DataFrame) -> str:
@@ -54,26 +96,14 @@ def df_hash(df: pd.DataFrame) -> str:
     index = df.index
     default_index = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
     index_names = ["__index__0"] if default_index else [f"__index__{level}" for level in range(index.nlevels)]
-    # Plain numpy int/float columns are converted to float64 in one call (the per-column pandas overhead,
-    # not the hashing, dominated the small frames of a daily partition); bytes are the same as one by one.
-    dtypes = list(df.dtypes)
-    numeric = [i for i in positions.values() if isinstance(dtypes[i], np.dtype) and dtypes[i].kind in "fi"]
-    block: dict[int, np.ndarray] = {}
-    if numeric:
-        values = np.array(df.iloc[:, numeric].to_numpy(dtype="float64"), dtype="<f8", order="F", copy=True)
-        values[values == 0.0] = 0.0  # fold -0.0
-        values[np.isnan(values)] = np.nan  # one NaN bit pattern
-        block = {i: values[:, j] for j, i in enumerate(numeric)}
-    unique = df.columns.is_unique and all(isinstance(c, str) for c in df.columns)
+    # Each column's array straight from the frame (no Series per column: the per-column pandas overhead,
+    # not the hashing, dominated the small frames of a daily partition); bytes are those of the Series.
+    arrays = column_arrays(df)
     h = hashlib.sha256()
     h.update(f"rows={len(df)};".encode())
     for name in sorted([*positions, *index_names]):
-        if name in positions and positions[name] in block:
-            h.update(f"{name}:num;".encode())
-            h.update(block[positions[name]].tobytes())
-            continue
         if name in positions:
-            values = df[name] if unique else df.iloc[:, positions[name]]
+            values = arrays[positions[name]]
         elif default_index:
             h.update(f"{name}:num;".encode())
             h.update(np.arange(len(df), dtype="<f8").tobytes())  # a default index: just row numbers
@@ -85,7 +115,7 @@ def df_hash(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _dtype_family(series: pd.Series) -> str:
+def _dtype_family(series) -> str:
     kind = series.dtype.kind
     if isinstance(series.dtype, pd.CategoricalDtype):
         return "str"

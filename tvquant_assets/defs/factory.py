@@ -30,7 +30,7 @@ from tvquant_assets.defs.metadata import OWNERS, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, no_retry_on_configuration_errors, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.run_warnings import warnings_to_run_log
-from tvquant_assets.hashing import df_hash, stamp_hash
+from tvquant_assets.lake.store import prepare_frame
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import last_partition_date
 from tvquant_assets.stages import SPECS, assets_of, upstream_of
@@ -120,10 +120,8 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
             result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys])
         outputs, hashes = {}, {}
         with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)
-            for key in keys:
-                frame = result.frames[pd.Timestamp(key)].reset_index(drop=True)
-                outputs[key], hashes[key] = frame, df_hash(frame)
-                stamp_hash(frame, hashes[key])  # the IO manager writes it without hashing again
+            for key in keys:  # stamped: the IO manager writes it without hashing again
+                outputs[key], hashes[key] = prepare_frame(result.frames[pd.Timestamp(key)])
         with progress.timed("metadata"):  # UI metadata: work only a Dagster run does
             for key in keys:
                 md = partition_metadata(outputs[key], hashes[key], result.upstream.get(pd.Timestamp(key), {}),

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext, UPathIOManager
+from dagster import ConfigurableIOManagerFactory, InputContext, MultiPartitionKey, OutputContext, UPathIOManager
 from upath import UPath
 
 from tvquant_assets import progress
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake import Lake, default_lake_root
+from tvquant_assets.lake.store import is_date_key
 
 
 class LakeIOManager(UPathIOManager):
@@ -29,6 +30,16 @@ class LakeIOManager(UPathIOManager):
 
     def load_from_path(self, context: InputContext, path: UPath) -> pd.DataFrame:
         return self.lake.read_path(path)
+
+    def _get_paths_for_partitions(self, context: InputContext | OutputContext) -> dict[str, Any]:
+        """The lake's own paths of ``<manifest>/<stage>`` partitions (plain strings on a local lake: the same
+        files as the UPath joins of the base class, which cost more than writing a small partition)."""
+        key = context.asset_key.path
+        if self.lake.is_local and len(key) == 2 and context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            if all(not isinstance(k, MultiPartitionKey) and is_date_key(k) for k in keys):
+                return {k: self.lake.path(key[0], key[1], k) for k in keys}
+        return super()._get_paths_for_partitions(context)
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if not context.has_asset_partitions:

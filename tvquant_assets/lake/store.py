@@ -7,7 +7,6 @@ universal-pathlib) write to a temporary key and move it, as atomic as the backen
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import threading
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from tvquant_assets.errors import LakeError
-from tvquant_assets.hashing import df_hash, hash_of
+from tvquant_assets.hashing import column_arrays, df_hash, hash_of, stamp_hash
 from tvquant_assets.permissions import DIR_MODE, FILE_MODE
 
 LAKE_ENV = "TVQUANT_LAKE"
@@ -35,7 +34,17 @@ def default_lake_root() -> str:
     return os.environ.get(LAKE_ENV) or DEFAULT_LAKE
 
 
+_DATE_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def is_date_key(key) -> bool:
+    """``YYYY-MM-DD``: a daily partition key, the name of its file."""
+    return isinstance(key, str) and _DATE_KEY.match(key) is not None
+
+
 def date_key(date) -> str:
+    if isinstance(date, str) and _DATE_KEY.match(date):  # already a partition key (Dagster's)
+        return date
     return pd.Timestamp(date).strftime("%Y-%m-%d")
 
 
@@ -49,18 +58,70 @@ HASH_KEY = b"tvquant_df_hash"
 """Parquet key-value metadata holding the frame's df_hash, computed once when the lake writes it."""
 
 
+_SCHEMAS: dict[tuple, pa.Schema] = {}
+_SCHEMAS_LOCK = threading.Lock()
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """``pa.Table.from_pandas(df, preserve_index=False)`` without ``df.attrs``, the same table (schema and
+    pandas metadata included), faster: columns are converted one by one from their arrays and the schema
+    is built once per column layout (names, dtypes, arrow types) and reused (pyarrow's per-column pandas
+    bookkeeping cost more than the conversion for the small frames of a daily partition). Layouts whose
+    metadata depends on values (categoricals: their category count) or names that are not unique strings
+    go through ``from_pandas``."""
+    columns = df.columns
+    names = tuple(columns.tolist())
+    values = column_arrays(df)
+    if (not names or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names)
+            or any(isinstance(v.dtype, pd.CategoricalDtype) for v in values)):
+        return _from_pandas(df)
+    try:
+        arrays = [pa.array(v, from_pandas=True) for v in values]
+    except (pa.ArrowException, TypeError, ValueError):
+        return _from_pandas(df)  # its error names the column
+    key = (type(columns), str(columns.dtype), columns.name, names, tuple(str(v.dtype) for v in values),
+           tuple(a.type for a in arrays))
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        table = _from_pandas(df)
+        with _SCHEMAS_LOCK:
+            if len(_SCHEMAS) > 4096:  # layouts are few; a process making endless new ones starts over
+                _SCHEMAS.clear()
+            _SCHEMAS[key] = table.schema
+        return table
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _from_pandas(df: pd.DataFrame) -> pa.Table:
+    if df.attrs:  # pyarrow would store them, with the in-memory hash stamp's object id
+        df = df.copy(deep=False)
+        df.attrs = {}
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
 def to_parquet_bytes(df: pd.DataFrame, digest: str | None = None) -> bytes:
     """Same frame, same bytes: ``df.attrs`` (pyarrow would store them, with the in-memory hash stamp's
     object id) stay out of the file."""
-    if df.attrs:
-        df = df.copy(deep=False)
-        df.attrs = {}
-    buf = io.BytesIO()
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    return _encode(to_arrow(df), digest)
+
+
+def _encode(table: pa.Table, digest: str | None) -> bytes:
     if digest is not None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), HASH_KEY: digest.encode("ascii")})
+    buf = pa.BufferOutputStream()
     pq.write_table(table, buf, compression="snappy")
-    return buf.getvalue()
+    return buf.getvalue().to_pybytes()
+
+
+def prepare_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """``df`` as a partition file holds it (a default index: reset when it has another, else the frame
+    itself, no copy) and its df_hash, stamped on it so the lake write that follows does not hash again."""
+    index = df.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        df = df.reset_index(drop=True)
+    digest = df_hash(df)
+    stamp_hash(df, digest)
+    return df, digest
 
 
 FSYNC_ENV = "TVQUANT_LAKE_FSYNC"
@@ -74,30 +135,15 @@ def _local(path) -> str:
     return path if isinstance(path, str) else str(path.path if isinstance(path, UPath) else path)
 
 
-def atomic_write_bytes(path: UPath | Path | str, data: bytes, fsync: bool | None = None) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part.
+def atomic_write_bytes(path: UPath | Path | str, data: bytes, fsync: bool | None = None) -> tuple | None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part; returns
+    the new file's (mtime_ns, size) for local paths.
 
     The rename is what makes a killed process harmless; ``fsync`` (default: env TVQUANT_LAKE_FSYNC=1)
     additionally protects against power loss at the price of ~10 ms per file."""
     if _is_local(path):
         local = _local(path)
-        directory, name = os.path.split(local)
-        local_tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-        if fsync is None:
-            fsync = os.environ.get(FSYNC_ENV) == "1"
-        try:
-            with os.fdopen(os.open(local_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                if fsync:
-                    os.fsync(fh.fileno())
-            os.replace(local_tmp, local)
-        except BaseException:
-            if os.path.exists(local_tmp):
-                os.unlink(local_tmp)
-            raise
-        return
+        return _write_local(local, data, os.environ.get(FSYNC_ENV) == "1" if fsync is None else fsync)
     path = UPath(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,22 +156,81 @@ def atomic_write_bytes(path: UPath | Path | str, data: bytes, fsync: bool | None
         raise
 
 
+def _write_local(local: str, data: bytes, fsync: bool, made: set[str] | None = None) -> tuple:
+    """tmp file in the target directory + ``os.replace``; ``made``: directories known to exist (no
+    ``makedirs`` per file; one that vanished is made again)."""
+    directory, name = os.path.split(local)
+    local_tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    if made is None or directory not in made:
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+    try:
+        fd = os.open(local_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileNotFoundError:  # the directory was removed since
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        fd = os.open(local_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    if made is not None:
+        made.add(directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+            st = os.fstat(fh.fileno())
+        os.replace(local_tmp, local)
+    except BaseException:
+        if os.path.exists(local_tmp):
+            os.unlink(local_tmp)
+        raise
+    return (st.st_mtime_ns, st.st_size)
+
+
+CACHE_ENV = "TVQUANT_LAKE_CACHE_MB"
+DEFAULT_CACHE_MB = 512
+
+
+def cache_budget_bytes() -> int:
+    """The read cache's budget: env TVQUANT_LAKE_CACHE_MB (0 turns the cache off), else 512 MiB."""
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_MB * 2**20
+    try:
+        mb = float(raw)
+    except ValueError:
+        raise LakeError(f"{CACHE_ENV}={raw!r}: expected a number of megabytes (0 turns the cache off)") from None
+    if mb < 0:
+        raise LakeError(f"{CACHE_ENV}={raw!r}: expected a number of megabytes >= 0")
+    return int(mb * 2**20)
+
+
+def frame_nbytes(df: pd.DataFrame, table: pa.Table | None = None) -> int:
+    """What a cached frame holds, estimated cheaply: its columns' buffers (``table``: the arrow table made
+    from it, whose buffers are the frame's; object columns count their pointers) plus a fixed cost per
+    frame and column for pandas' own objects."""
+    data = table.nbytes if table is not None else sum(int(getattr(a, "nbytes", 0)) for a in column_arrays(df))
+    return 8192 + 512 * df.shape[1] + data  # measured: ~10 KiB per small frame in RSS
+
+
 class Lake:
     """Reads and writes stage partitions. One instance per root per process (``Lake.open``) shares a
-    bounded cache of frames written or read, validated against the file's mtime and size."""
+    cache of frames written or read, validated against the file's mtime and size, bounded in bytes
+    (``cache_bytes``, default :func:`cache_budget_bytes`) and in frames; least recently used go first."""
 
     _instances: dict[str, Lake] = {}
     _lock = threading.Lock()
 
-    def __init__(self, root: str | os.PathLike, cache_size: int = 60_000) -> None:
+    def __init__(self, root: str | os.PathLike, cache_size: int = 60_000, cache_bytes: int | None = None) -> None:
         self.root = UPath(root)
         self._local_root: str | None = None
         if self.root.protocol in ("", "file", "local"):
             self._local_root = str(Path(self.root.path).resolve())
             self.root = UPath(self._local_root)
-        self._cache: OrderedDict[str, tuple[tuple, pd.DataFrame, str]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[tuple, pd.DataFrame, str, int]] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_budget = cache_budget_bytes() if cache_bytes is None else cache_bytes
+        self.cache_nbytes = 0  # estimated bytes of the cached frames
         self._cache_lock = threading.Lock()
+        self._made: set[str] = set()  # local directories known to exist
         self.edited_replaced: list[str] = []  # files found edited outside the lake and rewritten
 
     @classmethod
@@ -137,6 +242,10 @@ class Lake:
             return cls._instances[key]
 
     # paths -----------------------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return self._local_root is not None
+
     def manifest_dir(self, manifest: str) -> UPath:
         return self.root / _safe(manifest, "manifest name")
 
@@ -169,13 +278,29 @@ class Lake:
     def _key(path) -> str:
         return _local(path) if _is_local(path) else str(path)
 
-    def _remember(self, path, df: pd.DataFrame, digest: str) -> None:
-        stamp, key = self._stamp(path), self._key(path)
+    def _remember(self, path, df: pd.DataFrame, digest: str, stamp: tuple | None = None,
+                  size: int | None = None) -> None:
+        key = self._key(path)
+        if self._cache_budget <= 0:
+            return
+        stamp = self._stamp(path) if stamp is None else stamp
+        size = frame_nbytes(df) if size is None else size
         with self._cache_lock:
-            self._cache[key] = (stamp, df, digest)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self.cache_nbytes -= old[3]
+            if size > self._cache_budget:
+                return
+            self._cache[key] = (stamp, df, digest, size)
+            self.cache_nbytes += size
+            while len(self._cache) > self._cache_size or self.cache_nbytes > self._cache_budget:
+                self.cache_nbytes -= self._cache.popitem(last=False)[1][3]
+
+    def _forget(self, path) -> None:
+        with self._cache_lock:
+            old = self._cache.pop(self._key(path), None)
+            if old is not None:
+                self.cache_nbytes -= old[3]
 
     def adopt(self, path, df: pd.DataFrame, digest: str) -> None:
         """Cache ``df`` as the content of ``path``, which another process has just written with it (a
@@ -183,8 +308,11 @@ class Lake:
         self._remember(path, df, digest)
 
     def _cached(self, path) -> tuple[pd.DataFrame, str] | None:
+        key = self._key(path)
         with self._cache_lock:
-            hit = self._cache.get(self._key(path))
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)  # least recently used goes first
         if hit is None:
             return None
         if hit[0] != self._stamp(path):
@@ -199,25 +327,35 @@ class Lake:
         path recorded in ``edited_replaced``, so the run that overwrote it can say so."""
         if not isinstance(df, pd.DataFrame):
             raise LakeError(f"lake: {path} expects a DataFrame, got {type(df).__name__}")
-        digest = hash_of(df)
-        if not isinstance(df.index, pd.RangeIndex) or df.index.start != 0:
+        index = df.index
+        if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+            digest = hash_of(df)  # the caller's stamp when it hashed this very frame (the Dagster asset)
+        else:  # the file holds no index: hash what a read gives back
             df = df.reset_index(drop=True)
             digest = df_hash(df)
-        data = to_parquet_bytes(df, digest)
+        table = to_arrow(df)
+        data, size = _encode(table, digest), frame_nbytes(df, table)
         kept = self._unchanged(path, data, digest)
         if kept is not None:
             if kept:  # byte-identical: the frame is the file's content
-                self._remember(path, df, digest)
+                self._remember(path, df, digest, size=size)
             return digest
-        atomic_write_bytes(path, data)
-        self._remember(path, df, digest)
+        if self._local_root is not None and _is_local(path):
+            stamp = _write_local(_local(path), data, os.environ.get(FSYNC_ENV) == "1", self._made)
+        else:
+            stamp = atomic_write_bytes(path, data)
+        self._remember(path, df, digest, stamp, size)
         return digest
 
     def _unchanged(self, path, data: bytes, digest: str) -> bool | None:
         """True: the file holds exactly ``data``; False: the same content, other ``_ms`` timings (keep the
         file, forget the frame); None: write (absent, other content, or edited outside the lake)."""
         try:
-            old = open(_local(path), "rb").read() if _is_local(path) else UPath(path).read_bytes()
+            if _is_local(path):
+                with open(_local(path), "rb") as fh:
+                    old = fh.read()
+            else:
+                old = UPath(path).read_bytes()
         except (FileNotFoundError, OSError):
             return None
         if old == data:
@@ -233,8 +371,7 @@ class Lake:
         if df_hash(table.to_pandas()) == digest:
             if label is None:
                 return None  # rewrite it with its label
-            with self._cache_lock:
-                self._cache.pop(self._key(path), None)
+            self._forget(path)
             return False
         self._edited(path)  # labelled as this content (or unlabelled), holding another: edited outside the lake
         return None
