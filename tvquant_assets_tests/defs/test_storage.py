@@ -11,7 +11,9 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     BackfillPolicy,
+    DagsterEventType,
     DagsterInstance,
     DailyPartitionsDefinition,
     Output,
@@ -19,6 +21,7 @@ from dagster import (
     asset_check,
     materialize,
 )
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 from dagster_shared.serdes import deserialize_value
 
 from tvquant_assets.defs.checks import batched_checks, latest_materializations, log_passed
@@ -149,6 +152,16 @@ def test_batched_check_evaluations_write_what_the_stock_storage_writes(tmp_path,
         with _instance(home, batched) as instance:
             runs = [materialize([first, rows_even], instance=instance, tags=tags).run_id for _ in range(2)]
             rows = _check_rows(home)
+            # the targets read from the index rows are those Dagster's records give
+            keys = [f"2024-01-0{i}" for i in range(1, 6)]
+            ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+                first.key, DagsterEventType.ASSET_MATERIALIZATION, set(keys))
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=first.key, storage_ids=sorted(ids.values())), limit=10).records
+            assert latest_materializations(instance, first.key, keys) == {
+                r.partition_key: AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp) for r in records}
+            assert {r.run_id for r in records} == {runs[1]}
         names = {run: f"run{i}" for i, run in enumerate(runs)}
         seen[batched] = {"checks": sorted((_renamed(r, names) for r in rows), key=repr), "index": _index_rows(home)}
     checks = seen[True]["checks"]
