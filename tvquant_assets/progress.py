@@ -59,8 +59,10 @@ def stage(name: str, n: int, bucket: str = "compute") -> Iterator[None]:
 
 @contextlib.contextmanager
 def timed(bucket: str) -> Iterator[None]:
-    t0 = time.perf_counter()
+    """Time a block: into ``bucket`` (wall) and ``thread_cpu:<bucket>`` (this thread's CPU)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
         timings.add(bucket, time.perf_counter() - t0)
+        timings.add(f"thread_cpu:{bucket}", time.thread_time() - c0)

@@ -6,7 +6,7 @@ import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from tvquant_assets.stages import MODULES
-from tvquant_assets.stages.markdown import cell, md_table
+from tvquant_assets.stages.markdown import cell, column_heads, md_table
 
 PREVIEW_ROWS = 5
 PREVIEW_COLUMNS = 8
@@ -36,7 +36,7 @@ def _column_schema(df: pd.DataFrame) -> TableSchema:
 def preview_markdown(df: pd.DataFrame) -> str:
     cols = [c for c in df.columns if not str(c).startswith("cov:")][:PREVIEW_COLUMNS]
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    columns = [list(df[c].array[:PREVIEW_ROWS]) for c in cols]  # the head of each column, no frame copies
+    columns = column_heads(df, cols, PREVIEW_ROWS)  # the head of each column, no frame copies
     for r in range(min(len(df), PREVIEW_ROWS)):
         lines.append("| " + " | ".join(cell(col[r]) for col in columns) + " |")
     if len(df) > PREVIEW_ROWS:

@@ -10,9 +10,11 @@ insert statements, so the rows are exactly those the stock class would write: ea
 once for both databases, the run database takes a batch in one ``executemany``, and the ``asset_keys`` row
 of an asset (its latest event of each kind) is written once per batch instead of once per event. It also keeps one
 SQLAlchemy engine per database file instead of creating and disposing one for every event (a third of
-the bookkeeping of a one-partition daily run); connections are still opened per use (``NullPool``).
+the bookkeeping of a one-partition daily run), with one connection kept open per thread and database
+(``SingletonThreadPool``) instead of a file opened and closed, and so the WAL checkpointed, per event.
 """
 
+import json
 import os
 import threading
 from collections import OrderedDict, defaultdict
@@ -21,13 +23,16 @@ from contextlib import contextmanager
 
 from dagster import DagsterInvariantViolationError, Field, StringSource
 from dagster._core.event_api import EventLogEntry
-from dagster._core.events import ASSET_EVENTS, DagsterEventType
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, DagsterEventType
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
-from dagster._core.storage.sqlalchemy_compat import db_result
-from sqlalchemy import create_engine
+from dagster._core.storage.sqlalchemy_compat import db_select
+from dagster_shared.serdes import serialize_value
+from sqlalchemy import bindparam, create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import SingletonThreadPool
 
 BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 DEFAULT_BATCH_SIZE = "500"
@@ -61,7 +66,9 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             engines: OrderedDict[str, Engine] = self.__dict__.setdefault("_engines", OrderedDict())
             engine = engines.get(shard)
             if engine is None:
-                engine = create_engine(self.conn_string_for_shard(shard), poolclass=NullPool,
+                # one connection kept per thread: opening and closing the file per event cost more than the
+                # event (closing the last connection of a WAL database checkpoints it)
+                engine = create_engine(self.conn_string_for_shard(shard), poolclass=SingletonThreadPool,
                                        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
                 engines[shard] = engine
                 while len(engines) > ENGINES_KEPT:
@@ -91,34 +98,129 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         with super().index_connection() as conn:
             yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        """The stock method builds an engine and reflects the schema on every call (every check evaluation
+        asks whether the checks table exists); a table once there stays."""
+        tables: set[str] = self.__dict__.setdefault("_tables_seen", set())
+        if table_name in tables:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            tables.add(table_name)
+        return found
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """The stock rows (one per planned partition, each holding the serialized event), the event serialized
+        once instead of once per partition."""
+        planned = event.get_dagster_event().event_specific_data
+        keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        row = dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, run_id=event.run_id,
+                   execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                   evaluation_event=serialize_value(event),
+                   evaluation_event_timestamp=self._event_insert_timestamp(event),
+                   evaluation_event_storage_id=event_id)
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": key} for key in keys])
+
     def _store_check_evaluations(self, events: Sequence[EventLogEntry]) -> None:
         """A batch of check evaluations (one per partition of a range): the event rows and Dagster's own
-        check-execution updates in one transaction per database, instead of three commits per event."""
-        by_run: dict[str, list[EventLogEntry]] = defaultdict(list)
-        for event in events:
-            by_run[event.run_id].append(event)
-        for run_id, run_events in by_run.items():
+        check-execution updates in one transaction per database, instead of three commits per event; each
+        event serialized once for its three rows."""
+        rows = [self._event_to_row(event) for event in events]
+        by_run: dict[str, list[dict]] = defaultdict(list)
+        for event, row in zip(events, rows, strict=True):
+            by_run[event.run_id].append(row)
+        for run_id, run_rows in by_run.items():
             with self.run_connection(run_id) as conn:
-                for event in run_events:
-                    conn.execute(self.prepare_insert_event(event))
+                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
+        local = self.__dict__.setdefault("_shared", threading.local())
+        with self.index_transaction() as conn:
+            ids = [conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key[0] for row in rows]
+            if self._update_check_executions(conn, events, rows, ids):
+                return
+            local.conn = conn  # Dagster's own per-event path, inside this transaction
+            try:
+                for event, event_id in zip(events, ids, strict=True):
+                    self.store_asset_check_event(event, event_id)
+            finally:
+                local.conn = None
+
+    def _store_planned(self, events: Sequence[EventLogEntry]) -> None:
+        """Asset and asset-check events mixed (the planned events of a run: one per asset and per check):
+        the stock ``store_event`` of each, event by event in order, inside one transaction per database
+        instead of two or three commits per event."""
+        rows = [self._event_to_row(event) for event in events]
+        by_run: dict[str, list[dict]] = defaultdict(list)
+        for event, row in zip(events, rows, strict=True):
+            by_run[event.run_id].append(row)
+        for run_id, run_rows in by_run.items():
+            with self.run_connection(run_id) as conn:
+                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
         local = self.__dict__.setdefault("_shared", threading.local())
         with self.index_transaction() as conn:
             local.conn = conn
             try:
-                for event in events:
-                    with db_result(conn, self.prepare_insert_event(event)) as result:
-                        event_id = result.inserted_primary_key[0]
-                    self.store_asset_check_event(event, event_id)
+                for event, row in zip(events, rows, strict=True):
+                    event_id = conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key[0]
+                    if event.dagster_event_type in ASSET_EVENTS:
+                        self._store_asset_event_tags(conn, [event], [event_id])
+                        self._store_asset_event(conn, event, event_id)
+                    else:
+                        self.store_asset_check_event(event, event_id)
             finally:
                 local.conn = None
+
+    def _update_check_executions(self, conn: Connection, events: Sequence[EventLogEntry], rows: list[dict],
+                                 ids: list[int]) -> bool:
+        """Dagster's ``_update_asset_check_evaluation`` for a batch: each evaluation updates the execution row
+        its run planned for its partition, as one ``executemany``. Only when every evaluation of the batch
+        has exactly one such row, for partitions distinct within the batch (else False, nothing written:
+        the stock per-event path then inserts or refuses as it does)."""
+        if not self.has_table(AssetCheckExecutionsTable.name):
+            return False
+        table = AssetCheckExecutionsTable
+        evaluations = [event.get_dagster_event().event_specific_data for event in events]
+        wanted = {(ev.asset_key.to_string(), ev.check_name, event.run_id, ev.partition)
+                  for ev, event in zip(evaluations, events, strict=True)}
+        if len(wanted) != len(events) or any(key[3] is None for key in wanted):
+            return False
+        planned: dict[tuple, int] = defaultdict(int)
+        for asset_key, check_name, run_id in {key[:3] for key in wanted}:
+            query = (db_select([table.c.partition]).where(table.c.asset_key == asset_key)
+                     .where(table.c.check_name == check_name).where(table.c.run_id == run_id))
+            for (partition,) in conn.execute(query):
+                planned[(asset_key, check_name, run_id, partition)] += 1
+        if any(planned.get(key) != 1 for key in wanted):
+            return False
+        update = (table.update()
+                  .where(table.c.asset_key == bindparam("w_asset_key"))
+                  .where(table.c.check_name == bindparam("w_check"))
+                  .where(table.c.run_id == bindparam("w_run_id"))
+                  .where(table.c.partition == bindparam("w_partition"))
+                  .values(execution_status=bindparam("v_status"), evaluation_event=bindparam("v_event"),
+                          evaluation_event_timestamp=bindparam("v_timestamp"),
+                          evaluation_event_storage_id=bindparam("v_event_id"),
+                          materialization_event_storage_id=bindparam("v_materialization_id")))
+        passed, failed = AssetCheckExecutionRecordStatus.SUCCEEDED.value, AssetCheckExecutionRecordStatus.FAILED.value
+        conn.execute(update, [
+            dict(w_asset_key=ev.asset_key.to_string(), w_check=ev.check_name, w_run_id=event.run_id,
+                 w_partition=ev.partition, v_status=passed if ev.passed else failed, v_event=row["event"],
+                 v_timestamp=row["timestamp"], v_event_id=event_id,
+                 v_materialization_id=ev.target_materialization_data.storage_id
+                 if ev.target_materialization_data else None)
+            for ev, event, row, event_id in zip(evaluations, events, rows, ids, strict=True)])
+        return True
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if all(e.is_dagster_event and e.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION and e.run_id
                for e in events):
             return self._store_check_evaluations(events)
         simple = all(e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS for e in events)
-        if not simple:  # run-status and other events: keep the stock per-event path
-            for event in events:
+        if not simple:
+            if all(e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS | ASSET_CHECK_EVENTS and e.run_id
+                   for e in events):
+                return self._store_planned(events)
+            for event in events:  # run-status and other events: keep the stock per-event path
                 self.store_event(event)
             return
         rows = [self._event_to_row(event) for event in events]  # each event serialized once, as stock does
@@ -129,10 +231,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             with self.run_connection(run_id) as conn:
                 conn.execute(SqlEventLogStorageTable.insert(), run_rows)
         with self.index_transaction() as conn:
-            ids = []
-            for row in rows:
-                with db_result(conn, SqlEventLogStorageTable.insert().values(**row)) as result:
-                    ids.append(result.inserted_primary_key[0])
+            ids = [conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key[0] for row in rows]
             self._store_asset_event_tags(conn, list(events), ids)
             # The asset_keys row holds the latest event of each kind per asset: writing the batch's last
             # one of each kind, in storage order, leaves the row exactly as writing every event would.
@@ -141,3 +240,22 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 latest[(event.dagster_event.asset_key, event.dagster_event_type)] = (event_id, event)
             for event_id, event in sorted(latest.values(), key=lambda pair: pair[0]):
                 self._store_asset_event(conn, event, event_id)
+
+
+def materialization_targets(storage, asset_key, storage_ids: list[int]) -> dict[str, tuple[int, str, float]] | None:
+    """``partition -> (storage id, run id, timestamp)`` of these materialization events of ``asset_key``, as
+    ``fetch_materializations`` would give them, read from the index rows without deserializing each event
+    (its metadata is most of it): only the entry's own timestamp is parsed from the stored JSON. None for
+    a storage that is not SQL-backed."""
+    if not isinstance(storage, SqlEventLogStorage):
+        return None
+    table, out = SqlEventLogStorageTable, {}
+    with storage.index_connection() as conn:
+        for i in range(0, len(storage_ids), 500):
+            chunk = storage_ids[i:i + 500]
+            query = (db_select([table.c.id, table.c.run_id, table.c.partition, table.c.event])
+                     .where(table.c.id.in_(chunk)).where(table.c.asset_key == asset_key.to_string())
+                     .where(table.c.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION.value))
+            for event_id, run_id, partition, event in conn.execute(query):
+                out[partition] = (event_id, run_id, json.loads(event)["timestamp"])
+    return out

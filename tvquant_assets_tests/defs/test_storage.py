@@ -1,19 +1,30 @@
-"""The batched SQLite event log stores what Dagster's stock SQLite event log stores, for a range run of two
-partitioned assets (materializations with per-partition metadata and tags) on a real instance each."""
+"""The batched SQLite event log stores what Dagster's stock SQLite event log stores, for range runs of
+partitioned assets (materializations with per-partition metadata and tags) and of a partitioned asset check
+(planned, passed and failed evaluations per partition), on a real instance each."""
 
 import sqlite3
 from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     BackfillPolicy,
+    DagsterEventType,
     DagsterInstance,
     DailyPartitionsDefinition,
+    Output,
     asset,
+    asset_check,
     materialize,
 )
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+from dagster_shared.serdes import deserialize_value
+
+from tvquant_assets.defs.checks import batched_checks, latest_materializations, log_passed
 
 PARTITIONS = DailyPartitionsDefinition(start_date="2024-01-01")
 
@@ -75,4 +86,87 @@ def test_batched_storage_writes_what_the_stock_storage_writes(tmp_path, monkeypa
             }
     assert seen[True]["partitions"]["first"] == [f"2024-01-0{i}" for i in range(1, 6)]
     assert seen[True]["latest"]["second"][0] == "2024-01-05"
+    assert seen[True] == seen[False]
+
+
+@asset_check(asset=first, partitions_def=PARTITIONS, blocking=False)
+def rows_even(context: AssetCheckExecutionContext):
+    """Passes on every partition but the 3rd: passed evaluations go through ``log_passed`` as one batch on the
+    batched storage (as the tvquant checks do), failed ones through Dagster; the stock storage gets all one by
+    one."""
+    op = context.op_execution_context
+    keys = sorted(op.partition_keys)
+    targets = latest_materializations(context.instance, first.key, keys)
+    evaluations = [AssetCheckEvaluation(asset_key=first.key, check_name="rows_even", passed=key != "2024-01-03",
+                                        partition=key, metadata={"rows": int(key[-2:])}, description=f"d {key}",
+                                        target_materialization_data=targets.get(key))
+                   for key in keys]
+    if batched_checks(context.instance):
+        log_passed(op, [e for e in evaluations if e.passed])
+        yield from (e for e in evaluations if not e.passed)
+    else:
+        yield from evaluations
+    yield Output(None)
+
+
+def _check_rows(home: Path) -> list:
+    """Every check-execution row, with the events it names as (type, partition, run) instead of raw ids (the
+    batched storage stores a run's passed evaluations before its failed one)."""
+    db = sqlite3.connect(home / "history" / "runs" / "index.db")
+    try:
+        events = {i: (t, p, r) for i, t, p, r in db.execute(
+            "SELECT id, dagster_event_type, partition, run_id FROM event_logs")}
+        rows = db.execute("SELECT asset_key, check_name, partition, run_id, execution_status, evaluation_event, "
+                          "evaluation_event_storage_id, materialization_event_storage_id "
+                          "FROM asset_check_executions").fetchall()
+    finally:
+        db.close()
+    out = []
+    for asset_key, name, partition, run_id, status, event, event_id, materialization_id in rows:
+        entry = deserialize_value(event)
+        data = entry.dagster_event.event_specific_data
+        evaluation = (data.passed, dict(data.metadata), data.description,
+                      events[data.target_materialization_data.storage_id]
+                      if getattr(data, "target_materialization_data", None) else None) if status != "PLANNED" else None
+        out.append((asset_key, name, partition, run_id, status, entry.dagster_event.event_type_value, evaluation,
+                    events.get(event_id), events.get(materialization_id)))
+    return out
+
+
+def _renamed(value, names: dict):
+    if isinstance(value, tuple):
+        return tuple(_renamed(v, names) for v in value)
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+def test_batched_check_evaluations_write_what_the_stock_storage_writes(tmp_path, monkeypatch):
+    """Two range runs of an asset and its partitioned check: every check-execution row (status, stored
+    evaluation, the materialization it targets: its partition's latest, of the second run) and every event
+    row equal the stock storage's, run ids aside."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "3")  # 4 passed evaluations per run: batches of 3 and 1
+    tags = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-05"}
+    seen = {}
+    for batched in (False, True):
+        home = tmp_path / ("batched" if batched else "stock")
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        with _instance(home, batched) as instance:
+            runs = [materialize([first, rows_even], instance=instance, tags=tags).run_id for _ in range(2)]
+            rows = _check_rows(home)
+            # the targets read from the index rows are those Dagster's records give
+            keys = [f"2024-01-0{i}" for i in range(1, 6)]
+            ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+                first.key, DagsterEventType.ASSET_MATERIALIZATION, set(keys))
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=first.key, storage_ids=sorted(ids.values())), limit=10).records
+            assert latest_materializations(instance, first.key, keys) == {
+                r.partition_key: AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp) for r in records}
+            assert {r.run_id for r in records} == {runs[1]}
+        names = {run: f"run{i}" for i, run in enumerate(runs)}
+        seen[batched] = {"checks": sorted((_renamed(r, names) for r in rows), key=repr), "index": _index_rows(home)}
+    checks = seen[True]["checks"]
+    assert len(checks) == 10 and {r[4] for r in checks} == {"SUCCEEDED", "FAILED"}
+    assert [r[2] for r in checks if r[4] == "FAILED"] == ["2024-01-03", "2024-01-03"]
+    # each evaluation targets the latest materialization of its own partition: the same run's
+    assert all(r[6][3] == ("ASSET_MATERIALIZATION", r[2], r[3]) for r in checks)
     assert seen[True] == seen[False]
