@@ -122,10 +122,9 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         with self.index_connection() as conn:
             conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": key} for key in keys])
 
-    def _store_check_evaluations(self, events: Sequence[EventLogEntry]) -> None:
-        """A batch of check evaluations (one per partition of a range): the event rows and Dagster's own
-        check-execution updates in one transaction per database, instead of three commits per event; each
-        event serialized once for its three rows."""
+    def _store_in_run_databases(self, events: Sequence[EventLogEntry]) -> list[dict]:
+        """Each event serialized once, its run database's rows inserted in one statement; the rows, for the
+        index database."""
         rows = [self._event_to_row(event) for event in events]
         by_run: dict[str, list[dict]] = defaultdict(list)
         for event, row in zip(events, rows, strict=True):
@@ -133,6 +132,13 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         for run_id, run_rows in by_run.items():
             with self.run_connection(run_id) as conn:
                 conn.execute(SqlEventLogStorageTable.insert(), run_rows)
+        return rows
+
+    def _store_check_evaluations(self, events: Sequence[EventLogEntry]) -> None:
+        """A batch of check evaluations (one per partition of a range): the event rows and Dagster's own
+        check-execution updates in one transaction per database, instead of three commits per event; each
+        event serialized once for its three rows."""
+        rows = self._store_in_run_databases(events)
         local = self.__dict__.setdefault("_shared", threading.local())
         with self.index_transaction() as conn:
             ids = [conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key[0] for row in rows]
@@ -149,13 +155,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         """Asset and asset-check events mixed (the planned events of a run: one per asset and per check):
         the stock ``store_event`` of each, event by event in order, inside one transaction per database
         instead of two or three commits per event."""
-        rows = [self._event_to_row(event) for event in events]
-        by_run: dict[str, list[dict]] = defaultdict(list)
-        for event, row in zip(events, rows, strict=True):
-            by_run[event.run_id].append(row)
-        for run_id, run_rows in by_run.items():
-            with self.run_connection(run_id) as conn:
-                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
+        rows = self._store_in_run_databases(events)
         local = self.__dict__.setdefault("_shared", threading.local())
         with self.index_transaction() as conn:
             local.conn = conn
@@ -223,13 +223,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             for event in events:  # run-status and other events: keep the stock per-event path
                 self.store_event(event)
             return
-        rows = [self._event_to_row(event) for event in events]  # each event serialized once, as stock does
-        by_run: dict[str, list[dict]] = defaultdict(list)
-        for event, row in zip(events, rows, strict=True):
-            by_run[event.run_id].append(row)
-        for run_id, run_rows in by_run.items():
-            with self.run_connection(run_id) as conn:
-                conn.execute(SqlEventLogStorageTable.insert(), run_rows)
+        rows = self._store_in_run_databases(events)  # each event serialized once, as stock does
         with self.index_transaction() as conn:
             ids = [conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key[0] for row in rows]
             self._store_asset_event_tags(conn, list(events), ids)

@@ -63,14 +63,24 @@ def _index_rows(home: Path) -> dict:
     return {"events": events, "tags": tags, "keys": keys}
 
 
-@pytest.mark.parametrize("batch_size", ["3"])
-def test_batched_storage_writes_what_the_stock_storage_writes(tmp_path, monkeypatch, batch_size):
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)  # 5 partitions: batches of 3 and 2
-    tags = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-05"}
-    seen = {}
+RANGE_TAGS = {"dagster/asset_partition_range_start": "2024-01-01",
+              "dagster/asset_partition_range_end": "2024-01-05"}
+
+
+def _homes(tmp_path, monkeypatch):
+    """The stock storage's DAGSTER_HOME, then the batched one's (each set as DAGSTER_HOME in turn)."""
     for batched in (False, True):
         home = tmp_path / ("batched" if batched else "stock")
         monkeypatch.setenv("DAGSTER_HOME", str(home))
+        yield batched, home
+
+
+@pytest.mark.parametrize("batch_size", ["3"])
+def test_batched_storage_writes_what_the_stock_storage_writes(tmp_path, monkeypatch, batch_size):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)  # 5 partitions: batches of 3 and 2
+    tags = RANGE_TAGS
+    seen = {}
+    for batched, home in _homes(tmp_path, monkeypatch):
         with _instance(home, batched) as instance:
             if batched:
                 assert type(instance.event_log_storage).__name__ == "BatchedSqliteEventLogStorage"
@@ -144,11 +154,9 @@ def test_batched_check_evaluations_write_what_the_stock_storage_writes(tmp_path,
     evaluation, the materialization it targets: its partition's latest, of the second run) and every event
     row equal the stock storage's, run ids aside."""
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "3")  # 4 passed evaluations per run: batches of 3 and 1
-    tags = {"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-05"}
+    tags = RANGE_TAGS
     seen = {}
-    for batched in (False, True):
-        home = tmp_path / ("batched" if batched else "stock")
-        monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for batched, home in _homes(tmp_path, monkeypatch):
         with _instance(home, batched) as instance:
             runs = [materialize([first, rows_even], instance=instance, tags=tags).run_id for _ in range(2)]
             rows = _check_rows(home)
