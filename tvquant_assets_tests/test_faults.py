@@ -34,9 +34,9 @@ import tvquant_assets.lake.store as store
 from tvquant_assets.runner import materialize_range
 
 manifest, lake, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-real, seen = store.atomic_write_bytes, []
+real, seen = store._write_local, []  # a local lake's atomic write
 
-def stalling_write(path, data, fsync=None):
+def stalling_write(path, data, fsync, made=None):
     if "/scan/" in str(path):
         seen.append(path)
         if len(seen) == 3:
@@ -46,9 +46,9 @@ def stalling_write(path, data, fsync=None):
                 fh.flush()
             marker.write_text(str(path))
             time.sleep(600)
-    return real(path, data, fsync)
+    return real(path, data, fsync, made)
 
-store.atomic_write_bytes = stalling_write
+store._write_local = stalling_write
 materialize_range(manifest, sys.argv[4], sys.argv[5], lake_root=lake)
 """
 

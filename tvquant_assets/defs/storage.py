@@ -10,8 +10,10 @@ insert statements, so the rows are exactly those the stock class would write: ea
 once for both databases, the run database takes a batch in one ``executemany``, and the ``asset_keys`` row
 of an asset (its latest event of each kind) is written once per batch instead of once per event. It also keeps one
 SQLAlchemy engine per database file instead of creating and disposing one for every event (a third of
-the bookkeeping of a one-partition daily run), with one connection kept open per thread and database
-(``SingletonThreadPool``) instead of a file opened and closed, and so the WAL checkpointed, per event.
+the bookkeeping of a one-partition daily run), with the index database's connection kept open per thread
+(``SingletonThreadPool``) instead of a file opened and closed, and so the WAL checkpointed, per event. Run
+databases are still closed after each use: Dagster's watcher streams a run's events to the UI when
+``<run_id>.db`` itself changes, which a checkpoint does.
 """
 
 import json
@@ -27,12 +29,16 @@ from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, DagsterEventT
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
 from dagster._core.storage.sqlalchemy_compat import db_select
 from dagster_shared.serdes import serialize_value
 from sqlalchemy import bindparam, create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import SingletonThreadPool
+from sqlalchemy.pool import NullPool, SingletonThreadPool
 
 BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 DEFAULT_BATCH_SIZE = "500"
@@ -66,9 +72,12 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             engines: OrderedDict[str, Engine] = self.__dict__.setdefault("_engines", OrderedDict())
             engine = engines.get(shard)
             if engine is None:
-                # one connection kept per thread: opening and closing the file per event cost more than the
-                # event (closing the last connection of a WAL database checkpoints it)
-                engine = create_engine(self.conn_string_for_shard(shard), poolclass=SingletonThreadPool,
+                # The index database: one connection kept per thread (opening and closing the file per event
+                # cost more than the event). A run database: closed after each use, as stock, because closing
+                # the last connection checkpoints its WAL into `<run_id>.db`, the file whose modification
+                # Dagster's watcher streams to the UI's run page (a kept connection leaves the page frozen).
+                pool = SingletonThreadPool if shard == INDEX_SHARD_NAME else NullPool
+                engine = create_engine(self.conn_string_for_shard(shard), poolclass=pool,
                                        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
                 engines[shard] = engine
                 while len(engines) > ENGINES_KEPT:
