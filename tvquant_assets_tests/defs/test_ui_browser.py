@@ -91,6 +91,21 @@ def _dismiss_dialogs(page) -> None:
         backdrop.first.wait_for(state="detached", timeout=10_000)
 
 
+def _click(page, locator) -> None:
+    """Click ``locator``; a dialog Dagster pops over the page meanwhile (it intercepts the click) is closed
+    and the click tried again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):
+        try:
+            locator.click(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            _dismiss_dialogs(page)
+
+
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"})
@@ -217,7 +232,7 @@ def test_the_ui_shows_partitions_checks_and_the_tearsheet(scratch):
                 _plant_nan_close(scratch["lake"], "2022-12-27", "MSFT")
                 before, _ = _newest_run(port)
                 _dismiss_dialogs(page)
-                page.get_by_role("button", name="Execute all").click()
+                _click(page, page.get_by_role("button", name="Execute all"))
                 deadline = time.monotonic() + 60
                 while (run := _newest_run(port))[0] == before and time.monotonic() < deadline:
                     time.sleep(1)
@@ -229,19 +244,19 @@ def test_the_ui_shows_partitions_checks_and_the_tearsheet(scratch):
                 #    partition, Launch Run (Dagster 1.13 disables a partitioned check's own Execute button)
                 before = run_id
                 _dismiss_dialogs(page)
-                page.locator('a[href="/jobs"]').first.click()  # the left navigation's "Jobs"
-                page.locator(f'a[href$="/jobs/{NAME}_checks"]').first.click()
+                _click(page, page.locator('a[href="/jobs"]').first)  # the left navigation's "Jobs"
+                _click(page, page.locator(f'a[href$="/jobs/{NAME}_checks"]').first)
                 _dismiss_dialogs(page)
-                page.get_by_role("tab", name="Launchpad").click()
+                _click(page, page.get_by_role("tab", name="Launchpad"))
                 picker = page.get_by_placeholder("Partition")
                 picker.wait_for(timeout=60_000)
                 _dismiss_dialogs(page)
-                picker.click()
+                _click(page, picker)
                 picker.fill("2022-12-27")
                 page.get_by_role("menuitem", name="2022-12-27", exact=True).click()
                 page.get_by_text("No errors").first.wait_for(timeout=30_000)
                 page.screenshot(path=str(shots / "4_checks_job_launchpad.png"), full_page=True)
-                page.get_by_role("button", name="Launch Run").click()
+                _click(page, page.get_by_role("button", name="Launch Run"))
                 deadline = time.monotonic() + 60
                 while (one := _newest_run(port)[0]) == before and time.monotonic() < deadline:
                     time.sleep(1)
