@@ -1,16 +1,24 @@
-"""The worker processes of date-parallel stage runs (``stages/parallel.py``): how many, the pool, its start.
+"""The worker processes of date-parallel stage runs (``stages/parallel.py``): how many, how they start, the pool.
 
-Light on purpose (nothing of ours but ``errors``): a command can start the workers before it imports the
+Two ways to start them (``TVQUANT_WORKER_START``): ``fork`` (the default where the platform has it) forks
+the caller for each split stage, so a worker starts with everything the caller holds: its imports, its
+compiled numba kernels and the lake's read cache (the frames it wrote or read); ``loky`` (the default
+elsewhere) keeps joblib's reusable spawned workers, which import the stack once and read the lake from disk.
+
+Light on purpose (nothing of ours but ``errors``): a command can start loky workers before it imports the
 stack itself, so their imports run beside its own.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 from tvquant_assets.errors import ConfigurationError
 
 ENV = "TVQUANT_WORKERS"
+START_ENV = "TVQUANT_WORKER_START"
+START_METHODS = ("fork", "loky")
 IDLE_TIMEOUT = 600
 """Seconds an idle worker waits for more work before it exits (the next range starts it again)."""
 
@@ -30,11 +38,41 @@ def worker_count() -> int:
     return n
 
 
+MEMORY_GROWTH = 2 * 1024**3
+"""Bytes a worker may grow by after its first task before loky replaces it. loky's default, 300 MB, is less
+than what our workers load by design (the engines' libraries, the lake's bounded read cache): a replaced
+worker imports the stack again (~5 s) while the caller waits for its part."""
+
+
+def _allow_growth() -> None:
+    """Each worker's initializer: loky's leak limit raised to :data:`MEMORY_GROWTH` (a module global its
+    worker loop reads after every task)."""
+    from joblib.externals.loky import process_executor
+
+    process_executor._MAX_MEMORY_LEAK_SIZE = MEMORY_GROWTH
+
+
+def start_method() -> str:
+    """``TVQUANT_WORKER_START``, else ``fork`` where the platform has it, else ``loky``."""
+    raw = os.environ.get(START_ENV, "").strip().lower()
+    if not raw:
+        return "fork" if "fork" in multiprocessing.get_all_start_methods() else "loky"
+    if raw not in START_METHODS or (raw == "fork" and "fork" not in multiprocessing.get_all_start_methods()):
+        raise ConfigurationError(f"{START_ENV}={raw!r}: expected one of {', '.join(START_METHODS)} "
+                                 "(fork where the platform has it)")
+    return raw
+
+
 def executor(workers: int):
-    """joblib's reusable loky executor of ``workers`` processes (the same one while the count is unchanged)."""
+    """``fork``: a new standard-library process pool of ``workers`` processes forked from this one now (its
+    user shuts it down); ``loky``: joblib's reusable executor (the same one while the count is unchanged)."""
+    if start_method() == "fork":
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
     from joblib.externals.loky import get_reusable_executor
 
-    return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT)
+    return get_reusable_executor(max_workers=workers, timeout=IDLE_TIMEOUT, initializer=_allow_growth)
 
 
 def _import_stages() -> int:
@@ -51,7 +89,7 @@ _STARTED: set[int] = set()  # pool sizes started in this process (an idle pool t
 def start() -> None:
     """Start the workers without waiting (nothing when one process is asked for or they were started)."""
     n = worker_count() - 1
-    if n >= 1 and n not in _STARTED:
+    if n >= 1 and n not in _STARTED and start_method() == "loky":  # forked workers start ready, when used
         _STARTED.add(n)
         pool = executor(n)
         _STARTING[:] = [pool.submit(_import_stages) for _ in range(n)]

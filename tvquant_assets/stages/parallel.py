@@ -9,11 +9,15 @@ group's decisions in date order (its previous decisions are its own). No Dagster
 process). The calling process computes the first part itself and the workers the others; results come back
 to it, merged in date (or candidate) order, and it writes them (one-shot) or hands them to the IO manager
 (Dagster), so the lake sees the same frames, in the same order, as with one process. A range is split only
-when each part holds at least :data:`MIN_DATES_PER_PART` dates: a worker's first task imports the stack.
-Workers re-open the manifest's lake and source once per run (one cached :class:`RunContext`); warnings
-raised in a worker are raised again in the caller (Dagster's run log), errors too (failure containment
-then locates the failing dates as it does in one process). Workers start with a range's catalog stage; a
-stage that begins while they are still importing runs in process instead of waiting for them.
+when each part holds at least :data:`MIN_DATES_PER_PART` dates. Warnings raised in a worker are raised
+again in the caller (Dagster's run log), errors too (failure containment then locates the failing dates as
+it does in one process).
+
+How workers start (``workers.start_method``): forked from the caller for each split stage (the default on
+Linux), they hold its context, imports and the lake's read cache as they were when the stage began, so
+nothing is imported or read from disk again; with loky's spawned workers, a worker re-opens the manifest's
+lake and source once per run (one cached :class:`RunContext`), the workers start with a range's catalog
+stage, and a stage that begins while they are still importing runs in process instead of waiting.
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ import pandas as pd
 
 from tvquant_assets.stages import MODULES, SPECS
 from tvquant_assets.stages.spec import StageResult
-from tvquant_assets.workers import ENV, executor, start, starting, worker_count
+from tvquant_assets.workers import ENV, executor, start, start_method, starting, worker_count
 
 __all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "preload", "prepare", "run_parallel", "warm_up",
-           "worker_count"]
+           "worker_count", "write_split"]
 
 MIN_DATES_PER_PART = 32
 """Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
@@ -132,6 +136,20 @@ def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environmen
     return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
 
 
+_PENDING: dict | None = None  # the frames a forked writer inherits (set by the caller before it forks)
+
+
+def _write_in_worker(token: str, stage: str, dates: list[pd.Timestamp]) -> dict:
+    """A forked worker's share of a write: the caller's frames of ``dates``, inherited, written here."""
+    ctx = _CONTEXT[1] if _CONTEXT is not None and _CONTEXT[0] == token else None
+    if ctx is None or _PENDING is None:
+        raise RuntimeError("a forked writer without its caller's context")  # not reachable from the caller
+    seen = len(ctx.lake.edited_replaced)
+    items = [(ctx.lake.path(ctx.name, stage, d), _PENDING[d]) for d in dates]
+    return {"hashes": dict(zip(dates, ctx.lake.write_many(items), strict=True)),
+            "edited": ctx.lake.edited_replaced[seen:]}
+
+
 # caller side ---------------------------------------------------------------------------------------
 
 def _executor(workers: int):
@@ -139,7 +157,19 @@ def _executor(workers: int):
 
 
 def _starting() -> bool:
-    return starting()
+    return start_method() == "loky" and starting()
+
+
+_FORK_WARNING = r"This process .* is multi-threaded, use of fork\(\) may lead to deadlocks in the child"
+
+
+def _forked_pool(ctx, token: str, workers: int):
+    """A pool forked from this process now, its workers holding ``ctx`` as their context (Python warns on
+    any fork from a process with threads: ours hold no lock a worker takes, a stage part computes and writes
+    partitions only)."""
+    global _CONTEXT
+    _CONTEXT = (token, ctx)
+    return _executor(workers)
 
 
 def warm_up(n_dates: int) -> None:
@@ -154,7 +184,7 @@ def prepare(ctx) -> None:
     (once per context, without waiting), while the caller computes the stages that are not split."""
     n = worker_count() - 1
     local = ctx.lake.root.protocol in ("", "file", "local")
-    if n < 1 or not local or getattr(ctx, "_parallel_prepared", False):
+    if n < 1 or not local or start_method() != "loky" or getattr(ctx, "_parallel_prepared", False):
         return
     ctx._parallel_prepared = True
     pool = _executor(n)
@@ -196,39 +226,79 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
     if len(parts) == 1:
         result = compute()
         if write is not None:
-            write(result)
+            write_split(ctx, stage, result, write)
         return result
-    pool = _executor(len(parts) - 1)
+    forked = start_method() == "fork"
+    token = _token(ctx)
     by_date = parts[0][1] is None  # a date split: parts write their own dates; else the merged frames
-    args = (_token(ctx), ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment, stage)
+    args = (token, ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment, stage)
     first_computed = ctx.first_computed
-    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None)
-               for ds, part in parts[1:]]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
+        pool = _forked_pool(ctx, token, len(parts) - 1) if forked else _executor(len(parts) - 1)
+        futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None)
+                   for ds, part in parts[1:]]
     try:
-        results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
-        if by_date and write is not None:
-            write(results[0])
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise
-    if not all(f.done() for f in futures):  # the caller would wait: import what later stages load
-        preload(ctx.manifest)
-    for f in futures:  # in submission order: deterministic, whatever finishes first
-        result, caught, written = f.result()
-        for message, category, filename, lineno in caught:
-            warnings.warn_explicit(message, category, filename, lineno)
-        if written is not None:  # what the worker wrote, cached here as if this process had written it
-            for d, digest in written["hashes"].items():
-                ctx.lake.adopt(ctx.lake.path(ctx.name, stage, d), result.frames[d].reset_index(drop=True), digest)
-            ctx.lake.edited_replaced.extend(written["edited"])
-        results.append(result)
+        try:
+            results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
+            if by_date and write is not None:
+                write(results[0])
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        if not forked and not all(f.done() for f in futures):  # the caller would wait: import what later
+            preload(ctx.manifest)  # stages load
+        for f in futures:  # in submission order: deterministic, whatever finishes first
+            result, caught, written = f.result()
+            for message, category, filename, lineno in caught:
+                warnings.warn_explicit(message, category, filename, lineno)
+            if written is not None:  # what the worker wrote, cached here as if this process had written it
+                for d, digest in written["hashes"].items():
+                    ctx.lake.adopt(ctx.lake.path(ctx.name, stage, d), result.frames[d].reset_index(drop=True),
+                                   digest)
+                ctx.lake.edited_replaced.extend(written["edited"])
+            results.append(result)
+    finally:
+        if forked:  # the next split stage forks again, from what this process holds then
+            pool.shutdown(wait=True, cancel_futures=True)
     if by_date:
         return merge_by_date(results)
     merged = MODULES[stage].merge_parts(results)
     if write is not None:
-        write(merged)
+        write_split(ctx, stage, merged, write)
     return merged
+
+
+def write_split(ctx, stage: str, result: StageResult, write: Callable[[StageResult], None]) -> None:
+    """The one-shot write of a result computed (or merged) in this process: with forked workers, its dates
+    in contiguous parts, the later ones written by workers that inherit the frames (nothing pickled but
+    the hashes coming back); the same files as ``write(result)``."""
+    global _PENDING
+    dates = list(result.frames)
+    n = min(worker_count(), len(dates) // MIN_DATES_PER_PART)
+    if n < 2 or start_method() != "fork" or ctx.lake.root.protocol not in ("", "file", "local"):
+        write(result)
+        return
+    parts, token = chunks(dates, n), _token(ctx)
+    _PENDING = result.frames
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
+            pool = _forked_pool(ctx, token, n - 1)
+            futures = [pool.submit(_write_in_worker, token, stage, ds) for ds in parts[1:]]
+        try:
+            write(StageResult({d: result.frames[d] for d in parts[0]}))
+            for f in futures:
+                written = f.result()
+                for d, digest in written["hashes"].items():
+                    ctx.lake.adopt(ctx.lake.path(ctx.name, stage, d), result.frames[d].reset_index(drop=True),
+                                   digest)
+                ctx.lake.edited_replaced.extend(written["edited"])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        _PENDING = None
 
 
 def merge_by_date(results: list[StageResult]) -> StageResult:

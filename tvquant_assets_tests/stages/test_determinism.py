@@ -80,3 +80,15 @@ def test_two_workers_equal_one_process(sp500_it_run, tmp_path, monkeypatch):
     for e in ledger.entries():
         p = e["payload"]
         assert output_hashes(p) == output_hashes(ref[p["date"]]) and p["stages"] == ref[p["date"]]["stages"]
+
+
+def test_openblas_runs_one_kernel_family_on_every_avx2_machine():
+    """The golden hashes were sealed with Haswell kernels; an AVX-512 machine's own pick (SkylakeX) rounds
+    the backtest's products differently in the last bit (seen: every backtest partition's hash moved)."""
+    import numpy as np
+
+    from tvquant_assets.determinism import BLAS_CORETYPE, _has_avx2, blas_coretype
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # OpenBLAS loaded
+    if _has_avx2():
+        assert blas_coretype() == BLAS_CORETYPE

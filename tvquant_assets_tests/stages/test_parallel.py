@@ -1,7 +1,8 @@
 """Date-parallel stage runs (``stages/parallel.py``) compute what one process computes, hash for hash.
 
-Two worker processes (``TVQUANT_WORKERS=2``, parts of a few dates so a short range splits): the one-shot
-pipeline over the first weeks of the demo variant's range gives every partition its golden hash
+Two worker processes (``TVQUANT_WORKERS=2``, parts of a few dates so a short range splits), forked or
+spawned by loky: the one-shot pipeline over the first weeks of the demo variant's range gives every
+partition its golden hash
 (``golden/sp500_it.json``: catalog and prices history included), and
 a Dagster range run of a synthetic manifest gives the hashes of the one-process one-shot run. Each split
 stage is seen to reach a worker.
@@ -43,7 +44,12 @@ def two_workers(monkeypatch):
         def submit(self, fn, *args):
             if fn is parallel._run_in_worker:
                 sent.add(args[5])
+            if fn is parallel._write_in_worker:
+                sent.add(f"write {args[1]}")
             return self.pool.submit(fn, *args)
+
+        def shutdown(self, **kwargs):
+            self.pool.shutdown(**kwargs)
 
     monkeypatch.setattr(parallel, "_executor", lambda n: Recording(real(n)))
     return sent
@@ -65,12 +71,27 @@ def test_worker_count_from_the_environment(monkeypatch):
         parallel.worker_count()
 
 
-def test_one_shot_with_two_workers_hashes_as_golden(tmp_path, two_workers):
+def test_worker_start_method_from_the_environment(monkeypatch):
+    monkeypatch.setenv(workers.START_ENV, "loky")
+    assert workers.start_method() == "loky"
+    monkeypatch.setenv(workers.START_ENV, "spawn")
+    with pytest.raises(ConfigurationError, match="TVQUANT_WORKER_START='spawn'"):
+        workers.start_method()
+    monkeypatch.delenv(workers.START_ENV)
+    assert workers.start_method() == "fork"  # Linux
+
+
+@pytest.mark.parametrize("start", ["fork", "loky"])
+def test_one_shot_with_two_workers_hashes_as_golden(tmp_path, monkeypatch, two_workers, start):
+    """Both ways to start workers give the golden hashes; forked workers also write half of what the
+    caller computes alone (catalog, prices, the merged tournament, audit)."""
+    monkeypatch.setenv(workers.START_ENV, start)
     path = write_demo_variant(tmp_path, "sp500_it", SP500_IT_START)
     m = load_manifest(path)
     lake = Lake(str(tmp_path / "lake"))
     run_one_shot(RunContext(m, lake), manifest_dates(m, SP500_IT_START, GOLDEN_END))
-    assert two_workers == SPLIT
+    written_by_forks = {f"write {s}" for s in ("catalog", "prices", "tournament", "audit")}
+    assert two_workers == (SPLIT | written_by_forks if start == "fork" else SPLIT)
     golden = json.loads(GOLDEN.read_text())
     now = partition_hashes(lake, m.name)
     for stage, hashes in golden.items():
@@ -121,6 +142,7 @@ def test_a_stage_runs_in_process_while_the_workers_start(tmp_path, monkeypatch):
             return False
 
     monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setenv(workers.START_ENV, "loky")  # forked workers start ready
     monkeypatch.setattr(workers, "_STARTING", [Importing()])
     monkeypatch.setattr(parallel, "_executor", lambda n: pytest.fail("a worker was asked while still starting"))
     ctx = type("Ctx", (), {"lake": Lake(str(tmp_path))})()
@@ -142,16 +164,42 @@ def test_prepared_workers_hold_the_manifests_engines_and_simulators(tmp_path, mo
     from tvquant_assets.core.simulators import SIMULATORS
 
     monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setenv(workers.START_ENV, "loky")  # a forked worker holds what the caller imported
     m = load_manifest(write_demo_variant(tmp_path, "sp500_prepared", SP500_IT_START))
     ctx = RunContext(m, Lake(str(tmp_path / "lake")))
     modules = sorted({ENGINES.module(c.engine) for c in m.tournament.candidates}
                      | {SIMULATORS.module(s) for s in ["vectorized", *m.backtest.simulators]})
     from joblib.externals.loky import get_reusable_executor
 
-    pool = get_reusable_executor(max_workers=1, timeout=workers.IDLE_TIMEOUT, reuse=False)  # a fresh worker
+    pool = get_reusable_executor(max_workers=1, timeout=workers.IDLE_TIMEOUT, reuse=False,  # a fresh worker
+                                 initializer=workers._allow_growth)
     assert parallel._executor(1) is pool
     assert pool.submit(_loaded, modules).result()["numba registries"] is False
     parallel.prepare(ctx)
     parallel.prepare(ctx)  # once per context
     assert pool.submit(_loaded, modules).result() == {**dict.fromkeys(modules, True), "numba registries": True}
     assert ctx._parallel_token == parallel._token(ctx)
+
+
+def test_a_loky_worker_is_not_replaced_when_it_grows_by_design():
+    """loky replaces a worker that grew 300 MB since its first task; ours grow by what they load (engines,
+    the lake's read cache), and a replaced worker imports the stack again while the caller waits."""
+    from joblib.externals.loky import get_reusable_executor
+
+    pool = get_reusable_executor(max_workers=1, timeout=workers.IDLE_TIMEOUT, reuse=False,
+                                 initializer=workers._allow_growth)
+    first = pool.submit(_grow, 0).result()
+    assert pool.submit(_grow, 400).result() == first  # 400 MB more, held: still the same process
+    assert pool.submit(_grow, 0).result() == first
+
+
+_HELD: list = []
+
+
+def _grow(mb: int) -> int:
+    import os
+    import time
+
+    _HELD.append(bytearray(mb * 2**20))
+    time.sleep(1.1)  # loky checks memory at most once a second
+    return os.getpid()
