@@ -5,7 +5,8 @@ average, and whether every partition hashes the same.
 Each configuration runs in a fresh Python process on an empty temp lake; as the CLI does, it starts the workers
 before importing the stack (their imports run beside its own), and the timing starts after its imports (a
 worker not ready by then delays nothing: stages run in process until it is). Configurations alternate when
-``--repeat`` > 1; the figure reported is the best of the repeats.
+``--repeat`` > 1; the figure reported is the best of the repeats. Workers start as ``TVQUANT_WORKER_START``
+says (fork, the Linux default: forked per split stage, nothing to import; or loky's spawned workers).
 
     uv run python -m benchmarks workers [--manifest sp500_demo] [--start 2019-01-02] [--end 2020-12-31]
                                         [--workers 2] [--repeat 1] [--workers-first]
@@ -35,12 +36,14 @@ from tvquant_assets.stages.plan import run_one_shot
 _, manifest, start, end, root = sys.argv
 m = resolve_manifest(manifest)[1]
 lake = Lake(root)
-def workers_cpu():  # the worker processes' CPU seconds (they stay alive: rusage of children misses them)
+def workers_cpu():  # the worker processes' CPU seconds: forked ones have exited (rusage of children),
+    import resource  # loky's stay alive (psutil)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = ru.ru_utime + ru.ru_stime
     try:
         import psutil
     except ImportError:
-        return float("nan")
-    total = 0.0
+        return total
     for p in psutil.Process().children(recursive=True):
         try:
             t = p.cpu_times()
@@ -91,7 +94,10 @@ def main(argv: list[str]) -> int:
     one, many = best[1], best[args.workers]
     same = one["hashes"] == many["hashes"]
     n_parts = sum(len(v) for v in one["hashes"].values())
-    print(f"one-shot {args.manifest} {args.start}..{args.end} ({n_parts} partitions, audit excluded from hashes)")
+    from tvquant_assets.workers import start_method
+
+    print(f"one-shot {args.manifest} {args.start}..{args.end} ({n_parts} partitions, audit excluded from hashes), "
+          f"workers started by {start_method()}")
     print(f"  1 worker        {one['wall']:8.1f} s wall   CPU {one['parent_cpu']:6.1f} s")
     print(f"  {args.workers} workers       {many['wall']:8.1f} s wall   CPU {many['parent_cpu']:6.1f} s caller + "
           f"{many['workers_cpu']:.1f} s workers")

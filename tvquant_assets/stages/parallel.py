@@ -34,7 +34,7 @@ from tvquant_assets.stages.spec import StageResult
 from tvquant_assets.workers import ENV, executor, start, start_method, starting, worker_count
 
 __all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "preload", "prepare", "run_parallel", "warm_up",
-           "worker_count", "write_split"]
+           "worker_count"]
 
 MIN_DATES_PER_PART = 32
 """Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
@@ -136,20 +136,6 @@ def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environmen
     return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
 
 
-_PENDING: dict | None = None  # the frames a forked writer inherits (set by the caller before it forks)
-
-
-def _write_in_worker(token: str, stage: str, dates: list[pd.Timestamp]) -> dict:
-    """A forked worker's share of a write: the caller's frames of ``dates``, inherited, written here."""
-    ctx = _CONTEXT[1] if _CONTEXT is not None and _CONTEXT[0] == token else None
-    if ctx is None or _PENDING is None:
-        raise RuntimeError("a forked writer without its caller's context")  # not reachable from the caller
-    seen = len(ctx.lake.edited_replaced)
-    items = [(ctx.lake.path(ctx.name, stage, d), _PENDING[d]) for d in dates]
-    return {"hashes": dict(zip(dates, ctx.lake.write_many(items), strict=True)),
-            "edited": ctx.lake.edited_replaced[seen:]}
-
-
 # caller side ---------------------------------------------------------------------------------------
 
 def _executor(workers: int):
@@ -160,13 +146,8 @@ def _starting() -> bool:
     return start_method() == "loky" and starting()
 
 
-_FORK_WARNING = r"This process .* is multi-threaded, use of fork\(\) may lead to deadlocks in the child"
-
-
 def _forked_pool(ctx, token: str, workers: int):
-    """A pool forked from this process now, its workers holding ``ctx`` as their context (Python warns on
-    any fork from a process with threads: ours hold no lock a worker takes, a stage part computes and writes
-    partitions only)."""
+    """A pool forked from this process now, its workers holding ``ctx`` as their context."""
     global _CONTEXT
     _CONTEXT = (token, ctx)
     return _executor(workers)
@@ -226,18 +207,16 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
     if len(parts) == 1:
         result = compute()
         if write is not None:
-            write_split(ctx, stage, result, write)
+            write(result)
         return result
     forked = start_method() == "fork"
     token = _token(ctx)
     by_date = parts[0][1] is None  # a date split: parts write their own dates; else the merged frames
     args = (token, ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment, stage)
     first_computed = ctx.first_computed
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
-        pool = _forked_pool(ctx, token, len(parts) - 1) if forked else _executor(len(parts) - 1)
-        futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None)
-                   for ds, part in parts[1:]]
+    pool = _forked_pool(ctx, token, len(parts) - 1) if forked else _executor(len(parts) - 1)
+    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None)
+               for ds, part in parts[1:]]
     try:
         try:
             results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
@@ -266,39 +245,8 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
         return merge_by_date(results)
     merged = MODULES[stage].merge_parts(results)
     if write is not None:
-        write_split(ctx, stage, merged, write)
+        write(merged)
     return merged
-
-
-def write_split(ctx, stage: str, result: StageResult, write: Callable[[StageResult], None]) -> None:
-    """The one-shot write of a result computed (or merged) in this process: with forked workers, its dates
-    in contiguous parts, the later ones written by workers that inherit the frames (nothing pickled but
-    the hashes coming back); the same files as ``write(result)``."""
-    global _PENDING
-    dates = list(result.frames)
-    n = min(worker_count(), len(dates) // MIN_DATES_PER_PART)
-    if n < 2 or start_method() != "fork" or ctx.lake.root.protocol not in ("", "file", "local"):
-        write(result)
-        return
-    parts, token = chunks(dates, n), _token(ctx)
-    _PENDING = result.frames
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
-            pool = _forked_pool(ctx, token, n - 1)
-            futures = [pool.submit(_write_in_worker, token, stage, ds) for ds in parts[1:]]
-        try:
-            write(StageResult({d: result.frames[d] for d in parts[0]}))
-            for f in futures:
-                written = f.result()
-                for d, digest in written["hashes"].items():
-                    ctx.lake.adopt(ctx.lake.path(ctx.name, stage, d), result.frames[d].reset_index(drop=True),
-                                   digest)
-                ctx.lake.edited_replaced.extend(written["edited"])
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    finally:
-        _PENDING = None
 
 
 def merge_by_date(results: list[StageResult]) -> StageResult:
