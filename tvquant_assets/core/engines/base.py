@@ -258,6 +258,20 @@ def clean_weights(w: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
+CAP_ROUND_OFF = 1e-9
+
+
+def within_cap(w: np.ndarray, cap: float) -> np.ndarray:
+    """Long-only weights summing to 1 with a solver's round-off above ``cap`` (more than
+    :data:`CAP_ROUND_OFF`, which ``weights_ok`` accepts: SCS's accuracy) clipped to it, the excess spread
+    over the names with room; other weights as they are."""
+    if cap >= 1.0 or not w.max() > cap + CAP_ROUND_OFF:
+        return w
+    w = np.minimum(w, cap)
+    room = cap - w
+    return w + (1.0 - w.sum()) * room / max(float(room.sum()), 1e-300)
+
+
 def max_excess_under_cap(excess: np.ndarray, max_weight: float) -> float:
     """Largest ``excess @ w`` over long-only fully invested ``w`` with ``w <= max_weight``.
 

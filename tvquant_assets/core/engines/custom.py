@@ -79,6 +79,7 @@ from tvquant_assets.core.engines.base import (
     psd_factor,
     short_reason,
     weights_ok,
+    within_cap,
 )
 from tvquant_assets.core.engines.risk_measures import COVARIANCE_MEASURES, Risk
 from tvquant_assets.core.linkage import returns_distance
@@ -457,6 +458,8 @@ class CustomEngine(Engine):
             warnings.simplefilter("ignore", UserWarning)
             w = self._solve(compiled, ok, record, not long_short, exclude=("OSQP",),
                             primary=chain[0] if chain else None)
+        if w is not None and not long_short:  # SCS, the fallback, can sit ~1e-9 above a binding cap
+            w = within_cap(w, max_weight)
         return w, status, "; ".join(record)
 
     def _risk_parity(self, factor, psd, scale, spec: FitSpec, record: list[str]) -> np.ndarray | None:
