@@ -106,14 +106,21 @@ def forked_pool(workers: int):
     """A standard-library pool of ``workers`` processes forked from this one now (Python warns on any fork
     from a process with threads: ours hold no lock a worker takes; a worker computes and writes partitions
     only, and ends without running this process's exit handlers)."""
+    import gc
     import warnings
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=mark_worker)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
-        pool.submit(int).result()  # forks every worker now (the first submit starts them all)
+    # Frozen, this process's objects are out of the workers' garbage collections: a collection would
+    # walk (and so copy, page by page) the whole inherited heap in each worker.
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _FORK_WARNING, DeprecationWarning)
+            pool.submit(int).result()  # forks every worker now (the first submit starts them all)
+    finally:
+        gc.unfreeze()
     return pool
 
 

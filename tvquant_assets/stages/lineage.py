@@ -54,10 +54,14 @@ def input_hashes(ctx: RunContext, dates, specs: Iterable[StageSpec], verify: boo
     specs = list(specs)
     wanted = {d: {s.name: input_partitions(ctx, s, d) for s in specs} for d in dates}
     union: dict[str, set[pd.Timestamp]] = {}
+    spans: set[tuple] = set()  # (asset, first, last, n) already in the union: book stages share their spans
     for per_stage in wanted.values():
         for parts in per_stage.values():
             for asset, ds in parts.items():
-                union.setdefault(asset, set()).update(ds)
+                span = (asset, ds[0], ds[-1], len(ds)) if ds else (asset,)
+                if span not in spans:
+                    spans.add(span)
+                    union.setdefault(asset, set()).update(ds)
     labels = {asset: {d: f"{d:%Y-%m-%d}:{h}" for d, (_, h) in
                       ctx.lake.read_many(ctx.name, asset, sorted(ds), missing_ok=True, verify=verify).items()}
               for asset, ds in union.items()}
