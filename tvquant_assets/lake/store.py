@@ -242,6 +242,7 @@ class Lake:
             self.root = UPath(self._local_root)
         self._cache: OrderedDict[str, tuple[tuple, pd.DataFrame, str, int]] = OrderedDict()
         self._cache_size = cache_size
+        self._hashes: OrderedDict[str, tuple] = OrderedDict()  # key -> (stamp, df_hash): outlives evicted frames
         self._cache_budget = cache_budget_bytes() if cache_bytes is None else cache_bytes
         self.cache_nbytes = 0  # estimated bytes of the cached frames
         self._cache_lock = threading.Lock()
@@ -296,9 +297,10 @@ class Lake:
     def _remember(self, path, df: pd.DataFrame, digest: str, stamp: tuple | None = None,
                   size: int | None = None) -> None:
         key = self._key(path)
+        stamp = self._stamp(path) if stamp is None else stamp
+        self._remember_hash(key, stamp, digest)
         if self._cache_budget <= 0:
             return
-        stamp = self._stamp(path) if stamp is None else stamp
         size = frame_nbytes(df) if size is None else size
         with self._cache_lock:
             old = self._cache.pop(key, None)
@@ -316,6 +318,51 @@ class Lake:
             old = self._cache.pop(self._key(path), None)
             if old is not None:
                 self.cache_nbytes -= old[3]
+
+    HASHES_KEPT = 1_000_000
+    """Partition hashes remembered beyond the frame cache (~150 bytes each)."""
+
+    def _remember_hash(self, key: str, stamp: tuple | None, digest: str) -> None:
+        if stamp is None:
+            return
+        with self._cache_lock:
+            self._hashes[key] = (stamp, digest)
+            self._hashes.move_to_end(key)
+            if len(self._hashes) > self.HASHES_KEPT:
+                self._hashes.popitem(last=False)
+
+    def hashes(self, manifest: str, asset: str, dates: Iterable, *, missing_ok: bool = False
+               ) -> dict[pd.Timestamp, str]:
+        """The df_hash of many partitions without reading their frames: from the frame cache, the hashes
+        remembered for files this lake wrote or read (validated by mtime and size like cached frames), or
+        the file's footer, which holds the hash the lake wrote (~0.06 ms against ~2 ms for a read); a file
+        without one is read. Missing partitions raise unless ``missing_ok`` (then they are left out)."""
+        out: dict[pd.Timestamp, str] = {}
+        for d in (pd.Timestamp(x) for x in dates):
+            path = self.path(manifest, asset, d)
+            key = self._key(path)
+            stamp = self._stamp(path)
+            if stamp is None:
+                if missing_ok:
+                    continue
+                raise LakeError(f"lake: missing partition {path}; materialize it first")
+            with self._cache_lock:
+                known = self._hashes.get(key)
+            if known is not None and known[0] == stamp:
+                out[d] = known[1]
+                continue
+            digest = None
+            if _is_local(path):
+                try:
+                    digest = (pq.read_metadata(_local(path)).metadata or {}).get(HASH_KEY)
+                except (pa.ArrowInvalid, OSError):
+                    digest = None  # the read below says why
+            if digest is not None:
+                out[d] = digest.decode("ascii")
+                self._remember_hash(key, stamp, out[d])
+            else:
+                out[d] = self.read_path_with_hash(path)[1]
+        return out
 
     def adopt(self, path, df: pd.DataFrame, digest: str) -> None:
         """Cache ``df`` as the content of ``path``, which another process has just written with it (a

@@ -63,7 +63,7 @@ class RunContext:
         """``{date: {stage: df_hash}}`` of the same-date partitions of ``stages`` (the lineage metadata)."""
         out: dict[pd.Timestamp, dict[str, str]] = {pd.Timestamp(d): {} for d in dates}
         for s in stages:
-            for d, (_, h) in self.read(s, dates).items():
+            for d, h in self.lake.hashes(self.name, str(s), dates).items():
                 out[d][str(s)] = h
         return out
 

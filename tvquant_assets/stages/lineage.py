@@ -62,8 +62,12 @@ def input_hashes(ctx: RunContext, dates, specs: Iterable[StageSpec], verify: boo
                 if span not in spans:
                     spans.add(span)
                     union.setdefault(asset, set()).update(ds)
-    labels = {asset: {d: f"{d:%Y-%m-%d}:{h}" for d, (_, h) in
-                      ctx.lake.read_many(ctx.name, asset, sorted(ds), missing_ok=True, verify=verify).items()}
+    def hashes(asset, ds):
+        if verify:  # from the content
+            return {d: h for d, (_, h) in ctx.lake.read_many(ctx.name, asset, ds, missing_ok=True, verify=True).items()}
+        return ctx.lake.hashes(ctx.name, asset, ds, missing_ok=True)
+
+    labels = {asset: {d: f"{d:%Y-%m-%d}:{h}" for d, h in hashes(asset, sorted(ds)).items()}
               for asset, ds in union.items()}
     memo: dict[tuple, dict] = {}
     out: dict[pd.Timestamp, dict[str, dict[str, dict]]] = {}
