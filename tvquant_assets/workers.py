@@ -11,6 +11,7 @@ stack itself, so their imports run beside its own.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 
@@ -92,11 +93,36 @@ def mark_worker() -> None:
     _IN_WORKER = True
 
 
+_BUSY = 0  # > 0: this process's workers are computing (a split stage): its writes stay in process
+
+
+@contextlib.contextmanager
+def workers_busy():
+    """While inside, :func:`fork_writers` forks no writer: the other cores already compute."""
+    global _BUSY
+    _BUSY += 1
+    try:
+        yield
+    finally:
+        _BUSY -= 1
+
+
 def fork_writers(n_files: int) -> int:
     """Processes to write ``n_files`` partition files (1: this one alone): forked workers only."""
-    if _IN_WORKER or n_files < FORK_WRITE_MIN or start_method() != "fork":
+    if _IN_WORKER or _BUSY or n_files < FORK_WRITE_MIN or start_method() != "fork":
         return 1
     return max(1, min(worker_count(), n_files // (FORK_WRITE_MIN // 2)))
+
+
+def contiguous(n_items: int, n: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: ``n_items`` in ``n`` contiguous parts of nearly equal length, first first."""
+    n = max(1, min(n, n_items))
+    size, extra = divmod(n_items, n)
+    bounds, at = [], 0
+    for i in range(n):
+        bounds.append((at, at + size + (1 if i < extra else 0)))
+        at = bounds[-1][1]
+    return bounds
 
 
 _FORK_WARNING = r"This process .* is multi-threaded, use of fork\(\) may lead to deadlocks in the child"

@@ -113,11 +113,16 @@ def _encode(table: pa.Table, digest: str | None) -> bytes:
     return buf.getvalue().to_pybytes()
 
 
+def _default_index(df: pd.DataFrame) -> bool:
+    """A RangeIndex from 0 by 1: what a partition file gives back."""
+    index = df.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+
+
 def prepare_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """``df`` as a partition file holds it (a default index: reset when it has another, else the frame
     itself, no copy) and its df_hash, stamped on it so the lake write that follows does not hash again."""
-    index = df.index
-    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+    if not _default_index(df):
         df = df.reset_index(drop=True)
     digest = df_hash(df)
     stamp_hash(df, digest)
@@ -390,8 +395,7 @@ class Lake:
         path recorded in ``edited_replaced``, so the run that overwrote it can say so."""
         if not isinstance(df, pd.DataFrame):
             raise LakeError(f"lake: {path} expects a DataFrame, got {type(df).__name__}")
-        index = df.index
-        if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        if _default_index(df):
             digest = hash_of(df)  # the caller's stamp when it hashed this very frame (the Dagster asset)
         else:  # the file holds no index: hash what a read gives back
             df = df.reset_index(drop=True)
@@ -464,12 +468,9 @@ class Lake:
         """``items`` in ``n`` contiguous parts, this process writing the first, forked workers the others
         (they inherit the frames: only their hashes come back); their frames are cached here as written."""
         global _FORKED
-        size, extra = divmod(len(items), n)
-        bounds, at = [], 0
-        for i in range(n):
-            bounds.append((at, at + size + (1 if i < extra else 0)))
-            at = bounds[-1][1]
-        from tvquant_assets.workers import forked_pool
+        from tvquant_assets.workers import contiguous, forked_pool
+
+        bounds = contiguous(len(items), n)
 
         _FORKED = (self, items)
         try:
@@ -480,10 +481,7 @@ class Lake:
                 for f, (lo, hi) in zip(futures, bounds[1:], strict=True):
                     theirs, edited = f.result()
                     for (path, df), digest in zip(items[lo:hi], theirs, strict=True):
-                        index = df.index
-                        if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
-                            df = df.reset_index(drop=True)
-                        self.adopt(path, df, digest)
+                        self.adopt(path, df if _default_index(df) else df.reset_index(drop=True), digest)
                     digests += theirs
                     with self._cache_lock:
                         self.edited_replaced.extend(edited)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from tvquant_assets.stages import MODULES, SPECS
 from tvquant_assets.stages.spec import StageResult
-from tvquant_assets.workers import ENV, executor, start, start_method, starting, worker_count
+from tvquant_assets.workers import ENV, contiguous, executor, start, start_method, starting, worker_count, workers_busy
 
 __all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "preload", "prepare", "run_parallel", "warm_up",
            "worker_count"]
@@ -42,14 +42,7 @@ MIN_DATES_PER_PART = 32
 
 def chunks(dates: list[pd.Timestamp], n: int) -> list[list[pd.Timestamp]]:
     """``dates`` (sorted) in ``n`` contiguous parts of nearly equal length, earliest first."""
-    n = max(1, min(n, len(dates)))
-    size, extra = divmod(len(dates), n)
-    out, at = [], 0
-    for i in range(n):
-        step = size + (1 if i < extra else 0)
-        out.append(dates[at:at + step])
-        at += step
-    return out
+    return [dates[lo:hi] for lo, hi in contiguous(len(dates), n)]
 
 
 _PRELOADED: set[str] = set()  # manifests whose engines and simulators this process has imported
@@ -221,7 +214,8 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
         try:
             results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
             if by_date and write is not None:
-                write(results[0])
+                with workers_busy():  # its workers are still computing their parts
+                    write(results[0])
         except BaseException:
             for f in futures:
                 f.cancel()

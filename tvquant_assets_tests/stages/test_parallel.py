@@ -208,3 +208,15 @@ def _grow(mb: int) -> int:
     _HELD.append(bytearray(mb * 2**20))
     time.sleep(1.1)  # loky checks memory at most once a second
     return os.getpid()
+
+
+def test_forked_writers_only_while_the_other_cores_are_free(monkeypatch):
+    monkeypatch.setenv(parallel.ENV, "2")
+    monkeypatch.setenv(workers.START_ENV, "fork")
+    assert workers.fork_writers(workers.FORK_WRITE_MIN) == 2
+    assert workers.fork_writers(workers.FORK_WRITE_MIN - 1) == 1  # not worth a fork
+    with workers.workers_busy():  # a split stage's caller writing its part while its workers compute
+        assert workers.fork_writers(10 * workers.FORK_WRITE_MIN) == 1
+    monkeypatch.setenv(workers.START_ENV, "loky")
+    assert workers.fork_writers(10 * workers.FORK_WRITE_MIN) == 1
+    assert workers.contiguous(10, 3) == [(0, 4), (4, 7), (7, 10)]
