@@ -104,6 +104,28 @@ def merge_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
+def merge_groups(groups: list[dict]) -> dict:
+    """Each date's frames of disjoint candidate groups (``[{date: frame}, ...]``, the same dates) merged as
+    ``merge_frames`` merges them, sorted once for the whole range (one per-date concat and sort costs ~3 ms).
+    Falls back to ``merge_frames`` per date when the frames' columns or dtypes differ or a key is missing."""
+    dates = list(groups[0])
+    frames = [[g[d] for d in dates] for g in groups]
+    layout = (tuple(frames[0][0].columns), tuple(frames[0][0].dtypes))
+    if any((tuple(f.columns), tuple(f.dtypes)) != layout for fs in frames for f in fs):
+        return {d: merge_frames([fs[i] for fs in frames]) for i, d in enumerate(dates)}
+    big = pd.concat([f for fs in frames for f in fs], ignore_index=True)
+    date_id = np.concatenate([np.repeat(np.arange(len(dates)), [len(f) for f in fs]) for fs in frames])
+    cand, _ = pd.factorize(big["candidate"], sort=True)
+    sym, _ = pd.factorize(big["symbol"], sort=True)
+    if (cand < 0).any() or (sym < 0).any():  # a missing key sorts last in merge_frames, first here
+        return {d: merge_frames([fs[i] for fs in frames]) for i, d in enumerate(dates)}
+    order = np.lexsort((sym, cand, date_id))
+    big, date_id = big.take(order), date_id[order]
+    bounds = np.searchsorted(date_id, np.arange(len(dates) + 1))
+    return {d: big.iloc[bounds[i]:bounds[i + 1]].reset_index(drop=True) if bounds[i + 1] > bounds[i]
+            else _frame([]) for i, d in enumerate(dates)}
+
+
 def _regime_keys(regime: pd.DataFrame | None) -> tuple[str, str]:
     if regime is None or regime.empty:
         return "", ""
@@ -115,10 +137,12 @@ def previous_weights(previous: pd.DataFrame | None, candidate: str, symbols: lis
     """The candidate's previous decision aligned on ``symbols`` (0 for symbols it did not hold)."""
     if previous is None or previous.empty:
         return None
-    rows = previous[(previous["candidate"] == candidate) & (previous["symbol"] != "")]
-    if rows.empty:
+    # Plain lists: a boolean mask over arrow strings costs ~2 ms for a few dozen rows, for every candidate.
+    weights = previous["weight"].to_numpy(dtype="float64").tolist()
+    held = {s: w for c, s, w in zip(previous["candidate"].tolist(), previous["symbol"].tolist(), weights, strict=True)
+            if c == candidate and s != ""}
+    if not held:
         return None
-    held = dict(zip(rows["symbol"].astype(str), rows["weight"].astype("float64"), strict=True))
     return np.array([held.get(s, 0.0) for s in symbols], dtype="float64")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tvquant_assets.calendar import previous_dates
-from tvquant_assets.core.tournament import merge_frames, run_tournament
+from tvquant_assets.core.tournament import merge_groups, run_tournament
 from tvquant_assets.errors import LakeError
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.markdown import md_table
@@ -94,7 +94,7 @@ def run_part(ctx: RunContext, dates: list[pd.Timestamp], names: tuple[str, ...] 
 def merge_parts(results: list[StageResult]) -> StageResult:
     """The groups of a split as one result: each date's rows of every group, sorted as one run sorts them."""
     first = results[0]
-    frames = {d: merge_frames([r.frames[d] for r in results]) for d in first.frames}
+    frames = merge_groups([r.frames for r in results])
     return StageResult(frames, first.upstream, first.notes, first.metadata)
 
 
