@@ -25,6 +25,26 @@ IDLE_TIMEOUT = 600
 
 
 def worker_count() -> int:
+    """``TVQUANT_WORKERS``, else the number of cores this process may run on; less the workers
+    :func:`reserved` holds (at least 1: this process)."""
+    return max(1, configured_workers() - _RESERVED)
+
+
+_RESERVED = 0  # workers busy beside this process's chain (stages/parallel.Beside)
+
+
+@contextlib.contextmanager
+def reserved():
+    """While inside, one worker fewer for this process's split stages (another computes beside it)."""
+    global _RESERVED
+    _RESERVED += 1
+    try:
+        yield
+    finally:
+        _RESERVED -= 1
+
+
+def configured_workers() -> int:
     """``TVQUANT_WORKERS``, else the number of cores this process may run on."""
     raw = os.environ.get(ENV, "").strip()
     if not raw:

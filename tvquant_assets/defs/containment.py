@@ -29,10 +29,10 @@ from tvquant_assets.stages.failures import PartitionFailure, blocked, locate
 from tvquant_assets.stages.plan import run_stage
 
 
-def run_contained(ctx: RunContext, stage: str, dates: list[pd.Timestamp]):
+def run_contained(ctx: RunContext, stage: str, dates: list[pd.Timestamp], finish=None):
     """``plan.run_stage``, or a ``dagster.Failure`` naming each date the stage fails on and why."""
     try:
-        return run_stage(ctx, stage, dates)
+        return run_stage(ctx, stage, dates, finish=finish)
     except BadDataError as exc:  # a wrong input file: no date can succeed and retrying cannot fix it
         raise Failure(str(exc), allow_retries=False) from exc
     except ConfigurationError:  # the manifest's own error, the same on every date: failed at once, not retried

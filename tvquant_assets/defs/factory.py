@@ -3,6 +3,7 @@
 
 
 import datetime as dt
+import functools
 import warnings
 from pathlib import Path
 
@@ -26,10 +27,11 @@ from tvquant_assets import progress, repair
 from tvquant_assets.calendar import CRON, calendar_dates, previous_dates
 from tvquant_assets.defs import chunks
 from tvquant_assets.defs.containment import run_contained
-from tvquant_assets.defs.metadata import OWNERS, partition_metadata
+from tvquant_assets.defs.metadata import OWNERS, finish_partition, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, no_retry_on_configuration_errors, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.run_warnings import warnings_to_run_log
+from tvquant_assets.hashing import stamp_hash
 from tvquant_assets.lake.store import prepare_frame
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import last_partition_date
@@ -117,16 +119,27 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
                 context.log.info(line)
         with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log), \
                 no_retry_on_configuration_errors():
-            result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys])
-        outputs, hashes = {}, {}
+            # a date split's workers hash their own dates and make their UI metadata (result.finished)
+            result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys],
+                                   finish=functools.partial(finish_partition, spec.name, mhash))
+        outputs, hashes, finished = {}, {}, result.finished
         with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)
             for key in keys:  # stamped: the IO manager writes it without hashing again
-                outputs[key], hashes[key] = prepare_frame(result.frames[pd.Timestamp(key)])
+                d = pd.Timestamp(key)
+                if d in finished:
+                    outputs[key], hashes[key] = result.frames[d], finished[d][0]
+                    stamp_hash(outputs[key], hashes[key])
+                else:
+                    outputs[key], hashes[key] = prepare_frame(result.frames[d])
         with progress.timed("metadata"):  # UI metadata: work only a Dagster run does
             for key in keys:
-                md = partition_metadata(outputs[key], hashes[key], result.upstream.get(pd.Timestamp(key), {}),
-                                        mhash, result.notes.get(pd.Timestamp(key), ""), spec.name)
-                md.update(result.metadata.get(pd.Timestamp(key), {}))  # audit: the ledger's chain head
+                d = pd.Timestamp(key)
+                if d in finished:
+                    md = finished[d][1]
+                else:
+                    md = partition_metadata(outputs[key], hashes[key], result.upstream.get(d, {}), mhash,
+                                            result.notes.get(d, ""), spec.name)
+                    md.update(result.metadata.get(d, {}))  # audit: the ledger's chain head
                 if repaired is not None:
                     md.update(repaired.metadata(pd.Timestamp(key)))
                 context.add_asset_metadata(md, partition_key=key)

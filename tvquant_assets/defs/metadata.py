@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
+from tvquant_assets.lake.store import prepare_frame
 from tvquant_assets.stages import MODULES
 from tvquant_assets.stages.markdown import cell, column_heads, md_table
 
@@ -59,6 +60,18 @@ def partition_metadata(df: pd.DataFrame, digest: str, upstream: dict[str, str], 
     if stage:
         md.update(stage_summary(stage, df))
     return md
+
+
+def finish_partition(stage: str, manifest_hash: str, result, date) -> tuple[str, dict]:
+    """One date of ``stage``'s result as its materialization records it, for a worker to compute beside the
+    run's process (``run_parallel``'s ``finish``): the frame as its lake file holds it (put back in
+    ``result.frames``), its df_hash and its UI metadata (``partition_metadata`` plus the stage's own)."""
+    frame, digest = prepare_frame(result.frames[date])
+    result.frames[date] = frame
+    md = partition_metadata(frame, digest, result.upstream.get(date, {}), manifest_hash,
+                            result.notes.get(date, ""), stage)
+    md.update(result.metadata.get(date, {}))
+    return digest, md
 
 
 OWNERS = ("team:quant-research",)

@@ -31,10 +31,20 @@ import pandas as pd
 
 from tvquant_assets.stages import MODULES, SPECS
 from tvquant_assets.stages.spec import StageResult
-from tvquant_assets.workers import ENV, contiguous, executor, start, start_method, starting, worker_count, workers_busy
+from tvquant_assets.workers import (
+    ENV,
+    contiguous,
+    executor,
+    reserved,
+    start,
+    start_method,
+    starting,
+    worker_count,
+    workers_busy,
+)
 
-__all__ = ["ENV", "MIN_DATES_PER_PART", "chunks", "merge_by_date", "preload", "prepare", "run_parallel", "warm_up",
-           "worker_count"]
+__all__ = ["ENV", "MIN_DATES_PER_PART", "Beside", "beside_stages", "chunks", "merge_by_date", "preload", "prepare",
+           "run_parallel", "start_beside", "warm_up", "worker_count"]
 
 MIN_DATES_PER_PART = 32
 """Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
@@ -45,26 +55,27 @@ def chunks(dates: list[pd.Timestamp], n: int) -> list[list[pd.Timestamp]]:
     return [dates[lo:hi] for lo, hi in contiguous(len(dates), n)]
 
 
-_PRELOADED: set[str] = set()  # manifests whose engines and simulators this process has imported
+_PRELOADED: dict[str, list] = {}  # manifest name -> what is left to import of its engines and simulators
 
 
-def preload(manifest) -> None:
+def preload(manifest, stop: Callable[[], bool] = lambda: False) -> None:
     """Import what ``manifest``'s stages load on first use (its engines' and simulators' modules: skfolio,
-    riskfolio, numba and its registries, ...), once per process. Only when a process would otherwise wait: a
-    worker before its first part, the caller while its workers finish theirs. No output depends on it."""
-    if manifest.name in _PRELOADED:
-        return
-    _PRELOADED.add(manifest.name)
-    from tvquant_assets.core.engines import ENGINES
-    from tvquant_assets.core.simulators import SIMULATORS
+    riskfolio, numba and its registries, ...), once per process, one module at a time until ``stop()`` says
+    the wait is over. Only when a process would otherwise wait: a worker before its first part, the caller
+    while its workers finish theirs. No output depends on it."""
+    if manifest.name not in _PRELOADED:
+        from tvquant_assets.core.engines import ENGINES
+        from tvquant_assets.core.simulators import SIMULATORS
 
-    engines = dict.fromkeys(c.engine for c in manifest.tournament.candidates)
-    simulators = dict.fromkeys(["vectorized", *manifest.backtest.simulators])
-    loads = [*(functools.partial(ENGINES.load, e) for e in engines),
-             *(functools.partial(SIMULATORS.load, s) for s in simulators), _numba_registries]
-    for load in loads:
+        engines = dict.fromkeys(c.engine for c in manifest.tournament.candidates)
+        simulators = dict.fromkeys(["vectorized", *manifest.backtest.simulators])
+        _PRELOADED[manifest.name] = [*(functools.partial(ENGINES.load, e) for e in engines),
+                                     *(functools.partial(SIMULATORS.load, s) for s in simulators),
+                                     _numba_registries]
+    loads = _PRELOADED[manifest.name]
+    while loads and not stop():
         try:
-            load()
+            loads.pop(0)()
         except Exception:  # noqa: BLE001 - the stage that needs it raises its own error, in its own place
             pass
 
@@ -112,10 +123,11 @@ def _compute(ctx, stage: str, dates: list[pd.Timestamp], first_computed, part) -
 
 
 def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environment, stage: str,
-                   dates: list[pd.Timestamp], first_computed, part, write: bool
+                   dates: list[pd.Timestamp], first_computed, part, write: bool, finish=None
                    ) -> tuple[StageResult, list[tuple], dict | None]:
     """One part in a worker; with ``write`` (a date split of the one-shot path) its partitions are written
-    here (atomic writes, as the caller's), and their hashes returned."""
+    here (atomic writes, as the caller's), and their hashes returned; with ``finish`` (a date split of the
+    Dagster path) ``result.finished`` holds what it makes of each date's frame."""
     ctx = _worker_context(token, manifest, lake_root, run_id, environment)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # every one, once per place: the caller's filters decide
@@ -126,6 +138,8 @@ def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environmen
             items = [(ctx.lake.path(ctx.name, stage, d), f) for d, f in result.frames.items()]
             written = {"hashes": dict(zip(result.frames, ctx.lake.write_many(items), strict=True)),
                        "edited": ctx.lake.edited_replaced[seen:]}
+        if finish is not None:
+            result.finished = {d: finish(result, d) for d in result.frames}
     return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
 
 
@@ -190,10 +204,13 @@ def _parts(ctx, stage: str, dates: list[pd.Timestamp], n: int) -> list[tuple[lis
 
 
 def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[], StageResult],
-                 write: Callable[[StageResult], None] | None = None) -> StageResult:
+                 write: Callable[[StageResult], None] | None = None,
+                 finish: Callable[[StageResult, pd.Timestamp], object] | None = None) -> StageResult:
     """``stage`` over ``dates`` (sorted), split over the worker processes when it can be; ``compute``
     computes it in process when it cannot (or one process is asked for). With ``write`` (the one-shot path)
-    the result is also written: a date split's workers write their own parts, ``write`` the caller's."""
+    the result is also written: a date split's workers write their own parts, ``write`` the caller's. With
+    ``finish`` (picklable: ``finish(result, date)``), a date split's workers also finish their own dates
+    (``StageResult.finished``); the caller finishes the rest itself."""
     n = worker_count()
     local = ctx.lake.root.protocol in ("", "file", "local")  # a worker cannot see an in-memory lake
     parts = _parts(ctx, stage, dates, n) if n > 1 and dates and local and not _starting() else [(dates, None)]
@@ -208,8 +225,8 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
     args = (token, ctx.manifest, str(ctx.lake.root), ctx.run_id, ctx.environment, stage)
     first_computed = ctx.first_computed
     pool = _forked_pool(ctx, token, len(parts) - 1) if forked else _executor(len(parts) - 1)
-    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None)
-               for ds, part in parts[1:]]
+    futures = [pool.submit(_run_in_worker, *args, ds, first_computed, part, by_date and write is not None,
+                           finish if by_date else None) for ds, part in parts[1:]]
     try:
         try:
             results = [_compute(ctx, stage, parts[0][0], first_computed, parts[0][1])]
@@ -220,8 +237,8 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
             for f in futures:
                 f.cancel()
             raise
-        if not forked and not all(f.done() for f in futures):  # the caller would wait: import what later
-            preload(ctx.manifest)  # stages load
+        # the caller would wait: import what later stages load (forked workers of later stages inherit it)
+        preload(ctx.manifest, stop=lambda: all(f.done() for f in futures))
         for f in futures:  # in submission order: deterministic, whatever finishes first
             result, caught, written = f.result()
             for message, category, filename, lineno in caught:
@@ -243,6 +260,71 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
     return merged
 
 
+# stages beside the chain (the one-shot path) ----------------------------------------------------------
+
+def beside_stages(stages) -> list[str]:
+    """The advisory stages of ``stages`` that no other stage of ``stages`` reads (the threshold auditor, the
+    verdict): what the one-shot path may compute in a process beside the rest of the chain."""
+    names = [str(s) for s in stages]
+    read = {u for n in names for u in (*SPECS[n].upstream, *SPECS[n].previous) if u != n}
+    return [n for n in names if not SPECS[n].sealed and not SPECS[n].seals and n not in read]
+
+
+def _run_beside(token: str, manifest, lake_root: str, run_id: str, environment, stages: list[str],
+                dates: list[pd.Timestamp]) -> tuple[list[tuple], list[str]]:
+    """``stages`` computed and written in order in this (forked) worker: the warnings raised and the files
+    found edited outside the lake."""
+    ctx = _worker_context(token, manifest, lake_root, run_id, environment)
+    seen = len(ctx.lake.edited_replaced)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for stage in stages:
+            result = _compute(ctx, stage, dates, dates[0], None)
+            ctx.lake.write_many([(ctx.lake.path(ctx.name, stage, d), f) for d, f in result.frames.items()])
+    return list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), \
+        ctx.lake.edited_replaced[seen:]
+
+
+class Beside:
+    """Stages computed and written by one forked worker while the caller goes on with the chain; until
+    :meth:`finish`, the caller's own split stages use one worker fewer (``workers.reserved``)."""
+
+    def __init__(self, ctx, stages: list[str], dates: list[pd.Timestamp]):
+        self.ctx, self.stages = ctx, stages
+        token = _token(ctx)
+        self.pool = _forked_pool(ctx, token, 1)
+        self.future = self.pool.submit(_run_beside, token, ctx.manifest, str(ctx.lake.root), ctx.run_id,
+                                       ctx.environment, stages, dates)
+        self._reserved = reserved()
+        self._reserved.__enter__()
+
+    def finish(self, quiet: bool = False) -> None:
+        """Wait for the stages; their warnings are raised again here, their errors too (``quiet``: neither,
+        when the caller is already raising its own)."""
+        try:
+            caught, edited = self.future.result()
+        except BaseException:
+            if quiet:
+                return
+            raise
+        finally:
+            self._reserved.__exit__(None, None, None)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        for message, category, filename, lineno in caught:
+            warnings.warn_explicit(message, category, filename, lineno)
+        self.ctx.lake.edited_replaced.extend(edited)
+
+
+def start_beside(ctx, stages: list[str], dates: list[pd.Timestamp]) -> Beside | None:
+    """:class:`Beside` for ``stages`` when a worker is worth it (forked workers, a local lake, a range long
+    enough to split), else None (the caller computes them in turn)."""
+    local = ctx.lake.root.protocol in ("", "file", "local")
+    if not stages or worker_count() < 2 or start_method() != "fork" or not local or \
+            len(dates) < 2 * MIN_DATES_PER_PART:
+        return None
+    return Beside(ctx, stages, dates)
+
+
 def merge_by_date(results: list[StageResult]) -> StageResult:
     """The parts of a date split as one result, in date order."""
     out = StageResult({})
@@ -251,7 +333,8 @@ def merge_by_date(results: list[StageResult]) -> StageResult:
         out.upstream.update(r.upstream)
         out.notes.update(r.notes)
         out.metadata.update(r.metadata)
+        out.finished.update(r.finished)
     order = sorted(out.frames)
     return StageResult({d: out.frames[d] for d in order}, {d: out.upstream[d] for d in order if d in out.upstream},
                        {d: out.notes[d] for d in order if d in out.notes},
-                       {d: out.metadata[d] for d in order if d in out.metadata})
+                       {d: out.metadata[d] for d in order if d in out.metadata}, out.finished)

@@ -19,7 +19,7 @@ from tvquant_assets.determinism import pin_threads
 from tvquant_assets.errors import SourceError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import MODULES, STAGES, Stage, assets_of, parallel
+from tvquant_assets.stages import MODULES, SPECS, STAGES, Stage, assets_of, parallel
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult
 
@@ -27,10 +27,11 @@ HISTORY_STAGES = (Stage.CATALOG, Stage.PRICES)
 """What the trailing windows of a range's first dates read from earlier partitions."""
 
 
-def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False) -> StageResult:
+def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False, finish=None) -> StageResult:
     """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths. Stages
     whose dates are independent run in worker processes (``stages/parallel.py``, ``TVQUANT_WORKERS``).
-    ``write_lake`` (the one-shot path) also writes the result, each worker its own dates."""
+    ``write_lake`` (the one-shot path) also writes the result, each worker its own dates; ``finish`` (the
+    Dagster path: hashes and UI metadata) is applied by each worker to its own part."""
     pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
@@ -39,7 +40,7 @@ def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False) -> S
         if parallel.worker_count() > 1 and len(dates) >= 2 * parallel.MIN_DATES_PER_PART:
             parallel.prepare(ctx)
     return parallel.run_parallel(ctx, str(stage), dates, lambda: MODULES[str(stage)].run(ctx, dates),
-                                 (lambda result: write(ctx, stage, result)) if write_lake else None)
+                                 (lambda result: write(ctx, stage, result)) if write_lake else None, finish)
 
 
 def write(ctx: RunContext, stage: str, result: StageResult) -> None:
@@ -107,9 +108,11 @@ def plan_range(manifest: Manifest, lake: Lake, start, end, extend_start: bool = 
 
 # the one-shot path ---------------------------------------------------------------------------------
 
-def run_one_shot(ctx: RunContext, dates, stages=None) -> dict[str, StageResult]:
+def run_one_shot(ctx: RunContext, dates, stages=None) -> None:
     """Compute and write every stage of ``stages`` for ``dates`` in order, without Dagster, after what the
-    plan of the range needs first (an earlier start, catalog and prices history)."""
+    plan of the range needs first (an earlier start, catalog and prices history). While a stage that is not
+    split runs (the audit), a forked worker computes beside it the first advisory stage nothing else reads
+    whose upstreams are written (``parallel.beside_stages``); the chain's own errors are raised first."""
     dates = sorted(pd.Timestamp(d) for d in dates)
     stages = assets_of(ctx.manifest) if stages is None else stages
     plan = plan_range(ctx.manifest, ctx.lake, dates[0], dates[-1])
@@ -119,12 +122,25 @@ def run_one_shot(ctx: RunContext, dates, stages=None) -> dict[str, StageResult]:
         history = manifest_dates(ctx.manifest, *plan.history)
         for stage in HISTORY_STAGES:
             run_stage(ctx, stage, history, write_lake=True)
-    results = {}
-    for stage in stages:
-        with progress.stage(f"{ctx.name}/{stage}", len(dates)):
-            res = run_stage(ctx, stage, dates, write_lake=True)
-        results[stage] = res
-    return results
+    names = [str(s) for s in stages]
+    beside, done = parallel.beside_stages(names), set()
+    for stage in names:
+        if stage in done:
+            continue
+        ready = [b for b in beside if b not in done and b != stage
+                 and all(u in done for u in SPECS[b].upstream if u in names)]
+        lane = parallel.start_beside(ctx, ready[:1], dates) if ready and not SPECS[stage].parallel else None
+        try:
+            with progress.stage(f"{ctx.name}/{stage}", len(dates)):
+                run_stage(ctx, stage, dates, write_lake=True)
+        except BaseException:
+            if lane is not None:
+                lane.finish(quiet=True)  # the chain's error is the one raised
+            raise
+        done.add(stage)
+        if lane is not None:
+            lane.finish()
+            done.update(lane.stages)
 
 
 def latest_partition(ctx: RunContext, today=None) -> pd.Timestamp:

@@ -46,9 +46,11 @@ class StageSpec:
 @dataclass
 class StageResult:
     """One frame per date, plus the df_hash of every same-date upstream partition (lineage), a note and
-    extra plain metadata per date."""
+    extra plain metadata per date; ``finished``: what a worker's ``finish`` made of its dates' frames (the
+    Dagster layer's hash and UI metadata, computed beside the caller's part)."""
 
     frames: dict[pd.Timestamp, pd.DataFrame]
     upstream: dict[pd.Timestamp, dict[str, str]] = field(default_factory=dict)
     notes: dict[pd.Timestamp, str] = field(default_factory=dict)
     metadata: dict[pd.Timestamp, dict] = field(default_factory=dict)
+    finished: dict[pd.Timestamp, object] = field(default_factory=dict)
