@@ -178,3 +178,33 @@ def test_batched_check_evaluations_write_what_the_stock_storage_writes(tmp_path,
     # each evaluation targets the latest materialization of its own partition: the same run's
     assert all(r[6][3] == ("ASSET_MATERIALIZATION", r[2], r[3]) for r in checks)
     assert seen[True] == seen[False]
+
+
+def test_events_serialize_as_dagster_serializes_them_with_each_column_schema_packed_once():
+    """``serialize_event`` is ``serialize_value`` byte for byte on materializations carrying tvquant's
+    metadata, and packs the column schema they share once."""
+    import pandas as pd
+    from dagster import AssetMaterialization
+    from dagster._core.events import DagsterEvent, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+    from dagster_shared.serdes import serialize_value
+
+    from tvquant_assets.defs import storage
+    from tvquant_assets.defs.metadata import column_schema, partition_metadata
+
+    frames = [pd.DataFrame({"symbol": ["AAA", "BBB"], "weight": [0.25 * i, 1 - 0.25 * i], "cov:AAA": [0.1, 0.2],
+                            "active": [True, False], "first": pd.to_datetime(["2024-01-02", "2024-01-03"])})
+              for i in range(3)]
+    packer = storage._SERIALIZERS["TableSchema"]
+    packer.packed.clear()
+    for i, frame in enumerate(frames):
+        md = partition_metadata(frame, f"hash{i}", {"prices": "p"}, "m", "a note", "tournament")
+        mat = AssetMaterialization(asset_key=AssetKey(["demo", "tournament"]), partition=f"2024-01-0{i + 2}",
+                                   metadata=md)
+        event = EventLogEntry(error_info=None, level=10, user_message="", run_id="r", timestamp=1.0 + i,
+                              step_key="demo__tournament", job_name="job",
+                              dagster_event=DagsterEvent(DagsterEventType.ASSET_MATERIALIZATION.value, "job",
+                                                         event_specific_data=StepMaterializationData(mat)))
+        assert storage.serialize_event(event) == serialize_value(event)
+        assert deserialize_value(storage.serialize_event(event), EventLogEntry) == event
+    assert list(packer.packed) == [id(column_schema(frames[0]))]
