@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tvquant_assets.core.frames import typed
+
 COLUMNS: dict[str, str] = {
     "candidate": "str",
     "symbol": "str",
@@ -137,7 +139,7 @@ def drift_orders(candidate: str, held: pd.Series, target: pd.Series, prices: pd.
         "book_value": book_value, "cost": notional * rates, "cluster": np.where(own, -1, cluster_id),
         "execution_rank": exec_rank, "instrument": names,
     })
-    return frame.astype(COLUMNS)[list(COLUMNS)]
+    return typed(frame, COLUMNS)  # built in COLUMNS order
 
 
 def order_instruments(frame: pd.DataFrame, alternatives: pd.Series, rule: str) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from tvquant_assets.core.book_fit import fit_book, sides_of
 from tvquant_assets.core.engines import get_engine
 from tvquant_assets.core.engines.base import Engine, EngineInputs, FitSpec, Status
 from tvquant_assets.core.estimation import Estimates, returns_window, unpack
+from tvquant_assets.core.frames import typed
 from tvquant_assets.core.linkage import selection_distance
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import EngineError
@@ -90,7 +91,7 @@ def resolve_cluster_cap(
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame = frame.astype(_DTYPES)
+    frame = typed(frame, _DTYPES)
     frame = frame.sort_values(["candidate", "symbol"], kind="stable").reset_index(drop=True)
     return frame
 
@@ -254,7 +255,7 @@ def _retyped(frame: pd.DataFrame) -> pd.DataFrame:
     """A tournament frame read back from the lake with the current schema (older frames lack ``picked``)."""
     if "picked" not in frame.columns:
         frame = frame.assign(picked="")
-    return frame[COLUMNS].astype(_DTYPES).reset_index(drop=True)
+    return typed(frame[COLUMNS], _DTYPES).reset_index(drop=True)
 
 
 def run_tournament(

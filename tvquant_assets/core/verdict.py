@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.special import ndtr
 from statsmodels.stats.sandwich_covariance import S_hac_simple
 
+from tvquant_assets.core.frames import frame_of
 from tvquant_assets.core.metrics import STABILITY_WINDOW, deflated_sharpe, rolling_sharpe
 
 WINDOWS = ("month", "12m")
@@ -131,8 +132,7 @@ def verdict(returns: pd.DataFrame, pairs: dict[str, str], engines: dict[str, str
                 "p_value": p, "stability": float(ok.std(ddof=1)) if ok.size >= 2 else np.nan,
                 "deflated_sharpe": deflated_sharpe(a, np.asarray(trial)), "verdict": call,
             })
-    frame = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
-    return frame.astype(VERDICT_COLUMNS)
+    return frame_of(rows, VERDICT_COLUMNS)
 
 
 def _sharpe(r: np.ndarray) -> float:

@@ -78,13 +78,16 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
             notes.update({d: f"{cand}: no decisions in the lake" for d in ds})
             continue
         for d, (held, target, equity) in books(panel.close, decisions[cand], start, ds, rates, **settings).items():
-            prices = closes.loc[closes.index <= d].iloc[-1] if (closes.index <= d).any() else pd.Series(dtype=float)
+            at = closes.index.searchsorted(d, side="right")  # the last close <= D (sorted dates)
+            prices = closes.iloc[at - 1] if at else pd.Series(dtype=float)
             sel = selections.get(d)
             ranked = sel is not None and "execution_score" in sel.columns
+            by_symbol = pd.Index(sel["symbol"]) if ranked else None
             frame = drift_orders(cand, held, target, prices, cfg.notional * equity, cfg.threshold, bt.drift_band,
                                  cfg.mode, cost_rate=next_rate(d),
-                                 clusters=sel.set_index("symbol")["cluster"] if ranked else None,
-                                 execution_score=sel.set_index("symbol")["execution_score"] if ranked else None,
+                                 clusters=pd.Series(sel["cluster"].to_numpy(), by_symbol) if ranked else None,
+                                 execution_score=pd.Series(sel["execution_score"].to_numpy(), by_symbol)
+                                 if ranked else None,
                                  max_orders=cfg.max_orders, max_traded=cfg.max_traded)
             frame = order_instruments(frame, alternatives.get(d, pd.Series(dtype=str)), cfg.instrument)
             frames[d] = frame
