@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 import tvquant_assets.stages as registry
+from tvquant_assets.core.frames import one_row_frames
 from tvquant_assets.lake.ledger import Ledger
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.history import update_stale
@@ -60,7 +61,7 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
                               f"bars are stale" + (f": {e[0]}..{e[-1]}" if e else "") for d, e in later.items()}
     head = new_entries[-1] if new_entries else seen["head"]
     appended = iter(new_entries)
-    frames, metadata, entries_by_date = {}, {}, {}
+    rows, metadata, entries_by_date = {}, {}, {}
     for d in dates:
         entries_by_date[d] = (kept[d], False) if d in kept else (next(appended), True)
     for d in dates:
@@ -69,12 +70,12 @@ def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:
         row = {"date": d, "seq": int(entry["seq"]), "entry_hash": entry["entry_hash"],
                "prev_hash": entry["prev_hash"], "manifest_hash": ctx.manifest_hash}
         row.update({f"hash_{s}": h for s, h in sorted(stages.items())})
-        frames[d] = pd.DataFrame([row])  # the same on a re-run: whether it appended is run metadata
+        rows[d] = row  # the same on a re-run: whether it appended is run metadata
         metadata[d] = {"ledger_appended": was_appended, "ledger_seq": int(entry["seq"]),
                        "ledger_entry_hash": entry["entry_hash"],
                        "ledger_head_seq": int(head["seq"]) if head else -1,
                        "ledger_head_hash": head["entry_hash"] if head else "", "ledger": str(ledger.path)}
-    return StageResult(frames, hashes, notes=notes, metadata=metadata)
+    return StageResult(one_row_frames(rows), hashes, notes=notes, metadata=metadata)
 
 
 def summary(frame: pd.DataFrame) -> dict:
