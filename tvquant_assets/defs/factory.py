@@ -119,7 +119,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
                 context.log.info(line)
         with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log), \
                 no_retry_on_configuration_errors():
-            # a date split's workers hash their own dates and make their UI metadata (result.finished)
+            # each process of a date split hashes its own dates and makes their UI metadata (result.finished)
             result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys],
                                    finish=functools.partial(finish_partition, spec.name, mhash))
         outputs, hashes, finished = {}, {}, result.finished

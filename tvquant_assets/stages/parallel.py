@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from tvquant_assets import progress
 from tvquant_assets.stages import MODULES, SPECS
 from tvquant_assets.stages.spec import StageResult
 from tvquant_assets.workers import (
@@ -209,8 +210,8 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
     """``stage`` over ``dates`` (sorted), split over the worker processes when it can be; ``compute``
     computes it in process when it cannot (or one process is asked for). With ``write`` (the one-shot path)
     the result is also written: a date split's workers write their own parts, ``write`` the caller's. With
-    ``finish`` (picklable: ``finish(result, date)``), a date split's workers also finish their own dates
-    (``StageResult.finished``); the caller finishes the rest itself."""
+    ``finish`` (picklable: ``finish(result, date)``), each process of a date split also finishes its own
+    dates (``StageResult.finished``), the caller before it waits for its workers."""
     n = worker_count()
     local = ctx.lake.root.protocol in ("", "file", "local")  # a worker cannot see an in-memory lake
     parts = _parts(ctx, stage, dates, n) if n > 1 and dates and local and not _starting() else [(dates, None)]
@@ -233,6 +234,9 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
             if by_date and write is not None:
                 with workers_busy():  # its workers are still computing their parts
                     write(results[0])
+            if by_date and finish is not None:  # its own dates, while the workers finish theirs
+                with progress.timed("metadata", within="compute"):  # work only a Dagster run does
+                    results[0].finished = {d: finish(results[0], d) for d in results[0].frames}
         except BaseException:
             for f in futures:
                 f.cancel()

@@ -31,7 +31,7 @@ def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False, fini
     """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths. Stages
     whose dates are independent run in worker processes (``stages/parallel.py``, ``TVQUANT_WORKERS``).
     ``write_lake`` (the one-shot path) also writes the result, each worker its own dates; ``finish`` (the
-    Dagster path: hashes and UI metadata) is applied by each worker to its own part."""
+    Dagster path: hashes and UI metadata) is applied by each process of a date split to its own part."""
     pin_threads()  # libraries loaded since the last stage get one thread too
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history

@@ -157,7 +157,7 @@ def _materializations(instance, manifest) -> dict[tuple[str, str], dict]:
 
 
 def test_dagster_workers_record_the_metadata_one_process_records(tmp_path, monkeypatch, two_workers):
-    """A date split's workers hash their own partitions and make their UI metadata (``finish``): every
+    """Each process of a date split hashes its own partitions and makes their UI metadata (``finish``): every
     materialization of a two-worker range carries what the one-process range records."""
     from dagster import DagsterInstance
 
@@ -182,7 +182,7 @@ def test_dagster_workers_record_the_metadata_one_process_records(tmp_path, monke
             by_workers = len(recorded[n]) - len(in_caller)
     assert recorded["2"].keys() == recorded["1"].keys()
     assert len(in_caller) == len(recorded["1"])  # one process: the run's process makes every partition's
-    assert by_workers >= len(recorded["1"]) // 4  # two: the workers made their share of the split stages'
+    assert by_workers >= len(recorded["1"]) // 2  # two: the split stages' dates, each finished by its process
     sealed = {k for k in recorded["1"] if k[0] != "audit"}  # the audit's chain entries name their run
 
     def same_run_free(md: dict) -> dict:  # a preview showing solver timings (``*_ms``) differs run to run
