@@ -58,15 +58,11 @@ def stage(name: str, n: int, bucket: str = "compute") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def timed(bucket: str, within: str | None = None) -> Iterator[None]:
-    """Time a block: into ``bucket`` (wall) and ``thread_cpu:<bucket>`` (this thread's CPU); ``within``: a
-    bucket timing an enclosing block (a stage's ``compute``), which this block's wall is taken out of."""
+def timed(bucket: str) -> Iterator[None]:
+    """Time a block: into ``bucket`` (wall) and ``thread_cpu:<bucket>`` (this thread's CPU)."""
     t0, c0 = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
-        wall = time.perf_counter() - t0
-        timings.add(bucket, wall)
+        timings.add(bucket, time.perf_counter() - t0)
         timings.add(f"thread_cpu:{bucket}", time.thread_time() - c0)
-        if within is not None:
-            timings.add(within, -wall)

@@ -29,7 +29,6 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from tvquant_assets import progress
 from tvquant_assets.stages import MODULES, SPECS
 from tvquant_assets.stages.spec import StageResult
 from tvquant_assets.workers import (
@@ -234,9 +233,8 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
             if by_date and write is not None:
                 with workers_busy():  # its workers are still computing their parts
                     write(results[0])
-            if by_date and finish is not None:  # its own dates, while the workers finish theirs
-                with progress.timed("metadata", within="compute"):  # work only a Dagster run does
-                    results[0].finished = {d: finish(results[0], d) for d in results[0].frames}
+            if by_date and finish is not None:  # its own dates while the workers finish theirs (counted
+                results[0].finished = {d: finish(results[0], d) for d in results[0].frames}  # as compute)
         except BaseException:
             for f in futures:
                 f.cancel()
