@@ -211,9 +211,10 @@ def cache_budget_bytes() -> int:
 def frame_nbytes(df: pd.DataFrame, table: pa.Table | None = None) -> int:
     """What a cached frame holds, estimated cheaply: its columns' buffers (``table``: the arrow table made
     from it, whose buffers are the frame's; object columns count their pointers) plus a fixed cost per
-    frame and column for pandas' own objects."""
-    data = table.get_total_buffer_size() if table is not None else sum(int(getattr(a, "nbytes", 0))
-                                                                       for a in column_arrays(df))
+    frame and column for pandas' own objects. A frame sliced from a larger one (a merged range, sliced per
+    date) counts its own rows: ``nbytes`` follows array offsets, where ``get_total_buffer_size`` counted the
+    whole shared buffers for every slice (1.75 MB for a 19 KB tournament partition)."""
+    data = table.nbytes if table is not None else sum(int(getattr(a, "nbytes", 0)) for a in column_arrays(df))
     return 8192 + 512 * df.shape[1] + data  # measured: ~10 KiB per small frame in RSS
 
 

@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -127,3 +128,20 @@ def test_rewriting_the_same_content_keeps_the_file_and_an_edited_file_is_named(t
     # new content is simply written
     lake.write("demo", "tournament", d, frame.assign(weight=[0.5, 0.5]))
     assert lake.read("demo", "tournament", d)["weight"].tolist() == [0.5, 0.5] and len(lake.edited_replaced) == 1
+
+
+def test_a_frame_sliced_from_a_range_counts_its_own_rows_in_the_read_cache(tmp_path):
+    """Merged ranges are sliced per date (the tournament's groups, the audit's rows): each slice shares the
+    range's buffers, and the cache's estimate must count the slice, not the range, or one stage's writes
+    would flush the whole cache."""
+    from tvquant_assets.lake.store import frame_nbytes
+
+    n = 2000
+    block = pd.DataFrame({"candidate": [f"custom/c{i % 4}" for i in range(n)],
+                          "symbol": [f"S{i:04d}" for i in range(n)], "weight": np.linspace(0, 1, n)})
+    alone = block.iloc[10:20].reset_index(drop=True).copy()
+    alone = pd.DataFrame({c: list(alone[c]) for c in alone.columns})  # the same rows, buffers of their own
+    lake = Lake(str(tmp_path))
+    lake.write("demo", "tournament", pd.Timestamp("2024-01-02"), block.iloc[10:20].reset_index(drop=True))
+    lake.write("demo", "tournament", pd.Timestamp("2024-01-03"), alone)
+    assert lake.cache_nbytes <= 2.2 * frame_nbytes(alone)
