@@ -272,27 +272,48 @@ def beside_stages(stages) -> list[str]:
     return [n for n in names if not SPECS[n].sealed and not SPECS[n].seals and n not in read]
 
 
+_LANE = None  # the claim counter of the lane this (forked) worker serves: the index of the next stage to take
+
+
+def _claim(counter, n: int) -> int | None:
+    """The next unclaimed stage's index of a lane of ``n`` stages, or None: the lane's worker and the caller
+    (once its chain is done) take stages in order from one shared counter."""
+    with counter.get_lock():
+        i = counter.value
+        if i >= n:
+            return None
+        counter.value = i + 1
+        return i
+
+
 def _run_beside(token: str, manifest, lake_root: str, run_id: str, environment, stages: list[str],
-                dates: list[pd.Timestamp]) -> tuple[list[tuple], list[str]]:
-    """``stages`` computed and written in order in this (forked) worker: the warnings raised and the files
-    found edited outside the lake."""
+                dates: list[pd.Timestamp]) -> tuple[list[tuple], list[str], list[str]]:
+    """The lane's stages computed and written in order in this (forked) worker, each claimed first: the
+    warnings raised, the files found edited outside the lake and the stages it computed."""
     ctx = _worker_context(token, manifest, lake_root, run_id, environment)
-    seen = len(ctx.lake.edited_replaced)
+    seen, computed = len(ctx.lake.edited_replaced), []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for stage in stages:
-            result = _compute(ctx, stage, dates, dates[0], None)
-            ctx.lake.write_many([(ctx.lake.path(ctx.name, stage, d), f) for d, f in result.frames.items()])
+        while (i := _claim(_LANE, len(stages))) is not None:
+            result = _compute(ctx, stages[i], dates, dates[0], None)
+            ctx.lake.write_many([(ctx.lake.path(ctx.name, stages[i], d), f) for d, f in result.frames.items()])
+            computed.append(stages[i])
     return list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), \
-        ctx.lake.edited_replaced[seen:]
+        ctx.lake.edited_replaced[seen:], computed
 
 
 class Beside:
-    """Stages computed and written by one forked worker while the caller goes on with the chain; until
-    :meth:`finish`, the caller's own split stages use one worker fewer (``workers.reserved``)."""
+    """A lane: stages computed and written, in order, by one forked worker while the caller goes on with
+    the chain; until :meth:`finish`, the caller's own split stages use one worker fewer
+    (``workers.reserved``). Once its chain is done the caller takes the stages the worker has not begun
+    (:meth:`take`), so neither process waits for a stage the other could have started."""
 
     def __init__(self, ctx, stages: list[str], dates: list[pd.Timestamp]):
+        global _LANE
+        import multiprocessing
+
         self.ctx, self.stages = ctx, stages
+        self.claims = _LANE = multiprocessing.get_context("fork").Value("i", 0)  # inherited by the fork
         token = _token(ctx)
         self.pool = _forked_pool(ctx, token, 1)
         self.future = self.pool.submit(_run_beside, token, ctx.manifest, str(ctx.lake.root), ctx.run_id,
@@ -300,14 +321,22 @@ class Beside:
         self._reserved = reserved()
         self._reserved.__enter__()
 
-    def finish(self, quiet: bool = False) -> None:
-        """Wait for the stages; their warnings are raised again here, their errors too (``quiet``: neither,
-        when the caller is already raising its own)."""
+    def done(self) -> bool:
+        return self.future.done()
+
+    def take(self) -> str | None:
+        """The next stage the worker has not begun, now the caller's to compute, or None."""
+        i = _claim(self.claims, len(self.stages))
+        return None if i is None else self.stages[i]
+
+    def finish(self, quiet: bool = False) -> list[str]:
+        """Wait for the worker; its warnings are raised again here, its errors too (``quiet``: neither,
+        when the caller is already raising its own). The stages it computed."""
         try:
-            caught, edited = self.future.result()
+            caught, edited, computed = self.future.result()
         except BaseException:
             if quiet:
-                return
+                return []
             raise
         finally:
             self._reserved.__exit__(None, None, None)
@@ -315,6 +344,7 @@ class Beside:
         for message, category, filename, lineno in caught:
             warnings.warn_explicit(message, category, filename, lineno)
         self.ctx.lake.edited_replaced.extend(edited)
+        return computed
 
 
 def start_beside(ctx, stages: list[str], dates: list[pd.Timestamp]) -> Beside | None:

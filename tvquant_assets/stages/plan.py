@@ -110,9 +110,10 @@ def plan_range(manifest: Manifest, lake: Lake, start, end, extend_start: bool = 
 
 def run_one_shot(ctx: RunContext, dates, stages=None) -> None:
     """Compute and write every stage of ``stages`` for ``dates`` in order, without Dagster, after what the
-    plan of the range needs first (an earlier start, catalog and prices history). While a stage that is not
-    split runs (the audit), a forked worker computes beside it the first advisory stage nothing else reads
-    whose upstreams are written (``parallel.beside_stages``); the chain's own errors are raised first."""
+    plan of the range needs first (an earlier start, catalog and prices history). Once the advisory stages
+    nothing else reads have their upstreams written, a forked worker computes them in turn beside the rest
+    of the chain (``parallel.beside_stages``, a lane); when the chain is done the caller takes those the
+    worker has not begun. The chain's own errors are raised first."""
     dates = sorted(pd.Timestamp(d) for d in dates)
     stages = assets_of(ctx.manifest) if stages is None else stages
     plan = plan_range(ctx.manifest, ctx.lake, dates[0], dates[-1])
@@ -123,24 +124,33 @@ def run_one_shot(ctx: RunContext, dates, stages=None) -> None:
         for stage in HISTORY_STAGES:
             run_stage(ctx, stage, history, write_lake=True)
     names = [str(s) for s in stages]
-    beside, done = parallel.beside_stages(names), set()
-    for stage in names:
-        if stage in done:
-            continue
-        ready = [b for b in beside if b not in done and b != stage
-                 and all(u in done for u in SPECS[b].upstream if u in names)]
-        lane = parallel.start_beside(ctx, ready[:1], dates) if ready and not SPECS[stage].parallel else None
-        try:
-            with progress.stage(f"{ctx.name}/{stage}", len(dates)):
-                run_stage(ctx, stage, dates, write_lake=True)
-        except BaseException:
-            if lane is not None:
-                lane.finish(quiet=True)  # the chain's error is the one raised
-            raise
+    beside, done, lane = parallel.beside_stages(names), set(), None
+
+    def compute(stage: str) -> None:
+        with progress.stage(f"{ctx.name}/{stage}", len(dates)):
+            run_stage(ctx, stage, dates, write_lake=True)
         done.add(stage)
+
+    try:
+        for stage in names:
+            if stage in done or (lane is not None and stage in lane.stages):
+                continue
+            if lane is not None and lane.done():
+                done.update(lane.finish())
+                lane = None
+            if lane is None:
+                ready = [b for b in beside if b not in done and b != stage
+                         and all(u in done for u in SPECS[b].upstream if u in names)]
+                lane = parallel.start_beside(ctx, ready, dates)
+            compute(stage)
+        while lane is not None and (taken := lane.take()) is not None:  # what the lane has not begun
+            compute(taken)
+    except BaseException:
         if lane is not None:
-            lane.finish()
-            done.update(lane.stages)
+            lane.finish(quiet=True)  # the chain's error is the one raised
+        raise
+    if lane is not None:
+        done.update(lane.finish())
 
 
 def latest_partition(ctx: RunContext, today=None) -> pd.Timestamp:

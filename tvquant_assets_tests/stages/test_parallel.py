@@ -97,8 +97,10 @@ def test_one_shot_with_two_workers_hashes_as_golden(tmp_path, monkeypatch, two_w
     m = load_manifest(path)
     lake = Lake(str(tmp_path / "lake"))
     run_one_shot(RunContext(m, lake), manifest_dates(m, SP500_IT_START, GOLDEN_END))
-    # forked: the threshold auditor is computed beside the audit (which is not split), the verdict split after it
-    assert two_workers == (SPLIT - {"regime_regret"} | {"beside:regime_regret"} if start == "fork" else SPLIT)
+    # forked: once the backtest is written, the threshold auditor and the verdict are computed in a lane beside
+    # the drift and the audit, which run in the caller meanwhile (one worker fewer: the drift is not split)
+    lane = {"regime_regret", "verdict"}
+    assert two_workers == (SPLIT - lane - {"drift"} | {f"beside:{s}" for s in lane} if start == "fork" else SPLIT)
     assert bool(shares) == (start == "fork")
     golden = json.loads(GOLDEN.read_text())
     now = partition_hashes(lake, m.name)
@@ -106,6 +108,42 @@ def test_one_shot_with_two_workers_hashes_as_golden(tmp_path, monkeypatch, two_w
         assert now[stage], stage
         moved = [d for d in now[stage] if hashes[d] != now[stage][d]]
         assert not moved, f"{stage}: {len(moved)} partitions differ with two workers, first {moved[0]}"
+
+
+
+def test_the_caller_takes_the_lane_stages_its_worker_has_not_begun(tmp_path, monkeypatch, two_workers):
+    """Once its chain is done the caller computes the lane's stages the worker has not claimed: here the
+    worker holds its first stage until the caller has taken the second. Hashes stay golden."""
+    import os
+    import time
+
+    from tvquant_assets.stages import plan
+
+    caller, in_caller = os.getpid(), []
+    real_compute, real_run_stage = parallel._compute, plan.run_stage
+
+    def held(ctx, stage, dates, first_computed, part):
+        if os.getpid() != caller and stage == "regime_regret":  # the lane's worker, on its first stage
+            deadline = time.monotonic() + 60
+            while parallel._LANE.value < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return real_compute(ctx, stage, dates, first_computed, part)
+
+    def recorded(ctx, stage, *args, **kwargs):
+        in_caller.append(str(stage))
+        return real_run_stage(ctx, stage, *args, **kwargs)
+
+    monkeypatch.setattr(parallel, "_compute", held)
+    monkeypatch.setattr(plan, "run_stage", recorded)
+    m = load_manifest(write_demo_variant(tmp_path, "sp500_it", SP500_IT_START))
+    lake = Lake(str(tmp_path / "lake"))
+    run_one_shot(RunContext(m, lake), manifest_dates(m, SP500_IT_START, GOLDEN_END))
+    assert {"beside:regime_regret", "beside:verdict"} <= two_workers
+    assert "verdict" in in_caller and "regime_regret" not in in_caller
+    assert in_caller.index("verdict") > in_caller.index("audit")  # taken once the chain was done
+    golden, now = json.loads(GOLDEN.read_text()), partition_hashes(lake, m.name)
+    for stage, hashes in golden.items():
+        assert now[stage] and now[stage] == {d: hashes[d] for d in now[stage]}, stage
 
 
 SYNTHETIC = """name: synth_workers
