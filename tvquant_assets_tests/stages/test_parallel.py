@@ -63,6 +63,29 @@ def test_split_parts():
                      "regime_regret", "verdict"}
 
 
+
+def test_tournament_groups_balance_the_engines_fit_times(tmp_path):
+    """The slow engine's candidate gets a group of its own; equal costs fall back to round robin."""
+    from tvquant_assets.manifest.schema import Candidate
+    from tvquant_assets.stages import MODULES
+
+    m = load_manifest(write_demo_variant(tmp_path, "sp500_groups", SP500_IT_START))
+    dates = manifest_dates(m, "2020-01-02", "2020-06-30")
+
+    def groups(pairs, n=2):
+        cands = [Candidate(engine=e, profile=p) for e, p in pairs]
+        mm = m.model_copy(update={"tournament": m.tournament.model_copy(update={"candidates": cands})})
+        return MODULES["tournament"].parts(RunContext(mm, Lake(str(tmp_path / "lake"))), dates, n)
+
+    demo = [("custom", "min_variance"), ("custom", "max_sharpe"), ("skfolio", "hrp"), ("custom", "equal_weight")]
+    assert groups(demo) == [("skfolio/hrp",), ("custom/min_variance", "custom/max_sharpe", "custom/equal_weight")]
+    custom = [("custom", "min_variance"), ("custom", "max_sharpe"), ("custom", "hrp"), ("custom", "equal_weight")]
+    assert groups(custom) == [("custom/min_variance", "custom/hrp"), ("custom/max_sharpe", "custom/equal_weight")]
+    heavy = [("riskfolio", "hrp"), ("skfolio", "hrp"), ("cvxportfolio", "min_variance"), ("custom", "hrp")]
+    assert groups(heavy) == [("riskfolio/hrp",), ("skfolio/hrp", "cvxportfolio/min_variance", "custom/hrp")]
+    assert groups(demo, n=1) == [] and groups(demo[:1]) == []
+
+
 def test_worker_count_from_the_environment(monkeypatch):
     monkeypatch.setenv(parallel.ENV, "3")
     assert parallel.worker_count() == 3

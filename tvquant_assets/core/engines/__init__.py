@@ -27,6 +27,8 @@ class EngineEntry(Entry):
     ``selection_tree``: profiles that can use the selection's tree; ``fixed_beta``: profiles whose
     library fixes beta at 0.95; ``joint``: profiles the engine solves over both books of
     ``tournament.book: long_short`` (a sign per book; ``Engine.fit_joint``), refused there otherwise.
+    ``fit_ms``: a fit's typical wall time (the demo's 2019 rebalances, ``solve_ms``), which balances the
+    tournament's candidate groups over worker processes; no output depends on it.
     """
 
     profiles: tuple[str, ...] = ()
@@ -37,6 +39,7 @@ class EngineEntry(Entry):
     selection_tree: tuple[str, ...] = ()
     fixed_beta: tuple[str, ...] = ()
     joint: tuple[str, ...] = ()
+    fit_ms: float = 3.0
 
     def risk_measures(self, profile: str) -> tuple[str, ...]:
         return next((m for ps, m in self.measures if profile in ps), ())
@@ -55,7 +58,7 @@ ENGINES = Registry("engine", {
         "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "equal_weight", "market_neutral"),
         long_short=("market_neutral",), measures=((("hrp", "herc", *_CONVEX, "risk_parity"), ALL_MEASURES),),
         l2=(*_CONVEX, "market_neutral"), selection_tree=("hrp", "herc"), fixed_beta=("hrp", "herc"),
-        joint=(*_CONVEX, "market_neutral")),
+        joint=(*_CONVEX, "market_neutral"), fit_ms=25.0),
     "riskfolio": EngineEntry("tvquant_assets.core.engines.riskfolio_engine:RiskfolioEngine", profiles=(
         "min_variance", "max_sharpe", "risk_parity", "hrp", "herc", "benchmark", "market_neutral"),
         long_short=("market_neutral",),
@@ -64,12 +67,12 @@ ENGINES = Registry("engine", {
                   (("max_sharpe",), tuple(m for m in ALL_MEASURES if m not in (
                       "semi_variance", "semi_deviation", "mean_absolute_deviation"))),
                   (("risk_parity",), ("variance", "standard_deviation", "semi_deviation", "mean_absolute_deviation",
-                                      "cvar", "evar", "cdar"))), joint=(*_CONVEX, "market_neutral")),
+                                      "cvar", "evar", "cdar"))), joint=(*_CONVEX, "market_neutral"), fit_ms=70.0),
     "cvxportfolio": EngineEntry("tvquant_assets.core.engines.cvxportfolio_engine:CvxportfolioEngine",
                                 profiles=("min_variance", "market_neutral"), long_short=("market_neutral",),
                                 measures=((("min_variance",), ("variance",)),),
                                 turnover=("min_variance", "market_neutral"), l2=("min_variance", "market_neutral"),
-                                joint=("min_variance", "market_neutral")),
+                                joint=("min_variance", "market_neutral"), fit_ms=30.0),
     "adaptive": EngineEntry("tvquant_assets.core.engines.adaptive:AdaptiveEngine", profiles=("adaptive",)),
 })
 
