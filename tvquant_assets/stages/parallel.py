@@ -188,9 +188,19 @@ def _token(ctx) -> str:
     return token
 
 
+def split_by_source(manifest, stage: str) -> str:
+    """How a stage that calls the source splits (``StageSpec.local_parallel``): only when the source reads
+    local data (bundled, files, synthetic); one that calls the network is retried and pooled in one process.
+    The prices split by dates (at 500 symbols x 10 years: 23.9 -> 12.5 s with two processes); the catalog
+    does not (one pass over every symbol's history up to the range's end, which a split would repeat)."""
+    from tvquant_assets.sources import NETWORK_SOURCES
+
+    return SPECS[stage].local_parallel if manifest.source.kind not in NETWORK_SOURCES else ""
+
+
 def _parts(ctx, stage: str, dates: list[pd.Timestamp], n: int) -> list[tuple[list[pd.Timestamp], object]]:
     """``[(dates, part), ...]`` of the stage's split over ``n`` processes; one entry: not split."""
-    mode = SPECS[stage].parallel
+    mode = SPECS[stage].parallel or split_by_source(ctx.manifest, stage)
     k = min(n, len(dates) // MIN_DATES_PER_PART)
     if mode == "dates" and k > 1:
         return [(chunk, None) for chunk in chunks(dates, k)]

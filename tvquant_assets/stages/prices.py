@@ -13,7 +13,8 @@ from tvquant_assets.repair import records as repair
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
-SPEC = StageSpec(name="prices", description=__doc__, upstream=("catalog",), kinds=("pandas",), calls_source=True)
+SPEC = StageSpec(name="prices", description=__doc__, upstream=("catalog",), kinds=("pandas",), calls_source=True,
+                 local_parallel="dates")  # each date's bars: a bundled, files or synthetic source splits by dates
 
 
 def run(ctx: RunContext, dates: list[pd.Timestamp]) -> StageResult:

@@ -30,6 +30,7 @@ class StageSpec:
     # depend on the range's other dates: "dates" (contiguous chunks), "interleaved" (every k-th date); "parts"
     # when the module splits it itself (parts/run_part/merge_parts); "" runs in one process
     parallel: str = ""
+    local_parallel: str = ""  # the same, for a stage calling a source that reads local data (not the network)
     previous: tuple[str, ...] = ()  # partitions read on the previous partition date (its own name: carried state)
     enabled_by: str | None = None  # opt-in: the manifest's boolean field (dotted path) that adds the stage
 

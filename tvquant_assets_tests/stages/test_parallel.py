@@ -25,6 +25,7 @@ from tvquant_assets_tests.conftest import SP500_IT_START, write_demo_variant
 from tvquant_assets_tests.stages.test_golden_hashes import GOLDEN, partition_hashes
 
 SPLIT = {n for n, s in SPECS.items() if s.parallel}
+LOCAL_SOURCE_SPLIT = SPLIT | {"prices"}  # with a source reading local data, the prices split by dates too
 GOLDEN_END = "2020-03-06"  # the golden range's first five weeks, with the rebalance date 2020-03-02
 
 
@@ -61,6 +62,14 @@ def test_split_parts():
     assert sum(parallel.chunks(dates, 3), []) == dates
     assert SPLIT == {"scan", "regime", "selection", "estimation", "tournament", "backtest", "drift",
                      "regime_regret", "verdict"}
+
+
+def test_the_stages_calling_a_network_source_are_not_split(tmp_path):
+    m = load_manifest(write_demo_variant(tmp_path, "sp500_split", SP500_IT_START))
+    live = m.model_copy(update={"source": m.source.model_copy(update={"kind": "tradingview"})})
+    assert {s: parallel.split_by_source(m, s) for s in ("catalog", "prices", "audit")} == \
+        {"catalog": "", "prices": "dates", "audit": ""}
+    assert {parallel.split_by_source(live, s) for s in ("catalog", "prices", "audit")} == {""}
 
 
 
@@ -123,7 +132,8 @@ def test_one_shot_with_two_workers_hashes_as_golden(tmp_path, monkeypatch, two_w
     # forked: once the backtest is written, the threshold auditor and the verdict are computed in a lane beside
     # the drift and the audit, which run in the caller meanwhile (one worker fewer: the drift is not split)
     lane = {"regime_regret", "verdict"}
-    assert two_workers == (SPLIT - lane - {"drift"} | {f"beside:{s}" for s in lane} if start == "fork" else SPLIT)
+    assert two_workers == (LOCAL_SOURCE_SPLIT - lane - {"drift"} | {f"beside:{s}" for s in lane}
+                           if start == "fork" else LOCAL_SOURCE_SPLIT)
     assert bool(shares) == (start == "fork")
     golden = json.loads(GOLDEN.read_text())
     now = partition_hashes(lake, m.name)
@@ -195,7 +205,7 @@ def test_dagster_range_with_two_workers_equals_one_process(tmp_path, monkeypatch
     m = load_manifest(path)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     materialize_range(path, "2016-09-01", "2016-10-07", lake_root=str(tmp_path / "parallel"))
-    assert two_workers == SPLIT
+    assert two_workers == LOCAL_SOURCE_SPLIT
     monkeypatch.setenv(parallel.ENV, "1")
     sequential = Lake(str(tmp_path / "sequential"))
     run_one_shot(RunContext(m, sequential), manifest_dates(m, "2016-09-01", "2016-10-07"))
