@@ -191,11 +191,19 @@ def query(db_path: Path | str, sql: str, limit: int | None = None):
 
 
 def row_counts(db_path: Path | str, views: Iterable[View]) -> dict[str, int]:
-    """Rows per view (DuckDB reads the parquet footers, not the data)."""
+    """Rows per view. A stage's view counts the rows its files' footers record (``parquet_file_metadata``:
+    each footer read once; a ``count(*)`` of the view also binds every file's schema for ``union_by_name``,
+    2.6x slower over the demo's 13,000 files); the ledger and the benchmark view (a filter) are counted."""
     con = connect(Path(db_path), read_only=True)
     try:
-        return {v.qualified: int(con.execute(
-            f"SELECT count(*) FROM {_quote_ident(v.schema)}.{_quote_ident(v.name)}").fetchone()[0]) for v in views}
+        out = {}
+        for v in views:
+            if v.name in ("ledger", BENCHMARK_VIEW):
+                sql, params = f"SELECT count(*) FROM {_quote_ident(v.schema)}.{_quote_ident(v.name)}", []
+            else:
+                sql, params = "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata(?)", [v.source]
+            out[v.qualified] = int(con.execute(sql, params).fetchone()[0])
+        return out
     finally:
         con.close()
 

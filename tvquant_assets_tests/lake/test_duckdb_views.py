@@ -39,8 +39,9 @@ def test_one_view_per_stage_and_the_ledger_each_matching_the_files(views):
                  for d in lake.partitions(m.name, stage.value)}
         assert counts[f"{m.name}.{stage.value}"] == sum(sizes.values()), stage
         cols, rows = duckdb_views.query(db, f"SELECT count(DISTINCT partition_date), min(partition_date), "
-                                            f"max(partition_date) FROM {m.name}.{stage.value}")
-        n, lo, hi = rows[0]
+                                            f"max(partition_date), count(*) FROM {m.name}.{stage.value}")
+        n, lo, hi, n_rows = rows[0]
+        assert counts[f"{m.name}.{stage.value}"] == n_rows, stage  # the footers' count is the view's
         dates = [d for d, n_rows in sizes.items() if n_rows]  # an empty partition (a holiday) adds no rows
         assert (n, pd.Timestamp(lo), pd.Timestamp(hi)) == (len(dates), dates[0], dates[-1]), stage
     entries = Ledger(str(lake.ledger_path(m.name))).entries()
