@@ -102,13 +102,24 @@ def check_unique_bars(prices: Mapping[pd.Timestamp, pd.DataFrame]) -> CheckRepor
     """One bar per symbol, stamped with the partition's own date."""
     report = CheckReport("unique_bars", len(prices))
     for d, frame in sorted(prices.items()):
-        stamps = pd.to_datetime(frame["date"])
-        for s in sorted(set(frame.loc[(stamps != d).to_numpy(), "symbol"])):
+        symbols = frame["symbol"].to_numpy(dtype=object)
+        other = _stamps(frame["date"]) != np.datetime64(pd.Timestamp(d).to_datetime64(), "ns")  # NaT: another
+        for s in sorted(set(symbols[other])):
             report.findings.append(Finding(d, str(s), "bar stamped with another date"))
-        dup = frame["symbol"].duplicated(keep=False).to_numpy()
-        for s in sorted(set(frame.loc[dup, "symbol"])):
-            report.findings.append(Finding(d, str(s), "duplicate bars"))
+        if len(set(symbols)) < len(symbols):
+            dup = frame["symbol"].duplicated(keep=False).to_numpy()
+            for s in sorted(set(symbols[dup])):
+                report.findings.append(Finding(d, str(s), "duplicate bars"))
     return report
+
+
+def _stamps(column: pd.Series) -> np.ndarray:
+    """A bar-date column as naive datetime64[ns] values (``pd.to_datetime`` for any other type)."""
+    if column.dtype != "datetime64[ns]":
+        column = pd.to_datetime(column)
+        if getattr(column.dtype, "tz", None) is not None:  # compared as pandas compares them: never equal
+            return np.full(len(column), np.datetime64("NaT"), dtype="datetime64[ns]")
+    return column.to_numpy(dtype="datetime64[ns]")
 
 
 def check_complete(prices: Mapping[pd.Timestamp, pd.DataFrame],
@@ -123,13 +134,17 @@ def check_complete(prices: Mapping[pd.Timestamp, pd.DataFrame],
     for d, frame in sorted(prices.items()):
         if (not len(frame) and d not in sessions) or d not in catalogs:
             continue
-        cat = catalogs[d]
-        expected = cat.loc[cat["active"].to_numpy(dtype=bool), "symbol"]
-        if "exclusion" in cat.columns:
-            expected = cat.loc[cat["active"].to_numpy(dtype=bool) & (cat["exclusion"] == "").to_numpy(), "symbol"]
-        missing = sorted(set(expected) - set(frame["symbol"]))
+        missing = sorted(set(_expected_symbols(catalogs[d])) - set(frame["symbol"].to_numpy(dtype=object)))
         report.findings += [Finding(d, str(s), "no bar on a trading day") for s in missing]
     return report
+
+
+def _expected_symbols(cat: pd.DataFrame) -> np.ndarray:
+    """The catalog's active symbols that data_repair has not excluded."""
+    keep = cat["active"].to_numpy(dtype=bool)
+    if "exclusion" in cat.columns:
+        keep = keep & (cat["exclusion"] == "").to_numpy(dtype=bool)
+    return cat["symbol"].to_numpy(dtype=object)[keep]
 
 
 def _close_panel(prices: Mapping[pd.Timestamp, pd.DataFrame]) -> pd.DataFrame:
@@ -148,14 +163,22 @@ def check_returns(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[
     if close.empty:
         return report
     logret = np.log(close.ffill()).diff()
-    logret = logret.where(close.notna())
+    values = logret.where(close.notna()).to_numpy(dtype="float64")
+    beyond = np.abs(values) > cfg.max_abs_log_return  # NaN: not beyond
+    rows, symbols = _row_of(close.index), close.columns
     for d in sorted(prices):
-        if d not in logret.index:
+        i = rows.get(d)
+        if i is None:
             continue
-        row = logret.loc[d]
-        for s, v in row[row.abs() > cfg.max_abs_log_return].items():
-            report.findings.append(Finding(d, str(s), f"log return {v:+.3f} beyond +/-{cfg.max_abs_log_return}"))
+        for j in np.flatnonzero(beyond[i]):
+            report.findings.append(Finding(d, str(symbols[j]),
+                                           f"log return {values[i, j]:+.3f} beyond +/-{cfg.max_abs_log_return}"))
     return report
+
+
+def _row_of(index: pd.Index) -> dict:
+    """Row position of each date of a close panel's (unique, sorted) index."""
+    return {pd.Timestamp(d): i for i, d in enumerate(index)}
 
 
 def check_fresh(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[pd.Timestamp, pd.DataFrame],
@@ -169,22 +192,25 @@ def check_fresh(prices: Mapping[pd.Timestamp, pd.DataFrame], history: Mapping[pd
         counts = np.zeros(unchanged.shape, dtype=np.int64)  # consecutive unchanged closes ending at each row
         for i in range(1, len(counts)):
             counts[i] = np.where(unchanged[i], counts[i - 1] + 1, 0)
-        run = pd.DataFrame(counts, index=close.index, columns=close.columns)
+        rows, symbols = _row_of(close.index), close.columns
         for d in sorted(prices):
-            if d not in run.index:
+            i = rows.get(d)
+            if i is None:
                 continue
-            row = run.loc[d]
-            for s, n in row[row >= cfg.stale_bars - 1].items():
-                report.findings.append(Finding(d, str(s), f"close unchanged for {int(n) + 1} bars"))
+            for j in np.flatnonzero(counts[i] >= cfg.stale_bars - 1):
+                report.findings.append(Finding(d, str(symbols[j]), f"close unchanged for {int(counts[i, j]) + 1} bars"))
     for d in sorted(prices):
         cat = catalogs.get(d)
         if cat is None or not len(cat):
             continue
-        quiet = ~cat["active"].to_numpy(dtype=bool) & cat["last_bar"].notna().to_numpy()
+        last_bar = cat["last_bar"]
+        quiet = ~cat["active"].to_numpy(dtype=bool) & last_bar.notna().to_numpy()
         if "exclusion" in cat.columns:  # excluded by data_repair: already handled, with its reason
-            quiet &= (cat["exclusion"] == "").to_numpy()
-        stopped = cat[quiet]
-        for s, last in zip(stopped["symbol"], stopped["last_bar"], strict=True):
+            quiet &= (cat["exclusion"] == "").to_numpy(dtype=bool)
+        if not quiet.any():
+            continue
+        for s, last in zip(cat["symbol"].to_numpy(dtype=object)[quiet], last_bar.to_numpy(dtype=object)[quiet],
+                           strict=True):
             report.findings.append(Finding(d, str(s), f"stopped reporting: last bar {pd.Timestamp(last).date()}"))
     return report
 
@@ -207,11 +233,12 @@ def check_selection_size(selections: Mapping[pd.Timestamp, pd.DataFrame], max_sy
     ``cfg.min_selected`` long names when that many were ranked."""
     report = CheckReport("selection_size", len(selections))
     for d, frame in sorted(selections.items()):
-        short = (frame["direction"] == "short").to_numpy() if "direction" in frame.columns else \
+        short = (frame["direction"] == "short").to_numpy(dtype=bool) if "direction" in frame.columns else \
             np.zeros(len(frame), dtype=bool)
         chosen = frame["selected"].to_numpy(dtype=bool)
         n, n_short = int((chosen & ~short).sum()), int((chosen & short).sum())
-        ranked = int(frame.loc[~short, "momentum_pct"].notna().sum()) if "momentum_pct" in frame.columns else n
+        ranked = int((~short & frame["momentum_pct"].notna().to_numpy()).sum()) if "momentum_pct" in frame.columns \
+            else n
         if n > max_symbols:
             report.findings.append(Finding(d, "", f"{n} long symbols selected, more than selection.max_symbols "
                                                   f"{max_symbols}"))
@@ -234,38 +261,45 @@ def check_weights(tournaments: Mapping[pd.Timestamp, pd.DataFrame], cfg: Quality
     tol = cfg.weight_tolerance
     limits = limits or {}
     for d, frame in sorted(tournaments.items()):
-        for cand, g in frame.groupby("candidate", sort=True):
-            held = g[g["symbol"] != ""]
-            w = held["weight"].to_numpy(dtype="float64")
-            cap = held["max_weight"].to_numpy(dtype="float64")
+        if frame.empty:
+            continue
+        cand = frame["candidate"].to_numpy(dtype=object)
+        sym = frame["symbol"].to_numpy(dtype=object)
+        weight = frame["weight"].to_numpy(dtype="float64")
+        caps = frame["max_weight"].to_numpy(dtype="float64")
+        status = frame["status"].to_numpy(dtype=object) if "status" in frame.columns else None
+        for name in sorted({c for c in cand if not pd.isna(c)}):  # as groupby(sort=True): NaN keys dropped
+            at = np.flatnonzero(cand == name)
+            live = at[sym[at] != ""]
+            w, cap = weight[live], caps[live]
             if np.isnan(w).any():
-                report.findings.append(Finding(d, str(cand), "NaN weight"))
+                report.findings.append(Finding(d, str(name), "NaN weight"))
                 continue
-            lim = limits.get(str(cand))
+            lim = limits.get(str(name))
             if lim is not None and lim.book != "long":
-                report.findings.extend(Finding(d, str(cand), f) for f in _book_findings(
-                    held, w, cap, lim, tol, str(g["status"].iloc[0]) if "status" in g.columns else ""))
+                report.findings.extend(Finding(d, str(name), f) for f in _book_findings(
+                    sym[live], w, cap, lim, tol, str(status[at[0]]) if status is not None else ""))
                 continue
             if (w < -tol).any():
-                report.findings.append(Finding(d, str(cand), f"negative weight {w.min():.6g}"))
+                report.findings.append(Finding(d, str(name), f"negative weight {w.min():.6g}"))
             over = w > cap + tol
             if over.any():
                 i = int(np.argmax(w - cap))
-                report.findings.append(Finding(d, str(cand), f"{held['symbol'].iloc[i]} weight {w[i]:.6g} above "
+                report.findings.append(Finding(d, str(name), f"{sym[live][i]} weight {w[i]:.6g} above "
                                                              f"cap {cap[i]:.6g}"))
-            if len(held) and abs(w.sum() - 1.0) > tol:
-                report.findings.append(Finding(d, str(cand), f"weights sum to {w.sum():.9g}, not 1"))
+            if len(live) and abs(w.sum() - 1.0) > tol:
+                report.findings.append(Finding(d, str(name), f"weights sum to {w.sum():.9g}, not 1"))
     return report
 
 
-def _book_findings(held: pd.DataFrame, w: np.ndarray, cap: np.ndarray, lim, tol: float, status: str) -> list[str]:
+def _book_findings(symbols: np.ndarray, w: np.ndarray, cap: np.ndarray, lim, tol: float, status: str) -> list[str]:
     """What breaks a short-only or long/short book's limits (``one_book_empty``: the net is not required)."""
     out = []
     over = np.abs(w) > cap + tol
     if over.any():
         i = int(np.argmax(np.abs(w) - cap))
-        out.append(f"{held['symbol'].iloc[i]} |weight| {abs(w[i]):.6g} above cap {cap[i]:.6g}")
-    if not len(held):
+        out.append(f"{symbols[i]} |weight| {abs(w[i]):.6g} above cap {cap[i]:.6g}")
+    if not len(symbols):
         return out
     if lim.book == "short":
         if (w > tol).any():
