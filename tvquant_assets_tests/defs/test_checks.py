@@ -85,6 +85,12 @@ def test_price_checks_fail_on_each_planted_fault(clean):
         f.loc[f["symbol"] == "KO", "date"] = d - pd.Timedelta(days=1)
         return f
     assert quality.check_unique_bars(planted(restamp)).findings[0].problem == "bar stamped with another date"
+    # a user's file may stamp bars as text or in the exchange's zone: text compares by value, a zoned stamp
+    # never equals the naive partition date
+    as_text = quality.check_unique_bars(planted(lambda f: restamp(f).assign(date=f["date"].dt.strftime("%Y-%m-%d"))))
+    assert [x.symbol for x in as_text.findings] == ["KO"]
+    zoned = quality.check_unique_bars(planted(lambda f: f.assign(date=f["date"].dt.tz_localize("America/New_York"))))
+    assert sorted(x.symbol for x in zoned.findings) == sorted(prices[d]["symbol"])
 
     gap = quality.check_complete(planted(lambda f: f[f["symbol"] != "JPM"]), cats)
     assert [(x.date, x.symbol) for x in gap.findings] == [(d, "JPM")]
