@@ -35,7 +35,7 @@ from tvquant_assets.hashing import stamp_hash
 from tvquant_assets.lake.store import prepare_frame
 from tvquant_assets.manifest import Manifest, manifest_hash
 from tvquant_assets.sources import last_partition_date
-from tvquant_assets.stages import SPECS, assets_of, upstream_of
+from tvquant_assets.stages import SPECS, ahead, assets_of, upstream_of
 from tvquant_assets.stages.code_versions import code_version
 from tvquant_assets.stages.context import RunContext
 
@@ -111,7 +111,12 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
     )
     def _stage_asset(context: AssetExecutionContext, lake: LakeResource):
         keys = list(context.partition_keys)
+        dates = [pd.Timestamp(k) for k in keys]
         ctx = RunContext(manifest, lake.open(), run_id=context.run.run_id)
+        finish = functools.partial(finish_partition, spec.name, mhash)
+        # the run's advisory stages, once their upstreams are written: computed by a worker beside the steps
+        ahead.start_ready(ctx, context.run.run_id, run_stages(context, name), spec.name, dates,
+                          lambda stage: functools.partial(finish_partition, stage, mhash))
         repaired = None
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
             repaired = repair.run_repair(ctx, [pd.Timestamp(k) for k in keys])
@@ -120,8 +125,9 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
         with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log), \
                 no_retry_on_configuration_errors():
             # each process of a date split hashes its own dates and makes their UI metadata (result.finished)
-            result = run_contained(ctx, spec.name, [pd.Timestamp(k) for k in keys],
-                                   finish=functools.partial(finish_partition, spec.name, mhash))
+            result = ahead.take(context.run.run_id, spec.name, dates)
+            if result is None:
+                result = run_contained(ctx, spec.name, dates, finish=finish)
         outputs, hashes, finished = {}, {}, result.finished
         with progress.timed("lake_write"):  # the hash a lake write computes (one-shot: inside write_many)
             for key in keys:  # stamped: the IO manager writes it without hashing again
@@ -148,6 +154,12 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
         return outputs
 
     return _stage_asset
+
+
+def run_stages(context: AssetExecutionContext, name: str) -> list[str]:
+    """The stages of manifest ``name`` the step's run materializes."""
+    keys = context.job_def.asset_layer.selected_asset_keys
+    return [k.path[1] for k in keys if len(k.path) == 2 and k.path[0] == name]
 
 
 def build_manifest_assets(manifest: Manifest, manifest_path: Path | None = None) -> list[AssetsDefinition]:

@@ -16,6 +16,7 @@ from tvquant_assets import progress
 from tvquant_assets.errors import LakeError
 from tvquant_assets.lake import Lake, default_lake_root
 from tvquant_assets.lake.store import is_date_key
+from tvquant_assets.stages import ahead
 
 
 class LakeIOManager(UPathIOManager):
@@ -52,6 +53,9 @@ class LakeIOManager(UPathIOManager):
         seen = len(self.lake.edited_replaced)
         with progress.timed("lake_write"):
             self.lake.write_many([(path, obj[key]) for key, path in paths.items()])
+        key = context.asset_key.path
+        if len(key) == 2:  # a stage's partitions of this run: what the run's lane may read (stages/ahead.py)
+            ahead.mark_written(context.run_id, key[1])
         edited = self.lake.edited_replaced[seen:]
         if edited:  # a partition changed outside the lake: say so before its replacement hides it
             from tvquant_assets import alerts
