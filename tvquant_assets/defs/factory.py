@@ -27,7 +27,7 @@ from tvquant_assets import progress, repair
 from tvquant_assets.calendar import CRON, calendar_dates, previous_dates
 from tvquant_assets.defs import chunks
 from tvquant_assets.defs.containment import run_contained
-from tvquant_assets.defs.metadata import OWNERS, finish_partition, partition_metadata
+from tvquant_assets.defs.metadata import OWNERS, add_partition_metadata, finish_partition, partition_metadata
 from tvquant_assets.defs.policies import SOURCE_RETRY, no_retry_on_configuration_errors, source_pool
 from tvquant_assets.defs.resources import LakeResource
 from tvquant_assets.defs.run_warnings import warnings_to_run_log
@@ -138,6 +138,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
                 else:
                     outputs[key], hashes[key] = prepare_frame(result.frames[d])
         with progress.timed("metadata"):  # UI metadata: work only a Dagster run does
+            by_partition = {}
             for key in keys:
                 d = pd.Timestamp(key)
                 if d in finished:
@@ -148,7 +149,8 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
                     md.update(result.metadata.get(d, {}))  # audit: the ledger's chain head
                 if repaired is not None:
                     md.update(repaired.metadata(pd.Timestamp(key)))
-                context.add_asset_metadata(md, partition_key=key)
+                by_partition[key] = md
+            add_partition_metadata(context, by_partition)
         if len(keys) == 1:  # DataVersion can only be per partition when the run holds one
             return Output(outputs, data_version=DataVersion(hashes[keys[0]]))
         return outputs
