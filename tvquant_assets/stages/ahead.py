@@ -101,11 +101,12 @@ class Lane:
         computes it itself: the worker has not begun it, it failed there, or it is not this lane's."""
         if stage not in self.futures or list(dates) != self.dates:
             return None
+        future = self.futures.pop(stage)  # taken once: the lane keeps no result after it
         if _claim(self.slots, self.stages.index(stage), CALLER):
             self.settle()
             return None
         try:
-            out = self.futures[stage].result()
+            out = future.result()
         except Exception:  # noqa: BLE001 - computed again by the step, which locates the failing dates
             out = None
         self.settle()
