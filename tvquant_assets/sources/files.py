@@ -57,7 +57,7 @@ ALIASES = {
 }
 POSITIVE = ("open", "high", "low", "close", "adj_close", "split")  # > 0; volume and dividend >= 0
 MAX_DAILY_GAP_DAYS = 4.5  # a median gap between a symbol's bars above this is not daily data
-_ZONE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
+_ZONE = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$")
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ def test_total_return_uses_dividends_and_splits_point_in_time(tmp_path):
                           b.assign(date=b["date"].dt.strftime("%Y-%m-%d 11:00"))]),
      "intraday bars or mixed frequencies"),
 ])
+@pytest.mark.filterwarnings("error::UserWarning")  # the one line, and no pandas notice beside it
 def test_bad_files_are_one_line_naming_file_row_and_column(tmp_path, bars, change, expected):
     assert expected in _error(tmp_path, change(bars.copy()))
 
