@@ -119,7 +119,7 @@ def build_stage_asset(manifest: Manifest, stage: str, manifest_path: Path | None
                           lambda stage: functools.partial(finish_partition, stage, mhash))
         repaired = None
         if spec.name == "catalog" and context.run.tags.get(repair.RUN_TAG) == "true":
-            repaired = repair.run_repair(ctx, [pd.Timestamp(k) for k in keys])
+            repaired = repair.run_repair(ctx, dates)
             for line in repaired.lines():  # what it found and decided, in the run log
                 context.log.info(line)
         with progress.stage(f"{name}/{spec.name}", len(keys)), warnings_to_run_log(context.log), \

@@ -25,10 +25,19 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from tvquant_assets.stages import SPECS, parallel
-from tvquant_assets.stages.parallel import _compute, _forked_pool, _token, _worker_context, beside_stages
+from tvquant_assets.stages import SPECS
+from tvquant_assets.stages.parallel import (
+    _compute,
+    _forked_pool,
+    _token,
+    _worker_context,
+    lane_worthwhile,
+    ready_beside,
+    warn_again,
+    warning_records,
+)
 from tvquant_assets.stages.spec import StageResult
-from tvquant_assets.workers import reserved, start_method, worker_count
+from tvquant_assets.workers import reserved
 
 FREE, WORKER, CALLER = 0, 1, 2
 
@@ -62,7 +71,7 @@ def _run_ahead(token: str, manifest, lake_root: str, run_id: str, environment, s
         warnings.simplefilter("always")  # every one, once per place: the step's filters decide
         result = _compute(ctx, stage, dates, dates[0], None)
         result.finished = {d: finish(result, d) for d in result.frames}
-    return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught))
+    return result, warning_records(caught)
 
 
 class Lane:
@@ -113,8 +122,7 @@ class Lane:
         if out is None:
             return None
         result, caught = out
-        for message, category, filename, lineno in caught:
-            warnings.warn_explicit(message, category, filename, lineno)
+        warn_again(caught)
         return result
 
 
@@ -130,12 +138,9 @@ def start_ready(ctx, run_id: str, run_stages: list[str], current: str, dates: li
     for other in [r for r in _LANES if r != run_id]:  # an earlier run's lane whose steps never came
         _LANES.pop(other).settle(wait=True)
         _WRITTEN.pop(other, None)
-    local = ctx.lake.root.protocol in ("", "file", "local")
-    if worker_count() < 2 or start_method() != "fork" or not local or len(dates) < 2 * parallel.MIN_DATES_PER_PART:
+    if not lane_worthwhile(ctx, dates):
         return
-    written = _WRITTEN.get(run_id, set())
-    ready = [s for s in beside_stages([s for s in SPECS if s in run_stages]) if s != current and s not in written
-             and all(u in written for u in SPECS[s].upstream if u in run_stages)]
+    ready = ready_beside([s for s in SPECS if s in run_stages], _WRITTEN.get(run_id, set()), current)
     if ready:  # the last step first: the run's process may still compute an earlier one when its step comes
         _LANES[run_id] = Lane(ctx, run_id, ready[::-1], dates, finish)
 

@@ -44,7 +44,7 @@ from tvquant_assets.workers import (
 )
 
 __all__ = ["ENV", "MIN_DATES_PER_PART", "Beside", "beside_stages", "chunks", "merge_by_date", "preload", "prepare",
-           "run_parallel", "start_beside", "warm_up", "worker_count"]
+           "lane_worthwhile", "ready_beside", "run_parallel", "start_beside", "warm_up", "worker_count"]
 
 MIN_DATES_PER_PART = 32
 """Fewer dates per part than this and the stage runs in process (a worker's first task imports ~5 s)."""
@@ -113,6 +113,17 @@ def _prepare_worker(token: str, manifest, lake_root: str, run_id: str, environme
         preload(manifest)
 
 
+def warning_records(caught) -> list[tuple]:
+    """Warnings recorded in a worker, once per message and place, in a form that pickles."""
+    return list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught))
+
+
+def warn_again(records: list[tuple]) -> None:
+    """A worker's :func:`warning_records` raised again in this process (its filters decide)."""
+    for message, category, filename, lineno in records:
+        warnings.warn_explicit(message, category, filename, lineno)
+
+
 def _compute(ctx, stage: str, dates: list[pd.Timestamp], first_computed, part) -> StageResult:
     from tvquant_assets.determinism import pin_threads
 
@@ -140,7 +151,7 @@ def _run_in_worker(token: str, manifest, lake_root: str, run_id: str, environmen
                        "edited": ctx.lake.edited_replaced[seen:]}
         if finish is not None:
             result.finished = {d: finish(result, d) for d in result.frames}
-    return result, list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), written
+    return result, warning_records(caught), written
 
 
 # caller side ---------------------------------------------------------------------------------------
@@ -253,8 +264,7 @@ def run_parallel(ctx, stage: str, dates: list[pd.Timestamp], compute: Callable[[
         preload(ctx.manifest, stop=lambda: all(f.done() for f in futures))
         for f in futures:  # in submission order: deterministic, whatever finishes first
             result, caught, written = f.result()
-            for message, category, filename, lineno in caught:
-                warnings.warn_explicit(message, category, filename, lineno)
+            warn_again(caught)
             if written is not None:  # what the worker wrote, cached here as if this process had written it
                 for d, digest in written["hashes"].items():
                     ctx.lake.adopt(ctx.lake.path(ctx.name, stage, d), result.frames[d].reset_index(drop=True),
@@ -308,7 +318,7 @@ def _run_beside(token: str, manifest, lake_root: str, run_id: str, environment, 
             result = _compute(ctx, stages[i], dates, dates[0], None)
             ctx.lake.write_many([(ctx.lake.path(ctx.name, stages[i], d), f) for d, f in result.frames.items()])
             computed.append(stages[i])
-    return list(dict.fromkeys((str(w.message), w.category, w.filename, w.lineno) for w in caught)), \
+    return warning_records(caught), \
         ctx.lake.edited_replaced[seen:], computed
 
 
@@ -351,18 +361,29 @@ class Beside:
         finally:
             self._reserved.__exit__(None, None, None)
             self.pool.shutdown(wait=True, cancel_futures=True)
-        for message, category, filename, lineno in caught:
-            warnings.warn_explicit(message, category, filename, lineno)
+        warn_again(caught)
         self.ctx.lake.edited_replaced.extend(edited)
         return computed
 
 
-def start_beside(ctx, stages: list[str], dates: list[pd.Timestamp]) -> Beside | None:
-    """:class:`Beside` for ``stages`` when a worker is worth it (forked workers, a local lake, a range long
-    enough to split), else None (the caller computes them in turn)."""
+def lane_worthwhile(ctx, dates: list[pd.Timestamp]) -> bool:
+    """Whether a lane's worker is worth it: forked workers, a local lake, a range long enough to split."""
     local = ctx.lake.root.protocol in ("", "file", "local")
-    if not stages or worker_count() < 2 or start_method() != "fork" or not local or \
-            len(dates) < 2 * MIN_DATES_PER_PART:
+    return worker_count() >= 2 and start_method() == "fork" and local and len(dates) >= 2 * MIN_DATES_PER_PART
+
+
+def ready_beside(stages, done, current: str) -> list[str]:
+    """The advisory stages of ``stages`` (``beside_stages``) not done, not ``current``, whose upstreams among
+    ``stages`` are all done: what a lane may compute now."""
+    names = [str(s) for s in stages]
+    return [b for b in beside_stages(names) if b not in done and b != current
+            and all(u in done for u in SPECS[b].upstream if u in names)]
+
+
+def start_beside(ctx, stages: list[str], dates: list[pd.Timestamp]) -> Beside | None:
+    """:class:`Beside` for ``stages`` when a worker is worth it (:func:`lane_worthwhile`), else None (the caller
+    computes them in turn)."""
+    if not stages or not lane_worthwhile(ctx, dates):
         return None
     return Beside(ctx, stages, dates)
 

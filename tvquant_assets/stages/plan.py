@@ -19,7 +19,7 @@ from tvquant_assets.determinism import pin_threads
 from tvquant_assets.errors import SourceError
 from tvquant_assets.lake import Lake
 from tvquant_assets.manifest import Manifest
-from tvquant_assets.stages import MODULES, SPECS, STAGES, Stage, assets_of, parallel
+from tvquant_assets.stages import MODULES, STAGES, Stage, assets_of, parallel
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult
 
@@ -124,7 +124,7 @@ def run_one_shot(ctx: RunContext, dates, stages=None) -> None:
         for stage in HISTORY_STAGES:
             run_stage(ctx, stage, history, write_lake=True)
     names = [str(s) for s in stages]
-    beside, done, lane = parallel.beside_stages(names), set(), None
+    done, lane = set(), None
 
     def compute(stage: str) -> None:
         with progress.stage(f"{ctx.name}/{stage}", len(dates)):
@@ -139,9 +139,7 @@ def run_one_shot(ctx: RunContext, dates, stages=None) -> None:
                 done.update(lane.finish())
                 lane = None
             if lane is None:
-                ready = [b for b in beside if b not in done and b != stage
-                         and all(u in done for u in SPECS[b].upstream if u in names)]
-                lane = parallel.start_beside(ctx, ready, dates)
+                lane = parallel.start_beside(ctx, parallel.ready_beside(names, done, stage), dates)
             compute(stage)
         while lane is not None and (taken := lane.take()) is not None:  # what the lane has not begun
             compute(taken)
