@@ -77,6 +77,21 @@ def previous_weekdays(date, count: int) -> list[pd.Timestamp]:
     return list(_previous_tuple("weekdays", pd.Timestamp(date), int(count)))
 
 
+def first_previous_weekday(date, count: int) -> pd.Timestamp:
+    """``previous_weekdays(date, count)[0]`` without building the list (a trailing window's first date)."""
+    d = pd.Timestamp(date)
+    if count <= 0 or d.tzinfo is not None or d != d.normalize():
+        return _previous_tuple("weekdays", d, int(count))[0]
+    need, year = int(count), d.year
+    while True:
+        days = _year("weekdays", year)
+        hi = bisect.bisect_left(days, d) if year == d.year else len(days)
+        if hi >= need:
+            return days[hi - need]
+        need -= hi
+        year -= 1
+
+
 def _previous_tuple(calendar: str, d: pd.Timestamp, count: int) -> tuple[pd.Timestamp, ...]:
     """The ``count`` dates of ``calendar`` before ``d`` (slices of the cached years)."""
     calendar = "weekdays" if calendar == "weekdays" else "daily"

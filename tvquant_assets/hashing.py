@@ -61,6 +61,9 @@ def _column_bytes(values) -> bytes:
         values = values if isinstance(values, pd.Series) else pd.Series(values, copy=False)
         ns = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
         return ns.astype("datetime64[ns]").to_numpy().view("<i8").tobytes()
+    packed = _arrow_string_bytes(values)
+    if packed is not None:
+        return packed
     items = _arrow_strings(values)
     if items is None:
         items = values.tolist()
@@ -68,6 +71,33 @@ def _column_bytes(values) -> bytes:
                for v in items]
     lengths = np.fromiter((len(b) for b in encoded), dtype="<i8", count=len(encoded))
     return lengths.tobytes() + b"".join(encoded)
+
+
+def _arrow_string_bytes(values) -> bytes | None:
+    """The canonical bytes of a pyarrow-backed string array straight from its buffers: an Arrow string
+    array is its UTF-8 bytes end to end plus offsets, so the lengths are the offsets' differences and the
+    values the data between the first and last offset (what encoding each ``str`` gives, without a Python
+    object per value). Missing values are filled with their text first (see :func:`_arrow_strings`). None
+    when ``values`` is not such an array."""
+    dtype = values.dtype
+    if isinstance(values, pd.Series) or not isinstance(dtype, pd.StringDtype) or dtype.storage != "pyarrow":
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = pa.array(values)
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    if arrow.null_count:
+        arrow = pc.fill_null(arrow, str(pd.NA) if dtype.na_value is pd.NA else "\x00NA")
+    if arrow.type != pa.large_string():
+        arrow = arrow.cast(pa.large_string())
+    _, offsets_buffer, data = arrow.buffers()
+    n = len(arrow)
+    offsets = np.frombuffer(offsets_buffer, dtype="<i8", count=arrow.offset + n + 1)[arrow.offset:]
+    lo, hi = (int(offsets[0]), int(offsets[-1])) if n else (0, 0)
+    body = data.to_pybytes()[lo:hi] if data is not None and hi > lo else b""
+    return np.diff(offsets).astype("<i8").tobytes() + body
 
 
 def _arrow_strings(values) -> list | None:

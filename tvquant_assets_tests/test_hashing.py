@@ -96,3 +96,30 @@ def test_df_hash_is_the_documented_canonical_form():
         h.update(parts[name][1])
     assert df_hash(df) == h.hexdigest()
     assert df_hash(df.set_index("s")) != df_hash(df)  # a real index is content too
+
+
+def test_arrow_string_columns_hash_as_their_values_one_by_one():
+    """Arrow-backed text is hashed from its buffers (offsets and UTF-8 data); the bytes must be the
+    documented per-value ones for sliced, filtered and concatenated arrays, missing values and any text."""
+    import hashlib
+    import random
+
+    rng = random.Random(3)
+    alphabet = ["a", "B", "é", "日本", "\x00", "", " ", "🙂", "NA", "<NA>"]
+
+    def expected(values, missing: str) -> str:
+        encoded = [(missing if v is None or v != v else v).encode() for v in values]
+        h = hashlib.sha256(f"rows={len(values)};".encode())
+        h.update(b"__index__0:num;" + np.arange(len(values), dtype="<f8").tobytes())
+        h.update(b"s:str;" + np.array([len(e) for e in encoded], dtype="<i8").tobytes() + b"".join(encoded))
+        return h.hexdigest()
+
+    for _ in range(400):
+        values = [None if rng.random() < 0.15 else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5)))
+                  for _ in range(rng.choice([0, 1, 7, 60]))]
+        for dtype, missing in (("str", "\x00NA"), ("string[pyarrow]", "<NA>")):
+            column = pd.Series(values, dtype=dtype)
+            variants = [column, column.iloc[1:-1], column[column.index % 2 == 0], pd.concat([column, column.iloc[::-1]])]
+            for s in variants:
+                kept = [None if pd.isna(v) else v for v in s]
+                assert df_hash(pd.DataFrame({"s": s.reset_index(drop=True)})) == expected(kept, missing)

@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from tvquant_assets.calendar import manifest_dates, previous_weekdays, rebalance_set
+from tvquant_assets.calendar import manifest_dates, first_previous_weekday, rebalance_set
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import SourceConfigError
 from tvquant_assets.lake.store import Lake
@@ -86,7 +86,7 @@ class RunContext:
         the bars, cut the windows short and make a date's outputs depend on where its range starts (a
         market that trades every day gets more bars than it needs, which the windows ignore)."""
         n = int(math.ceil(self.lookback_rows() * 1.12)) + 10
-        return previous_weekdays(first_date, n)[0]
+        return first_previous_weekday(first_date, n)
 
     def window_panel(self, dates) -> PricePanel:
         """The price panel the trailing windows of every date in ``dates`` read."""

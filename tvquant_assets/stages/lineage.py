@@ -69,21 +69,56 @@ def input_hashes(ctx: RunContext, dates, specs: Iterable[StageSpec], verify: boo
 
     labels = {asset: {d: f"{d:%Y-%m-%d}:{h}" for d, h in hashes(asset, sorted(ds)).items()}
               for asset, ds in union.items()}
-    memo: dict[tuple, dict] = {}
+    memo = _span_records(wanted, labels)
     out: dict[pd.Timestamp, dict[str, dict[str, dict]]] = {}
     for d, per_stage in wanted.items():
-        out[d] = {}
-        for stage, parts in per_stage.items():
-            rec = {}
+        out[d] = {stage: {asset: memo[_span_key(asset, ds)] for asset, ds in parts.items()}
+                  for stage, parts in per_stage.items()}
+    return out
+
+
+def _span_key(asset: str, ds: list[pd.Timestamp]) -> tuple:
+    return (asset, ds[0], ds[-1], len(ds)) if ds else (asset,)
+
+
+def _span_records(wanted: dict, labels: dict[str, dict[pd.Timestamp, str]]) -> dict[tuple, dict]:
+    """``{"dates", "n", "hash"}`` of every span ``wanted`` names. The spans of one asset that start on the same
+    date and extend one another (a book's closes since ``backtest.start``, one more date each day) are hashed
+    as one growing digest: each partition's label is hashed once, not once per later date."""
+    spans: dict[tuple, list[pd.Timestamp]] = {}
+    for per_stage in wanted.values():
+        for parts in per_stage.values():
             for asset, ds in parts.items():
-                key = (asset, ds[0], ds[-1], len(ds)) if ds else (asset,)
-                if key not in memo:
-                    found = [labels[asset][x] for x in ds if x in labels[asset]]
-                    span = f"{ds[0]:%Y-%m-%d}" if len(ds) == 1 else f"{ds[0]:%Y-%m-%d}..{ds[-1]:%Y-%m-%d}"
-                    memo[key] = {"dates": span, "n": len(found),
-                                 "hash": partitions_digest(found) if found else None}
-                rec[asset] = memo[key]
-            out[d][stage] = rec
+                spans.setdefault(_span_key(asset, ds), ds)
+    out: dict[tuple, dict] = {}
+    by_start: dict[tuple, list[tuple]] = {}
+    for key, ds in spans.items():
+        by_start.setdefault((key[0], ds[0]), []).append(key)
+    for (asset, _), keys in by_start.items():
+        known = labels.get(asset, {})
+        keys.sort(key=lambda k: k[3])
+        grown: list[pd.Timestamp] = []  # the dates hashed so far into ``digest``
+        digest, found = hashlib.sha256(), []
+        for key in keys:
+            ds = spans[key]
+            if grown and ds[:len(grown)] == grown:  # extends the last span: hash the new dates only
+                for x in ds[len(grown):]:
+                    label = known.get(x)
+                    if label is not None:
+                        digest.update(("\n" + label if found else label).encode("ascii"))
+                        found.append(label)
+            else:
+                found = [known[x] for x in ds if x in known]
+                digest = hashlib.sha256("\n".join(found).encode("ascii"))
+            grown = list(ds)
+            span = f"{ds[0]:%Y-%m-%d}" if len(ds) == 1 else f"{ds[0]:%Y-%m-%d}..{ds[-1]:%Y-%m-%d}"
+            if not found:
+                value = None
+            elif len(found) == 1:
+                value = partitions_digest(found)
+            else:
+                value = digest.hexdigest()
+            out[key] = {"dates": span, "n": len(found), "hash": value}
     return out
 
 
