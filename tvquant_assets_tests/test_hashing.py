@@ -119,7 +119,8 @@ def test_arrow_string_columns_hash_as_their_values_one_by_one():
                   for _ in range(rng.choice([0, 1, 7, 60]))]
         for dtype, missing in (("str", "\x00NA"), ("string[pyarrow]", "<NA>")):
             column = pd.Series(values, dtype=dtype)
-            variants = [column, column.iloc[1:-1], column[column.index % 2 == 0], pd.concat([column, column.iloc[::-1]])]
+            variants = [column, column.iloc[1:-1], column[column.index % 2 == 0],
+                        pd.concat([column, column.iloc[::-1]])]
             for s in variants:
                 kept = [None if pd.isna(v) else v for v in s]
                 assert df_hash(pd.DataFrame({"s": s.reset_index(drop=True)})) == expected(kept, missing)

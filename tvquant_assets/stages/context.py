@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from tvquant_assets.calendar import manifest_dates, first_previous_weekday, rebalance_set
+from tvquant_assets.calendar import first_previous_weekday, manifest_dates, rebalance_set
 from tvquant_assets.core.panel import PricePanel
 from tvquant_assets.errors import SourceConfigError
 from tvquant_assets.lake.store import Lake
