@@ -53,15 +53,14 @@ def input_hashes(ctx: RunContext, dates, specs: Iterable[StageSpec], verify: boo
     dates = [pd.Timestamp(d) for d in dates]
     specs = list(specs)
     wanted = {d: {s.name: input_partitions(ctx, s, d) for s in specs} for d in dates}
-    union: dict[str, set[pd.Timestamp]] = {}
-    spans: set[tuple] = set()  # (asset, first, last, n) already in the union: book stages share their spans
+    spans: dict[tuple, list[pd.Timestamp]] = {}  # every span once: book stages share theirs
     for per_stage in wanted.values():
         for parts in per_stage.values():
             for asset, ds in parts.items():
-                span = (asset, ds[0], ds[-1], len(ds)) if ds else (asset,)
-                if span not in spans:
-                    spans.add(span)
-                    union.setdefault(asset, set()).update(ds)
+                spans.setdefault(_span_key(asset, ds), ds)
+    union: dict[str, set[pd.Timestamp]] = {}
+    for (asset, *_), ds in spans.items():
+        union.setdefault(asset, set()).update(ds)
     def hashes(asset, ds):
         if verify:  # from the content
             return {d: h for d, (_, h) in ctx.lake.read_many(ctx.name, asset, ds, missing_ok=True, verify=True).items()}
@@ -69,7 +68,7 @@ def input_hashes(ctx: RunContext, dates, specs: Iterable[StageSpec], verify: boo
 
     labels = {asset: {d: f"{d:%Y-%m-%d}:{h}" for d, h in hashes(asset, sorted(ds)).items()}
               for asset, ds in union.items()}
-    memo = _span_records(wanted, labels)
+    memo = _span_records(spans, labels)
     out: dict[pd.Timestamp, dict[str, dict[str, dict]]] = {}
     for d, per_stage in wanted.items():
         out[d] = {stage: {asset: memo[_span_key(asset, ds)] for asset, ds in parts.items()}
@@ -78,18 +77,15 @@ def input_hashes(ctx: RunContext, dates, specs: Iterable[StageSpec], verify: boo
 
 
 def _span_key(asset: str, ds: list[pd.Timestamp]) -> tuple:
-    return (asset, ds[0], ds[-1], len(ds)) if ds else (asset,)
+    """A span of partitions (``input_partitions`` names none empty) by its asset, ends and length."""
+    return (asset, ds[0], ds[-1], len(ds))
 
 
-def _span_records(wanted: dict, labels: dict[str, dict[pd.Timestamp, str]]) -> dict[tuple, dict]:
-    """``{"dates", "n", "hash"}`` of every span ``wanted`` names. The spans of one asset that start on the same
-    date and extend one another (a book's closes since ``backtest.start``, one more date each day) are hashed
-    as one growing digest: each partition's label is hashed once, not once per later date."""
-    spans: dict[tuple, list[pd.Timestamp]] = {}
-    for per_stage in wanted.values():
-        for parts in per_stage.values():
-            for asset, ds in parts.items():
-                spans.setdefault(_span_key(asset, ds), ds)
+def _span_records(spans: dict[tuple, list[pd.Timestamp]], labels: dict[str, dict[pd.Timestamp, str]]
+                  ) -> dict[tuple, dict]:
+    """``{"dates", "n", "hash"}`` of every span. The spans of one asset that start on the same date and
+    extend one another (a book's closes since ``backtest.start``, one more date each day) are hashed as one
+    growing digest: each partition's label is hashed once, not once per later date."""
     out: dict[tuple, dict] = {}
     by_start: dict[tuple, list[tuple]] = {}
     for key, ds in spans.items():

@@ -141,3 +141,28 @@ def test_audit_frame_hashes_match_the_lake(lake):
     for stage in STAGES:
         if stage is not Stage.AUDIT:
             assert row[f"hash_{stage.value}"] == df_hash(lk.read(m.name, stage.value, DATES[0]))
+
+
+def test_book_spans_of_a_range_hash_as_each_date_alone(lake):
+    """A range's book spans (closes since ``backtest.start``, one date longer each day) share one growing
+    digest; each must equal the digest of its own labels joined, spelled out per date."""
+    import hashlib
+
+    from tvquant_assets.stages.lineage import input_hashes
+
+    m, lake = lake
+    m = m.model_copy(update={"backtest": m.backtest.model_copy(update={"start": pd.Timestamp("2020-01-27").date()})})
+    ctx = RunContext(m, lake)
+    dates = manifest_dates(m, "2020-02-24", DATES[-1])
+    for d in dates:  # prices of every date: the book span then reads only present partitions
+        if not lake.exists(m.name, "prices", d):
+            lake.write(m.name, "prices", d, pd.DataFrame({"symbol": ["AAPL"], "close": [1.0 + d.day_of_year]}))
+    spec = SPECS[Stage.BACKTEST]
+    got = input_hashes(ctx, dates, [spec])
+    for d in dates:
+        window = input_partitions(ctx, spec, d)["prices"]
+        lines = "\n".join(f"{x:%Y-%m-%d}:{lake.read_with_hash(m.name, 'prices', x)[1]}" for x in window)
+        assert len(window) > 20 and got[d]["backtest"]["prices"] == {
+            "dates": f"{window[0]:%Y-%m-%d}..{window[-1]:%Y-%m-%d}", "n": len(window),
+            "hash": hashlib.sha256(lines.encode()).hexdigest()}
+        assert got[d] == input_hashes(ctx, [d], [spec])[d]  # alone: no span to extend
