@@ -59,11 +59,12 @@ def save_records(lake, manifest: str, records: RepairRecords) -> None:
 
 def apply_to_catalog(frame: pd.DataFrame, records: RepairRecords, date) -> pd.DataFrame:
     """Excluded symbols are inactive on ``date`` and say why in ``exclusion`` ("" for the others)."""
-    out = frame.copy()
     reasons = records.excluded(date)
-    out["exclusion"] = pd.Series([reasons.get(s, "") for s in out["symbol"]], index=out.index, dtype=str)
-    if reasons:
-        out.loc[out["exclusion"] != "", "active"] = False
+    if not reasons:  # most dates: nothing excluded
+        return frame.assign(exclusion=pd.Series("", index=frame.index, dtype=str))
+    out = frame.assign(exclusion=pd.Series([reasons.get(s, "") for s in frame["symbol"]], index=frame.index,
+                                           dtype=str))
+    out.loc[out["exclusion"] != "", "active"] = False
     return out
 
 

@@ -15,7 +15,8 @@ from tvquant_assets.repair import records as repair
 from tvquant_assets.stages.context import RunContext
 from tvquant_assets.stages.spec import StageResult, StageSpec
 
-SPEC = StageSpec(name="catalog", description=__doc__, kinds=("pandas",), calls_source=True)
+SPEC = StageSpec(name="catalog", description=__doc__, kinds=("pandas",), calls_source=True,
+                 local_parallel="dates")  # each date reads bars up to itself: a local source splits by dates
 
 OUTPUT = ["symbol", "exchange", "type", "sector", "industry", "currency", "first_date", "last_bar", "active"]
 

@@ -202,8 +202,8 @@ def _token(ctx) -> str:
 def split_by_source(manifest, stage: str) -> str:
     """How a stage that calls the source splits (``StageSpec.local_parallel``): only when the source reads
     local data (bundled, files, synthetic); one that calls the network is retried and pooled in one process.
-    The prices split by dates (at 500 symbols x 10 years: 23.9 -> 12.5 s with two processes); the catalog
-    does not (one pass over every symbol's history up to the range's end, which a split would repeat)."""
+    The prices and the catalog split by dates, since a date reads only bars up to itself (at 500 symbols x
+    10 years, two processes: prices 23.9 -> 12.5 s, catalog 6.9 -> 5.8 s)."""
     from tvquant_assets.sources import NETWORK_SOURCES
 
     return SPECS[stage].local_parallel if manifest.source.kind not in NETWORK_SOURCES else ""

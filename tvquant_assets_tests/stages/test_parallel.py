@@ -25,7 +25,7 @@ from tvquant_assets_tests.conftest import SP500_IT_START, write_demo_variant
 from tvquant_assets_tests.stages.test_golden_hashes import GOLDEN, partition_hashes
 
 SPLIT = {n for n, s in SPECS.items() if s.parallel}
-LOCAL_SOURCE_SPLIT = SPLIT | {"prices"}  # with a source reading local data, the prices split by dates too
+LOCAL_SOURCE_SPLIT = SPLIT | {"catalog", "prices"}  # with a source reading local data, these split by dates too
 GOLDEN_END = "2020-03-06"  # the golden range's first five weeks, with the rebalance date 2020-03-02
 
 
@@ -70,7 +70,7 @@ def test_the_stages_calling_a_network_source_are_not_split(tmp_path):
     m = load_manifest(write_demo_variant(tmp_path, "sp500_split", SP500_IT_START))
     live = m.model_copy(update={"source": m.source.model_copy(update={"kind": "tradingview"})})
     assert {s: parallel.split_by_source(m, s) for s in ("catalog", "prices", "audit")} == \
-        {"catalog": "", "prices": "dates", "audit": ""}
+        {"catalog": "dates", "prices": "dates", "audit": ""}
     assert {parallel.split_by_source(live, s) for s in ("catalog", "prices", "audit")} == {""}
 
 
