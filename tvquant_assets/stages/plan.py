@@ -9,6 +9,7 @@ plan without Dagster.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -27,12 +28,25 @@ HISTORY_STAGES = (Stage.CATALOG, Stage.PRICES)
 """What the trailing windows of a range's first dates read from earlier partitions."""
 
 
+GC_THRESHOLD = 50_000
+"""Allocations between young-generation collections while stages run. Python's default (700) made the garbage
+collector rescan pandas' many small objects: with two workers, 17.6 -> 15.4 s for the demo's two years;
+reference cycles are still collected."""
+
+
+def relax_gc() -> None:
+    threshold = gc.get_threshold()
+    if threshold[0] < GC_THRESHOLD:
+        gc.set_threshold(GC_THRESHOLD, *threshold[1:])
+
+
 def run_stage(ctx: RunContext, stage: str, dates, write_lake: bool = False, finish=None) -> StageResult:
     """Compute ``stage`` for ``dates`` (sorted here) from the lake: the one dispatcher of both paths. Stages
     whose dates are independent run in worker processes (``stages/parallel.py``, ``TVQUANT_WORKERS``).
     ``write_lake`` (the one-shot path) also writes the result, each worker its own dates; ``finish`` (the
     Dagster path: hashes and UI metadata) is applied by each process of a date split to its own part."""
     pin_threads()  # libraries loaded since the last stage get one thread too
+    relax_gc()
     dates = sorted(pd.Timestamp(d) for d in dates)
     ctx.first_computed = dates[0] if dates else None  # price partitions before it are verified history
     if str(stage) in HISTORY_STAGES:  # the first stages of a range: start the workers of the later ones

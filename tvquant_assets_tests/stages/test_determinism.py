@@ -13,6 +13,7 @@ from tvquant_assets.lake import Lake
 from tvquant_assets.lake.ledger import HMAC_ENV, Ledger
 from tvquant_assets.stages import STAGES, Stage
 from tvquant_assets.stages.lineage import output_hashes
+from tvquant_assets.stages.plan import GC_THRESHOLD
 
 FIRST, SPLIT, LAST = "2020-02-24", "2020-03-02", "2020-03-06"  # SPLIT is a rebalance date
 PRELOAD = ["tvquant_assets.stages.plan", "tvquant_assets.core.scan", "tvquant_assets.core.selection",
@@ -24,8 +25,11 @@ PRELOAD = ["tvquant_assets.stages.plan", "tvquant_assets.core.scan", "tvquant_as
 _PIPES: dict = {}
 
 
-def _compute(manifest_path: str, lake_root: str, stage: str, dates: list[str]) -> tuple[dict[str, str], int]:
-    """In a worker: compute and write one stage for some dates; return their hashes and BLAS threads."""
+def _compute(manifest_path: str, lake_root: str, stage: str, dates: list[str]) -> tuple[dict[str, str], int, tuple]:
+    """In a worker: compute and write one stage for some dates; return their hashes, BLAS threads and the
+    garbage collector's state."""
+    import gc
+
     from tvquant_assets.determinism import blas_threads
     from tvquant_assets.manifest import load_manifest
     from tvquant_assets.stages.context import RunContext
@@ -39,7 +43,7 @@ def _compute(manifest_path: str, lake_root: str, stage: str, dates: list[str]) -
     frames = run_stage(pipe, Stage(stage), [pd.Timestamp(d) for d in dates]).frames
     hashes = {f"{d:%Y-%m-%d}": pipe.lake.write(pipe.name, stage, d, f.reset_index(drop=True))
               for d, f in frames.items()}
-    return hashes, blas_threads()
+    return hashes, blas_threads(), (gc.isenabled(), gc.get_threshold()[0])
 
 
 def test_two_workers_equal_one_process(sp500_it_run, tmp_path, monkeypatch):
@@ -65,8 +69,9 @@ def test_two_workers_equal_one_process(sp500_it_run, tmp_path, monkeypatch):
             futures = [pool.submit(_compute, str(sp500_it_run["manifest_path"]), root, stage.value, h)
                        for h in halves]
             for f in futures:
-                hashes, threads = f.result(timeout=600)
+                hashes, threads, collector = f.result(timeout=600)
                 assert threads == 1, "BLAS/OpenMP pools must be pinned to one thread"
+                assert collector == (True, GC_THRESHOLD), "stages run with a relaxed collector, still on"
                 got.update({(stage.value, d): h for d, h in hashes.items()})
     for stage in STAGES:
         if stage is Stage.AUDIT:
